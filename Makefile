@@ -1,0 +1,52 @@
+# `make test` takes a fresh clone to a passing test suite; `make bench` prints the overhead.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed-test
+
+.PHONY: test lint bench memcached clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(INSTALLED)
+
+# The tests start their own memcached processes: the binary must be installed.
+memcached:
+	@if command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ]; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing memcached with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq memcached; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		echo "installing memcached with sudo apt-get"; \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq memcached; \
+	else \
+		echo "memcached is not installed and cannot be installed from here."; \
+		echo "Install it (Debian/Ubuntu: sudo apt-get install memcached; macOS: brew install memcached)"; \
+		echo "and run make test again."; \
+		exit 1; \
+	fi
+
+lint: $(INSTALLED)
+	$(PY) -m ruff check ioprofiler integrations tests benchmarks
+	$(PY) -m ruff format --check ioprofiler integrations tests benchmarks
+
+test: $(INSTALLED) memcached lint
+	$(PY) -m pytest
+
+bench: memcached
+	$(MAKE) VENV=.venv-bench INSTALLED=.venv-bench/.installed-bench bench-env
+	.venv-bench/bin/python benchmarks/overhead.py
+
+.venv-bench/.installed-bench: pyproject.toml
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet --upgrade pip
+	.venv-bench/bin/python -m pip install --quiet -e '.[bench]'
+	touch .venv-bench/.installed-bench
+
+bench-env: .venv-bench/.installed-bench
+
+clean:
+	rm -rf $(VENV) .venv-bench .venv-sqlalchemy20 build dist *.egg-info

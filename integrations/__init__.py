@@ -1,0 +1,1 @@
+"""One module per intercepted library, installed as ``ioprofiler.integrations``."""

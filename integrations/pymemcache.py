@@ -1,0 +1,255 @@
+"""pymemcache: every round trip of ``pymemcache.client.base.Client``.
+
+PooledClient, HashClient and RetryingClient all end in the base Client, so one
+event is one call to one server, and ``client.server`` names it. Wrapped: every
+public I/O method of the base Client, and the aliases, which are separate class
+attributes (``set_multi``, ``get_multi``, ``delete_multi``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ioprofiler.event import CACHE, note_cache_server
+from ioprofiler.patching import Patches
+from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
+
+NAME = "pymemcache"
+
+# method -> how its keys are passed
+#   "key":    the first argument is one key
+#   "keys":   the first argument is an iterable of keys
+#   "values": the first argument is a {key: value} mapping
+#   "none":   no keys
+WRITES: dict[str, str] = {
+    "set": "key",
+    "set_many": "values",
+    "set_multi": "values",
+    "add": "key",
+    "replace": "key",
+    "append": "key",
+    "prepend": "key",
+    "cas": "key",
+    "delete": "key",
+    "delete_many": "keys",
+    "delete_multi": "keys",
+    "incr": "key",
+    "decr": "key",
+    "touch": "key",
+    "stats": "none",
+    "cache_memlimit": "none",
+    "version": "none",
+    "raw_command": "command",
+    "flush_all": "none",
+    "quit": "none",
+    "shutdown": "none",
+}
+READS = ("get", "gets", "get_many", "get_multi", "gets_many")
+CANONICAL_OP = {"set_multi": "set_many", "get_multi": "get_many", "delete_multi": "delete_many"}
+_IGNORED_ERROR = "error hidden by ignore_exc"
+_NOT_FOUND = object()  # our own default for get/gets, so a stored falsy value is still a HIT
+
+_patches = Patches()
+
+
+def available() -> bool:
+    try:
+        importlib.import_module("pymemcache.client.base")
+    except ImportError:
+        return False
+    return True
+
+
+def install() -> bool:
+    from pymemcache.client.base import Client
+
+    for name in READS:
+        _patches.wrap(Client, name, _READ_WRAPPERS[CANONICAL_OP.get(name, name)])
+    for name, keys_shape in WRITES.items():
+        _patches.wrap(Client, name, _write_wrapper(CANONICAL_OP.get(name, name), keys_shape))
+    return bool(_patches)
+
+
+def uninstall() -> None:
+    _patches.unwrap_all()
+
+
+def _begin(traces: Any, op: str, client: Any, keys: tuple[Any, ...]):
+    try:
+        server = client.server
+        note_cache_server(server)
+        event = begin(traces, CACHE, op, server)
+        event.keys = keys
+        event.start_ns = perf_counter_ns()
+        return event
+    except Exception as exc:
+        profiler_failed(traces, exc)
+        return None
+
+
+def _single_read(op: str):
+    """get(key, default=None) and gets(key, default=None, cas_default=None)."""
+
+    def bind_get(key: Any, default: Any = None) -> tuple[Any, tuple[Any, ...]]:
+        return key, (default,)
+
+    def bind_gets(key: Any, default: Any = None, cas_default: Any = None):
+        return key, (default, cas_default)
+
+    bind = bind_get if op == "get" else bind_gets
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        traces = active.get()
+        if not traces:
+            return wrapped(*args, **kwargs)
+        try:
+            key, defaults = bind(*args, **kwargs)
+        except TypeError:
+            return wrapped(*args, **kwargs)  # let the library raise its own error
+        event = _begin(traces, op, instance, (key,))
+        if event is None:
+            return wrapped(*args, **kwargs)
+        try:
+            if op == "get":
+                result = wrapped(key, _NOT_FOUND)
+            else:
+                result = wrapped(key, _NOT_FOUND, defaults[1])
+        except BaseException as exc:
+            failed(event, exc)
+            raise
+        event.end_ns = perf_counter_ns()
+        found = (result is not _NOT_FOUND) if op == "get" else (result[0] is not _NOT_FOUND)
+        event.hit = found
+        if not found:
+            event.misses = event.keys
+            result = defaults[0] if op == "get" else defaults
+            _note_hidden_error(event, instance)
+        done(event)
+        return result
+
+    return wrapper
+
+
+def _multi_read(op: str):
+    """get_many(keys) and gets_many(keys): hits are the keys returned."""
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        traces = active.get()
+        if not traces:
+            return wrapped(*args, **kwargs)
+        keys = args[0] if args else kwargs.get("keys")
+        if keys is None or len(args) + len(kwargs) != 1:
+            return wrapped(*args, **kwargs)
+        try:
+            recorded = tuple(keys)
+            # An iterator is read once here; the library gets the same items again.
+            passed = iter(recorded) if iter(keys) is keys else keys
+        except Exception:
+            return wrapped(*args, **kwargs)
+        if not recorded and passed is keys:
+            return wrapped(passed)  # no round trip: the library returns {} at once
+        event = _begin(traces, op, instance, recorded)
+        if event is None:
+            return wrapped(passed)
+        try:
+            result = wrapped(passed)
+        except BaseException as exc:
+            failed(event, exc)
+            raise
+        event.end_ns = perf_counter_ns()
+        try:
+            if len(result) < len(recorded):
+                event.misses = tuple(k for k in recorded if k not in result)
+                if not result:
+                    _note_hidden_error(event, instance)
+            event.hit = not event.misses
+        except Exception as exc:
+            profiler_failed(traces, exc)
+        done(event)
+        return result
+
+    return wrapper
+
+
+def _note_hidden_error(event: Any, client: Any) -> None:
+    """With ignore_exc=True a failed read looks like a miss, but it closed the socket."""
+    if getattr(client, "ignore_exc", False) and getattr(client, "sock", True) is None:
+        event.error = _IGNORED_ERROR
+
+
+def _write_keys(shape: str, args: Any, kwargs: Any) -> tuple[tuple[Any, ...], Any, Any]:
+    """(keys to record, args to pass, kwargs to pass)."""
+    first_name = {"key": "key", "keys": "keys", "values": "values", "command": "command"}.get(shape)
+    if first_name is None:
+        return (), args, kwargs
+    if args:
+        first = args[0]
+    elif first_name in kwargs:
+        first = kwargs[first_name]
+    else:
+        return (), args, kwargs
+    if shape in ("key", "command"):
+        return (first,), args, kwargs
+    if iter(first) is first:
+        materialized = tuple(first)
+        if args:
+            args = (iter(materialized),) + tuple(args[1:])
+        else:
+            kwargs = dict(kwargs, **{first_name: iter(materialized)})
+        return materialized, args, kwargs
+    return tuple(first), args, kwargs
+
+
+_WRITE_NOTES = {
+    # (op, result) -> what the listing adds after the verb
+    ("add", False): "not stored",
+    ("replace", False): "not stored",
+    ("append", False): "not stored",
+    ("prepend", False): "not stored",
+    ("cas", False): "exists",
+    ("cas", None): "not found",
+    ("delete", False): "not found",
+    ("touch", False): "not found",
+    ("incr", None): "not found",
+    ("decr", None): "not found",
+}
+
+
+def _write_wrapper(op: str, shape: str):
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        traces = active.get()
+        if not traces:
+            return wrapped(*args, **kwargs)
+        try:
+            keys, args, kwargs = _write_keys(shape, args, kwargs)
+        except Exception:
+            return wrapped(*args, **kwargs)
+        event = _begin(traces, op, instance, keys)
+        if event is None:
+            return wrapped(*args, **kwargs)
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            failed(event, exc)
+            raise
+        event.end_ns = perf_counter_ns()
+        if op == "set_many" and result:
+            event.note = f"{len(result)} not stored"
+        else:
+            try:
+                event.note = _WRITE_NOTES.get((op, result))
+            except TypeError:
+                pass
+        done(event)
+        return result
+
+    return wrapper
+
+
+_READ_WRAPPERS = {
+    "get": _single_read("get"),
+    "gets": _single_read("gets"),
+    "get_many": _multi_read("get_many"),
+    "gets_many": _multi_read("gets_many"),
+}

@@ -1,0 +1,55 @@
+"""ioprofiler: tcpdump for the application layer.
+
+Every database shard query and memcache call a block of code makes, timed, in order::
+
+    import ioprofiler
+
+    ioprofiler.install()                      # patch SQLAlchemy and pymemcache
+    ioprofiler.label(engine, "dbshard01")     # optional: name a shard
+
+    with ioprofiler.profile() as trace:
+        handle_request()
+    print(trace.text())
+    # [dbshard01] 0.902 ms SELECT count(*) FROM FavoriteListingUser WHERE listing_id = 5773453
+    # [memcache] 0.361 ms Cache HIT, keys: Etsy_Cache_Results:c812331f123321:1121231
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ioprofiler.config import Settings, configure
+from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.registry import install, installed, uninstall
+from ioprofiler.trace import Trace, current, profile, propagate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CACHE",
+    "DB",
+    "Event",
+    "Settings",
+    "Trace",
+    "configure",
+    "current",
+    "install",
+    "installed",
+    "label",
+    "profile",
+    "propagate",
+    "uninstall",
+]
+
+
+def label(engine: Any, name: str) -> None:
+    """Name the shard a SQLAlchemy ``Engine`` or ``AsyncEngine`` talks to.
+
+    >>> ioprofiler.label(create_engine("mysql+pymysql://db7/shop"), "dbshard07")
+
+    Without a label an engine is named after its database (``dbshard01`` for
+    ``sqlite:///data/dbshard01.db``).
+    """
+    from ioprofiler.registry import integration
+
+    integration("sqlalchemy").label(engine, name)

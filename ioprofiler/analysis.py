@@ -1,0 +1,169 @@
+"""What a trace adds up to: totals per target, cache hit ratio, repeated statements.
+
+>>> summary = summarize(trace)
+>>> [(t.target, t.calls) for t in summary.targets]
+[('dbshard01', 3), ('memcache', 2)]
+>>> summary.repeats[0].count, summary.repeats[0].shape
+(3, 'SELECT * FROM listings WHERE shop_id = ?')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.render.cache import key_text
+from ioprofiler.render.sql import shape
+
+if TYPE_CHECKING:
+    from ioprofiler.trace import Trace
+
+# A statement shape run this many times on one target is flagged as a likely N+1.
+N_PLUS_ONE_AT = 3
+
+
+@dataclass
+class TargetTotals:
+    kind: str
+    target: str
+    calls: int = 0
+    ms: float = 0.0
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+
+    @property
+    def hit_ratio(self) -> float | None:
+        reads = self.hits + self.misses
+        return self.hits / reads if reads else None
+
+
+@dataclass
+class Repeat:
+    """One statement shape (or one cache read pattern) run more than once on a target."""
+
+    kind: str
+    target: str
+    shape: str
+    count: int
+    ms: float
+    identical: int  # calls that repeat an earlier one exactly (same statement and values)
+    callsites: list[str] = field(default_factory=list)
+
+    @property
+    def likely_n_plus_one(self) -> bool:
+        return self.count >= N_PLUS_ONE_AT
+
+
+@dataclass
+class Summary:
+    elapsed_ms: float
+    targets: list[TargetTotals]
+    repeats: list[Repeat]
+    dropped: int
+    running: int
+    errors: int
+    profiler_errors: int
+
+    def _sum(self, kind: str | None, attr: str) -> float:
+        return sum(getattr(t, attr) for t in self.targets if kind is None or t.kind == kind)
+
+    @property
+    def calls(self) -> int:
+        return int(self._sum(None, "calls"))
+
+    def calls_of(self, kind: str) -> int:
+        return int(self._sum(kind, "calls"))
+
+    def ms_of(self, kind: str | None = None) -> float:
+        return self._sum(kind, "ms")
+
+    @property
+    def hits(self) -> int:
+        return int(self._sum(CACHE, "hits"))
+
+    @property
+    def misses(self) -> int:
+        return int(self._sum(CACHE, "misses"))
+
+
+def summarize(trace: Trace) -> Summary:
+    events = trace.events
+    totals: dict[tuple[str, str], TargetTotals] = {}
+    running = errors = 0
+    for event in events:
+        key = (event.kind, event.target)
+        total = totals.get(key)
+        if total is None:
+            total = totals[key] = TargetTotals(event.kind, event.target)
+        total.calls += 1
+        if event.end_ns is None:
+            running += 1
+        else:
+            total.ms += (event.end_ns - event.start_ns) / 1e6
+        if event.hit is not None:
+            total.hits += event.hits or 0
+            total.misses += len(event.misses or ())
+        if event.error:
+            total.errors += 1
+            errors += 1
+    for (kind, target), (calls, ms, hits, misses, errs) in trace.overflow().items():
+        total = totals.get((kind, target))
+        if total is None:
+            total = totals[(kind, target)] = TargetTotals(kind, target)
+        total.calls += calls
+        total.ms += ms
+        total.hits += hits
+        total.misses += misses
+        total.errors += errs
+        errors += errs
+    ordered = sorted(totals.values(), key=lambda t: (t.kind != DB, t.target))
+    return Summary(
+        elapsed_ms=trace.elapsed_ms,
+        targets=ordered,
+        repeats=find_repeats(events),
+        dropped=trace.dropped,
+        running=running,
+        errors=errors,
+        profiler_errors=trace.profiler_errors,
+    )
+
+
+def find_repeats(events: list[Event]) -> list[Repeat]:
+    """Statement shapes run more than once per target, and single-key cache reads of one
+    target that could have been one ``get_many``; the most repeated first."""
+    groups: dict[tuple[str, str, str], list[Event]] = {}
+    for event in events:
+        if event.kind == DB and event.statement is not None:
+            key = (DB, event.target, shape(event.statement, event.paramstyle))
+        elif event.kind == CACHE and event.op in ("get", "gets"):
+            key = (CACHE, event.target, f"{event.op} (one key per call)")
+        else:
+            continue
+        groups.setdefault(key, []).append(event)
+    repeats = []
+    for (kind, target, text), members in groups.items():
+        if len(members) < 2:
+            continue
+        seen: set[str] = set()
+        identical = 0
+        callsites: list[str] = []
+        for event in members:
+            fingerprint = _fingerprint(event)
+            if fingerprint in seen:
+                identical += 1
+            seen.add(fingerprint)
+            site = event.callsite
+            if site and site not in callsites and len(callsites) < 3:
+                callsites.append(site)
+        ms = sum((e.duration_ms or 0.0) for e in members)
+        repeats.append(Repeat(kind, target, text, len(members), ms, identical, callsites))
+    repeats.sort(key=lambda r: (-r.count, r.target, r.shape))
+    return repeats
+
+
+def _fingerprint(event: Event) -> str:
+    if event.kind == DB:
+        return f"{event.statement}\x00{event.params!r}"
+    return "\x00".join(key_text(k) for k in event.keys)

@@ -1,0 +1,113 @@
+"""Find the application's frame that made an I/O call.
+
+The walk runs on the hot path (only while a trace is recording), so it keeps
+nothing but the code object and line number, and decides "is this file ours or a
+library's?" once per file name.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from types import CodeType, FrameType
+
+from ioprofiler import config
+
+_LIBRARY_PACKAGES = ("ioprofiler", "sqlalchemy", "pymemcache", "wrapt", "greenlet")
+_is_library: dict[str, bool] = {}
+_library_dirs: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+
+
+def _package_dir(name: str) -> str | None:
+    module = sys.modules.get(name)
+    if module is None:
+        try:
+            module = __import__(name)
+        except Exception:
+            return None
+    path = getattr(module, "__file__", None)
+    return os.path.dirname(os.path.abspath(path)) + os.sep if path else None
+
+
+def _compute_library_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(standard library folders, folders of packages that are never a callsite)."""
+    stdlib = set()
+    for key in ("stdlib", "platstdlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            stdlib.add(os.path.abspath(path) + os.sep)
+    # The integrations folder is installed as ioprofiler.integrations, but an
+    # editable install runs it from the checkout's integrations/ folder.
+    here = os.path.dirname(os.path.abspath(__file__))
+    packages = {os.path.join(os.path.dirname(here), "integrations") + os.sep}
+    for name in _LIBRARY_PACKAGES + config.settings.callsite_skip:
+        package = _package_dir(name) if "." not in name else None
+        if package:
+            packages.add(package)
+    return tuple(sorted(stdlib)), tuple(sorted(packages))
+
+
+def _classify(filename: str, module_name: object) -> bool:
+    global _library_dirs
+    if _library_dirs is None:
+        _library_dirs = _compute_library_dirs()
+    stdlib, packages = _library_dirs
+    if filename.startswith("<frozen"):
+        return True
+    if isinstance(module_name, str):
+        for skipped in config.settings.callsite_skip:
+            if module_name == skipped or module_name.startswith(skipped + "."):
+                return True
+    path = os.path.abspath(filename)
+    if path.startswith(packages):
+        return True
+    # site-packages may sit inside the standard library's folder: what is
+    # installed there is somebody's application code, not the standard library.
+    installed = f"{os.sep}site-packages{os.sep}" in path or f"{os.sep}dist-packages{os.sep}" in path
+    return not installed and path.startswith(stdlib)
+
+
+def forget() -> None:
+    """Drop cached decisions (after ``configure(callsite_skip=...)``)."""
+    global _library_dirs
+    _library_dirs = None
+    _is_library.clear()
+
+
+def find(frame: FrameType | None) -> tuple[CodeType | None, int]:
+    """The first application frame at or above ``frame``, as (code, line number).
+
+    Crosses from a greenlet to its parent, so SQLAlchemy's asyncio engines report
+    the coroutine that awaited the query.
+    """
+    jumped = False
+    while True:
+        while frame is not None:
+            code = frame.f_code
+            filename = code.co_filename
+            library = _is_library.get(filename)
+            if library is None:
+                library = _is_library[filename] = _classify(
+                    filename, frame.f_globals.get("__name__")
+                )
+            if not library:
+                return code, frame.f_lineno
+            frame = frame.f_back
+        if jumped:
+            return None, 0
+        jumped = True
+        frame = _parent_greenlet_frame()
+        if frame is None:
+            return None, 0
+
+
+def _parent_greenlet_frame() -> FrameType | None:
+    greenlet = sys.modules.get("greenlet")
+    if greenlet is None:
+        return None
+    try:
+        parent = greenlet.getcurrent().parent
+    except Exception:
+        return None
+    return getattr(parent, "gr_frame", None) if parent is not None else None

@@ -1,0 +1,194 @@
+"""One intercepted I/O call: a database statement or a cache round trip.
+
+Events hold raw facts taken at call time (integers from ``perf_counter_ns``, the
+statement, a shallow copy of the parameters, the keys, the outcome). Everything a
+person reads (the listing line, the interpolated SQL, the callsite text) is made
+on demand by the properties below, never while the application is running.
+"""
+
+from __future__ import annotations
+
+import os
+from types import CodeType
+from typing import Any
+
+from ioprofiler import config
+
+DB = "db"
+CACHE = "cache"
+
+# Memcached servers seen by this process. When there is more than one, cache
+# targets name their server: ``[memcache 10.0.0.5:11211]``.
+_cache_servers: set[Any] = set()
+
+
+def note_cache_server(server: Any) -> None:
+    if server not in _cache_servers:
+        _cache_servers.add(server)
+
+
+def format_server(server: Any) -> str:
+    """``("10.0.0.5", 11211)`` -> ``10.0.0.5:11211``; IPv6 in brackets; a socket path as is."""
+    if isinstance(server, tuple) and len(server) == 2:
+        host, port = server
+        host = str(host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{port}"
+    return str(server)
+
+
+def display_target(kind: str, raw: Any) -> str:
+    """The name a listing shows for a call's raw target (an engine name or a server)."""
+    if kind == CACHE:
+        if len(_cache_servers) > 1:
+            return f"memcache {format_server(raw)}"
+        return "memcache"
+    return str(raw)
+
+
+class Event:
+    """A database statement or a cache call, as the application made it.
+
+    >>> with ioprofiler.profile() as trace:
+    ...     cache.get("user:1")
+    >>> event = trace.events[0]
+    >>> event.kind, event.target, event.op, event.hit
+    ('cache', 'memcache', 'get', False)
+    >>> event.line()
+    '[memcache] 0.041 ms Cache MISS, keys: user:1'
+    """
+
+    __slots__ = (
+        "kind",
+        "op",
+        "_target",
+        "_origin_ns",
+        "start_ns",
+        "end_ns",
+        "statement",
+        "params",
+        "paramstyle",
+        "rows",
+        "keys",
+        "hit",
+        "misses",
+        "note",
+        "error",
+        "error_message",
+        "_code",
+        "_lineno",
+        "_traces",
+        "_overflow",
+    )
+
+    def __init__(self, kind: str, op: str, target: Any, origin_ns: int) -> None:
+        self.kind = kind
+        self.op = op
+        self._target = target
+        self._origin_ns = origin_ns
+        self.start_ns = 0
+        self.end_ns: int | None = None
+        self.statement: str | None = None
+        self.params: Any = None
+        self.paramstyle: str | None = None
+        self.rows: int | None = None
+        self.keys: tuple[Any, ...] = ()
+        self.hit: bool | None = None
+        self.misses: tuple[Any, ...] | None = None
+        self.note: str | None = None
+        self.error: str | None = None
+        self.error_message: str | None = None
+        self._code: CodeType | None = None
+        self._lineno = 0
+        self._traces: Any = None
+        self._overflow: Any = None
+
+    # -- what the application sees --------------------------------------------------
+
+    @property
+    def target(self) -> str:
+        """The shard or server name: ``dbshard01``, ``memcache``, ``memcache 10.0.0.5:11211``."""
+        return display_target(self.kind, self._target)
+
+    @property
+    def server(self) -> Any:
+        """For cache events, the server as the client names it (``(host, port)`` or a path)."""
+        return self._target if self.kind == CACHE else None
+
+    @property
+    def finished(self) -> bool:
+        return self.end_ns is not None
+
+    @property
+    def duration_ns(self) -> int | None:
+        return None if self.end_ns is None else self.end_ns - self.start_ns
+
+    @property
+    def duration_ms(self) -> float | None:
+        """Wall-clock duration as the application saw it; None while still running."""
+        return None if self.end_ns is None else (self.end_ns - self.start_ns) / 1e6
+
+    @property
+    def start_ms(self) -> float:
+        """Milliseconds from the start of the innermost trace open when the call started."""
+        return (self.start_ns - self._origin_ns) / 1e6
+
+    @property
+    def hits(self) -> int | None:
+        """How many of the keys were found, for reads; None for writes."""
+        if self.hit is None:
+            return None
+        return len(self.keys) - len(self.misses or ())
+
+    @property
+    def callsite(self) -> str | None:
+        """First frame outside ioprofiler, the intercepted libraries and the standard library.
+
+        As ``path/to/file.py:42 in function``; the path is relative to the working
+        directory when it lies below it.
+        """
+        code = self._code
+        if code is None:
+            return None
+        return f"{_display_path(code.co_filename)}:{self._lineno} in {code.co_name}"
+
+    @property
+    def sql(self) -> str | None:
+        """The statement on one line with its parameters in place (``?`` when redacted)."""
+        if self.statement is None:
+            return None
+        from ioprofiler.render.sql import render_statement
+
+        return render_statement(
+            self.statement, self.params, self.paramstyle, self.rows, config.settings.redact
+        )
+
+    def description(self) -> str:
+        """What happened, as the listing shows it after the duration."""
+        if self.kind == DB:
+            text = self.sql or ""
+        else:
+            from ioprofiler.render.cache import describe
+
+            text = describe(self)
+        if self.error:
+            text += f" [ERROR {self.error}]"
+        return text
+
+    def line(self) -> str:
+        """One line of the listing: ``[target] 0.902 ms what happened``."""
+        from ioprofiler.render.text import event_line
+
+        return event_line(self)
+
+    def __repr__(self) -> str:
+        return f"<Event {self.line()}>"
+
+
+def _display_path(filename: str) -> str:
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if relative.startswith("..") else relative

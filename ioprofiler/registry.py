@@ -1,0 +1,58 @@
+"""Which integrations exist, and installing them.
+
+The core never imports an integration by name anywhere else: ``install()`` walks
+this list, and each integration module has the same shape (``NAME``,
+``available()``, ``install()``, ``uninstall()``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from types import ModuleType
+
+log = logging.getLogger("ioprofiler")
+
+INTEGRATIONS = ("sqlalchemy", "pymemcache")
+_installed: dict[str, ModuleType] = {}
+_lock = threading.Lock()
+
+
+def integration(name: str) -> ModuleType:
+    if name not in INTEGRATIONS:
+        raise ValueError(
+            f"unknown integration {name!r}; ioprofiler supports: {', '.join(INTEGRATIONS)}"
+        )
+    return importlib.import_module(f"ioprofiler.integrations.{name}")
+
+
+def install(only: list[str] | tuple[str, ...] | None = None) -> list[str]:
+    """Patch every supported library that can be imported (or just ``only``).
+
+    Idempotent. Returns the names of the integrations now installed.
+    """
+    names = INTEGRATIONS if only is None else tuple(only)
+    with _lock:
+        for name in names:
+            module = integration(name)
+            if name in _installed:
+                continue
+            if not module.available():
+                if only is not None:
+                    raise ImportError(f"ioprofiler cannot instrument {name}: it is not installed")
+                continue
+            module.install()
+            _installed[name] = module
+        return [name for name in INTEGRATIONS if name in _installed]
+
+
+def uninstall() -> None:
+    """Take every patch off; the libraries behave and look as before ``install()``."""
+    with _lock:
+        for name in reversed(list(_installed)):
+            _installed.pop(name).uninstall()
+
+
+def installed() -> list[str]:
+    return [name for name in INTEGRATIONS if name in _installed]

@@ -1,0 +1,1 @@
+"""Renderers: each reads a Trace and makes one kind of output."""

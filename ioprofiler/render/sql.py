@@ -1,0 +1,216 @@
+"""SQL for people: one line, whitespace folded, parameters in place as SQL literals.
+
+>>> render_statement("SELECT *\\n  FROM t WHERE id = ? AND name = ?", (5, "O'Brien"), "qmark")
+"SELECT * FROM t WHERE id = 5 AND name = 'O''Brien'"
+
+Placeholders are found with a small scanner that steps over string literals,
+quoted identifiers and comments, for every DB-API paramstyle SQLAlchemy
+dialects use: qmark ``?``, format ``%s``, pyformat ``%(name)s``, named ``:name``,
+numeric ``:1`` and numeric_dollar ``$1``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+MAX_LITERAL_CHARS = 500
+MAX_SEQUENCE_ITEMS = 100
+
+_QUOTED = r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`"
+_COMMENT = r"--[^\n]*|/\*.*?\*/"
+_PLACEHOLDERS = {
+    "qmark": r"(?P<q>\?)",
+    "format": r"(?P<pct>%%)|(?P<q>%s)",
+    "pyformat": r"(?P<pct>%%)|%\((?P<name>[^)]+)\)s|(?P<q>%s)",
+    "named": r"(?P<cast>::)|(?<![:\w]):(?P<name>[A-Za-z_]\w*)",
+    "numeric": r"(?P<cast>::)|(?<![:\w]):(?P<num>\d+)",
+    "numeric_dollar": r"\$(?P<num>\d+)",
+}
+_SCANNERS = {
+    style: re.compile(
+        rf"(?P<quoted>{_QUOTED})|(?P<comment>{_COMMENT})|(?P<space>\s+)|{pattern}", re.S
+    )
+    for style, pattern in _PLACEHOLDERS.items()
+}
+_PLAIN_SCANNER = re.compile(rf"(?P<quoted>{_QUOTED})|(?P<comment>{_COMMENT})|(?P<space>\s+)", re.S)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def visible(text: str) -> str:
+    """Control characters as escapes, so a line stays one line and cannot drive a terminal."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(_escape_control, text)
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{ord(char):02x}")
+
+
+def literal(value: Any) -> str:
+    """A Python value as the SQL literal a person would type in a console."""
+    if value is None:
+        return "NULL"
+    if value is True:
+        return "TRUE"
+    if value is False:
+        return "FALSE"
+    if isinstance(value, enum.Enum):
+        return literal(value.value)
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else f"'{value!r}'"
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        shown = data[: MAX_LITERAL_CHARS // 2].hex().upper()
+        more = (
+            f"…(+{len(data) - MAX_LITERAL_CHARS // 2} bytes)"
+            if len(data) > MAX_LITERAL_CHARS // 2
+            else ""
+        )
+        return f"X'{shown}'{more}"
+    if isinstance(value, datetime.datetime):
+        return _quote(value.isoformat(sep=" "))
+    if isinstance(value, (datetime.date, datetime.time, uuid.UUID)):
+        return _quote(str(value))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+        shown = ", ".join(literal(v) for v in items[:MAX_SEQUENCE_ITEMS])
+        if len(items) > MAX_SEQUENCE_ITEMS:
+            shown += f", …(+{len(items) - MAX_SEQUENCE_ITEMS} more)"
+        return f"({shown})"
+    return _quote(value if isinstance(value, str) else str(value))
+
+
+def _quote(text: str) -> str:
+    more = ""
+    if len(text) > MAX_LITERAL_CHARS:
+        more = f"…(+{len(text) - MAX_LITERAL_CHARS} chars)"
+        text = text[:MAX_LITERAL_CHARS]
+    return "'" + text.replace("'", "''") + "'" + more
+
+
+class _Binder:
+    """Hands out parameter values in the order placeholders ask for them."""
+
+    def __init__(self, params: Any, redact: bool) -> None:
+        self.params = params
+        self.redact = redact
+        self.position = 0
+
+    def value(self, match: re.Match[str]) -> str:
+        groups = match.groupdict()
+        if self.redact:
+            return "?"
+        params = self.params
+        try:
+            if groups.get("name") is not None:
+                return literal(params[groups["name"]])
+            if groups.get("num") is not None:
+                index = int(groups["num"]) - 1
+                if isinstance(params, Mapping):
+                    return literal(params[groups["num"]])
+                return literal(params[index])
+            if isinstance(params, Mapping):
+                return match.group()
+            value = params[self.position]
+            self.position += 1
+            return literal(value)
+        except (KeyError, IndexError, TypeError):
+            return match.group()
+
+
+def _rewrite(
+    statement: str, scanner: re.Pattern[str], binder: _Binder | None, percent_style: bool = False
+) -> str:
+    # format and pyformat drivers apply Python's % to the whole text, literals included.
+    unescape_percent = percent_style and binder is not None
+
+    def replace(match: re.Match[str]) -> str:
+        kind = match.lastgroup
+        if kind == "quoted":
+            text = match.group()
+            return visible(text.replace("%%", "%") if unescape_percent else text)
+        if kind == "space":
+            return " "
+        if kind == "comment":
+            text = match.group()
+            if text.startswith("--"):
+                # Folded onto one line, a -- comment would swallow the rest.
+                text = "/* " + text[2:].strip().replace("*/", "* /") + " */"
+            return visible(" ".join(text.split()))
+        if kind == "pct":
+            return "%%" if binder is None else "%"
+        if kind == "cast":
+            return "::"
+        if binder is None:
+            return match.group()
+        return binder.value(match)
+
+    return scanner.sub(replace, statement).strip()
+
+
+def render_statement(
+    statement: str,
+    params: Any,
+    paramstyle: str | None,
+    rows: int | None = None,
+    redact: bool = False,
+) -> str:
+    """The statement on one line, with ``params`` in place (``?`` when ``redact``).
+
+    ``rows`` is the row count of an executemany; ``params`` then holds its first row.
+    Never raises: a statement that cannot be interpolated is shown with its parameters.
+    """
+    try:
+        scanner = _SCANNERS.get(paramstyle or "", _PLAIN_SCANNER)
+        if params is None and rows is None:
+            text = _rewrite(statement, _PLAIN_SCANNER, None)
+        else:
+            binder = _Binder(params if params is not None else (), redact)
+            text = _rewrite(statement, scanner, binder, paramstyle in ("format", "pyformat"))
+    except Exception:
+        text = visible(" ".join(str(statement).split()))
+        if params is not None and not redact:
+            text += f" -- params: {visible(repr(params))}"
+    if rows is not None:
+        text += f" -- executemany: {rows} row{'s' if rows != 1 else ''}"
+    return visible(text)
+
+
+_SHAPE_LITERALS = re.compile(
+    r"(?P<quoted>'(?:[^'\\]|\\.|'')*')"
+    r"|(?P<space>\s+)"
+    r"|(?P<number>(?<![\w.])-?\d+(?:\.\d+)?(?![\w.]))"
+)
+_IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
+
+
+def shape(statement: str, paramstyle: str | None) -> str:
+    """The statement with every value, bound or inline, as ``?``; IN lists collapsed.
+
+    Two calls with the same shape differ only in their values: run in a loop, they are
+    the signature of an N+1.
+    """
+    scanner = _SCANNERS.get(paramstyle or "", _PLAIN_SCANNER)
+    binder = _Binder((), redact=True)
+    text = _rewrite(statement, scanner, binder)
+
+    def literal_to_mark(match: re.Match[str]) -> str:
+        if match.lastgroup == "space":
+            return " "
+        return "?"
+
+    text = _SHAPE_LITERALS.sub(literal_to_mark, text)
+    return _IN_LIST.sub("(?…)", text)

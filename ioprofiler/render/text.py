@@ -1,0 +1,104 @@
+"""The listing: one line per call, in start order, then a summary.
+
+[dbshard01] 0.902 ms SELECT count(*) FROM FavoriteListingUser WHERE listing_id = 5773453
+[memcache] 0.361 ms Cache HIT, keys: Etsy_Cache_Results:c812331f123321:1121231
+
+2 calls, 1.263 ms of 4.080 ms: db 1 query 0.902 ms; cache 1 call 0.361 ms, 1 hit (100%)
+  dbshard01  1 query  0.902 ms
+  memcache   1 call   0.361 ms  1 hit
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ioprofiler.analysis import Summary, summarize
+from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.render.sql import visible
+
+if TYPE_CHECKING:
+    from ioprofiler.trace import Trace
+
+
+def event_line(event: Event, callsite: bool = False) -> str:
+    duration = event.duration_ms
+    timing = "running" if duration is None else f"{duration:.3f} ms"
+    line = f"[{visible(event.target)}] {timing} {event.description()}"
+    if callsite and event.callsite:
+        line += f"  <- {visible(event.callsite)}"
+    return line
+
+
+_PLURALS = {"query": "queries", "miss": "misses"}
+
+
+def _plural(count: int, word: str) -> str:
+    if count == 1:
+        return f"1 {word}"
+    return f"{count} {_PLURALS.get(word, word + 's')}"
+
+
+def _hits(hits: int, misses: int) -> str:
+    reads = hits + misses
+    if not reads:
+        return ""
+    return f"{_plural(hits, 'hit')}, {_plural(misses, 'miss')} ({hits / reads:.0%} hit ratio)"
+
+
+def summary_lines(summary: Summary) -> list[str]:
+    io_ms = summary.ms_of()
+    parts = []
+    db_calls, cache_calls = summary.calls_of(DB), summary.calls_of(CACHE)
+    if db_calls:
+        parts.append(f"db {_plural(db_calls, 'query')} {summary.ms_of(DB):.3f} ms")
+    if cache_calls:
+        cache = f"cache {_plural(cache_calls, 'call')} {summary.ms_of(CACHE):.3f} ms"
+        hits = _hits(summary.hits, summary.misses)
+        parts.append(f"{cache}, {hits}" if hits else cache)
+    head = f"{_plural(summary.calls, 'call')}, {io_ms:.3f} ms of I/O in {summary.elapsed_ms:.3f} ms"
+    lines = [head + (": " + "; ".join(parts) if parts else "")]
+    width = max((len(t.target) for t in summary.targets), default=0)
+    for total in summary.targets:
+        unit = "query" if total.kind == DB else "call"
+        calls = _plural(total.calls, unit)
+        line = f"  {visible(total.target).ljust(width)}  {calls:>11}  {total.ms:9.3f} ms"
+        if total.kind == CACHE and total.hits + total.misses:
+            line += f"  {_hits(total.hits, total.misses)}"
+        if total.errors:
+            line += f"  {_plural(total.errors, 'error')}"
+        lines.append(line)
+    for repeat in summary.repeats:
+        if repeat.kind == DB:
+            flag = ", likely N+1" if repeat.likely_n_plus_one else ""
+            same = f", {repeat.identical} identical" if repeat.identical else ""
+            line = (
+                f"repeated {repeat.count}x on {visible(repeat.target)}{flag}{same}: {repeat.shape}"
+            )
+        else:
+            same = f", {repeat.identical} for a key already read" if repeat.identical else ""
+            line = (
+                f"{repeat.count} single-key reads on {visible(repeat.target)}{same}: "
+                "could be one get_many"
+            )
+        if repeat.callsites:
+            line += f"  <- {visible(repeat.callsites[0])}"
+        lines.append(line)
+    if summary.dropped:
+        lines.append(
+            f"{_plural(summary.dropped, 'call')} not kept (max_events reached); "
+            "the totals above include them"
+        )
+    if summary.running:
+        lines.append(f"{_plural(summary.running, 'call')} still running")
+    if summary.profiler_errors:
+        lines.append(f"ioprofiler failed to record {_plural(summary.profiler_errors, 'call')}")
+    return lines
+
+
+def listing(trace: Trace, callsites: bool = False) -> str:
+    """The whole listing of ``trace`` as text."""
+    lines = [event_line(event, callsite=callsites) for event in trace.events]
+    if lines:
+        lines.append("")
+    lines.extend(summary_lines(summarize(trace)))
+    return "\n".join(lines)

@@ -1,0 +1,259 @@
+"""The context-local trace: an append-only, bounded record of one block's I/O.
+
+>>> with ioprofiler.profile() as trace:
+...     handle_request()
+>>> trace.count(kind="db", target="dbshard01")
+3
+>>> print(trace.text())
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from time import perf_counter_ns
+from typing import Any, TypeVar
+
+from ioprofiler import config
+from ioprofiler.event import CACHE, Event, display_target
+
+log = logging.getLogger("ioprofiler")
+
+# The traces open in this context, innermost last. A tuple, so that reading it on
+# the hot path is one ContextVar.get and an empty tuple is the "not recording" case.
+active: ContextVar[tuple[Trace, ...]] = ContextVar("ioprofiler_traces", default=())
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Tally:
+    """Calls past ``max_events``: not kept one by one, still counted per target."""
+
+    __slots__ = ("calls", "ns", "hits", "misses", "errors")
+
+    def __init__(self) -> None:
+        self.calls = self.ns = self.hits = self.misses = self.errors = 0
+
+
+class Trace:
+    """The I/O recorded while the trace was open, in start order.
+
+    Open one with :func:`ioprofiler.profile`. Events are recorded in every trace
+    open in the calling context, so a test's trace also sees the I/O of a request
+    that the middleware profiles inside it.
+    """
+
+    def __init__(self, max_events: int | None = None, name: str | None = None) -> None:
+        self.max_events = (
+            config.settings.max_events
+            if max_events is None
+            else config.check_max_events(max_events)
+        )
+        self.name = name
+        self.start_ns = 0
+        self.end_ns: int | None = None
+        self.profiler_errors = 0
+        self._events: list[Event] = []
+        self._open = False
+        self._used = False
+        self._token: contextvars.Token[tuple[Trace, ...]] | None = None
+        self._overflow: dict[tuple[str, Any], _Tally] = {}
+        self._lock = threading.Lock()
+
+    # -- opening and closing ---------------------------------------------------------
+
+    def __enter__(self) -> Trace:
+        if self._used:
+            raise RuntimeError("a Trace records once; open a new one with ioprofiler.profile()")
+        self._used = True
+        self.start_ns = perf_counter_ns()
+        self._open = True
+        self._token = active.set(active.get() + (self,))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Trace:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop recording. Called by the ``with`` block; safe to call twice."""
+        if not self._open:
+            return
+        self._open = False
+        self.end_ns = perf_counter_ns()
+        token, self._token = self._token, None
+        try:
+            if token is not None:
+                active.reset(token)
+        except ValueError:
+            # Closed from another context than the one that opened it (a callback,
+            # a generator finished elsewhere): take this trace out of the current one.
+            active.set(tuple(t for t in active.get() if t is not self))
+
+    @property
+    def recording(self) -> bool:
+        return self._open
+
+    # -- reading -----------------------------------------------------------------------
+
+    @property
+    def events(self) -> list[Event]:
+        """The kept events, in the order the calls started."""
+        return list(self._events)
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(list(self._events))
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    @property
+    def dropped(self) -> int:
+        """Calls that were counted but not kept, because of ``max_events``."""
+        return sum(t.calls for t in self._overflow.values())
+
+    @property
+    def elapsed_ms(self) -> float:
+        """How long the trace has been (or was) open."""
+        end = self.end_ns if self.end_ns is not None else perf_counter_ns()
+        return (end - self.start_ns) / 1e6
+
+    def offset_ms(self, event: Event) -> float:
+        """When ``event`` started, in milliseconds from the start of this trace."""
+        return (event.start_ns - self.start_ns) / 1e6
+
+    def count(self, kind: str | None = None, target: str | None = None) -> int:
+        """Calls made, kept or not. ``kind`` is "db" or "cache"; ``target`` a shard or
+        server name ("memcache" matches every memcached server)."""
+        total = sum(1 for e in self._events if _matches(e.kind, e.target, kind, target))
+        for (k, raw), tally in self._overflow.items():
+            if _matches(k, display_target(k, raw), kind, target):
+                total += tally.calls
+        return total
+
+    def duration_ms(self, kind: str | None = None, target: str | None = None) -> float:
+        """Time spent in finished calls, filtered like :meth:`count`."""
+        ns = sum(
+            e.end_ns - e.start_ns
+            for e in self._events
+            if e.end_ns is not None and _matches(e.kind, e.target, kind, target)
+        )
+        for (k, raw), tally in self._overflow.items():
+            if _matches(k, display_target(k, raw), kind, target):
+                ns += tally.ns
+        return ns / 1e6
+
+    def cache_hits(self, target: str | None = None) -> int:
+        """Keys found by cache reads."""
+        hits = sum(e.hits or 0 for e in self._events if _matches(e.kind, e.target, CACHE, target))
+        return hits + sum(
+            t.hits
+            for (k, raw), t in self._overflow.items()
+            if _matches(k, display_target(k, raw), CACHE, target)
+        )
+
+    def cache_misses(self, target: str | None = None) -> int:
+        """Keys not found by cache reads."""
+        misses = sum(
+            len(e.misses or ()) for e in self._events if _matches(e.kind, e.target, CACHE, target)
+        )
+        return misses + sum(
+            t.misses
+            for (k, raw), t in self._overflow.items()
+            if _matches(k, display_target(k, raw), CACHE, target)
+        )
+
+    def overflow(self) -> dict[tuple[str, str], tuple[int, float, int, int, int]]:
+        """Per (kind, target): (calls, ms, hits, misses, errors) of the calls not kept."""
+        return {
+            (k, display_target(k, raw)): (t.calls, t.ns / 1e6, t.hits, t.misses, t.errors)
+            for (k, raw), t in self._overflow.items()
+        }
+
+    def text(self, callsites: bool = False) -> str:
+        """The listing: one line per call in start order, then a summary.
+
+        ``callsites=True`` ends each line with the application frame that made the call.
+        """
+        from ioprofiler.render.text import listing
+
+        return listing(self, callsites=callsites)
+
+    def __repr__(self) -> str:
+        state = "recording" if self._open else "closed"
+        return f"<Trace {state}, {self.count()} calls>"
+
+    # -- recording (used by the integrations through ioprofiler.recording) -------------
+
+    def _tally(self, event: Event) -> None:
+        with self._lock:
+            key = (event.kind, event._target)
+            tally = self._overflow.get(key)
+            if tally is None:
+                tally = self._overflow[key] = _Tally()
+            tally.calls += 1
+            if event.end_ns is not None:
+                tally.ns += event.end_ns - event.start_ns
+            if event.hit is not None:
+                missed = len(event.misses or ())
+                tally.misses += missed
+                tally.hits += len(event.keys) - missed
+            if event.error is not None:
+                tally.errors += 1
+
+
+def _matches(kind: str, target: str, want_kind: str | None, want_target: str | None) -> bool:
+    if want_kind is not None and kind != want_kind:
+        return False
+    if want_target is not None and target != want_target:
+        return target.startswith(want_target + " ")
+    return True
+
+
+def profile(max_events: int | None = None, name: str | None = None) -> Trace:
+    """Record the I/O of a block: this thread, and asyncio tasks created inside it.
+
+    >>> with ioprofiler.profile() as trace:
+    ...     shop.render_listing(5773453)
+    >>> print(trace.text())
+    [dbshard01] 0.902 ms SELECT count(*) FROM FavoriteListingUser WHERE listing_id = 5773453
+    [memcache] 0.361 ms Cache HIT, keys: Etsy_Cache_Results:c812331f123321:1121231
+
+    Threads do not inherit the trace; hand work to them through :func:`propagate`.
+    """
+    return Trace(max_events=max_events, name=name)
+
+
+def current() -> Trace | None:
+    """The innermost trace recording in this context, or None."""
+    traces = active.get()
+    return traces[-1] if traces else None
+
+
+def propagate(fn: F) -> F:
+    """Wrap ``fn`` so that it runs in the current context, wherever it is called.
+
+    A thread does not inherit the request's trace; work handed to a pool does:
+
+    >>> with ioprofiler.profile() as trace:
+    ...     list(executor.map(ioprofiler.propagate(load_shard), shards))
+
+    Each call runs in its own copy of the context taken when ``propagate`` was
+    called, so the wrapped function may run in many threads at once.
+    """
+    context = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def run_in_captured_context(*args: Any, **kwargs: Any) -> Any:
+        return context.copy().run(fn, *args, **kwargs)
+
+    return run_in_captured_context  # type: ignore[return-value]

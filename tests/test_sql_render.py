@@ -1,0 +1,127 @@
+"""SQL on one line with its values in place, for every DB-API paramstyle."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+
+import pytest
+
+from ioprofiler.render.sql import literal, render_statement, shape
+
+
+@pytest.mark.parametrize(
+    ("paramstyle", "statement", "params"),
+    [
+        ("qmark", "SELECT * FROM t WHERE a = ? AND b = ?", (5, "x")),
+        ("format", "SELECT * FROM t WHERE a = %s AND b = %s", (5, "x")),
+        ("pyformat", "SELECT * FROM t WHERE a = %(a)s AND b = %(b)s", {"a": 5, "b": "x"}),
+        ("named", "SELECT * FROM t WHERE a = :a AND b = :b", {"a": 5, "b": "x"}),
+        ("numeric", "SELECT * FROM t WHERE a = :1 AND b = :2", (5, "x")),
+        ("numeric_dollar", "SELECT * FROM t WHERE a = $1 AND b = $2", (5, "x")),
+    ],
+)
+def test_every_paramstyle_puts_values_in_place(paramstyle, statement, params):
+    rendered = render_statement(statement, params, paramstyle)
+    assert rendered == "SELECT * FROM t WHERE a = 5 AND b = 'x'"
+
+
+@pytest.mark.parametrize(
+    ("paramstyle", "statement", "params"),
+    [
+        ("qmark", "SELECT * FROM t WHERE a = ?", (5,)),
+        ("pyformat", "SELECT * FROM t WHERE a = %(a)s", {"a": 5}),
+        ("named", "SELECT * FROM t WHERE a = :a", {"a": 5}),
+    ],
+)
+def test_redaction_shows_question_marks(paramstyle, statement, params):
+    assert render_statement(statement, params, paramstyle, redact=True) == (
+        "SELECT * FROM t WHERE a = ?"
+    )
+
+
+def test_whitespace_is_folded_and_comments_stay_harmless():
+    statement = "SELECT a,\n\t  b -- the b column\nFROM t\n/* multi\n line */ WHERE a = ?"
+    assert render_statement(statement, (1,), "qmark") == (
+        "SELECT a, b /* the b column */ FROM t /* multi line */ WHERE a = 1"
+    )
+
+
+def test_placeholders_inside_literals_and_identifiers_are_left_alone():
+    statement = "SELECT '?', \"col?\", `x?` FROM t WHERE a = ? AND note = 'what?'"
+    assert render_statement(statement, (7,), "qmark") == (
+        "SELECT '?', \"col?\", `x?` FROM t WHERE a = 7 AND note = 'what?'"
+    )
+
+
+def test_postgres_casts_are_not_named_parameters():
+    statement = "SELECT :a::text, '10:30'::time"
+    assert render_statement(statement, {"a": 1}, "named") == "SELECT 1::text, '10:30'::time"
+
+
+def test_percent_escapes_in_format_style():
+    statement = "SELECT * FROM t WHERE name LIKE 'a%%' AND id = %s"
+    assert render_statement(statement, (3,), "format") == (
+        "SELECT * FROM t WHERE name LIKE 'a%' AND id = 3"
+    )
+    # Without parameters the driver sends the text as it is.
+    assert render_statement("SELECT 'a%%'", None, "format") == "SELECT 'a%%'"
+
+
+def test_hostile_values_stay_inside_their_quotes_on_one_line():
+    rendered = render_statement(
+        "INSERT INTO t VALUES (?, ?)",
+        ("O'Brien'); DROP TABLE t; --", "two\nlines\x1b[31m"),
+        "qmark",
+    )
+    assert rendered == (
+        "INSERT INTO t VALUES ('O''Brien''); DROP TABLE t; --', 'two\\nlines\\x1b[31m')"
+    )
+    assert "\n" not in rendered and "\x1b" not in rendered
+
+
+def test_executemany_shows_the_first_row_and_the_row_count():
+    assert render_statement("INSERT INTO t VALUES (?)", (1,), "qmark", rows=500) == (
+        "INSERT INTO t VALUES (1) -- executemany: 500 rows"
+    )
+
+
+def test_missing_parameters_leave_the_placeholder():
+    assert render_statement("SELECT ?, ?", (1,), "qmark") == "SELECT 1, ?"
+    assert render_statement("SELECT :a, :b", {"a": 1}, "named") == "SELECT 1, :b"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "NULL"),
+        (True, "TRUE"),
+        (False, "FALSE"),
+        (42, "42"),
+        (1.5, "1.5"),
+        (float("nan"), "'nan'"),
+        (decimal.Decimal("10.50"), "10.50"),
+        (b"\x00\xff", "X'00FF'"),
+        (datetime.datetime(2024, 5, 1, 12, 30), "'2024-05-01 12:30:00'"),
+        (datetime.date(2024, 5, 1), "'2024-05-01'"),
+        (uuid.UUID(int=1), "'00000000-0000-0000-0000-000000000001'"),
+        ((1, 2, "a"), "(1, 2, 'a')"),
+    ],
+)
+def test_literals(value, expected):
+    assert literal(value) == expected
+
+
+def test_long_values_are_shortened_and_say_by_how_much():
+    assert literal("x" * 600) == "'" + "x" * 500 + "'…(+100 chars)"
+
+
+def test_shape_replaces_every_value_and_collapses_in_lists():
+    assert shape("SELECT * FROM t WHERE id = ? AND s = 'a'", "qmark") == (
+        "SELECT * FROM t WHERE id = ? AND s = ?"
+    )
+    assert shape("SELECT * FROM t WHERE id IN (?, ?, ?)", "qmark") == (
+        "SELECT * FROM t WHERE id IN (?…)"
+    )
+    assert shape("SELECT * FROM t2 WHERE id = 5", "qmark") == "SELECT * FROM t2 WHERE id = ?"

@@ -1,0 +1,207 @@
+"""The trace: context-local, nested, bounded, in start order; threads and tasks kept apart."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+
+import ioprofiler
+
+
+@pytest.fixture
+def shard(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dbshard01.db'}")
+    yield engine
+    engine.dispose()
+
+
+def query(engine, value: int) -> None:
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT :v"), {"v": value}).all()
+
+
+def values_in(trace) -> list[int]:
+    return [event.params[0] for event in trace.events]
+
+
+def test_nothing_is_recorded_outside_a_trace(shard):
+    query(shard, 1)
+    with ioprofiler.profile() as trace:
+        query(shard, 2)
+    query(shard, 3)
+    assert values_in(trace) == [2]
+    assert trace.count() == 1
+    assert not trace.recording
+
+
+def test_events_are_in_start_order_with_offsets_from_the_trace_start(shard):
+    with ioprofiler.profile() as trace:
+        for value in range(5):
+            query(shard, value)
+    events = trace.events
+    assert values_in(trace) == [0, 1, 2, 3, 4]
+    starts = [trace.offset_ms(e) for e in events]
+    assert starts == sorted(starts) and starts[0] >= 0
+    assert all(e.start_ms == trace.offset_ms(e) for e in events)
+    assert all(e.duration_ms is not None and e.duration_ms >= 0 for e in events)
+    assert trace.duration_ms() == pytest.approx(sum(e.duration_ms for e in events))
+    assert trace.elapsed_ms >= trace.duration_ms()
+
+
+def test_nested_traces_both_see_the_inner_calls(shard):
+    with ioprofiler.profile() as outer:
+        query(shard, 1)
+        with ioprofiler.profile() as inner:
+            query(shard, 2)
+        query(shard, 3)
+    assert values_in(outer) == [1, 2, 3]
+    assert values_in(inner) == [2]
+    assert ioprofiler.current() is None
+
+
+def test_a_trace_records_once():
+    trace = ioprofiler.profile()
+    with trace:
+        pass
+    with pytest.raises(RuntimeError, match="records once"):
+        with trace:
+            pass
+
+
+def test_max_events_keeps_counting_past_the_bound(shard):
+    with ioprofiler.profile(max_events=3) as trace:
+        for value in range(10):
+            query(shard, value)
+    assert values_in(trace) == [0, 1, 2]
+    assert trace.dropped == 7
+    assert trace.count() == 10
+    assert trace.count(kind="db", target="dbshard01") == 10
+    assert trace.duration_ms() > sum(e.duration_ms for e in trace.events)
+    text = trace.text()
+    assert "10 queries" in text
+    assert "7 calls not kept (max_events reached)" in text
+
+
+def test_max_events_default_comes_from_configure():
+    assert ioprofiler.profile().max_events == 10_000
+    ioprofiler.configure(max_events=5)
+    try:
+        assert ioprofiler.profile().max_events == 5
+    finally:
+        ioprofiler.configure(max_events=10_000)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "10", True])
+def test_bad_max_events_is_refused_with_a_clear_message(bad):
+    with pytest.raises(ValueError, match="max_events must be a whole number"):
+        ioprofiler.profile(max_events=bad)
+
+
+def test_bad_configure_options_are_refused():
+    with pytest.raises(TypeError, match="redact must be True or False"):
+        ioprofiler.configure(redact="yes")
+    with pytest.raises(TypeError, match="callsite_skip"):
+        ioprofiler.configure(callsite_skip="myapp")
+
+
+def test_threads_do_not_inherit_the_trace(shard):
+    with ioprofiler.profile() as trace:
+        worker = threading.Thread(target=query, args=(shard, 99))
+        worker.start()
+        worker.join()
+        query(shard, 1)
+    assert values_in(trace) == [1]
+
+
+def test_propagate_runs_pool_work_in_the_trace(shard):
+    with ioprofiler.profile() as trace:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(ioprofiler.propagate(lambda v: query(shard, v)), range(20)))
+    assert sorted(values_in(trace)) == list(range(20))
+    assert trace.count() == 20
+
+
+def test_two_threads_tracing_at_once_never_mix(shard):
+    results: dict[str, list[int]] = {}
+    barrier = threading.Barrier(2)
+
+    def run(name: str, base: int) -> None:
+        barrier.wait()
+        with ioprofiler.profile() as trace:
+            for value in range(base, base + 50):
+                query(shard, value)
+        results[name] = values_in(trace)
+
+    threads = [threading.Thread(target=run, args=(n, b)) for n, b in (("a", 0), ("b", 1000))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results["a"] == list(range(50))
+    assert results["b"] == list(range(1000, 1050))
+
+
+async def test_concurrent_asyncio_tasks_each_keep_their_own_trace(shard):
+    async def handler(base: int) -> list[int]:
+        with ioprofiler.profile() as trace:
+            for value in range(base, base + 20):
+                query(shard, value)
+                await asyncio.sleep(0)
+        return values_in(trace)
+
+    a, b = await asyncio.gather(handler(0), handler(500))
+    assert a == list(range(20))
+    assert b == list(range(500, 520))
+
+
+async def test_tasks_created_inside_a_trace_record_into_it(shard):
+    async def child(value: int) -> None:
+        await asyncio.sleep(0)
+        query(shard, value)
+
+    with ioprofiler.profile() as trace:
+        await asyncio.gather(child(1), child(2))
+    assert sorted(values_in(trace)) == [1, 2]
+
+
+def test_a_closed_trace_takes_no_more_events(shard):
+    with ioprofiler.profile() as trace:
+        query(shard, 1)
+        late = ioprofiler.propagate(lambda: query(shard, 2))
+    late()
+    assert values_in(trace) == [1]
+
+
+def test_callsite_is_the_first_application_frame(shard):
+    def load_listing():
+        query(shard, 7)
+
+    with ioprofiler.profile() as trace:
+        load_listing()
+    site = trace.events[0].callsite
+    assert site.startswith("tests/test_trace.py:") or "test_trace.py:" in site
+    assert site.endswith(" in query")
+
+
+def test_callsite_skip_moves_the_callsite_up(shard):
+    ioprofiler.configure(callsite_skip=[__name__])
+    try:
+        with ioprofiler.profile() as trace:
+            query(shard, 7)
+    finally:
+        ioprofiler.configure(callsite_skip=[])
+    assert "test_trace.py" not in (trace.events[0].callsite or "")
+
+
+def test_listing_lines_have_the_tcpdump_form(shard):
+    with ioprofiler.profile() as trace:
+        query(shard, 5773453)
+    line = trace.events[0].line()
+    assert line.startswith("[dbshard01] ")
+    assert line.endswith(" ms SELECT 5773453")
+    duration = line.split()[1]
+    assert len(duration.split(".")[1]) == 3
