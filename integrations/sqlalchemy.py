@@ -159,6 +159,7 @@ def _record(op: str, dialect: Any, statement: Any, parameters: Any, context: Any
         event = begin(traces, DB, op, _target(dialect, context))
         event.statement = statement
         event.paramstyle = dialect.paramstyle
+        event.dialect = dialect.name
         if parameters is not None:
             if many:
                 rows = parameters if isinstance(parameters, (list, tuple)) else list(parameters)

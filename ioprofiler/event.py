@@ -27,6 +27,11 @@ def note_cache_server(server: Any) -> None:
         _cache_servers.add(server)
 
 
+def forget_cache_servers() -> None:
+    """Forget the memcached servers seen so far (tests start from a clean slate)."""
+    _cache_servers.clear()
+
+
 def format_server(server: Any) -> str:
     """``("10.0.0.5", 11211)`` -> ``10.0.0.5:11211``; IPv6 in brackets; a socket path as is."""
     if isinstance(server, tuple) and len(server) == 2:
@@ -69,6 +74,7 @@ class Event:
         "statement",
         "params",
         "paramstyle",
+        "dialect",
         "rows",
         "keys",
         "hit",
@@ -92,6 +98,7 @@ class Event:
         self.statement: str | None = None
         self.params: Any = None
         self.paramstyle: str | None = None
+        self.dialect: str | None = None
         self.rows: int | None = None
         self.keys: tuple[Any, ...] = ()
         self.hit: bool | None = None
@@ -161,7 +168,12 @@ class Event:
         from ioprofiler.render.sql import render_statement
 
         return render_statement(
-            self.statement, self.params, self.paramstyle, self.rows, config.settings.redact
+            self.statement,
+            self.params,
+            self.paramstyle,
+            self.rows,
+            config.settings.redact,
+            self.dialect,
         )
 
     def description(self) -> str:

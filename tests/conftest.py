@@ -27,7 +27,8 @@ def free_port() -> int:
 class Memcached:
     """One memcached process on a loopback port, started and stopped by the tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, *extra_args: str) -> None:
+        self.extra_args = list(extra_args)
         binary = shutil.which("memcached") or "/usr/bin/memcached"
         if not os.path.exists(binary):
             pytest.fail(
@@ -46,6 +47,7 @@ class Memcached:
         for _ in range(5):
             self.port = free_port()
             command = [self.binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64"]
+            command += self.extra_args
             if os.geteuid() == 0:
                 command += ["-u", "root"]
             self.process = subprocess.Popen(
@@ -91,8 +93,8 @@ def start_memcached() -> Iterator[object]:
     """Start more memcached servers for one test; all are stopped after it."""
     started: list[Memcached] = []
 
-    def start() -> Memcached:
-        server = Memcached().start()
+    def start(*extra_args: str) -> Memcached:
+        server = Memcached(*extra_args).start()
         started.append(server)
         return server
 
@@ -103,7 +105,10 @@ def start_memcached() -> Iterator[object]:
 
 @pytest.fixture(autouse=True)
 def _installed() -> Iterator[None]:
+    from ioprofiler.event import forget_cache_servers
+
     ioprofiler.install()
+    forget_cache_servers()
     yield
     ioprofiler.configure(redact=False)
 

@@ -125,3 +125,13 @@ def test_shape_replaces_every_value_and_collapses_in_lists():
         "SELECT * FROM t WHERE id IN (?…)"
     )
     assert shape("SELECT * FROM t2 WHERE id = 5", "qmark") == "SELECT * FROM t2 WHERE id = ?"
+
+
+def test_mysql_literals_double_their_backslashes_so_they_paste_back_unchanged():
+    statement = "SELECT * FROM t WHERE path = %s"
+    assert render_statement(statement, ("C:\\temp",), "format", dialect="mysql") == (
+        "SELECT * FROM t WHERE path = 'C:\\\\temp'"
+    )
+    assert render_statement(statement, ("C:\\temp",), "format", dialect="postgresql") == (
+        "SELECT * FROM t WHERE path = 'C:\\temp'"
+    )

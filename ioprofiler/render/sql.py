@@ -22,6 +22,7 @@ from typing import Any
 
 MAX_LITERAL_CHARS = 500
 MAX_SEQUENCE_ITEMS = 100
+_BACKSLASH_DIALECTS = ("mysql", "mariadb")
 
 _QUOTED = r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`"
 _COMMENT = r"--[^\n]*|/\*.*?\*/"
@@ -55,8 +56,11 @@ def _escape_control(match: re.Match[str]) -> str:
     return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{ord(char):02x}")
 
 
-def literal(value: Any) -> str:
-    """A Python value as the SQL literal a person would type in a console."""
+def literal(value: Any, backslash_escapes: bool = False) -> str:
+    """A Python value as the SQL literal a person would type in a console.
+
+    ``backslash_escapes`` doubles backslashes in strings, as MySQL and MariaDB read them.
+    """
     if value is None:
         return "NULL"
     if value is True:
@@ -64,7 +68,7 @@ def literal(value: Any) -> str:
     if value is False:
         return "FALSE"
     if isinstance(value, enum.Enum):
-        return literal(value.value)
+        return literal(value.value, backslash_escapes)
     if isinstance(value, int):
         return str(int(value))
     if isinstance(value, float):
@@ -86,28 +90,34 @@ def literal(value: Any) -> str:
         return _quote(str(value))
     if isinstance(value, (list, tuple, set, frozenset)):
         items = list(value)
-        shown = ", ".join(literal(v) for v in items[:MAX_SEQUENCE_ITEMS])
+        shown = ", ".join(literal(v, backslash_escapes) for v in items[:MAX_SEQUENCE_ITEMS])
         if len(items) > MAX_SEQUENCE_ITEMS:
             shown += f", …(+{len(items) - MAX_SEQUENCE_ITEMS} more)"
         return f"({shown})"
-    return _quote(value if isinstance(value, str) else str(value))
+    return _quote(value if isinstance(value, str) else str(value), backslash_escapes)
 
 
-def _quote(text: str) -> str:
+def _quote(text: str, backslash_escapes: bool = False) -> str:
     more = ""
     if len(text) > MAX_LITERAL_CHARS:
         more = f"…(+{len(text) - MAX_LITERAL_CHARS} chars)"
         text = text[:MAX_LITERAL_CHARS]
+    if backslash_escapes:
+        text = text.replace("\\", "\\\\")
     return "'" + text.replace("'", "''") + "'" + more
 
 
 class _Binder:
     """Hands out parameter values in the order placeholders ask for them."""
 
-    def __init__(self, params: Any, redact: bool) -> None:
+    def __init__(self, params: Any, redact: bool, backslash_escapes: bool = False) -> None:
         self.params = params
         self.redact = redact
+        self.backslash_escapes = backslash_escapes
         self.position = 0
+
+    def literal(self, value: Any) -> str:
+        return literal(value, self.backslash_escapes)
 
     def value(self, match: re.Match[str]) -> str:
         groups = match.groupdict()
@@ -116,17 +126,17 @@ class _Binder:
         params = self.params
         try:
             if groups.get("name") is not None:
-                return literal(params[groups["name"]])
+                return self.literal(params[groups["name"]])
             if groups.get("num") is not None:
                 index = int(groups["num"]) - 1
                 if isinstance(params, Mapping):
-                    return literal(params[groups["num"]])
-                return literal(params[index])
+                    return self.literal(params[groups["num"]])
+                return self.literal(params[index])
             if isinstance(params, Mapping):
                 return match.group()
             value = params[self.position]
             self.position += 1
-            return literal(value)
+            return self.literal(value)
         except (KeyError, IndexError, TypeError):
             return match.group()
 
@@ -167,10 +177,12 @@ def render_statement(
     paramstyle: str | None,
     rows: int | None = None,
     redact: bool = False,
+    dialect: str | None = None,
 ) -> str:
     """The statement on one line, with ``params`` in place (``?`` when ``redact``).
 
     ``rows`` is the row count of an executemany; ``params`` then holds its first row.
+    ``dialect`` (SQLAlchemy's dialect name) decides how string literals are escaped.
     Never raises: a statement that cannot be interpolated is shown with its parameters.
     """
     try:
@@ -178,7 +190,8 @@ def render_statement(
         if params is None and rows is None:
             text = _rewrite(statement, _PLAIN_SCANNER, None)
         else:
-            binder = _Binder(params if params is not None else (), redact)
+            backslashes = dialect in _BACKSLASH_DIALECTS
+            binder = _Binder(params if params is not None else (), redact, backslashes)
             text = _rewrite(statement, scanner, binder, paramstyle in ("format", "pyformat"))
     except Exception:
         text = visible(" ".join(str(statement).split()))

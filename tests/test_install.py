@@ -1,0 +1,188 @@
+"""install() and uninstall(): idempotent, exact inverses, polite to other wrappers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import sqlalchemy as sa
+import wrapt
+from pymemcache.client.base import Client
+from sqlalchemy.engine.default import DefaultDialect
+
+import ioprofiler
+from ioprofiler.integrations.sqlalchemy import EXECUTE_METHODS, _subclasses
+
+
+def class_attributes() -> dict[tuple[type, str], object]:
+    classes = [Client, *_subclasses(DefaultDialect)]
+    return {(cls, name): value for cls in classes for name, value in vars(cls).items()}
+
+
+def test_install_is_idempotent_and_names_what_it_patched():
+    first = ioprofiler.install()
+    patched_get = vars(Client)["get"]
+    assert ioprofiler.install() == first == ["sqlalchemy", "pymemcache"]
+    assert vars(Client)["get"] is patched_get
+    assert ioprofiler.installed() == first
+
+
+def test_uninstall_restores_every_attribute_exactly():
+    ioprofiler.uninstall()
+    before = class_attributes()
+    ioprofiler.install()
+    assert any(class_attributes()[key] is not value for key, value in before.items())
+    ioprofiler.uninstall()
+    ioprofiler.uninstall()  # twice is harmless
+    after = class_attributes()  # install() may have loaded more dialect classes
+    assert all(after[key] is value for key, value in before.items())
+    assert not any(isinstance(v, ioprofiler.patching.IOProfilerWrapper) for v in after.values())
+    assert ioprofiler.installed() == []
+
+
+def test_dialects_that_override_executemany_are_patched():
+    from sqlalchemy.dialects.mysql.mysqldb import MySQLDialect_mysqldb
+    from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+
+    for cls in (DefaultDialect, MySQLDialect_mysqldb, PGDialect_psycopg2):
+        for name in EXECUTE_METHODS:
+            if name in vars(cls):
+                assert isinstance(vars(cls)[name], ioprofiler.patching.IOProfilerWrapper), (
+                    cls,
+                    name,
+                )
+
+
+def test_a_dialect_class_defined_after_install_is_patched_when_its_engine_is_made(tmp_path):
+    from sqlalchemy.dialects import registry
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+
+    class LateDialect(SQLiteDialect_pysqlite):
+        def do_execute(self, cursor, statement, parameters, context=None):
+            cursor.execute(statement, parameters)
+
+    sys.modules[__name__].LateDialect = LateDialect
+    registry.register("sqlite.late", __name__, "LateDialect")
+    engine = sa.create_engine(f"sqlite+late:///{tmp_path / 'late.db'}")
+    with ioprofiler.profile() as trace:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 42")
+    assert [e.sql for e in trace.events] == ["SELECT 42"]
+
+
+def test_another_wrapt_wrapper_on_top_is_left_alone(caplog, memcached):
+    calls = []
+
+    def other(wrapped, instance, args, kwargs):
+        calls.append(args)
+        return wrapped(*args, **kwargs)
+
+    original = vars(Client)["get"]
+    wrapt.wrap_function_wrapper(Client, "get", other)
+    theirs = vars(Client)["get"]
+    try:
+        with caplog.at_level(logging.WARNING, logger="ioprofiler"):
+            ioprofiler.uninstall()
+        assert vars(Client)["get"] is theirs
+        assert "re-wrapped by someone else" in caplog.text
+        client = Client(memcached.address)
+        with ioprofiler.profile() as trace:
+            client.get("anything")
+        assert calls and trace.count() == 1  # both wrappers still work
+    finally:
+        setattr(Client, "get", original)
+        ioprofiler.uninstall()
+        ioprofiler.install()
+
+
+def test_a_wrapper_applied_before_install_is_kept_under_ours(memcached):
+    ioprofiler.uninstall()
+    calls = []
+
+    def other(wrapped, instance, args, kwargs):
+        calls.append(args)
+        return wrapped(*args, **kwargs)
+
+    plain = vars(Client)["delete"]
+    wrapt.wrap_function_wrapper(Client, "delete", other)
+    theirs = vars(Client)["delete"]
+    try:
+        ioprofiler.install()
+        with ioprofiler.profile() as trace:
+            Client(memcached.address).delete("k")
+        assert trace.count() == 1 and calls
+        ioprofiler.uninstall()
+        assert vars(Client)["delete"] is theirs
+    finally:
+        setattr(Client, "delete", plain)
+        ioprofiler.install()
+
+
+def test_clients_look_the_same_to_the_application(memcached):
+    client = Client(memcached.address)
+    ioprofiler.uninstall()
+    plain_pickle = _pickle_outcome(client)
+    ioprofiler.install()
+    assert isinstance(client, Client)
+    assert type(client).__mro__ == (Client, object)
+    assert _pickle_outcome(client) == plain_pickle
+    assert Client.get.__name__ == "get" and "memcached" in Client.get.__doc__
+
+
+def _pickle_outcome(obj):
+    try:
+        return ("pickled", type(pickle.loads(pickle.dumps(obj))))
+    except Exception as exc:
+        return ("refused", type(exc), str(exc))
+
+
+def test_unknown_integrations_are_refused_clearly():
+    with pytest.raises(ValueError, match="unknown integration 'redis'.*sqlalchemy, pymemcache"):
+        ioprofiler.install(only=["redis"])
+
+
+def test_a_failure_inside_the_profiler_is_counted_and_never_raised(memcached):
+    class UnhashableHost(str):
+        __hash__ = None  # the profiler keeps a set of servers; this one cannot go in it
+
+    client = Client((UnhashableHost("127.0.0.1"), memcached.port))
+    with ioprofiler.profile() as trace:
+        client.set("odd", b"1")
+        assert client.get("odd") == b"1"
+    assert trace.profiler_errors == 2
+    assert trace.events == []
+    assert "ioprofiler failed to record 2 calls" in trace.text()
+
+
+@pytest.mark.parametrize("missing", ["sqlalchemy", "pymemcache"])
+def test_works_when_an_optional_library_is_absent(missing, memcached, tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules[{missing!r}] = None      # import {missing} now fails
+        import ioprofiler
+        print(ioprofiler.install())
+        with ioprofiler.profile() as trace:
+            if {missing!r} != "pymemcache":
+                from pymemcache.client.base import Client
+                Client(("127.0.0.1", {memcached.port})).get("x")
+            else:
+                import sqlalchemy as sa
+                with sa.create_engine("sqlite:///{tmp_path}/dbshard01.db").connect() as c:
+                    c.exec_driver_sql("SELECT 1")
+        print(trace.events[0].line().split(" ms ")[1])
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert result.returncode == 0, result.stderr
+    installed, line = result.stdout.splitlines()
+    present = "pymemcache" if missing == "sqlalchemy" else "sqlalchemy"
+    assert installed == f"[{present!r}]"
+    assert line == ("Cache MISS, keys: x" if present == "pymemcache" else "SELECT 1")
