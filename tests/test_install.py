@@ -12,11 +12,11 @@ import textwrap
 import pytest
 import sqlalchemy as sa
 import wrapt
+from ioprofiler.integrations.sqlalchemy import EXECUTE_METHODS, _subclasses
 from pymemcache.client.base import Client
 from sqlalchemy.engine.default import DefaultDialect
 
 import ioprofiler
-from ioprofiler.integrations.sqlalchemy import EXECUTE_METHODS, _subclasses
 
 
 def class_attributes() -> dict[tuple[type, str], object]:
@@ -95,7 +95,7 @@ def test_another_wrapt_wrapper_on_top_is_left_alone(caplog, memcached):
             client.get("anything")
         assert calls and trace.count() == 1  # both wrappers still work
     finally:
-        setattr(Client, "get", original)
+        Client.get = original
         ioprofiler.uninstall()
         ioprofiler.install()
 
@@ -119,7 +119,7 @@ def test_a_wrapper_applied_before_install_is_kept_under_ours(memcached):
         ioprofiler.uninstall()
         assert vars(Client)["delete"] is theirs
     finally:
-        setattr(Client, "delete", plain)
+        Client.delete = plain
         ioprofiler.install()
 
 

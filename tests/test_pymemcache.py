@@ -7,14 +7,14 @@ import socket
 import uuid
 
 import pytest
+from ioprofiler.integrations import pymemcache as integration
 from pymemcache import serde
 from pymemcache.client.base import Client, PooledClient
 from pymemcache.client.hash import HashClient
 from pymemcache.client.retrying import RetryingClient
-from pymemcache.exceptions import MemcacheClientError
+from pymemcache.exceptions import MemcacheClientError, MemcacheUnexpectedCloseError
 
 import ioprofiler
-from ioprofiler.integrations import pymemcache as integration
 from ioprofiler.patching import IOProfilerWrapper
 
 
@@ -193,7 +193,7 @@ def test_every_method_records_one_event(memcached, start_memcached, key):
             getattr(client, name)(*args)
     assert [e.op for e in trace.events] == [integration.CANONICAL_OP.get(n, n) for n, _ in calls]
     assert all(e.error is None for e in trace.events), [e.line() for e in trace.events]
-    described = dict(zip((n for n, _ in calls), lines(trace)))
+    described = dict(zip((n for n, _ in calls), lines(trace), strict=True))
     assert described["replace"] == f"Cache REPLACE, keys: {key}"
     assert described["cas"] == f"Cache CAS, keys: {key}cas"
     assert described["touch"] == f"Cache TOUCH, keys: {key}"
@@ -250,22 +250,20 @@ def test_retrying_client_records_the_underlying_calls(memcached, key):
 
 def test_a_server_stopped_mid_test_is_recorded_and_the_error_reraised(start_memcached, key):
     server = start_memcached()
-    unprofiled, profiled = Client(server.address), Client(server.address)
-    unprofiled.set(key, b"1")
-    profiled.set(key, b"1")
+    client = Client(server.address)
+    client.set(key, b"1")
     server.stop()
-    ioprofiler.uninstall()
-    with pytest.raises(Exception) as plain:
-        unprofiled.get(key)
-    ioprofiler.install()
     with ioprofiler.profile() as trace:
-        with pytest.raises(Exception) as traced:
-            profiled.get(key)
-    assert type(traced.value) is type(plain.value)
-    (event,) = trace.events
-    assert event.error == type(plain.value).__qualname__
-    assert event.line().endswith(f"Cache GET, keys: {key} [ERROR {event.error}]")
-    assert "1 error" in trace.text()
+        # Whether the kernel reports a reset or a clean close first is a race.
+        with pytest.raises((ConnectionError, MemcacheUnexpectedCloseError)) as raised:
+            client.get(key)
+        with pytest.raises(ConnectionRefusedError):
+            client.get(key)  # the client reconnects, and nobody listens
+    first, second = trace.events
+    assert first.error == type(raised.value).__qualname__
+    assert first.line().endswith(f"Cache GET, keys: {key} [ERROR {first.error}]")
+    assert second.error == "ConnectionRefusedError"
+    assert "2 errors" in trace.text()
 
 
 def test_ignore_exc_hides_the_error_from_the_app_but_not_from_the_listing(start_memcached, key):
