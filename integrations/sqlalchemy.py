@@ -58,7 +58,7 @@ def install() -> bool:
             importlib.import_module(module)
         except Exception:
             pass
-    _patches.wrap(DefaultDialect, "__init__", _dialect_init)
+    _patches.wrap(DefaultDialect, "__init__", _dialect_init, always=True)
     for dialect_class in _subclasses(DefaultDialect):
         _patch_dialect_class(dialect_class)
     return bool(_patches)

@@ -13,6 +13,8 @@ from typing import Any
 
 import wrapt
 
+from ioprofiler.trace import active
+
 log = logging.getLogger("ioprofiler")
 
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
@@ -20,6 +22,10 @@ Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], A
 
 class IOProfilerWrapper(wrapt.FunctionWrapper):  # type: ignore[misc]
     """Marks a wrapper as ioprofiler's."""
+
+    # wrapt looks this up on subclasses each time a method is bound; without it the
+    # lookup fails and costs a raised and cleared AttributeError on every call.
+    __bound_function_wrapper__ = wrapt.BoundFunctionWrapper
 
 
 class Patches:
@@ -31,15 +37,18 @@ class Patches:
     def __bool__(self) -> bool:
         return bool(self._applied)
 
-    def wrap(self, owner: type, name: str, wrapper: Wrapper) -> bool:
+    def wrap(self, owner: type, name: str, wrapper: Wrapper, always: bool = False) -> bool:
         """Wrap ``owner.name`` where ``owner`` itself defines it.
 
-        Returns False when it is already ours or ``owner`` does not define it.
+        The wrapper runs only while a trace is open in the calling context: wrapt
+        asks ``active.get`` (a C call) and, when it returns no traces, calls the
+        original without entering Python code of ours. ``always=True`` runs it on
+        every call. Returns False when it is already ours or ``owner`` does not define it.
         """
         original = owner.__dict__.get(name)
         if original is None or isinstance(original, IOProfilerWrapper):
             return False
-        wrapped = IOProfilerWrapper(original, wrapper)
+        wrapped = IOProfilerWrapper(original, wrapper, enabled=None if always else active.get)
         setattr(owner, name, wrapped)
         self._applied.append((owner, name, original, wrapped))
         return True
