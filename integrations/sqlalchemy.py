@@ -37,8 +37,9 @@ _OVERRIDING_DIALECT_MODULES = (
 _patches = Patches()
 # Shard name per dialect instance: create_engine() makes one dialect per engine,
 # and the dialect is what every execution method receives, with or without a context.
-_names: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-_labels: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+# Keyed by id(), removed by a finalizer when the dialect goes: a WeakKeyDictionary
+# lookup makes a new weak reference on every call.
+_names: dict[int, str] = {}
 
 
 def available() -> bool:
@@ -78,8 +79,7 @@ def label(engine: Any, name: str) -> None:
         raise TypeError(
             f"ioprofiler.label() takes a SQLAlchemy Engine or AsyncEngine, not {type(engine)!r}"
         )
-    _labels[dialect] = name
-    _names[dialect] = name
+    _remember_name(dialect, name)
     if _patches:
         _patch_dialect_class(type(dialect))
 
@@ -132,13 +132,20 @@ def _dialect_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 
 def _target(dialect: Any, context: Any) -> str:
-    name = _names.get(dialect)
+    name = _names.get(id(dialect))
     if name is not None:
         return name
     engine = getattr(context, "engine", None) if context is not None else None
     if engine is None:
         return dialect.name
-    name = _names[dialect] = name_for_url(engine.url)
+    return _remember_name(dialect, name_for_url(engine.url))
+
+
+def _remember_name(dialect: Any, name: str) -> str:
+    key = id(dialect)
+    if key not in _names:
+        weakref.finalize(dialect, _names.pop, key, None)
+    _names[key] = name
     return name
 
 
@@ -151,17 +158,22 @@ def _snapshot(parameters: Any) -> Any:
     return parameters
 
 
-def _record(op: str, dialect: Any, statement: Any, parameters: Any, context: Any, many: bool):
-    traces = active.get()
-    if not traces:
-        return None
+def _begin_statement(traces: Any, op: str, dialect: Any, args: Any, kwargs: Any, shape: str):
+    """Start the event for (cursor, statement, parameters, context) as SQLAlchemy passes them."""
     try:
+        statement = args[1] if len(args) > 1 else kwargs.get("statement")
+        if shape == "no_params":  # do_execute_no_params(cursor, statement, context=None)
+            parameters = None
+            context = args[2] if len(args) > 2 else kwargs.get("context")
+        else:
+            parameters = args[2] if len(args) > 2 else kwargs.get("parameters")
+            context = args[3] if len(args) > 3 else kwargs.get("context")
         event = begin(traces, DB, op, _target(dialect, context))
         event.statement = statement
         event.paramstyle = dialect.paramstyle
         event.dialect = dialect.name
         if parameters is not None:
-            if many:
+            if shape == "many":
                 rows = parameters if isinstance(parameters, (list, tuple)) else list(parameters)
                 event.rows = len(rows)
                 event.params = _snapshot(rows[0]) if rows else None
@@ -178,9 +190,10 @@ def _execution_wrapper(op: str, shape: str):
     """A wrapper for one execution method; ``shape`` says how its arguments are laid out."""
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if not active.get():
+        traces = active.get()
+        if not traces:
             return wrapped(*args, **kwargs)
-        event = _record_from_args(op, instance, args, kwargs, shape)
+        event = _begin_statement(traces, op, instance, args, kwargs, shape)
         if event is None:
             return wrapped(*args, **kwargs)
         try:
@@ -193,23 +206,6 @@ def _execution_wrapper(op: str, shape: str):
         return result
 
     return wrapper
-
-
-def _record_from_args(op: str, dialect: Any, args: Any, kwargs: Any, shape: str):
-    """Read (cursor, statement, parameters, context) as SQLAlchemy passes them."""
-    try:
-        if shape == "no_params":  # do_execute_no_params(cursor, statement, context=None)
-            statement = args[1] if len(args) > 1 else kwargs.get("statement")
-            parameters = None
-            context = args[2] if len(args) > 2 else kwargs.get("context")
-        else:
-            statement = args[1] if len(args) > 1 else kwargs.get("statement")
-            parameters = args[2] if len(args) > 2 else kwargs.get("parameters")
-            context = args[3] if len(args) > 3 else kwargs.get("context")
-    except Exception as exc:
-        profiler_failed(active.get(), exc)
-        return None
-    return _record(op, dialect, statement, parameters, context, shape == "many")
 
 
 _WRAPPERS = {
