@@ -50,6 +50,8 @@ class Repeat:
     ms: float
     identical: int  # calls that repeat an earlier one exactly (same statement and values)
     callsites: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list, repr=False)
+    duplicates: list[Event] = field(default_factory=list, repr=False)
 
     @property
     def likely_n_plus_one(self) -> bool:
@@ -147,18 +149,30 @@ def find_repeats(events: list[Event]) -> list[Repeat]:
         if len(members) < 2:
             continue
         seen: set[str] = set()
-        identical = 0
+        duplicates: list[Event] = []
         callsites: list[str] = []
         for event in members:
             fingerprint = _fingerprint(event)
             if fingerprint in seen:
-                identical += 1
+                duplicates.append(event)
             seen.add(fingerprint)
             site = event.callsite
             if site and site not in callsites and len(callsites) < 3:
                 callsites.append(site)
         ms = sum((e.duration_ms or 0.0) for e in members)
-        repeats.append(Repeat(kind, target, text, len(members), ms, identical, callsites))
+        repeats.append(
+            Repeat(
+                kind,
+                target,
+                text,
+                len(members),
+                ms,
+                len(duplicates),
+                callsites,
+                members,
+                duplicates,
+            )
+        )
     repeats.sort(key=lambda r: (-r.count, r.target, r.shape))
     return repeats
 

@@ -65,7 +65,7 @@ def sqlite_shards(tmp_path: Path):
         with engine.begin() as conn:
             conn.exec_driver_sql(
                 "CREATE TABLE FavoriteListingUser (id INTEGER PRIMARY KEY, "
-                "listing_id INTEGER NOT NULL, user_id INTEGER NOT NULL)"
+                "listing_id INTEGER NOT NULL, user_id INTEGER NOT NULL, note TEXT)"
             )
             conn.exec_driver_sql(
                 "INSERT INTO FavoriteListingUser (listing_id, user_id) VALUES (?, ?)",

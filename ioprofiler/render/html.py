@@ -1,0 +1,214 @@
+"""The inline panel: a self-contained block of HTML injected at the end of a page.
+
+Isolated from the page's CSS by a declarative shadow root (with a few lines of script
+for browsers without it), collapsible without script (``<details>``), and readable with
+no script and no style at all (a strict Content-Security-Policy without a nonce may
+block both). Everything taken from the application is escaped.
+
+>>> html = render_panel(trace, request=RequestInfo("GET", "/listing/1", "200 OK"))
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import TYPE_CHECKING
+
+from ioprofiler.analysis import Summary, summarize
+from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.render.request import RequestInfo
+
+if TYPE_CHECKING:
+    from ioprofiler.trace import Trace
+
+SLOW_MS = 100.0
+
+_STYLE = """
+:host{all:initial;display:block}
+.iop{font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:#1d2330;
+background:#fbfbfd;border-top:3px solid #3b5bdb;margin:0;padding:0;text-align:left}
+.iop summary{cursor:pointer;padding:8px 12px;background:#eef1fb;font-weight:600;
+list-style-position:inside}
+.iop summary span{font-weight:400;margin-left:1.2em;white-space:nowrap}
+.iop .body{padding:8px 12px;overflow-x:auto}
+.iop h3{font-size:13px;margin:12px 0 4px}
+.iop table{border-collapse:collapse;width:100%}
+.iop th,.iop td{padding:2px 6px;border-bottom:1px solid #e4e6ef;vertical-align:top}
+.iop th{text-align:left;background:#f3f4f8;font-weight:600}
+.iop td.n,.iop th.n{text-align:right;white-space:nowrap}
+.iop td.w{word-break:break-word;min-width:18em}
+.iop td.c{color:#68708a;font-size:12px;word-break:break-all}
+.iop tr.err td{background:#fff0f0;color:#b3001b}
+.iop tr.slow td.n{color:#b35c00;font-weight:600}
+.iop b.n1,.iop b.dup,.iop b.e{font-size:11px;border-radius:3px;padding:0 4px;margin-right:4px;
+color:#fff;font-weight:600}
+.iop b.n1{background:#c2255c}.iop b.dup{background:#e8590c}.iop b.e{background:#b3001b}
+.iop .t{width:120px;min-width:60px}
+.iop .bar{height:10px;background:#e9ecf5;position:relative}
+.iop .bar i{position:absolute;top:0;height:10px;min-width:1px;background:#3b5bdb}
+.iop tr.c-cache .bar i{background:#2b8a3e}
+.iop .warn{color:#c2255c}
+.iop .note{color:#b3001b;font-weight:600}
+@media (max-width:700px){.iop .t,.iop td.c,.iop th.c{display:none}}
+"""
+
+_SCRIPT = """(function(){var s=document.currentScript,h=s&&s.previousElementSibling;
+if(!h||h.id!=="ioprofiler-panel")return;var r=h.shadowRoot;
+if(!r){var t=h.querySelector("template");if(!t)return;r=h.attachShadow({mode:"open"});
+r.appendChild(t.content);t.remove()}
+var rows=r.querySelectorAll("tr[data-s]"),total=parseFloat(h.getAttribute("data-total"))||1;
+for(var i=0;i<rows.length;i++){var b=rows[i].querySelector(".bar i");if(!b)continue;
+var st=parseFloat(rows[i].getAttribute("data-s")),d=parseFloat(rows[i].getAttribute("data-d"));
+b.style.left=Math.min(100,st/total*100)+"%";b.style.width=Math.min(100,d/total*100)+"%"}})();"""
+
+
+def _ms(value: float | None) -> str:
+    return "running" if value is None else f"{value:.3f}"
+
+
+def _plural(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count} {word if count == 1 else plural or word + 's'}"
+
+
+def _header(summary: Summary, request: RequestInfo | None, elapsed_ms: float) -> str:
+    parts = []
+    if request is not None:
+        parts.append(f"{escape(request.method)} {escape(request.path)} → {escape(request.status)}")
+    parts.append(f"request {elapsed_ms:.1f} ms")
+    parts.append(f"I/O {summary.ms_of():.1f} ms")
+    parts.append(_plural(summary.calls_of(DB), "query", "queries"))
+    cache = _plural(summary.calls_of(CACHE), "cache call")
+    if summary.hits + summary.misses:
+        cache += f" ({summary.hits} hit{'s' if summary.hits != 1 else ''}, {summary.misses} miss"
+        cache += "es)" if summary.misses != 1 else ")"
+    parts.append(cache)
+    if summary.errors:
+        parts.append(f'<b class="e">{_plural(summary.errors, "error")}</b>')
+    n_plus_one = sum(1 for r in summary.repeats if r.kind == DB and r.likely_n_plus_one)
+    if n_plus_one:
+        parts.append(f'<b class="n1">{_plural(n_plus_one, "likely N+1")}</b>')
+    return "ioprofiler" + "".join(f"<span>{p}</span>" for p in parts)
+
+
+def _targets_table(summary: Summary, elapsed_ms: float) -> str:
+    rows = []
+    for total in summary.targets:
+        share = f"{total.ms / elapsed_ms:.0%}" if elapsed_ms > 0 else ""
+        reads = total.hits + total.misses
+        hits = f"{total.hits}/{total.misses}" if reads else ""
+        rows.append(
+            f"<tr><td>{escape(total.target)}</td><td>{total.kind}</td>"
+            f'<td class="n">{total.calls}</td><td class="n">{total.ms:.3f}</td>'
+            f'<td class="n">{share}</td><td class="n">{hits}</td>'
+            f'<td class="n">{total.errors or ""}</td></tr>'
+        )
+    return (
+        '<table><tr><th>target</th><th>kind</th><th class="n">calls</th><th class="n">ms</th>'
+        '<th class="n">share</th><th class="n">hits/misses</th><th class="n">errors</th></tr>'
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _repeats_section(summary: Summary) -> str:
+    if not summary.repeats:
+        return ""
+    items = []
+    for number, repeat in enumerate(summary.repeats, start=1):
+        if repeat.kind == DB:
+            flag = '<b class="n1">likely N+1</b>' if repeat.likely_n_plus_one else ""
+            what = escape(repeat.shape)
+        else:
+            flag = ""
+            what = "single-key reads: one get_many would do"
+        same = f", {repeat.identical} identical" if repeat.identical else ""
+        sites = ", ".join(escape(s) for s in repeat.callsites)
+        items.append(
+            f'<tr id="g{number}"><td class="n">g{number}</td><td class="n">{repeat.count}×</td>'
+            f'<td class="n">{repeat.ms:.3f}</td><td>{escape(repeat.target)}</td>'
+            f'<td class="w">{flag}{what}{same}</td><td class="c">{sites}</td></tr>'
+        )
+    return (
+        '<h3 class="warn">Repeated statements</h3><table><tr><th class="n">group</th>'
+        '<th class="n">calls</th><th class="n">ms</th><th>target</th><th>statement</th>'
+        '<th class="c">called from</th></tr>' + "".join(items) + "</table>"
+    )
+
+
+def _event_rows(trace: Trace, events: list[Event], summary: Summary) -> str:
+    groups: dict[int, tuple[int, bool]] = {}
+    duplicates: set[int] = set()
+    for number, repeat in enumerate(summary.repeats, start=1):
+        flagged = repeat.kind == DB and repeat.likely_n_plus_one
+        for event in repeat.events:
+            groups[id(event)] = (number, flagged)
+        duplicates.update(id(e) for e in repeat.duplicates)
+    rows = []
+    for index, event in enumerate(events, start=1):
+        duration = event.duration_ms
+        classes = ["c-" + event.kind]
+        if event.error:
+            classes.append("err")
+        if duration is not None and duration >= SLOW_MS:
+            classes.append("slow")
+        badges = ""
+        group = groups.get(id(event))
+        if group is not None:
+            number, flagged = group
+            css, label = ("n1", "N+1") if flagged else ("dup", "repeat")
+            badges += f'<b class="{css}">{label} g{number}</b>'
+        if id(event) in duplicates:
+            badges += '<b class="dup">dup</b>'
+        if event.error:
+            badges += f'<b class="e">{escape(event.error)}</b>'
+        start = trace.offset_ms(event)
+        rows.append(
+            f'<tr class="{" ".join(classes)}" data-s="{start:.3f}" data-d="{duration or 0:.3f}">'
+            f'<td class="n">{index}</td><td class="n">{start:.1f}</td>'
+            f'<td class="t"><div class="bar"><i></i></div></td><td>{escape(event.target)}</td>'
+            f'<td class="n">{_ms(duration)}</td>'
+            f'<td class="w">{badges}{escape(event.description())}</td>'
+            f'<td class="c">{escape(event.callsite or "")}</td></tr>'
+        )
+    return "".join(rows)
+
+
+def render_panel(
+    trace: Trace,
+    request: RequestInfo | None = None,
+    nonce: str | None = None,
+    notice: str | None = None,
+) -> str:
+    """The panel's HTML for ``trace``; ``nonce`` is the page's CSP nonce, if it has one."""
+    summary = summarize(trace)
+    elapsed_ms = trace.elapsed_ms
+    events = trace.events
+    nonce_attr = f' nonce="{escape(nonce)}"' if nonce else ""
+    notes = ""
+    if notice:
+        notes += f'<p class="note">{escape(notice)}</p>'
+    if summary.dropped:
+        notes += (
+            f'<p class="note">{_plural(summary.dropped, "call")} not listed (max_events '
+            "reached); the totals include them</p>"
+        )
+    if summary.profiler_errors:
+        notes += (
+            f'<p class="note">ioprofiler failed to record '
+            f"{_plural(summary.profiler_errors, 'call')}</p>"
+        )
+    listing = (
+        '<h3>Calls in start order</h3><table><tr><th class="n">#</th><th class="n">at ms</th>'
+        '<th class="t">timeline</th><th>target</th><th class="n">ms</th><th>what</th>'
+        '<th class="c">called from</th></tr>' + _event_rows(trace, events, summary) + "</table>"
+    )
+    content = (
+        f'<style{nonce_attr}>{_STYLE}</style><details class="iop" open>'
+        f"<summary>{_header(summary, request, elapsed_ms)}</summary>"
+        f'<div class="body">{notes}{_targets_table(summary, elapsed_ms)}'
+        f"{_repeats_section(summary)}{listing}</div></details>"
+    )
+    return (
+        f'<div id="ioprofiler-panel" data-total="{elapsed_ms:.3f}">'
+        f'<template shadowrootmode="open">{content}</template></div>'
+        f"<script{nonce_attr}>{_SCRIPT}</script>"
+    )

@@ -1,0 +1,120 @@
+"""The trace as JSON: schema ``ioprofiler.trace``, version 1 (documented in README).
+
+>>> document = json.loads(render_json(trace, RequestInfo("GET", "/", "200 OK")))
+>>> document["schema"], document["version"], document["events"][0]["target"]
+('ioprofiler.trace', 1, 'dbshard01')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+from ioprofiler import config
+from ioprofiler.analysis import summarize
+from ioprofiler.event import Event
+from ioprofiler.render.cache import key_text
+from ioprofiler.render.request import RequestInfo
+
+if TYPE_CHECKING:
+    from ioprofiler.trace import Trace
+
+SCHEMA = "ioprofiler.trace"
+VERSION = 1
+
+
+def _jsonable(value: Any) -> Any:
+    """Parameter values as JSON: numbers, strings, booleans and null as they are; bytes as
+    text; anything else as its ``str``."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def event_dict(trace: Trace, event: Event, index: int) -> dict[str, Any]:
+    redact = config.settings.redact
+    return {
+        "index": index,
+        "kind": event.kind,
+        "target": event.target,
+        "op": event.op,
+        "start_ms": round(trace.offset_ms(event), 6),
+        "duration_ms": None if event.duration_ms is None else round(event.duration_ms, 6),
+        "statement": event.statement,
+        "sql": event.sql,
+        "params": None if redact or event.params is None else _jsonable(event.params),
+        "rows": event.rows,
+        "keys": [key_text(k) for k in event.keys],
+        "hit": event.hit,
+        "hits": event.hits,
+        "misses": None if event.misses is None else [key_text(k) for k in event.misses],
+        "note": event.note,
+        "error": event.error,
+        "error_message": event.error_message,
+        "callsite": event.callsite,
+        "line": event.line(),
+    }
+
+
+def trace_dict(trace: Trace, request: RequestInfo | None = None) -> dict[str, Any]:
+    summary = summarize(trace)
+    return {
+        "schema": SCHEMA,
+        "version": VERSION,
+        "request": None
+        if request is None
+        else {"method": request.method, "path": request.path, "status": request.status},
+        "elapsed_ms": round(trace.elapsed_ms, 6),
+        "summary": {
+            "calls": summary.calls,
+            "db_calls": summary.calls_of("db"),
+            "db_ms": round(summary.ms_of("db"), 6),
+            "cache_calls": summary.calls_of("cache"),
+            "cache_ms": round(summary.ms_of("cache"), 6),
+            "cache_hits": summary.hits,
+            "cache_misses": summary.misses,
+            "errors": summary.errors,
+            "dropped": summary.dropped,
+            "running": summary.running,
+            "profiler_errors": summary.profiler_errors,
+        },
+        "targets": [
+            {
+                "kind": t.kind,
+                "target": t.target,
+                "calls": t.calls,
+                "ms": round(t.ms, 6),
+                "hits": t.hits,
+                "misses": t.misses,
+                "errors": t.errors,
+            }
+            for t in summary.targets
+        ],
+        "repeats": [
+            {
+                "kind": r.kind,
+                "target": r.target,
+                "shape": r.shape,
+                "count": r.count,
+                "ms": round(r.ms, 6),
+                "identical": r.identical,
+                "likely_n_plus_one": r.likely_n_plus_one,
+                "callsites": r.callsites,
+            }
+            for r in summary.repeats
+        ],
+        "events": [event_dict(trace, e, i) for i, e in enumerate(trace.events, start=1)],
+    }
+
+
+def render_json(trace: Trace, request: RequestInfo | None = None) -> str:
+    return json.dumps(trace_dict(trace, request), ensure_ascii=False, indent=None)

@@ -1,0 +1,156 @@
+"""Changing a finished response: the panel into HTML, the listing into text, Server-Timing.
+
+Framework-neutral: a response is a status line, a header list and the body bytes, so the
+same code serves the WSGI middleware and, later, ASGI.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ioprofiler.analysis import summarize
+from ioprofiler.event import CACHE, DB
+from ioprofiler.render.request import RequestInfo
+
+if TYPE_CHECKING:
+    from ioprofiler.trace import Trace
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+_TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9!#$%&'*+.^_`|~-]")
+_NONCE = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
+_CHANGED_BODY_DROPS = {"content-length", "etag", "last-modified", "content-md5", "cache-control"}
+
+
+@dataclass
+class ResponseParts:
+    status: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    @property
+    def status_code(self) -> int:
+        head = self.status.split(" ", 1)[0]
+        return int(head) if head.isdigit() else 0
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    @property
+    def media_type(self) -> str:
+        return (self.header("Content-Type") or "").split(";", 1)[0].strip().lower()
+
+    @property
+    def charset(self) -> str:
+        match = re.search(r"charset=\"?([\w.:-]+)", self.header("Content-Type") or "", re.I)
+        return match.group(1).lower() if match else "utf-8"
+
+    @property
+    def is_encoded(self) -> bool:
+        encoding = (self.header("Content-Encoding") or "identity").strip().lower()
+        return encoding not in ("", "identity")
+
+    @property
+    def csp_nonce(self) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == "content-security-policy":
+                match = _NONCE.search(value)
+                if match:
+                    return match.group(1)
+        return None
+
+    def with_server_timing(self, trace: Trace) -> list[tuple[str, str]]:
+        return self.headers + [("Server-Timing", server_timing(trace))]
+
+    def with_new_body(self, body: bytes, trace: Trace, content_type: str | None = None):
+        """The same response with ``body``: Content-Length corrected, validators dropped,
+        ``Cache-Control: no-store``, Server-Timing added."""
+        headers = [(k, v) for k, v in self.headers if k.lower() not in _CHANGED_BODY_DROPS]
+        if content_type is not None:
+            headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
+            headers.append(("Content-Type", content_type))
+        headers += [
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("Server-Timing", server_timing(trace)),
+        ]
+        return ResponseParts(self.status, headers, body)
+
+
+def _token(name: str) -> str:
+    return _TOKEN_UNSAFE.sub("_", name) or "_"
+
+
+def _quoted(text: str) -> str:
+    text = text.encode("latin-1", "replace").decode("latin-1")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def server_timing(trace: Trace) -> str:
+    """``db;dur=3.2;desc="8 queries", cache;dur=0.9;desc="3 calls, 2 hits", db-dbshard01;…``"""
+    summary = summarize(trace)
+    entries = []
+    db_calls = summary.calls_of(DB)
+    entries.append(f"db;dur={summary.ms_of(DB):.3f};desc={_quoted(f'{db_calls} queries')}")
+    cache_calls = summary.calls_of(CACHE)
+    cache_desc = f"{cache_calls} calls, {summary.hits} hits, {summary.misses} misses"
+    entries.append(f"cache;dur={summary.ms_of(CACHE):.3f};desc={_quoted(cache_desc)}")
+    for total in summary.targets:
+        unit = "queries" if total.kind == DB else "calls"
+        name = _token(f"{total.kind}-{total.target}")
+        desc = _quoted(f"{total.target}: {total.calls} {unit}")
+        entries.append(f"{name};dur={total.ms:.3f};desc={desc}")
+    return ", ".join(entries)
+
+
+def _inject_html(parts: ResponseParts, trace: Trace, request: RequestInfo, notice: str | None):
+    from ioprofiler.render.html import render_panel
+
+    charset = parts.charset
+    if charset.startswith(("utf-16", "utf-32", "utf16", "utf32")):
+        return None  # not ASCII-compatible: the panel's bytes would not fit in
+    panel = render_panel(trace, request, parts.csp_nonce, notice)
+    encoded = panel.encode(charset, "xmlcharrefreplace")
+    body = parts.body
+    at = body.lower().rfind(b"</body>")
+    body = body + encoded if at < 0 else body[:at] + encoded + body[at:]
+    return parts.with_new_body(body, trace)
+
+
+def decorate(
+    parts: ResponseParts, trace: Trace, request: RequestInfo, notice: str | None = None
+) -> ResponseParts:
+    """``?ioprofiler=1``: the panel into HTML, the listing onto text/plain, and
+    Server-Timing on everything."""
+    from ioprofiler.render.text import listing
+
+    media_type = parts.media_type
+    if media_type in HTML_TYPES and not parts.is_encoded:
+        changed = _inject_html(parts, trace, request, notice)
+        if changed is not None:
+            return changed
+    if media_type == "text/plain" and not parts.is_encoded:
+        text = "\n\n" + listing(trace, callsites=True) + "\n"
+        return parts.with_new_body(parts.body + text.encode(parts.charset, "replace"), trace)
+    return ResponseParts(parts.status, parts.with_server_timing(trace), parts.body)
+
+
+def build_document(trace: Trace, request: RequestInfo, mode: str) -> ResponseParts:
+    """``?ioprofiler=text`` or ``=json``: the trace instead of the page."""
+    original = ResponseParts("200 OK", [], b"")
+    if mode == "json":
+        from ioprofiler.render.json import render_json
+
+        body = render_json(trace, request).encode("utf-8")
+        return original.with_new_body(body, trace, "application/json")
+    from ioprofiler.render.sql import visible
+    from ioprofiler.render.text import listing
+
+    head = f"{visible(request.status)}\n{visible(request.method)} {visible(request.path)}\n\n"
+    body = (head + listing(trace, callsites=True) + "\n").encode("utf-8")
+    return original.with_new_body(body, trace, "text/plain; charset=utf-8")

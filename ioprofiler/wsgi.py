@@ -1,0 +1,332 @@
+"""``?ioprofiler=1`` for any WSGI application.
+
+>>> from ioprofiler.wsgi import IOProfilerMiddleware
+>>> app = IOProfilerMiddleware(app)                     # loopback clients only
+>>> app = IOProfilerMiddleware(app, allow=ioprofiler.access.networks("10.0.0.0/8"))
+
+Modes, chosen by the parameter's value:
+
+- ``?ioprofiler=1``: HTML pages get the panel before their last ``</body>``, text/plain
+  responses get the listing appended, anything else is left as it is;
+- ``?ioprofiler=text``: the body is replaced by the plain-text listing;
+- ``?ioprofiler=json``: the body is replaced by the trace as JSON.
+
+Every profiled response carries ``Server-Timing``. A client the ``allow`` rule refuses
+gets exactly the response it would get without the parameter, and nothing is recorded.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from rich.console import Console
+from werkzeug.wrappers import Request
+
+import ioprofiler
+from ioprofiler import access
+from ioprofiler.render.request import RequestInfo
+from ioprofiler.response import ResponseParts, build_document, decorate
+from ioprofiler.trace import Trace
+
+log = logging.getLogger("ioprofiler")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+MODES = {
+    "1": "html",
+    "": "html",
+    "on": "html",
+    "true": "html",
+    "yes": "html",
+    "html": "html",
+    "text": "text",
+    "txt": "text",
+    "json": "json",
+}
+OFF = {"0", "off", "false", "no"}
+DEFAULT_MAX_INJECT_BYTES = 5 * 1024 * 1024
+_PARAM_NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
+
+
+class IOProfilerMiddleware:
+    """Profile the requests that ask for it, and show their I/O in the response.
+
+    Options (all keyword, with safe defaults):
+
+    - ``allow``: a rule from :mod:`ioprofiler.access` or any callable taking a
+      ``werkzeug.Request``; default :func:`ioprofiler.access.loopback`.
+    - ``param``: the query parameter's name; default ``ioprofiler``.
+    - ``trusted_proxies``: networks of the proxies whose ``X-Forwarded-For`` is believed.
+    - ``strip_param``: hide the parameter from the application; default False.
+    - ``console``: also print each profiled request's listing to the terminal (rich).
+    - ``max_inject_bytes``: a response longer than this streams through unchanged.
+    - ``max_events``: events kept per request (default: ``ioprofiler.configure``'s).
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        allow: access.Rule | None = None,
+        *,
+        param: str = "ioprofiler",
+        trusted_proxies: Iterable[str] = (),
+        strip_param: bool = False,
+        console: bool | Console = False,
+        max_inject_bytes: int = DEFAULT_MAX_INJECT_BYTES,
+        max_events: int | None = None,
+        slow_ms: float = 100.0,
+        install: bool = True,
+    ) -> None:
+        if not callable(app):
+            raise TypeError(f"IOProfilerMiddleware wraps a WSGI application, not {app!r}")
+        if allow is not None and not callable(allow):
+            raise TypeError(
+                "allow must be a rule such as ioprofiler.access.networks('10.0.0.0/8') "
+                f"or a callable taking the request, not {allow!r}"
+            )
+        if not isinstance(param, str) or not _PARAM_NAME.match(param):
+            raise ValueError(f"param must be a plain query parameter name, not {param!r}")
+        if not isinstance(max_inject_bytes, int) or max_inject_bytes < 0:
+            raise ValueError(
+                f"max_inject_bytes must be a whole number >= 0, not {max_inject_bytes!r}"
+            )
+        self.app = app
+        self.allow = allow if allow is not None else access.loopback()
+        self.param = param
+        self.trusted_proxies = access.parse_networks(trusted_proxies)
+        self.strip_param = strip_param
+        self.max_inject_bytes = max_inject_bytes
+        self.max_events = max_events
+        self.slow_ms = slow_ms
+        if console is True:
+            self.console: Console | None = Console(stderr=True, highlight=False)
+        else:
+            self.console = console or None
+        if install:
+            ioprofiler.install()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        query = environ.get("QUERY_STRING", "")
+        if self.param not in query:
+            return self.app(environ, start_response)
+        mode, notice = self._mode(query)
+        if mode is None or not self._allowed(environ):
+            return self.app(environ, start_response)
+        if self.strip_param:
+            environ = self._without_param(environ)
+        return self._profile(environ, start_response, mode, notice)
+
+    # -- deciding --------------------------------------------------------------------
+
+    def _mode(self, query: str) -> tuple[str | None, str | None]:
+        values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == self.param]
+        if not values:
+            return None, None
+        value = values[-1].strip().lower()
+        if value in OFF:
+            return None, None
+        if value in MODES:
+            return MODES[value], None
+        shown = values[-1][:40]
+        return "html", f"unknown ioprofiler mode {shown!r}: use {self.param}=1, text or json"
+
+    def _allowed(self, environ: dict[str, Any]) -> bool:
+        try:
+            request = Request(dict(environ, **{"ioprofiler.trusted_proxies": self.trusted_proxies}))
+            return bool(self.allow(request))
+        except Exception:
+            log.exception("ioprofiler: the access rule failed; the request is not profiled")
+            return False
+
+    def _without_param(self, environ: dict[str, Any]) -> dict[str, Any]:
+        pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        query = urlencode([(k, v) for k, v in pairs if k != self.param])
+        return dict(environ, QUERY_STRING=query)
+
+    # -- profiling -------------------------------------------------------------------
+
+    def _profile(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        mode: str,
+        notice: str | None,
+    ) -> Iterable[bytes]:
+        context = contextvars.copy_context()
+        trace = Trace(max_events=self.max_events, name="request")
+        context.run(trace.__enter__)
+        environ["ioprofiler.trace"] = trace
+        response = ProfiledResponse(self, context, trace, environ, start_response, mode, notice)
+        try:
+            response.body = context.run(self.app, environ, response.capture_start_response)
+        except BaseException:
+            response.finish()
+            raise
+        return response
+
+
+class ProfiledResponse:
+    """The body the server iterates: the application's, buffered and changed where allowed.
+
+    The application's body is iterated and closed in the request's context, so I/O done
+    while streaming or in ``close()`` is recorded; the trace closes after ``close()``.
+    """
+
+    def __init__(
+        self,
+        middleware: IOProfilerMiddleware,
+        context: contextvars.Context,
+        trace: Trace,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        mode: str,
+        notice: str | None,
+    ) -> None:
+        self.middleware = middleware
+        self.context = context
+        self.trace = trace
+        self.environ = environ
+        self.start_response = start_response
+        self.mode = mode
+        self.notice = notice
+        self.body: Iterable[bytes] | None = None
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.exc_info: Any = None
+        self.written: list[bytes] = []
+        self._body_closed = False
+        self._finished = False
+        self._headers_sent = False
+
+    def capture_start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None and self.status is not None and self._headers_sent:
+            raise exc_info[1].with_traceback(exc_info[2])
+        self.status, self.headers, self.exc_info = status, list(headers), exc_info
+        return self.written.append
+
+    @property
+    def request(self) -> RequestInfo:
+        path = self.environ.get("SCRIPT_NAME", "") + self.environ.get("PATH_INFO", "")
+        query = self.environ.get("QUERY_STRING", "")
+        return RequestInfo(
+            self.environ.get("REQUEST_METHOD", "GET"),
+            path + (f"?{query}" if query else ""),
+            self.status or "",
+        )
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._generate()
+
+    def _generate(self) -> Iterator[bytes]:
+        assert self.body is not None
+        iterator = self.context.run(iter, self.body)
+        chunks = list(self.written)
+        size = sum(len(c) for c in chunks)
+        limit = self.middleware.max_inject_bytes
+        keep = self.mode == "html"
+        exhausted = False
+        while not exhausted:
+            if self.status is not None and self._stream_through():
+                break
+            if keep and size > limit:
+                break
+            try:
+                chunk = self.context.run(next, iterator)
+            except StopIteration:
+                exhausted = True
+                break
+            if keep:
+                chunks.append(chunk)
+            size += len(chunk)
+        if self.status is None:
+            self.finish()
+            raise RuntimeError("the application did not call start_response")
+        if exhausted:
+            self._close_body()
+            self.trace.close()
+            yield from self._send_final(chunks)
+        else:
+            self._send_headers(self._decorated_headers())
+            yield from chunks
+            while True:
+                try:
+                    chunk = self.context.run(next, iterator)
+                except StopIteration:
+                    break
+                yield chunk
+
+    def _stream_through(self) -> bool:
+        """Responses that must go out as they are (but for Server-Timing)."""
+        parts = ResponseParts(self.status or "", self.headers, b"")
+        method = self.environ.get("REQUEST_METHOD", "GET").upper()
+        return (
+            self.exc_info is not None
+            or method == "HEAD"
+            or parts.status_code in (204, 304)
+            or parts.is_encoded
+        )
+
+    def _decorated_headers(self) -> list[tuple[str, str]]:
+        try:
+            return ResponseParts(self.status or "", self.headers, b"").with_server_timing(
+                self.trace
+            )
+        except Exception:
+            log.exception("ioprofiler: could not add Server-Timing; the response is unchanged")
+            return self.headers
+
+    def _send_headers(self, headers: list[tuple[str, str]], status: str | None = None) -> None:
+        self._headers_sent = True
+        if self.exc_info is not None:
+            self.start_response(status or self.status, headers, self.exc_info)
+        else:
+            self.start_response(status or self.status, headers)
+
+    def _send_final(self, chunks: list[bytes]) -> Iterator[bytes]:
+        original = ResponseParts(self.status or "", self.headers, b"".join(chunks))
+        try:
+            if self.mode in ("text", "json") and not self._stream_through():
+                final = build_document(self.trace, self.request, self.mode)
+            else:
+                final = decorate(original, self.trace, self.request, self.notice)
+        except Exception:
+            log.exception("ioprofiler: rendering failed; the original response goes out")
+            final = original
+        self._send_headers(final.headers, final.status)
+        yield final.body
+
+    def _close_body(self) -> None:
+        if self._body_closed:
+            return
+        self._body_closed = True
+        close = getattr(self.body, "close", None)
+        if close is not None:
+            self.context.run(close)
+
+    def close(self) -> None:
+        """Called by the server once the response is sent (or abandoned)."""
+        try:
+            self._close_body()
+        finally:
+            self.finish()
+
+    def finish(self) -> None:
+        """Close the trace and print it to the console, once."""
+        if self._finished:
+            return
+        self._finished = True
+        self.trace.close()
+        console = self.middleware.console
+        if console is not None:
+            try:
+                from ioprofiler.render.console import print_trace
+
+                print_trace(self.trace, self.request, console, self.middleware.slow_ms)
+            except Exception:
+                log.exception("ioprofiler: could not print the trace to the console")
