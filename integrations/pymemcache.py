@@ -119,7 +119,10 @@ def _single_read(op: str):
             failed(event, exc)
             raise
         event.end_ns = perf_counter_ns()
-        found = (result is not _NOT_FOUND) if op == "get" else (result[0] is not _NOT_FOUND)
+        if op == "get":
+            found = result is not _NOT_FOUND
+        else:
+            found = not (isinstance(result, tuple) and result and result[0] is _NOT_FOUND)
         event.hit = found
         if not found:
             event.misses = event.keys
@@ -141,12 +144,7 @@ def _multi_read(op: str):
         keys = args[0] if args else kwargs.get("keys")
         if keys is None or len(args) + len(kwargs) != 1:
             return wrapped(*args, **kwargs)
-        try:
-            recorded = tuple(keys)
-            # An iterator is read once here; the library gets the same items again.
-            passed = iter(recorded) if iter(keys) is keys else keys
-        except Exception:
-            return wrapped(*args, **kwargs)
+        recorded, passed = _read_keys(keys)
         if not recorded and passed is keys:
             return wrapped(passed)  # no round trip: the library returns {} at once
         event = _begin(traces, op, instance, recorded)
@@ -178,27 +176,40 @@ def _note_hidden_error(event: Any, client: Any) -> None:
         event.error = _IGNORED_ERROR
 
 
-def _write_keys(shape: str, args: Any, kwargs: Any) -> tuple[tuple[Any, ...], Any, Any]:
-    """(keys to record, args to pass, kwargs to pass)."""
+def _read_keys(keys: Any) -> tuple[tuple[Any, ...], Any]:
+    """(the keys to record, the keys to hand the library).
+
+    An iterator is read here, once, and the library gets the same items again. An
+    exception raised while reading it is the application's own and propagates, as it
+    would from inside the library.
+    """
+    if iter(keys) is keys:
+        recorded = tuple(keys)
+        return recorded, iter(recorded)
+    return tuple(keys), keys
+
+
+def _write_keys(shape: str, args: Any, kwargs: Any) -> tuple[tuple[Any, ...], Any, Any, bool]:
+    """(keys to record, args to pass, kwargs to pass, whether a round trip happens)."""
     first_name = {"key": "key", "keys": "keys", "values": "values", "command": "command"}.get(shape)
     if first_name is None:
-        return (), args, kwargs
+        return (), args, kwargs, True
     if args:
         first = args[0]
     elif first_name in kwargs:
         first = kwargs[first_name]
     else:
-        return (), args, kwargs
+        return (), args, kwargs, True
     if shape in ("key", "command"):
-        return (first,), args, kwargs
-    if iter(first) is first:
-        materialized = tuple(first)
+        return (first,), args, kwargs, True
+    recorded, passed = _read_keys(first)
+    if passed is not first:
         if args:
-            args = (iter(materialized),) + tuple(args[1:])
+            args = (passed,) + tuple(args[1:])
         else:
-            kwargs = dict(kwargs, **{first_name: iter(materialized)})
-        return materialized, args, kwargs
-    return tuple(first), args, kwargs
+            kwargs = dict(kwargs, **{first_name: passed})
+    # set_many({}) and delete_many([]) return without asking the server anything.
+    return recorded, args, kwargs, bool(recorded) or passed is not first
 
 
 _WRITE_NOTES = {
@@ -221,9 +232,8 @@ def _write_wrapper(op: str, shape: str):
         traces = active.get()
         if not traces:
             return wrapped(*args, **kwargs)
-        try:
-            keys, args, kwargs = _write_keys(shape, args, kwargs)
-        except Exception:
+        keys, args, kwargs, round_trip = _write_keys(shape, args, kwargs)
+        if not round_trip:
             return wrapped(*args, **kwargs)
         event = _begin(traces, op, instance, keys)
         if event is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 import weakref
+from contextvars import ContextVar
 from typing import Any
 
 from ioprofiler.event import DB
@@ -35,6 +36,9 @@ _OVERRIDING_DIALECT_MODULES = (
 )
 
 _patches = Patches()
+_recording_statement: ContextVar[bool] = ContextVar(
+    "ioprofiler_sqlalchemy_statement", default=False
+)
 # Shard name per dialect instance: create_engine() makes one dialect per engine,
 # and the dialect is what every execution method receives, with or without a context.
 # Keyed by id(), removed by a finalizer when the dialect goes: a WeakKeyDictionary
@@ -191,16 +195,20 @@ def _execution_wrapper(op: str, shape: str):
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         traces = active.get()
-        if not traces:
+        if not traces or _recording_statement.get():
+            # Nothing records, or a dialect's override called super(): one statement.
             return wrapped(*args, **kwargs)
         event = _begin_statement(traces, op, instance, args, kwargs, shape)
         if event is None:
             return wrapped(*args, **kwargs)
+        token = _recording_statement.set(True)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             failed(event, exc)
             raise
+        finally:
+            _recording_statement.reset(token)
         event.end_ns = perf_counter_ns()
         done(event)
         return result

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ioprofiler.event import CACHE, DB, Event
 from ioprofiler.render.cache import key_text
-from ioprofiler.render.sql import shape
+from ioprofiler.render.sql import safe_repr, shape
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
@@ -138,7 +138,7 @@ def find_repeats(events: list[Event]) -> list[Repeat]:
     groups: dict[tuple[str, str, str], list[Event]] = {}
     for event in events:
         if event.kind == DB and event.statement is not None:
-            key = (DB, event.target, shape(event.statement, event.paramstyle))
+            key = (DB, event.target, shape(event.statement, event.paramstyle, event.dialect))
         elif event.kind == CACHE and event.op in ("get", "gets"):
             key = (CACHE, event.target, f"{event.op} (one key per call)")
         else:
@@ -179,5 +179,5 @@ def find_repeats(events: list[Event]) -> list[Repeat]:
 
 def _fingerprint(event: Event) -> str:
     if event.kind == DB:
-        return f"{event.statement}\x00{event.params!r}"
+        return f"{event.statement}\x00{safe_repr(event.params)}"
     return "\x00".join(key_text(k) for k in event.keys)

@@ -7,9 +7,11 @@ library's?" once per file name.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import sysconfig
+import threading
 from types import CodeType, FrameType
 
 from ioprofiler import config
@@ -17,17 +19,22 @@ from ioprofiler import config
 _LIBRARY_PACKAGES = ("ioprofiler", "sqlalchemy", "pymemcache", "wrapt", "greenlet")
 _is_library: dict[str, bool] = {}
 _library_dirs: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+_lock = threading.Lock()
 
 
 def _package_dir(name: str) -> str | None:
+    """Where a top-level package lives, without importing it."""
     module = sys.modules.get(name)
-    if module is None:
+    path = getattr(module, "__file__", None) if module is not None else None
+    if path is None:
         try:
-            module = __import__(name)
-        except Exception:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
             return None
-    path = getattr(module, "__file__", None)
-    return os.path.dirname(os.path.abspath(path)) + os.sep if path else None
+        path = spec.origin if spec is not None else None
+    if not path or not os.path.isabs(path):
+        return None
+    return os.path.dirname(os.path.abspath(path)) + os.sep
 
 
 def _compute_library_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -51,7 +58,9 @@ def _compute_library_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
 def _classify(filename: str, module_name: object) -> bool:
     global _library_dirs
     if _library_dirs is None:
-        _library_dirs = _compute_library_dirs()
+        with _lock:
+            if _library_dirs is None:
+                _library_dirs = _compute_library_dirs()
     stdlib, packages = _library_dirs
     if filename.startswith("<frozen"):
         return True
@@ -71,8 +80,9 @@ def _classify(filename: str, module_name: object) -> bool:
 def forget() -> None:
     """Drop cached decisions (after ``configure(callsite_skip=...)``)."""
     global _library_dirs
-    _library_dirs = None
-    _is_library.clear()
+    with _lock:
+        _library_dirs = None
+        _is_library.clear()
 
 
 def find(frame: FrameType | None) -> tuple[CodeType | None, int]:

@@ -177,13 +177,16 @@ class Event:
         )
 
     def description(self) -> str:
-        """What happened, as the listing shows it after the duration."""
-        if self.kind == DB:
-            text = self.sql or ""
-        else:
-            from ioprofiler.render.cache import describe
+        """What happened, as the listing shows it after the duration. Never raises."""
+        try:
+            if self.kind == DB:
+                text = self.sql or ""
+            else:
+                from ioprofiler.render.cache import describe
 
-            text = describe(self)
+                text = describe(self)
+        except Exception as exc:
+            text = f"<ioprofiler could not describe this call: {type(exc).__name__}>"
         if self.error:
             text += f" [ERROR {self.error}]"
         return text

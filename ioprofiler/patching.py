@@ -7,6 +7,7 @@ attribute is restored only while it is still ours.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -20,12 +21,33 @@ log = logging.getLogger("ioprofiler")
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
+class BoundIOProfilerWrapper(wrapt.BoundFunctionWrapper):  # type: ignore[misc]
+    """A patched method as read from a class or an instance (``Client.get``, ``client.get``)."""
+
+    # Pickled and copied like the plain function or bound method: by name, on its owner.
+
+    def __reduce_ex__(self, protocol: object) -> tuple[object, tuple[object, str]]:
+        return getattr, (self._owner(), self.__wrapped__.__name__)
+
+    def __copy__(self) -> object:
+        return getattr(self._owner(), self.__wrapped__.__name__)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> object:
+        owner = self._owner()
+        if self._self_instance is not None:
+            owner = copy.deepcopy(owner, memo)
+        return getattr(owner, self.__wrapped__.__name__)
+
+    def _owner(self) -> object:
+        return self._self_instance if self._self_instance is not None else self._self_owner
+
+
 class IOProfilerWrapper(wrapt.FunctionWrapper):  # type: ignore[misc]
     """Marks a wrapper as ioprofiler's."""
 
     # wrapt looks this up on subclasses each time a method is bound; without it the
     # lookup fails and costs a raised and cleared AttributeError on every call.
-    __bound_function_wrapper__ = wrapt.BoundFunctionWrapper
+    __bound_function_wrapper__ = BoundIOProfilerWrapper
 
 
 class Patches:

@@ -60,7 +60,6 @@ class Trace:
         self._events: list[Event] = []
         self._open = False
         self._used = False
-        self._token: contextvars.Token[tuple[Trace, ...]] | None = None
         self._overflow: dict[tuple[str, Any], _Tally] = {}
         self._lock = threading.Lock()
 
@@ -72,7 +71,7 @@ class Trace:
         self._used = True
         self.start_ns = perf_counter_ns()
         self._open = True
-        self._token = active.set(active.get() + (self,))
+        active.set(active.get() + (self,))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -90,14 +89,11 @@ class Trace:
             return
         self._open = False
         self.end_ns = perf_counter_ns()
-        token, self._token = self._token, None
-        try:
-            if token is not None:
-                active.reset(token)
-        except ValueError:
-            # Closed from another context than the one that opened it (a callback,
-            # a generator finished elsewhere): take this trace out of the current one.
-            active.set(tuple(t for t in active.get() if t is not self))
+        # Not ContextVar.reset: traces may close out of order, or from another context
+        # (a callback, a body finished elsewhere); take out this trace and no other.
+        traces = active.get()
+        if self in traces:
+            active.set(tuple(t for t in traces if t is not self))
 
     @property
     def recording(self) -> bool:
@@ -116,10 +112,14 @@ class Trace:
     def __len__(self) -> int:
         return len(self._events)
 
+    def _overflow_items(self) -> list[tuple[tuple[str, Any], _Tally]]:
+        with self._lock:
+            return list(self._overflow.items())
+
     @property
     def dropped(self) -> int:
         """Calls that were counted but not kept, because of ``max_events``."""
-        return sum(t.calls for t in self._overflow.values())
+        return sum(t.calls for _, t in self._overflow_items())
 
     @property
     def elapsed_ms(self) -> float:
@@ -135,7 +135,7 @@ class Trace:
         """Calls made, kept or not. ``kind`` is "db" or "cache"; ``target`` a shard or
         server name ("memcache" matches every memcached server)."""
         total = sum(1 for e in self._events if _matches(e.kind, e.target, kind, target))
-        for (k, raw), tally in self._overflow.items():
+        for (k, raw), tally in self._overflow_items():
             if _matches(k, display_target(k, raw), kind, target):
                 total += tally.calls
         return total
@@ -147,7 +147,7 @@ class Trace:
             for e in self._events
             if e.end_ns is not None and _matches(e.kind, e.target, kind, target)
         )
-        for (k, raw), tally in self._overflow.items():
+        for (k, raw), tally in self._overflow_items():
             if _matches(k, display_target(k, raw), kind, target):
                 ns += tally.ns
         return ns / 1e6
@@ -157,7 +157,7 @@ class Trace:
         hits = sum(e.hits or 0 for e in self._events if _matches(e.kind, e.target, CACHE, target))
         return hits + sum(
             t.hits
-            for (k, raw), t in self._overflow.items()
+            for (k, raw), t in self._overflow_items()
             if _matches(k, display_target(k, raw), CACHE, target)
         )
 
@@ -168,7 +168,7 @@ class Trace:
         )
         return misses + sum(
             t.misses
-            for (k, raw), t in self._overflow.items()
+            for (k, raw), t in self._overflow_items()
             if _matches(k, display_target(k, raw), CACHE, target)
         )
 
@@ -176,7 +176,7 @@ class Trace:
         """Per (kind, target): (calls, ms, hits, misses, errors) of the calls not kept."""
         return {
             (k, display_target(k, raw)): (t.calls, t.ns / 1e6, t.hits, t.misses, t.errors)
-            for (k, raw), t in self._overflow.items()
+            for (k, raw), t in self._overflow_items()
         }
 
     def text(self, callsites: bool = False) -> str:
@@ -215,7 +215,8 @@ def _matches(kind: str, target: str, want_kind: str | None, want_target: str | N
     if want_kind is not None and kind != want_kind:
         return False
     if want_target is not None and target != want_target:
-        return target.startswith(want_target + " ")
+        # "memcache" matches "memcache 10.0.0.5:11211": every server of the cache.
+        return kind == CACHE and want_target == "memcache" and target.startswith("memcache ")
     return True
 
 
@@ -235,8 +236,10 @@ def profile(max_events: int | None = None, name: str | None = None) -> Trace:
 
 def current() -> Trace | None:
     """The innermost trace recording in this context, or None."""
-    traces = active.get()
-    return traces[-1] if traces else None
+    for trace in reversed(active.get()):
+        if trace._open:
+            return trace
+    return None
 
 
 def propagate(fn: F) -> F:

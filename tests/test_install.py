@@ -134,6 +134,19 @@ def test_clients_look_the_same_to_the_application(memcached):
     assert Client.get.__name__ == "get" and "memcached" in Client.get.__doc__
 
 
+def test_patched_methods_pickle_and_copy_as_before():
+    import copy
+
+    ioprofiler.uninstall()
+    plain = pickle.dumps(Client.get)
+    ioprofiler.install()
+    assert pickle.dumps(Client.get) == plain
+    assert pickle.loads(plain).__wrapped__ is vars(Client)["get"].__wrapped__
+    assert copy.copy(Client.get) is not None
+    method = DefaultDialect.do_execute
+    assert pickle.loads(pickle.dumps(method)).__name__ == "do_execute"
+
+
 def _pickle_outcome(obj):
     try:
         return ("pickled", type(pickle.loads(pickle.dumps(obj))))

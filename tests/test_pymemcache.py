@@ -127,6 +127,28 @@ def test_keys_from_a_generator_behave_exactly_as_without_a_trace(client, key):
     assert [e.op for e in trace.events] == ["get_many", "delete_many"]
 
 
+def test_a_key_generator_that_fails_fails_the_same_way(client):
+    def failing_keys():
+        yield "a"
+        raise ValueError("the application's generator failed")
+
+    for method in ("get_many", "gets_many", "delete_many"):
+        ioprofiler.uninstall()
+        plain = outcome(lambda m=method: getattr(client, m)(failing_keys()))
+        ioprofiler.install()
+        with ioprofiler.profile():
+            traced = outcome(lambda m=method: getattr(client, m)(failing_keys()))
+        assert traced == plain == ("raised", ValueError, "the application's generator failed")
+
+
+def test_empty_batches_make_no_round_trip_and_no_event(client):
+    with ioprofiler.profile() as trace:
+        assert client.delete_many([]) is True
+        assert client.set_many({}) == []
+        assert client.get_many([]) == {}
+    assert trace.events == []
+
+
 def test_writes_report_their_verb_and_outcome(client, key):
     with ioprofiler.profile() as trace:
         client.set(key, b"1")
@@ -300,11 +322,9 @@ def test_hostile_keys_stay_on_one_line(client):
 
 
 def test_signatures_and_docs_are_the_librarys(monkeypatch):
+    names = [*integration.READS, *integration.WRITES]
     ioprofiler.uninstall()
-    plain = {
-        n: (inspect.signature(getattr(Client, n)), getattr(Client, n).__doc__)
-        for n in integration.WRITES
-    }
+    plain = {n: (inspect.signature(getattr(Client, n)), getattr(Client, n).__doc__) for n in names}
     ioprofiler.install()
     for name, (signature, doc) in plain.items():
         assert inspect.signature(getattr(Client, name)) == signature

@@ -135,3 +135,51 @@ def test_mysql_literals_double_their_backslashes_so_they_paste_back_unchanged():
     assert render_statement(statement, ("C:\\temp",), "format", dialect="postgresql") == (
         "SELECT * FROM t WHERE path = 'C:\\temp'"
     )
+
+
+def test_backslash_is_an_ordinary_character_outside_mysql():
+    # In SQLite and standard PostgreSQL 'C:\' is a complete literal.
+    assert render_statement("SELECT 'C:\\', ?, 'y', ?", (111, 222), "qmark", dialect="sqlite") == (
+        "SELECT 'C:\\', 111, 'y', 222"
+    )
+    assert render_statement("SELECT 'a\\'', %s", (1,), "format", dialect="mysql") == (
+        "SELECT 'a\\'', 1"
+    )
+
+
+def test_postgres_dollar_quotes_and_e_strings_hide_their_placeholders():
+    statement = "SELECT $$it's $1$$, E'don\\'t $1', $1, $tag$ $2 $tag$, $2"
+    assert render_statement(statement, (5, 6), "numeric_dollar", dialect="postgresql") == (
+        "SELECT $$it's $1$$, E'don\\'t $1', 5, $tag$ $2 $tag$, 6"
+    )
+
+
+def test_zero_positions_name_no_parameter():
+    assert render_statement("SELECT $0, $1", (1, 2), "numeric_dollar") == "SELECT $0, 1"
+    assert render_statement("SELECT :0, :1", (1, 2), "numeric") == "SELECT :0, 1"
+
+
+def test_mysql_comments():
+    statement = "SELECT 1--1, %s # trailing\n, %s -- real comment\n"
+    assert render_statement(statement, (2, 3), "format", dialect="mysql") == (
+        "SELECT 1--1, 2 /* trailing */ , 3 /* real comment */"
+    )
+
+
+def test_unterminated_quotes_run_to_the_end_of_the_statement():
+    # The speed of this case (it was quadratic) is covered in benchmarks/rendering.py.
+    assert render_statement("SELECT ? 'open ?", (1,), "qmark") == "SELECT 1 'open ?"
+    assert render_statement("SELECT %s 'a\\", (1,), "format", dialect="mysql") == ("SELECT 1 'a\\")
+
+
+def test_values_that_cannot_print_themselves_never_raise():
+    class Evil:
+        def __str__(self):
+            raise RuntimeError("str")
+
+        def __repr__(self):
+            raise RuntimeError("repr")
+
+    rendered = render_statement("SELECT ?", (Evil(),), "qmark")
+    assert rendered.startswith("SELECT ? -- params: (<")
+    assert "Evil object at" in rendered and rendered.endswith(">,)")

@@ -243,3 +243,31 @@ def _where_values(statement):
             column, value = node.left, node.right
             if isinstance(column, sa.Column) and hasattr(value, "value"):
                 yield column.key, node.operator, value.value
+
+
+def test_a_dialect_override_that_calls_super_records_one_statement(tmp_path):
+    from sqlalchemy.dialects import registry
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+
+    class PoliteDialect(SQLiteDialect_pysqlite):
+        def do_execute(self, cursor, statement, parameters, context=None):
+            return super().do_execute(cursor, statement, parameters, context)
+
+        def do_executemany(self, cursor, statement, parameters, context=None):
+            return super().do_executemany(cursor, statement, parameters, context)
+
+    import sys
+
+    sys.modules[__name__].PoliteDialect = PoliteDialect
+    registry.register("sqlite.polite", __name__, "PoliteDialect")
+    engine = sa.create_engine(f"sqlite+polite:///{tmp_path / 'polite.db'}")
+    with ioprofiler.profile() as trace:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (a INTEGER)")
+            conn.exec_driver_sql("INSERT INTO t VALUES (?)", [(1,), (2,)])
+            conn.exec_driver_sql("SELECT a FROM t WHERE a = ?", (1,)).all()
+    assert [e.sql for e in trace.events] == [
+        "CREATE TABLE t (a INTEGER)",
+        "INSERT INTO t VALUES (1) -- executemany: 2 rows",
+        "SELECT a FROM t WHERE a = 1",
+    ]

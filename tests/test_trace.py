@@ -205,3 +205,76 @@ def test_listing_lines_have_the_tcpdump_form(shard):
     assert line.endswith(" ms SELECT 5773453")
     duration = line.split()[1]
     assert len(duration.split(".")[1]) == 3
+
+
+def test_traces_closed_out_of_order_leave_the_others_recording(shard):
+    outer = ioprofiler.profile().__enter__()
+    inner = ioprofiler.profile().__enter__()
+    outer.close()
+    query(shard, 1)
+    assert ioprofiler.current() is inner
+    inner.close()
+    assert ioprofiler.current() is None
+    assert values_in(inner) == [1] and values_in(outer) == []
+
+
+def test_a_trace_closed_from_another_thread_stops_recording_here(shard):
+    with ioprofiler.profile() as trace:
+        query(shard, 1)
+        closer = threading.Thread(target=trace.close)
+        closer.start()
+        closer.join()
+        query(shard, 2)
+        assert ioprofiler.current() is None
+    assert values_in(trace) == [1]
+
+
+def test_reading_a_trace_while_threads_overflow_it(shard):
+    errors = []
+    trace = ioprofiler.profile(max_events=5)
+    with trace:
+        record = ioprofiler.propagate(lambda: [query(shard, v) for v in range(200)])
+        workers = [threading.Thread(target=record) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        while any(w.is_alive() for w in workers):
+            try:
+                trace.count(), trace.dropped, trace.overflow(), trace.duration_ms()
+            except Exception as exc:  # pragma: no cover - the failure being tested for
+                errors.append(exc)
+        for worker in workers:
+            worker.join()
+    assert errors == []
+    assert trace.count() == 800 and len(trace.events) == 5 and trace.dropped == 795
+
+
+def test_count_by_target_is_exact_for_shards(tmp_path):
+    engines = [sa.create_engine(f"sqlite:///{tmp_path / n}.db") for n in ("a", "b")]
+    ioprofiler.label(engines[0], "dbshard01")
+    ioprofiler.label(engines[1], "dbshard01 replica")
+    with ioprofiler.profile() as trace:
+        for engine in engines:
+            query(engine, 1)
+    assert trace.count(target="dbshard01") == 1
+    assert trace.count(target="dbshard01 replica") == 1
+
+
+def test_the_first_recorded_call_imports_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, sqlite3\n"
+        "import ioprofiler\n"
+        "ioprofiler.install(only=['sqlalchemy'])\n"
+        "import sqlalchemy as sa\n"
+        f"e = sa.create_engine('sqlite:///{tmp_path}/x.db')\n"
+        "before = set(sys.modules)\n"
+        "with ioprofiler.profile() as t, e.connect() as c:\n"
+        "    c.exec_driver_sql('SELECT 1')\n"
+        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in "
+        "('pymemcache', 'greenlet', 'wrapt', 'aiosqlite')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -24,8 +24,25 @@ MAX_LITERAL_CHARS = 500
 MAX_SEQUENCE_ITEMS = 100
 _BACKSLASH_DIALECTS = ("mysql", "mariadb")
 
-_QUOTED = r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`"
-_COMMENT = r"--[^\n]*|/\*.*?\*/"
+# Every literal and comment pattern also matches when unterminated, up to the end of the
+# text (and a backslash may be the last character): a stray quote then costs one pass,
+# instead of a retry from every later position, which made long statements quadratic.
+_STANDARD_STRING = r"'(?:[^']|'')*(?:'|\Z)"
+_MYSQL_STRING = r"'(?:[^'\\]|\\.?|'')*(?:'|\Z)"
+_POSTGRES_STRING = (
+    r"(?<!\w)[Ee]'(?:[^'\\]|\\.?|'')*(?:'|\Z)"  # E'...' strings take backslash escapes
+    r"|\$(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?(?:\$(?P=tag)\$|\Z)"  # $tag$ ... $tag$
+    r"|" + _STANDARD_STRING
+)
+_STANDARD_IDENTIFIER = r"\"(?:[^\"]|\"\")*(?:\"|\Z)|`[^`]*(?:`|\Z)"  # SQLite takes `x` too
+_MYSQL_IDENTIFIER = r"\"(?:[^\"\\]|\\.?|\"\")*(?:\"|\Z)|`[^`]*(?:`|\Z)"
+_STANDARD_COMMENT = r"--[^\n]*|/\*.*?(?:\*/|\Z)"
+_MYSQL_COMMENT = r"--(?=\s|\Z)[^\n]*|\#[^\n]*|/\*.*?(?:\*/|\Z)"
+_FAMILIES = {  # family -> (string literal, quoted identifier, comment)
+    "standard": (_STANDARD_STRING, _STANDARD_IDENTIFIER, _STANDARD_COMMENT),
+    "mysql": (_MYSQL_STRING, _MYSQL_IDENTIFIER, _MYSQL_COMMENT),
+    "postgresql": (_POSTGRES_STRING, _STANDARD_IDENTIFIER, _STANDARD_COMMENT),
+}
 _PLACEHOLDERS = {
     "qmark": r"(?P<q>\?)",
     "format": r"(?P<pct>%%)|(?P<q>%s)",
@@ -34,13 +51,30 @@ _PLACEHOLDERS = {
     "numeric": r"(?P<cast>::)|(?<![:\w]):(?P<num>\d+)",
     "numeric_dollar": r"\$(?P<num>\d+)",
 }
-_SCANNERS = {
-    style: re.compile(
-        rf"(?P<quoted>{_QUOTED})|(?P<comment>{_COMMENT})|(?P<space>\s+)|{pattern}", re.S
-    )
-    for style, pattern in _PLACEHOLDERS.items()
-}
-_PLAIN_SCANNER = re.compile(rf"(?P<quoted>{_QUOTED})|(?P<comment>{_COMMENT})|(?P<space>\s+)", re.S)
+_scanners: dict[tuple[str, str | None], re.Pattern[str]] = {}
+
+
+def _family(dialect: str | None) -> str:
+    if dialect in ("mysql", "mariadb"):
+        return "mysql"
+    return "postgresql" if dialect == "postgresql" else "standard"
+
+
+def _scanner(dialect: str | None, paramstyle: str | None) -> re.Pattern[str]:
+    """The tokenizer for one dialect family and paramstyle (``None``: placeholders not bound)."""
+    family = _family(dialect)
+    style = paramstyle if paramstyle in _PLACEHOLDERS else None
+    key = (family, style)
+    scanner = _scanners.get(key)
+    if scanner is None:
+        string, identifier, comment = _FAMILIES[family]
+        pattern = rf"(?P<quoted>{string}|{identifier})|(?P<comment>{comment})|(?P<space>\s+)"
+        if style is not None:
+            pattern += "|" + _PLACEHOLDERS[style]
+        scanner = _scanners[key] = re.compile(pattern, re.S)
+    return scanner
+
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -128,9 +162,11 @@ class _Binder:
             if groups.get("name") is not None:
                 return self.literal(params[groups["name"]])
             if groups.get("num") is not None:
-                index = int(groups["num"]) - 1
                 if isinstance(params, Mapping):
                     return self.literal(params[groups["num"]])
+                index = int(groups["num"]) - 1
+                if index < 0:  # $0 and :0 name no parameter
+                    return match.group()
                 return self.literal(params[index])
             if isinstance(params, Mapping):
                 return match.group()
@@ -156,9 +192,10 @@ def _rewrite(
             return " "
         if kind == "comment":
             text = match.group()
-            if text.startswith("--"):
-                # Folded onto one line, a -- comment would swallow the rest.
-                text = "/* " + text[2:].strip().replace("*/", "* /") + " */"
+            if text.startswith(("--", "#")):
+                # Folded onto one line, a line comment would swallow the rest.
+                body = text[2:] if text.startswith("--") else text[1:]
+                text = "/* " + body.strip().replace("*/", "* /") + " */"
             return visible(" ".join(text.split()))
         if kind == "pct":
             return "%%" if binder is None else "%"
@@ -186,44 +223,82 @@ def render_statement(
     Never raises: a statement that cannot be interpolated is shown with its parameters.
     """
     try:
-        scanner = _SCANNERS.get(paramstyle or "", _PLAIN_SCANNER)
         if params is None and rows is None:
-            text = _rewrite(statement, _PLAIN_SCANNER, None)
+            text = _rewrite(statement, _scanner(dialect, None), None)
         else:
             backslashes = dialect in _BACKSLASH_DIALECTS
             binder = _Binder(params if params is not None else (), redact, backslashes)
-            text = _rewrite(statement, scanner, binder, paramstyle in ("format", "pyformat"))
+            percent_style = paramstyle in ("format", "pyformat")
+            text = _rewrite(statement, _scanner(dialect, paramstyle), binder, percent_style)
     except Exception:
-        text = visible(" ".join(str(statement).split()))
-        if params is not None and not redact:
-            text += f" -- params: {visible(repr(params))}"
+        text = _unrendered(statement, params, redact)
     if rows is not None:
         text += f" -- executemany: {rows} row{'s' if rows != 1 else ''}"
     return visible(text)
 
 
-_SHAPE_LITERALS = re.compile(
-    r"(?P<quoted>'(?:[^'\\]|\\.|'')*')"
-    r"|(?P<space>\s+)"
-    r"|(?P<number>(?<![\w.])-?\d+(?:\.\d+)?(?![\w.]))"
-)
+def _unrendered(statement: Any, params: Any, redact: bool) -> str:
+    """The statement as it came, and its parameters as Python shows them; never raises."""
+    text = " ".join(_safe_str(statement).split())
+    if params is not None and not redact:
+        text += f" -- params: {safe_repr(params)}"
+    return text
+
+
+def _safe_str(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return object.__repr__(value)
+
+
+def safe_repr(value: Any) -> str:
+    """``repr(value)``, or a stand-in for each object whose own ``__repr__`` fails."""
+    try:
+        return repr(value)
+    except Exception:
+        pass
+    if isinstance(value, tuple):
+        inner = ", ".join(safe_repr(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(safe_repr(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{safe_repr(k)}: {safe_repr(v)}" for k, v in value.items()) + "}"
+    return object.__repr__(value)
+
+
+_shape_scanners: dict[str, re.Pattern[str]] = {}
+_NUMBER = r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])"
+
+
+def _shape_scanner(dialect: str | None) -> re.Pattern[str]:
+    family = _family(dialect)
+    scanner = _shape_scanners.get(family)
+    if scanner is None:
+        string, identifier, _ = _FAMILIES[family]
+        scanner = _shape_scanners[family] = re.compile(
+            rf"(?P<identifier>{identifier})|(?P<value>{string}|{_NUMBER})", re.S
+        )
+    return scanner
+
+
 _IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
 
 
-def shape(statement: str, paramstyle: str | None) -> str:
+def shape(statement: str, paramstyle: str | None, dialect: str | None = None) -> str:
     """The statement with every value, bound or inline, as ``?``; IN lists collapsed.
 
     Two calls with the same shape differ only in their values: run in a loop, they are
     the signature of an N+1.
     """
-    scanner = _SCANNERS.get(paramstyle or "", _PLAIN_SCANNER)
-    binder = _Binder((), redact=True)
-    text = _rewrite(statement, scanner, binder)
+    try:
+        text = _rewrite(statement, _scanner(dialect, paramstyle), _Binder((), redact=True))
+    except Exception:
+        return " ".join(_safe_str(statement).split())
 
     def literal_to_mark(match: re.Match[str]) -> str:
-        if match.lastgroup == "space":
-            return " "
-        return "?"
+        return match.group() if match.lastgroup == "identifier" else "?"
 
-    text = _SHAPE_LITERALS.sub(literal_to_mark, text)
+    text = _shape_scanner(dialect).sub(literal_to_mark, text)
     return _IN_LIST.sub("(?…)", text)
