@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-test
 
-.PHONY: test lint bench memcached clean
+.PHONY: test lint bench memcached browser clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +29,26 @@ memcached:
 		exit 1; \
 	fi
 
+# The browser test drives Debian's chromium through its chromium-driver.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and chromium-driver with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		echo "installing chromium and chromium-driver with sudo apt-get"; \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else \
+		echo "chromium is not installed and cannot be installed from here: the browser test will skip."; \
+		echo "(Debian/Ubuntu: sudo apt-get install chromium chromium-driver)"; \
+	fi
+
 lint: $(INSTALLED)
 	$(PY) -m ruff check ioprofiler integrations tests benchmarks
 	$(PY) -m ruff format --check ioprofiler integrations tests benchmarks
 
-test: $(INSTALLED) memcached lint
+test: $(INSTALLED) memcached browser lint
 	$(PY) -m pytest
 
 bench: memcached
