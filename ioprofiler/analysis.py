@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.event import callsite_text as _callsite_text
 from ioprofiler.render.cache import key_text
 from ioprofiler.render.sql import safe_repr, shape
 
@@ -148,17 +149,17 @@ def find_repeats(events: list[Event]) -> list[Repeat]:
     for (kind, target, text), members in groups.items():
         if len(members) < 2:
             continue
-        seen: set[str] = set()
+        seen: set[object] = set()
         duplicates: list[Event] = []
-        callsites: list[str] = []
+        sites: dict[object, None] = {}
         for event in members:
             fingerprint = _fingerprint(event)
             if fingerprint in seen:
                 duplicates.append(event)
             seen.add(fingerprint)
-            site = event.callsite
-            if site and site not in callsites and len(callsites) < 3:
-                callsites.append(site)
+            if len(sites) < 3 and event._code is not None:
+                sites.setdefault((event._code, event._lineno), None)
+        callsites = [_callsite_text(code, line) for code, line in sites]  # type: ignore[misc]
         ms = sum((e.duration_ms or 0.0) for e in members)
         repeats.append(
             Repeat(
@@ -177,7 +178,13 @@ def find_repeats(events: list[Event]) -> list[Repeat]:
     return repeats
 
 
-def _fingerprint(event: Event) -> str:
-    if event.kind == DB:
-        return f"{event.statement}\x00{safe_repr(event.params)}"
-    return "\x00".join(key_text(k) for k in event.keys)
+def _fingerprint(event: Event) -> object:
+    """Equal for calls that repeat each other exactly (same statement and values, same keys)."""
+    fingerprint = (event.statement, event.params) if event.kind == DB else event.keys
+    try:
+        hash(fingerprint)
+    except TypeError:  # a dict of parameters, a list among them
+        if event.kind == DB:
+            return f"{event.statement}\x00{safe_repr(event.params)}"
+        return "\x00".join(key_text(k) for k in event.keys)
+    return fingerprint

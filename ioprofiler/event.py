@@ -8,11 +8,14 @@ on demand by the properties below, never while the application is running.
 
 from __future__ import annotations
 
+import functools
 import os
 from types import CodeType
 from typing import Any
 
 from ioprofiler import config
+from ioprofiler.render.cache import describe
+from ioprofiler.render.sql import render_statement
 
 DB = "db"
 CACHE = "cache"
@@ -155,18 +158,15 @@ class Event:
         As ``path/to/file.py:42 in function``; the path is relative to the working
         directory when it lies below it.
         """
-        code = self._code
-        if code is None:
+        if self._code is None:
             return None
-        return f"{_display_path(code.co_filename)}:{self._lineno} in {code.co_name}"
+        return callsite_text(self._code, self._lineno)
 
     @property
     def sql(self) -> str | None:
         """The statement on one line with its parameters in place (``?`` when redacted)."""
         if self.statement is None:
             return None
-        from ioprofiler.render.sql import render_statement
-
         return render_statement(
             self.statement,
             self.params,
@@ -179,12 +179,7 @@ class Event:
     def description(self) -> str:
         """What happened, as the listing shows it after the duration. Never raises."""
         try:
-            if self.kind == DB:
-                text = self.sql or ""
-            else:
-                from ioprofiler.render.cache import describe
-
-                text = describe(self)
+            text = (self.sql or "") if self.kind == DB else describe(self)
         except Exception as exc:
             text = f"<ioprofiler could not describe this call: {type(exc).__name__}>"
         if self.error:
@@ -193,14 +188,25 @@ class Event:
 
     def line(self) -> str:
         """One line of the listing: ``[target] 0.902 ms what happened``."""
-        from ioprofiler.render.text import event_line
-
-        return event_line(self)
+        return _event_line()(self)
 
     def __repr__(self) -> str:
         return f"<Event {self.line()}>"
 
 
+@functools.lru_cache(maxsize=1)
+def _event_line():  # render.text reads Events: imported on first use, not at import time
+    from ioprofiler.render.text import event_line
+
+    return event_line
+
+
+def callsite_text(code: CodeType, lineno: int) -> str:
+    """``path/to/file.py:42 in function``."""
+    return f"{_display_path(code.co_filename)}:{lineno} in {code.co_name}"
+
+
+@functools.lru_cache(maxsize=1024)
 def _display_path(filename: str) -> str:
     try:
         relative = os.path.relpath(filename)

@@ -38,26 +38,32 @@ list-style-position:inside}
 .iop td.w{word-break:break-word;min-width:18em}
 .iop td.c{color:#68708a;font-size:12px;word-break:break-all}
 .iop tr.err td{background:#fff0f0;color:#b3001b}
-.iop tr.slow td.n{color:#b35c00;font-weight:600}
+.iop .l td:nth-child(-n+2),.iop .l td:nth-child(5),.iop .l th:nth-child(-n+2),
+.iop .l th:nth-child(5){text-align:right;white-space:nowrap}
+.iop .l td:nth-child(3){width:120px;min-width:60px}
+.iop .l td:nth-child(6){word-break:break-word;min-width:18em}
+.iop .l td:nth-child(7){color:#68708a;font-size:12px;word-break:break-all}
+.iop tr.slow td:nth-child(5){color:#b35c00;font-weight:600}
 .iop b.n1,.iop b.dup,.iop b.e{font-size:11px;border-radius:3px;padding:0 4px;margin-right:4px;
 color:#fff;font-weight:600}
 .iop b.n1{background:#c2255c}.iop b.dup{background:#e8590c}.iop b.e{background:#b3001b}
-.iop .t{width:120px;min-width:60px}
 .iop .bar{height:10px;background:#e9ecf5;position:relative}
 .iop .bar i{position:absolute;top:0;height:10px;min-width:1px;background:#3b5bdb}
-.iop tr.c-cache .bar i{background:#2b8a3e}
+.iop tr.k .bar i{background:#2b8a3e}
 .iop .warn{color:#c2255c}
 .iop .note{color:#b3001b;font-weight:600}
-@media (max-width:700px){.iop .t,.iop td.c,.iop th.c{display:none}}
+@media (max-width:700px){.iop .l td:nth-child(3),.iop .l th:nth-child(3),
+.iop .l td:nth-child(7),.iop .l th:nth-child(7),.iop td.c,.iop th.c{display:none}}
 """
 
 _SCRIPT = """(function(){var s=document.currentScript,h=s&&s.previousElementSibling;
 if(!h||h.id!=="ioprofiler-panel")return;var r=h.shadowRoot;
 if(!r){var t=h.querySelector("template");if(!t)return;r=h.attachShadow({mode:"open"});
 r.appendChild(t.content);t.remove()}
-var rows=r.querySelectorAll("tr[data-s]"),total=parseFloat(h.getAttribute("data-total"))||1;
-for(var i=0;i<rows.length;i++){var b=rows[i].querySelector(".bar i");if(!b)continue;
-var st=parseFloat(rows[i].getAttribute("data-s")),d=parseFloat(rows[i].getAttribute("data-d"));
+var rows=r.querySelectorAll("table.l tr"),total=parseFloat(h.getAttribute("data-total"))||1;
+for(var i=1;i<rows.length;i++){var c=rows[i].cells,st=parseFloat(c[1].textContent),
+d=parseFloat(c[4].textContent)||0,bar=document.createElement("div"),b=document.createElement("i");
+bar.className="bar";bar.appendChild(b);c[2].appendChild(bar);
 b.style.left=Math.min(100,st/total*100)+"%";b.style.width=Math.min(100,d/total*100)+"%"}})();"""
 
 
@@ -145,11 +151,11 @@ def _event_rows(trace: Trace, events: list[Event], summary: Summary) -> str:
     rows = []
     for index, event in enumerate(events, start=1):
         duration = event.duration_ms
-        classes = ["c-" + event.kind]
+        classes = "d" if event.kind == DB else "k"
         if event.error:
-            classes.append("err")
+            classes += " err"
         if duration is not None and duration >= SLOW_MS:
-            classes.append("slow")
+            classes += " slow"
         badges = ""
         group = groups.get(id(event))
         if group is not None:
@@ -160,14 +166,11 @@ def _event_rows(trace: Trace, events: list[Event], summary: Summary) -> str:
             badges += '<b class="dup">dup</b>'
         if event.error:
             badges += f'<b class="e">{escape(event.error)}</b>'
-        start = trace.offset_ms(event)
         rows.append(
-            f'<tr class="{" ".join(classes)}" data-s="{start:.3f}" data-d="{duration or 0:.3f}">'
-            f'<td class="n">{index}</td><td class="n">{start:.1f}</td>'
-            f'<td class="t"><div class="bar"><i></i></div></td><td>{escape(event.target)}</td>'
-            f'<td class="n">{_ms(duration)}</td>'
-            f'<td class="w">{badges}{escape(event.description())}</td>'
-            f'<td class="c">{escape(event.callsite or "")}</td></tr>'
+            f'<tr class="{classes}"><td>{index}</td><td>{trace.offset_ms(event):.3f}</td><td></td>'
+            f"<td>{escape(event.target)}</td><td>{_ms(duration)}</td>"
+            f"<td>{badges}{escape(event.description())}</td>"
+            f"<td>{escape(event.callsite or '')}</td></tr>"
         )
     return "".join(rows)
 
@@ -197,9 +200,10 @@ def render_panel(
             f"{_plural(summary.profiler_errors, 'call')}</p>"
         )
     listing = (
-        '<h3>Calls in start order</h3><table><tr><th class="n">#</th><th class="n">at ms</th>'
-        '<th class="t">timeline</th><th>target</th><th class="n">ms</th><th>what</th>'
-        '<th class="c">called from</th></tr>' + _event_rows(trace, events, summary) + "</table>"
+        '<h3>Calls in start order</h3><table class="l"><tr><th>#</th><th>at ms</th>'
+        "<th>timeline</th><th>target</th><th>ms</th><th>what</th><th>called from</th></tr>"
+        + _event_rows(trace, events, summary)
+        + "</table>"
     )
     content = (
         f'<style{nonce_attr}>{_STYLE}</style><details class="iop" open>'

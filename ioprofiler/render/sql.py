@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
+import functools
 import math
 import re
 import uuid
@@ -95,6 +96,11 @@ def literal(value: Any, backslash_escapes: bool = False) -> str:
 
     ``backslash_escapes`` doubles backslashes in strings, as MySQL and MariaDB read them.
     """
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is str:
+        return _quote(value, backslash_escapes)
     if value is None:
         return "NULL"
     if value is True:
@@ -141,6 +147,59 @@ def _quote(text: str, backslash_escapes: bool = False) -> str:
     return "'" + text.replace("'", "''") + "'" + more
 
 
+# A statement cut into its folded text and its placeholders: (kind, key, original text),
+# kind being "seq" (?, %s), "name" (:name, %(name)s) or "num" (:1, $1).
+Placeholder = tuple[str, Any, str]
+
+
+@functools.lru_cache(maxsize=4096)
+def _template(
+    statement: str, dialect: str | None, paramstyle: str | None, bound: bool
+) -> tuple[str | Placeholder, ...]:
+    """Tokenize a statement once: the same text recurs in every call of an N+1."""
+    scanner = _scanner(dialect, paramstyle if bound else None)
+    # format and pyformat drivers apply Python's % to the whole text, literals included.
+    unescape_percent = bound and paramstyle in ("format", "pyformat")
+    parts: list[str | Placeholder] = []
+    text: list[str] = []
+    position = 0
+    for match in scanner.finditer(statement):
+        text.append(statement[position : match.start()])
+        position = match.end()
+        kind = match.lastgroup
+        token = match.group()
+        if kind == "quoted":
+            text.append(token.replace("%%", "%") if unescape_percent else token)
+        elif kind == "space":
+            text.append(" ")
+        elif kind == "comment":
+            if token.startswith(("--", "#")):
+                # Folded onto one line, a line comment would swallow the rest.
+                body = token[2:] if token.startswith("--") else token[1:]
+                token = "/* " + body.strip().replace("*/", "* /") + " */"
+            text.append(" ".join(token.split()))
+        elif kind == "pct":
+            text.append("%")
+        elif kind == "cast":
+            text.append("::")
+        else:
+            parts.append("".join(text))
+            text = []
+            if kind == "name":
+                parts.append(("name", match.group("name"), token))
+            elif kind == "num":
+                parts.append(("num", match.group("num"), token))
+            else:
+                parts.append(("seq", None, token))
+    text.append(statement[position:])
+    parts.append("".join(text))
+    if isinstance(parts[0], str):
+        parts[0] = parts[0].lstrip()
+    if isinstance(parts[-1], str):
+        parts[-1] = parts[-1].rstrip()
+    return tuple(p for p in parts if p != "")
+
+
 class _Binder:
     """Hands out parameter values in the order placeholders ask for them."""
 
@@ -150,62 +209,32 @@ class _Binder:
         self.backslash_escapes = backslash_escapes
         self.position = 0
 
-    def literal(self, value: Any) -> str:
-        return literal(value, self.backslash_escapes)
-
-    def value(self, match: re.Match[str]) -> str:
-        groups = match.groupdict()
+    def value(self, placeholder: Placeholder) -> str:
         if self.redact:
             return "?"
+        kind, key, original = placeholder
         params = self.params
         try:
-            if groups.get("name") is not None:
-                return self.literal(params[groups["name"]])
-            if groups.get("num") is not None:
+            if kind == "name":
+                value = params[key]
+            elif kind == "num":
                 if isinstance(params, Mapping):
-                    return self.literal(params[groups["num"]])
-                index = int(groups["num"]) - 1
-                if index < 0:  # $0 and :0 name no parameter
-                    return match.group()
-                return self.literal(params[index])
-            if isinstance(params, Mapping):
-                return match.group()
-            value = params[self.position]
-            self.position += 1
-            return self.literal(value)
+                    value = params[key]
+                elif int(key) < 1:  # $0 and :0 name no parameter
+                    return original
+                else:
+                    value = params[int(key) - 1]
+            elif isinstance(params, Mapping):
+                return original
+            else:
+                value = params[self.position]
+                self.position += 1
         except (KeyError, IndexError, TypeError):
-            return match.group()
+            return original
+        return literal(value, self.backslash_escapes)
 
-
-def _rewrite(
-    statement: str, scanner: re.Pattern[str], binder: _Binder | None, percent_style: bool = False
-) -> str:
-    # format and pyformat drivers apply Python's % to the whole text, literals included.
-    unescape_percent = percent_style and binder is not None
-
-    def replace(match: re.Match[str]) -> str:
-        kind = match.lastgroup
-        if kind == "quoted":
-            text = match.group()
-            return visible(text.replace("%%", "%") if unescape_percent else text)
-        if kind == "space":
-            return " "
-        if kind == "comment":
-            text = match.group()
-            if text.startswith(("--", "#")):
-                # Folded onto one line, a line comment would swallow the rest.
-                body = text[2:] if text.startswith("--") else text[1:]
-                text = "/* " + body.strip().replace("*/", "* /") + " */"
-            return visible(" ".join(text.split()))
-        if kind == "pct":
-            return "%%" if binder is None else "%"
-        if kind == "cast":
-            return "::"
-        if binder is None:
-            return match.group()
-        return binder.value(match)
-
-    return scanner.sub(replace, statement).strip()
+    def fill(self, parts: tuple[str | Placeholder, ...]) -> str:
+        return "".join([part if type(part) is str else self.value(part) for part in parts])
 
 
 def render_statement(
@@ -223,13 +252,15 @@ def render_statement(
     Never raises: a statement that cannot be interpolated is shown with its parameters.
     """
     try:
-        if params is None and rows is None:
-            text = _rewrite(statement, _scanner(dialect, None), None)
+        bound = params is not None or rows is not None
+        parts = _template(statement, dialect, paramstyle, bound)
+        if bound:
+            binder = _Binder(
+                () if params is None else params, redact, dialect in _BACKSLASH_DIALECTS
+            )
+            text = binder.fill(parts)
         else:
-            backslashes = dialect in _BACKSLASH_DIALECTS
-            binder = _Binder(params if params is not None else (), redact, backslashes)
-            percent_style = paramstyle in ("format", "pyformat")
-            text = _rewrite(statement, _scanner(dialect, paramstyle), binder, percent_style)
+            text = "".join(parts)  # type: ignore[arg-type]
     except Exception:
         text = _unrendered(statement, params, redact)
     if rows is not None:
@@ -293,12 +324,17 @@ def shape(statement: str, paramstyle: str | None, dialect: str | None = None) ->
     the signature of an N+1.
     """
     try:
-        text = _rewrite(statement, _scanner(dialect, paramstyle), _Binder((), redact=True))
+        return _shape(statement, paramstyle, dialect)
     except Exception:
-        return " ".join(_safe_str(statement).split())
+        return visible(" ".join(_safe_str(statement).split()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape(statement: str, paramstyle: str | None, dialect: str | None) -> str:
+    text = _Binder((), redact=True).fill(_template(statement, dialect, paramstyle, True))
 
     def literal_to_mark(match: re.Match[str]) -> str:
         return match.group() if match.lastgroup == "identifier" else "?"
 
     text = _shape_scanner(dialect).sub(literal_to_mark, text)
-    return _IN_LIST.sub("(?…)", text)
+    return visible(_IN_LIST.sub("(?…)", text))
