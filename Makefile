@@ -1,10 +1,25 @@
-# `make test` takes a fresh clone to a passing test suite; `make bench` prints the overhead.
+# `make demo` serves the sharded demo shop; `make test` takes a fresh clone to a passing
+# test suite; `make bench` prints what the profiler costs.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-test
 
-.PHONY: test lint bench memcached browser clean
+.PHONY: demo test lint bench memcached browser screenshot clean
+
+DEMO_INSTALLED := $(VENV)/.installed-demo
+
+$(DEMO_INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[demo]'
+	touch $(DEMO_INSTALLED)
+
+demo: $(DEMO_INSTALLED) memcached
+	$(PY) -m demo_app $(DEMO_ARGS)
+
+screenshot: $(INSTALLED) memcached browser
+	$(PY) -m demo_app.screenshot
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +60,8 @@ browser:
 	fi
 
 lint: $(INSTALLED)
-	$(PY) -m ruff check ioprofiler integrations tests benchmarks
-	$(PY) -m ruff format --check ioprofiler integrations tests benchmarks
+	$(PY) -m ruff check ioprofiler integrations demo_app tests benchmarks
+	$(PY) -m ruff format --check ioprofiler integrations demo_app tests benchmarks
 
 test: $(INSTALLED) memcached browser lint
 	$(PY) -m pytest
@@ -54,6 +69,7 @@ test: $(INSTALLED) memcached browser lint
 bench: memcached
 	$(MAKE) VENV=.venv-bench INSTALLED=.venv-bench/.installed-bench bench-env
 	.venv-bench/bin/python benchmarks/overhead.py
+	.venv-bench/bin/python benchmarks/middleware.py
 
 .venv-bench/.installed-bench: pyproject.toml
 	$(PYTHON) -m venv .venv-bench

@@ -17,9 +17,10 @@ from types import CodeType, FrameType
 from ioprofiler import config
 
 _LIBRARY_PACKAGES = ("ioprofiler", "sqlalchemy", "pymemcache", "wrapt", "greenlet")
-_is_library: dict[str, bool] = {}
+_is_library: dict[CodeType, bool] = {}  # per code object: modules or single functions skip
 _library_dirs: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 _lock = threading.Lock()
+_MAX_REMEMBERED = 20_000
 
 
 def _package_dir(name: str) -> str | None:
@@ -55,8 +56,9 @@ def _compute_library_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(sorted(stdlib)), tuple(sorted(packages))
 
 
-def _classify(filename: str, module_name: object) -> bool:
+def _classify(code: CodeType, module_name: object) -> bool:
     global _library_dirs
+    filename = code.co_filename
     if _library_dirs is None:
         with _lock:
             if _library_dirs is None:
@@ -66,7 +68,11 @@ def _classify(filename: str, module_name: object) -> bool:
         return True
     if isinstance(module_name, str):
         for skipped in config.settings.callsite_skip:
-            if module_name == skipped or module_name.startswith(skipped + "."):
+            module, _, function = skipped.partition(":")
+            if function:
+                if module_name == module and code.co_name == function:
+                    return True
+            elif module_name == module or module_name.startswith(module + "."):
                 return True
     path = os.path.abspath(filename)
     if path.startswith(packages):
@@ -95,12 +101,11 @@ def find(frame: FrameType | None) -> tuple[CodeType | None, int]:
     while True:
         while frame is not None:
             code = frame.f_code
-            filename = code.co_filename
-            library = _is_library.get(filename)
+            library = _is_library.get(code)
             if library is None:
-                library = _is_library[filename] = _classify(
-                    filename, frame.f_globals.get("__name__")
-                )
+                if len(_is_library) >= _MAX_REMEMBERED:
+                    _is_library.clear()  # generated code (exec) must not grow this forever
+                library = _is_library[code] = _classify(code, frame.f_globals.get("__name__"))
             if not library:
                 return code, frame.f_lineno
             frame = frame.f_back

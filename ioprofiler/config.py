@@ -28,6 +28,7 @@ def configure(
     >>> ioprofiler.configure(redact=True)          # show ``?`` instead of SQL values
     >>> ioprofiler.configure(max_events=50_000)    # default for traces opened from now on
     >>> ioprofiler.configure(callsite_skip=["myapp.db"])  # modules that are never a callsite
+    >>> ioprofiler.configure(callsite_skip=["myapp.shop:_query"])  # nor this helper function
 
     Options left out keep their current value.
     """

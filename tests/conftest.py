@@ -51,7 +51,7 @@ def _installed() -> Iterator[None]:
     ioprofiler.install()
     forget_cache_servers()
     yield
-    ioprofiler.configure(redact=False)
+    ioprofiler.configure(redact=False, callsite_skip=[])
 
 
 @pytest.fixture

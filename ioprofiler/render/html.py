@@ -42,7 +42,7 @@ list-style-position:inside}
 .iop .l th:nth-child(5){text-align:right;white-space:nowrap}
 .iop .l td:nth-child(3){width:120px;min-width:60px}
 .iop .l td:nth-child(6){word-break:break-word;min-width:18em}
-.iop .l td:nth-child(7){color:#68708a;font-size:12px;word-break:break-all}
+.iop .l td:nth-child(7){color:#68708a;font-size:12px;min-width:16em;word-break:break-word}
 .iop tr.slow td:nth-child(5){color:#b35c00;font-weight:600}
 .iop b.n1,.iop b.dup,.iop b.e{font-size:11px;border-radius:3px;padding:0 4px;margin-right:4px;
 color:#fff;font-weight:600}

@@ -1,0 +1,1 @@
+"""A small sharded marketplace that shows ioprofiler at work: ``python -m demo_app``."""

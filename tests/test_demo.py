@@ -1,0 +1,201 @@
+"""The demo shop: each page's shard queries and cache calls, and the demo as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from pymemcache.client.base import Client as MemcacheClient
+from werkzeug.test import Client
+
+import ioprofiler
+from demo_app.app import CALLSITE_SKIP, ShopApp
+from demo_app.data import FIRST_LISTING_ID
+from demo_app.shop import Shop
+from ioprofiler.wsgi import IOProfilerMiddleware
+from tests.conftest import mysql_or_skip
+
+ROOT = Path(__file__).resolve().parent.parent
+LISTING = FIRST_LISTING_ID + 1
+LINE = re.compile(r"^\[(?P<target>[^\]]+)\] (?P<ms>\d+\.\d{3}) ms (?P<what>.*?)(  <- .*)?$")
+
+
+@pytest.fixture
+def demo(tmp_path, memcached):
+    cache = MemcacheClient(memcached.address, no_delay=True)
+    cache.flush_all()
+    shop = Shop.from_urls(f"sqlite:///{tmp_path}/{{shard}}.db", cache)
+    ioprofiler.configure(callsite_skip=CALLSITE_SKIP)
+    yield Client(IOProfilerMiddleware(ShopApp(shop)))
+    shop.close()
+
+
+def listing(client: Client, url: str) -> list[tuple[str, str]]:
+    """(target, what) for each line of ``url``'s ?ioprofiler=text listing."""
+    joiner = "&" if "?" in url else "?"
+    response = client.get(f"{url}{joiner}ioprofiler=text", environ_base={"REMOTE_ADDR": "::1"})
+    assert response.status_code == 200
+    lines = []
+    for line in response.get_data(as_text=True).splitlines():
+        match = LINE.match(line)
+        if match:
+            lines.append((match["target"], match["what"]))
+    return lines
+
+
+def test_listing_page_misses_then_hits_the_cache(demo):
+    first = listing(demo, f"/listing/{LISTING}")
+    assert first[0][0] == "memcache" and first[0][1].startswith("Cache MISS, keys: Etsy_Cache")
+    assert first[1] == (
+        "index",
+        f"SELECT shard, shop_id FROM ListingIndex WHERE listing_id = {LISTING}",
+    )
+    assert (
+        "dbshard01",
+        f"SELECT count(*) FROM FavoriteListingUser WHERE listing_id = {LISTING}",
+    ) in first
+    assert first[-1][1].startswith("Cache SET")
+    second = listing(demo, f"/listing/{LISTING}")
+    assert len(second) == 1 and second[0][1].startswith("Cache HIT, keys: Etsy_Cache_Results:")
+
+
+def test_the_n_plus_one_page_is_flagged_and_the_fixed_one_is_not(demo):
+    text = demo.get("/shop/7?ioprofiler=text", environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    text = text.get_data(as_text=True)
+    assert re.search(
+        r"repeated \d+x on index, likely N\+1: SELECT shard FROM UserIndex WHERE user_id = \?"
+        r"  <- demo_app/shop\.py:\d+ in shop_fans",
+        text,
+    ), text
+    fixed = demo.get("/shop/7?fixed=1&ioprofiler=text", environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert "likely N+1" not in fixed.get_data(as_text=True)
+    shards = {target for target, _ in listing(demo, "/shop/7?fixed=1")}
+    assert {"index", "dbshard01", "dbshard02", "dbshard03", "dbshard04"} <= shards
+
+
+def test_home_reads_the_featured_counts_in_one_get_many(demo):
+    demo.get(f"/listing/{LISTING}")
+    lines = listing(demo, "/")
+    reads = [what for target, what in lines if target == "memcache"]
+    assert len(reads) == 1 and re.match(r"Cache (HIT|MISS) \d+/\d+, keys: ", reads[0])
+    assert {t for t, _ in lines} >= {"dbshard01", "dbshard02", "dbshard03", "dbshard04"}
+
+
+def test_the_failing_query_is_shown_and_the_page_still_answers(demo):
+    response = demo.get("/broken/5773401?ioprofiler=1", environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "Reviews could not be loaded" in html
+    assert "SELECT body FROM ListingReview WHERE listing_id = 5773401" in html
+    assert '<b class="e">OperationalError</b>' in html
+
+
+def test_the_json_api_with_ioprofiler_json(demo):
+    plain = json.loads(demo.get(f"/api/listing/{LISTING}").get_data())
+    assert plain["listing_id"] == LISTING
+    document = json.loads(
+        demo.get(
+            f"/api/listing/{LISTING}?ioprofiler=json", environ_base={"REMOTE_ADDR": "127.0.0.1"}
+        ).get_data()
+    )
+    assert document["schema"] == "ioprofiler.trace"
+    assert [e["target"] for e in document["events"]] == ["memcache"]
+    assert document["events"][0]["hit"] is True
+
+
+def test_the_streamed_and_slow_pages(demo):
+    streamed = listing(demo, "/stream")
+    assert len(streamed) == 12 and {t for t, _ in streamed} == {f"dbshard0{i}" for i in range(1, 5)}
+    slow = listing(demo, "/slow")
+    assert slow[0][0] == "dbshard03" and slow[0][1].startswith("WITH RECURSIVE n(x)")
+
+
+def test_demo_on_mariadb(memcached):
+    mysql_or_skip()
+    cache = MemcacheClient(memcached.address)
+    cache.flush_all()
+    shop = Shop.from_urls("mysql+pymysql://root@127.0.0.1:3306/ioprofiler_demo_{shard}", cache)
+    try:
+        client = Client(IOProfilerMiddleware(ShopApp(shop)))
+        lines = listing(client, f"/listing/{LISTING}")
+        assert (
+            "dbshard01",
+            f"SELECT count(*) FROM FavoriteListingUser WHERE listing_id = {LISTING}",
+        ) in lines
+    finally:
+        shop.close()
+
+
+# -- the demo as a process ------------------------------------------------------------------
+
+
+def start_demo(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "demo_app", "--quiet", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+
+
+def wait_for_url(process: subprocess.Popen[str]) -> tuple[str, int]:
+    line = process.stdout.readline()
+    match = re.match(r"Sharded Shop on (http://[\d.:]+)  \(memcached started on port (\d+)", line)
+    assert match, line + process.stderr.read()
+    return match.group(1), int(match.group(2))
+
+
+def test_the_demo_process_serves_and_stops_cleanly(tmp_path):
+    process = start_demo("--port", "0", "--data-dir", str(tmp_path), cwd=tmp_path)
+    try:
+        base, memcached_port = wait_for_url(process)
+        with urllib.request.urlopen(f"{base}/listing/{LISTING}?ioprofiler=1", timeout=30) as page:
+            html = page.read().decode()
+        assert '<div id="ioprofiler-panel"' in html and "Cache MISS" in html
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "stopped" in out
+    with pytest.raises(OSError):  # its memcached is gone too
+        socket.create_connection(("127.0.0.1", memcached_port), timeout=1).close()
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = start_demo("--port", str(port), "--data-dir", str(tmp_path), cwd=tmp_path)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert f"port {port} on 127.0.0.1 is taken: pass --port with another one" in err
+
+
+def test_an_unreachable_memcached_or_database_is_a_clear_error(tmp_path):
+    process = start_demo("--memcache", "127.0.0.1:1", "--data-dir", str(tmp_path), cwd=tmp_path)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and "memcached at 127.0.0.1:1 does not answer" in err
+
+    process = start_demo(
+        "--port", "0", "--db-url", "mysql+pymysql://root@127.0.0.1:1/{shard}", cwd=tmp_path
+    )
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "cannot open the shop's databases at mysql+pymysql://root@127.0.0.1:1/<shard>" in err
+
+
+def test_bad_options_are_refused(tmp_path):
+    process = start_demo("--db-url", "sqlite:///one.db", cwd=tmp_path)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and "--db-url must contain {shard}" in err
