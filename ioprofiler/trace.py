@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import logging
@@ -98,6 +99,22 @@ class Trace:
     @property
     def recording(self) -> bool:
         return self._open
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the calls made inside the block out of this trace.
+
+        >>> with trace.paused():
+        ...     warm_up_the_cache()        # not counted
+        """
+        before = active.get()
+        without = tuple(t for t in before if t is not self)
+        active.set(without)
+        try:
+            yield
+        finally:
+            if active.get() == without:
+                active.set(before)
 
     # -- reading -----------------------------------------------------------------------
 

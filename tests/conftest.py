@@ -13,6 +13,7 @@ import ioprofiler
 from ioprofiler.memcached import MemcachedNotInstalled, MemcachedProcess
 
 SHARDS = ("dbshard01", "dbshard02", "dbshard03", "dbshard04")
+pytest_plugins = ["pytester"]
 
 
 def new_memcached(*extra_args: str) -> MemcachedProcess:

@@ -1,0 +1,169 @@
+"""pytest plugin (registered through the ``pytest11`` entry point).
+
+Fixtures ``io_trace`` and ``io_snapshot``, the marker ``io_budget``, and the options
+``--io-snapshot=check|update`` and ``--io-report``::
+
+    def test_listing(client, io_trace):              # records the test's call phase only
+        client.get("/listing/5773453")
+        assert io_trace.count(kind="db", target="dbshard01") == 1
+
+    @pytest.mark.io_budget(db=at_most(4), cache={"memcache": at_most(5)}, no_repeats=True)
+    def test_home(client): ...
+
+    def test_feed(client, io_snapshot):              # compared with tests/test_feed.io
+        with io_snapshot():
+            client.get("/feed")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+import ioprofiler
+from ioprofiler import snapshot, testing
+from ioprofiler.event import CACHE, DB
+from ioprofiler.trace import Trace
+
+_TRACE_KEY = pytest.StashKey[Trace]()
+_REPORT_KEY = "ioprofiler"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ioprofiler", "I/O budgets and snapshots (ioprofiler)")
+    group.addoption(
+        "--io-snapshot",
+        choices=("check", "update"),
+        default="check",
+        help="check I/O snapshots against their files (default), or write them",
+    )
+    group.addoption(
+        "--io-report",
+        action="store_true",
+        default=False,
+        help="after the run, list the tests that made the most queries and cache calls",
+    )
+    group.addoption(
+        "--io-report-count",
+        type=int,
+        default=10,
+        metavar="N",
+        help="how many tests --io-report lists (default 10)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "io_budget(db=None, cache=None, *, strict=False, ignore=(), no_repeats=False): "
+        "fail the test when its I/O exceeds the budget (see ioprofiler.testing.assert_io)",
+    )
+    try:
+        testing.use_color(config.get_terminal_writer().hasmarkup)
+    except Exception:  # pytest-xdist workers have no terminal
+        testing.use_color(config.getoption("color", "auto") == "yes")
+
+
+@pytest.fixture
+def io_trace(request: pytest.FixtureRequest) -> Trace:
+    """The I/O of the test's call phase (fixture setup and teardown are left out).
+
+    A :class:`ioprofiler.Trace`: ``count()``, ``duration_ms()``, ``cache_hits()``,
+    ``events``, ``text()``, and ``paused()`` to leave a block out.
+    """
+    ioprofiler.install()
+    trace = ioprofiler.profile(name=request.node.nodeid)
+    request.node.stash[_TRACE_KEY] = trace
+    return trace
+
+
+@pytest.fixture
+def io_snapshot(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """``with io_snapshot(): …`` compares the block's I/O with ``<test module>.io``.
+
+    ``io_snapshot("name")`` for a second snapshot in one test; ``hits=True`` to keep
+    cache hits and misses in the snapshot.
+    """
+    ioprofiler.install()
+    mode = request.config.getoption("--io-snapshot")
+    path = snapshot.snapshot_path(request.node.path)
+    base = request.node.name
+
+    @contextmanager
+    def take(name: str | None = None, *, hits: bool = False) -> Iterator[Trace]:
+        with ioprofiler.profile() as trace:
+            yield trace
+        section = base if name is None else f"{base}::{name}"
+        outcome = snapshot.compare(path, section, snapshot.snapshot_lines(trace, hits), mode)
+        if outcome is not None:
+            request.node.user_properties.append(("ioprofiler_snapshot", f"{outcome} {section}"))
+
+    return take
+
+
+def _budget_expectation(item: pytest.Item) -> testing.IOExpectation | None:
+    marker = item.get_closest_marker("io_budget")
+    if marker is None:
+        return None
+    if marker.args:
+        raise pytest.UsageError(
+            f"{item.nodeid}: io_budget takes keywords only, like io_budget(db=at_most(3))"
+        )
+    try:
+        return testing.IOExpectation(**marker.kwargs)
+    except TypeError as exc:
+        raise pytest.UsageError(f"{item.nodeid}: io_budget: {exc}") from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    expectation = _budget_expectation(item)
+    fixture_trace = item.stash.get(_TRACE_KEY, None)
+    reporting = item.config.getoption("--io-report")
+    if expectation is None and fixture_trace is None and not reporting:
+        return (yield)
+    ioprofiler.install()
+    budget_trace = ioprofiler.profile(name=item.nodeid)
+    opened = [t for t in (fixture_trace, budget_trace) if t is not None]
+    for trace in opened:
+        trace.__enter__()
+    try:
+        result = yield
+    finally:
+        for trace in reversed(opened):
+            trace.close()
+        if reporting:
+            item.user_properties.append(
+                (_REPORT_KEY, (budget_trace.count(kind=DB), budget_trace.count(kind=CACHE)))
+            )
+    if expectation is not None:
+        testing.enforce(expectation, budget_trace, color=testing._color_wanted())
+    return result
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if not config.getoption("--io-report"):
+        return
+    rows = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for key, value in getattr(report, "user_properties", ()):
+                if key == _REPORT_KEY and sum(value):
+                    db, cache = value
+                    rows.append((db + cache, db, cache, report.nodeid))
+    rows.sort(key=lambda row: (-row[0], row[3]))
+    limit = config.getoption("--io-report-count")
+    terminalreporter.write_sep(
+        "=", f"ioprofiler: the {min(limit, len(rows))} tests with the most I/O"
+    )
+    if not rows:
+        terminalreporter.write_line("no test made a query or a cache call")
+        return
+    terminalreporter.write_line(f"{'queries':>8} {'cache':>6}  test")
+    for _total, db, cache, nodeid in rows[:limit]:
+        terminalreporter.write_line(f"{db:>8} {cache:>6}  {nodeid}")

@@ -1,0 +1,80 @@
+"""The message of a failed I/O budget: what was exceeded, what repeated, every call made.
+
+Shown in full, without ``-v`` and without a second run, as django-perf-rec and Django's
+``assertNumQueries`` taught: the numbered listing is the evidence.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ioprofiler.render.console import event_text
+from ioprofiler.render.sql import visible
+
+if TYPE_CHECKING:
+    from ioprofiler.analysis import Repeat
+    from ioprofiler.testing import Verdict
+    from ioprofiler.trace import Trace
+
+WIDTH = 120
+
+
+def failure_report(
+    verdicts: list[Verdict], repeats: list[Repeat], trace: Trace, color: bool = False
+) -> str:
+    out = io.StringIO()
+    console = Console(
+        file=out,
+        width=WIDTH,
+        force_terminal=color,
+        color_system="standard" if color else None,
+        highlight=False,
+        emoji=False,
+    )
+    failed = [v for v in verdicts if not v.ok]
+    headline = "I/O budget exceeded" if failed else "I/O repeated"
+    console.print(Text(f"ioprofiler: {headline}", style="bold red"))
+    if verdicts:
+        table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+        for column in ("kind", "target", "budget", "calls", "hits/misses", ""):
+            table.add_column(column, justify="right" if column == "calls" else "left")
+        for verdict in verdicts:
+            reads = verdict.hits + verdict.misses
+            table.add_row(
+                verdict.kind,
+                Text(visible(verdict.target)),
+                str(verdict.budget),
+                str(verdict.calls),
+                f"{verdict.hits}/{verdict.misses}" if reads else "",
+                Text("ok", style="green") if verdict.ok else Text("EXCEEDED", style="bold red"),
+            )
+        console.print(table)
+    if repeats:
+        console.print(Text("\nRepeated (no_repeats=True):", style="bold magenta"))
+        for repeat in repeats:
+            what = (
+                repeat.shape if repeat.kind == "db" else "single-key reads: could be one get_many"
+            )
+            line = Text(f"  {repeat.count}x on {visible(repeat.target)}: ", style="magenta")
+            line.append(what)
+            for site in repeat.callsites:
+                line.append(f"\n      <- {visible(site)}", style="dim")
+            console.print(line, soft_wrap=True)
+    events = trace.events
+    console.print(Text(f"\nCalls made ({trace.count()}):", style="bold"))
+    for number, event in enumerate(events, start=1):
+        line = Text(f"{number:>4}. ")
+        line.append_text(event_text(event))
+        if event.callsite:
+            line.append(f"  <- {visible(event.callsite)}", style="dim")
+        console.print(line, soft_wrap=True)
+    if trace.dropped:
+        console.print(f"  … and {trace.dropped} more, counted but not kept (max_events)")
+    if not events and not trace.dropped:
+        console.print("  (none)")
+    return "\n".join(line.rstrip() for line in out.getvalue().rstrip("\n").splitlines())

@@ -1,0 +1,248 @@
+"""I/O budgets for tests: how many queries per shard and cache calls a block may make.
+
+>>> from ioprofiler.testing import assert_io, at_most
+>>> with assert_io(db={"dbshard01": 1, "dbshard0[2-4]": 0}, cache=at_most(3), no_repeats=True):
+...     client.get("/shop/7")
+
+A plain context manager: it works under pytest, unittest or a script. When a budget is
+exceeded it raises :class:`IOBudgetExceeded` (an ``AssertionError``) whose message shows
+the exceeded budgets, the repeated statements and the numbered listing of every call.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import ioprofiler
+from ioprofiler.analysis import Repeat, find_repeats
+from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.trace import Trace
+
+__all__ = [
+    "Budget",
+    "IOBudgetExceeded",
+    "IOExpectation",
+    "assert_io",
+    "at_least",
+    "at_most",
+    "between",
+    "exactly",
+]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many calls are allowed: ``low <= calls <= high`` (``high`` None: no limit)."""
+
+    low: int = 0
+    high: int | None = None
+
+    def allows(self, calls: int) -> bool:
+        return calls >= self.low and (self.high is None or calls <= self.high)
+
+    def __str__(self) -> str:
+        if self.high == self.low:
+            return f"exactly {self.low}"
+        if self.high is None:
+            return f"at least {self.low}"
+        if self.low == 0:
+            return f"at most {self.high}"
+        return f"between {self.low} and {self.high}"
+
+
+def _count(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} takes a whole number of calls (0 or more), not {value!r}")
+    return value
+
+
+def exactly(n: int) -> Budget:
+    return Budget(_count(n, "exactly()"), n)
+
+
+def at_most(n: int) -> Budget:
+    return Budget(0, _count(n, "at_most()"))
+
+
+def at_least(n: int) -> Budget:
+    return Budget(_count(n, "at_least()"), None)
+
+
+def between(low: int, high: int) -> Budget:
+    low, high = _count(low, "between()"), _count(high, "between()")
+    if low > high:
+        raise ValueError(f"between({low}, {high}): the first number must not exceed the second")
+    return Budget(low, high)
+
+
+BudgetSpec = int | Budget | Mapping[str, int | Budget] | None
+
+
+def _budget(value: int | Budget, where: str) -> Budget:
+    if isinstance(value, Budget):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{where}: a budget is a number of calls, at_most(n), at_least(n) or "
+            f"between(a, b), not {value!r}"
+        )
+    return exactly(value)
+
+
+@dataclass
+class Verdict:
+    """One budget as checked: what was allowed and what happened."""
+
+    kind: str
+    target: str  # a target name, a glob pattern, or "all" for the kind as a whole
+    budget: Budget
+    calls: int
+    hits: int = 0
+    misses: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.budget.allows(self.calls)
+
+
+@dataclass
+class IOExpectation:
+    """What a block of code may do; checked against a trace by :meth:`check`."""
+
+    db: BudgetSpec = None
+    cache: BudgetSpec = None
+    strict: bool = False
+    ignore: Iterable[str] = ()
+    no_repeats: bool = False
+    _ignore: list[re.Pattern[str]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        for kind, spec in ((DB, self.db), (CACHE, self.cache)):
+            if isinstance(spec, Mapping):
+                for pattern, value in spec.items():
+                    if not isinstance(pattern, str):
+                        raise TypeError(f"{kind} budget keys are target names, not {pattern!r}")
+                    _budget(value, f"{kind}[{pattern!r}]")
+            elif spec is not None:
+                _budget(spec, kind)
+        if isinstance(self.ignore, str):
+            self.ignore = [self.ignore]
+        try:
+            self._ignore = [re.compile(p, re.I) for p in self.ignore]
+        except re.error as exc:
+            raise ValueError(f"ignore= takes regular expressions: {exc}") from None
+
+    def counted(self, events: list[Event]) -> list[Event]:
+        """The events that count: all but the statements matching ``ignore``."""
+        if not self._ignore:
+            return events
+        return [
+            e
+            for e in events
+            if not (e.kind == DB and any(p.search(e.statement or "") for p in self._ignore))
+        ]
+
+    def check(self, trace: Trace) -> tuple[list[Verdict], list[Repeat]]:
+        """(every budget with its verdict, the repeats that break ``no_repeats``)."""
+        events = self.counted(trace.events)
+        verdicts: list[Verdict] = []
+        for kind, spec in ((DB, self.db), (CACHE, self.cache)):
+            of_kind = [e for e in events if e.kind == kind]
+            targets = sorted({e.target for e in of_kind})
+            if isinstance(spec, Mapping):
+                claimed: set[str] = set()
+                for pattern, value in spec.items():
+                    matched = [e for e in of_kind if _target_matches(e.target, pattern)]
+                    claimed.update(e.target for e in matched)
+                    verdicts.append(_verdict(kind, pattern, _budget(value, kind), matched))
+                if self.strict:
+                    for target in targets:
+                        if target not in claimed:
+                            matched = [e for e in of_kind if e.target == target]
+                            verdicts.append(_verdict(kind, target, exactly(0), matched))
+            elif spec is not None:
+                verdicts.append(_verdict(kind, "all", _budget(spec, kind), of_kind))
+            elif self.strict and of_kind:
+                verdicts.append(_verdict(kind, "all", exactly(0), of_kind))
+        repeats = find_repeats(events) if self.no_repeats else []
+        return verdicts, repeats
+
+
+def _target_matches(target: str, pattern: str) -> bool:
+    if target == pattern or fnmatch.fnmatchcase(target, pattern):
+        return True
+    return pattern == "memcache" and target.startswith("memcache ")
+
+
+def _verdict(kind: str, target: str, budget: Budget, events: list[Event]) -> Verdict:
+    hits = sum(e.hits or 0 for e in events)
+    misses = sum(len(e.misses or ()) for e in events)
+    return Verdict(kind, target, budget, len(events), hits, misses)
+
+
+class IOBudgetExceeded(AssertionError):
+    """A block made more (or fewer) I/O calls than its budget allows.
+
+    ``verdicts``, ``repeats`` and ``trace`` hold the details; the message shows them all.
+    """
+
+    def __init__(
+        self, verdicts: list[Verdict], repeats: list[Repeat], trace: Trace, color: bool = False
+    ) -> None:
+        self.verdicts = verdicts
+        self.repeats = repeats
+        self.trace = trace
+        from ioprofiler.render.failure import failure_report
+
+        super().__init__(failure_report(verdicts, repeats, trace, color))
+
+
+def enforce(expectation: IOExpectation, trace: Trace, color: bool = False) -> None:
+    """Raise :class:`IOBudgetExceeded` if ``trace`` breaks ``expectation``."""
+    verdicts, repeats = expectation.check(trace)
+    if any(not v.ok for v in verdicts) or repeats:
+        raise IOBudgetExceeded(verdicts, repeats, trace, color)
+
+
+@contextmanager
+def assert_io(
+    db: BudgetSpec = None,
+    cache: BudgetSpec = None,
+    *,
+    strict: bool = False,
+    ignore: Iterable[str] = (),
+    no_repeats: bool = False,
+) -> Iterator[Trace]:
+    """Fail unless the block's I/O fits the budgets.
+
+    ``db`` and ``cache``: an int (exactly), ``at_most(n)``, ``at_least(n)``,
+    ``between(a, b)``, or a dict of target names or glob patterns to those.
+    ``strict=True``: targets the dicts do not name may make no calls.
+    ``ignore``: regular expressions of statements not to count (``"^BEGIN"``, ``"SAVEPOINT"``).
+    ``no_repeats=True``: fail on a statement shape run more than once on a target, and on
+    single-key cache reads that could have been one ``get_many``.
+
+    Yields the block's trace. An exception raised inside the block propagates as it is.
+    """
+    expectation = IOExpectation(db, cache, strict, ignore, no_repeats)
+    ioprofiler.install()
+    with ioprofiler.profile() as trace:
+        yield trace
+    enforce(expectation, trace, color=_color_wanted())
+
+
+_color = False
+
+
+def use_color(enabled: bool) -> None:
+    """Failure messages in colour (set by the pytest plugin when the terminal has it)."""
+    global _color
+    _color = enabled
+
+
+def _color_wanted() -> bool:
+    return _color
