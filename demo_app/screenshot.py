@@ -14,6 +14,7 @@ from pymemcache.client.base import Client
 from werkzeug.serving import make_server
 
 import ioprofiler
+from demo_app import browser
 from demo_app.app import CALLSITE_SKIP, ShopApp
 from demo_app.shop import Shop
 from ioprofiler.memcached import MemcachedProcess
@@ -23,31 +24,12 @@ OUTPUT = Path(__file__).with_name("screenshot.png")
 
 
 def main() -> int:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     with tempfile.TemporaryDirectory() as data, MemcachedProcess() as memcached:
         shop = Shop.from_urls(f"sqlite:///{data}/{{shard}}.db", Client(memcached.address))
         ioprofiler.configure(callsite_skip=CALLSITE_SKIP)
         server = make_server("127.0.0.1", 0, IOProfilerMiddleware(ShopApp(shop)), threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        options = webdriver.ChromeOptions()
-        options.binary_location = "/usr/bin/chromium"
-        for flag in (
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--window-size=1280,1000",
-            "--hide-scrollbars",
-            f"--user-data-dir={tempfile.mkdtemp()}",
-        ):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        driver = browser.chromium(1280, 1000)
         try:
             driver.get(f"http://127.0.0.1:{server.server_port}/shop/7?ioprofiler=1")
             height = driver.execute_script("return document.body.scrollHeight")
