@@ -176,10 +176,16 @@ class Event:
             self.dialect,
         )
 
-    def description(self) -> str:
-        """What happened, as the listing shows it after the duration. Never raises."""
+    def description(self, sql: str | None = None) -> str:
+        """What happened, as the listing shows it after the duration. Never raises.
+
+        ``sql``: this event's :attr:`sql`, when the caller has rendered it already.
+        """
         try:
-            text = (self.sql or "") if self.kind == DB else describe(self)
+            if self.kind == DB:
+                text = sql if sql is not None else (self.sql or "")
+            else:
+                text = describe(self)
         except Exception as exc:
             text = f"<ioprofiler could not describe this call: {type(exc).__name__}>"
         if self.error:

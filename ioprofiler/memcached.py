@@ -31,9 +31,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def find_binary() -> str:
-    binary = shutil.which("memcached") or "/usr/bin/memcached"
+    """The memcached program: ``$IOPROFILER_MEMCACHED`` if set, else the one on PATH."""
+    chosen = os.environ.get("IOPROFILER_MEMCACHED")
+    binary = chosen or shutil.which("memcached") or "/usr/bin/memcached"
     if not os.path.exists(binary):
-        raise MemcachedNotInstalled(INSTALL_HINT)
+        where = f" (IOPROFILER_MEMCACHED={chosen} does not exist)" if chosen else ""
+        raise MemcachedNotInstalled(INSTALL_HINT + where)
     return binary
 
 

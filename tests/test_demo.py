@@ -195,6 +195,14 @@ def test_an_unreachable_memcached_or_database_is_a_clear_error(tmp_path):
     assert "cannot open the shop's databases at mysql+pymysql://root@127.0.0.1:1/<shard>" in err
 
 
+def test_a_missing_memcached_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("IOPROFILER_MEMCACHED", str(tmp_path / "no-memcached-here"))
+    process = start_demo("--port", "0", "--data-dir", str(tmp_path), cwd=tmp_path)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "memcached is not installed" in err and "apt-get install -y memcached" in err
+
+
 def test_bad_options_are_refused(tmp_path):
     process = start_demo("--db-url", "sqlite:///one.db", cwd=tmp_path)
     _, err = process.communicate(timeout=60)

@@ -16,6 +16,7 @@ from ioprofiler.analysis import summarize
 from ioprofiler.event import Event
 from ioprofiler.render.cache import key_text
 from ioprofiler.render.request import RequestInfo
+from ioprofiler.render.text import event_line
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
@@ -42,6 +43,8 @@ def _jsonable(value: Any) -> Any:
 
 def event_dict(trace: Trace, event: Event, index: int) -> dict[str, Any]:
     redact = config.settings.redact
+    sql = event.sql
+    description = event.description(sql)
     return {
         "index": index,
         "kind": event.kind,
@@ -50,7 +53,7 @@ def event_dict(trace: Trace, event: Event, index: int) -> dict[str, Any]:
         "start_ms": round(trace.offset_ms(event), 6),
         "duration_ms": None if event.duration_ms is None else round(event.duration_ms, 6),
         "statement": event.statement,
-        "sql": event.sql,
+        "sql": sql,
         "params": None if redact or event.params is None else _jsonable(event.params),
         "rows": event.rows,
         "keys": [key_text(k) for k in event.keys],
@@ -61,7 +64,7 @@ def event_dict(trace: Trace, event: Event, index: int) -> dict[str, Any]:
         "error": event.error,
         "error_message": event.error_message,
         "callsite": event.callsite,
-        "line": event.line(),
+        "line": event_line(event, description=description),
     }
 
 

@@ -20,10 +20,11 @@ if TYPE_CHECKING:
     from ioprofiler.trace import Trace
 
 
-def event_line(event: Event, callsite: bool = False) -> str:
+def event_line(event: Event, callsite: bool = False, description: str | None = None) -> str:
     duration = event.duration_ms
     timing = "running" if duration is None else f"{duration:.3f} ms"
-    line = f"[{visible(event.target)}] {timing} {event.description()}"
+    what = event.description() if description is None else description
+    line = f"[{visible(event.target)}] {timing} {what}"
     if callsite and event.callsite:
         line += f"  <- {visible(event.callsite)}"
     return line
