@@ -50,6 +50,9 @@ def item(engine, item_id):
 
 @pytest.fixture
 def project(pytester, memcached, monkeypatch):
+    from pymemcache.client.base import Client
+
+    Client(memcached.address).flush_all()  # hits and misses below must not depend on order
     monkeypatch.setenv("IOPROFILER_TEST_MEMCACHED", f"127.0.0.1:{memcached.port}")
     pytester.makeconftest(CONFTEST)
     pytester.makeini(
