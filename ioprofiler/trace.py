@@ -205,6 +205,12 @@ class Trace:
 
         return listing(self, callsites=callsites)
 
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        """``rich.print(trace)``: the listing with a colour per target."""
+        from ioprofiler.render.console import trace_renderables
+
+        yield from trace_renderables(self)
+
     def __repr__(self) -> str:
         state = "recording" if self._open else "closed"
         return f"<Trace {state}, {self.count()} calls>"

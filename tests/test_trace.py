@@ -278,3 +278,16 @@ def test_the_first_recorded_call_imports_nothing(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_trace_renders_itself_with_rich(shard):
+    from io import StringIO
+
+    from rich.console import Console
+
+    with ioprofiler.profile() as trace:
+        query(shard, 5773453)
+    out = StringIO()
+    Console(file=out, width=200, color_system=None).print(trace)
+    lines = out.getvalue().splitlines()
+    assert lines[1].startswith("[dbshard01] ") and lines[1].endswith(" ms SELECT 5773453")
