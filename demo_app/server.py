@@ -151,11 +151,18 @@ def serve(args: argparse.Namespace, ready: threading.Event | None = None) -> Non
             memcached.stop()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # SIGTERM ends the demo like Ctrl-C, so its memcached is stopped either way.
-    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt))
+    # SIGTERM and SIGHUP (a closed terminal) end the demo like Ctrl-C, so its memcached
+    # is stopped either way.
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _interrupt)
     try:
         serve(args)
     except DemoError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -19,6 +20,8 @@ from demo_app.data import INDEX, SHARDS, create_and_fill
 
 CACHE_TTL = 300
 FAVORITES_SQL = "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = :listing_id"
+LISTING_SQL = "SELECT listing_id, title, price_cents FROM Listing WHERE listing_id = :id"
+SLOW_SECONDS = 0.25
 
 
 def cache_key(sql: str, listing_id: int) -> str:
@@ -28,6 +31,11 @@ def cache_key(sql: str, listing_id: int) -> str:
 
 class NotFound(LookupError):
     pass
+
+
+def _add_sqlite_sleep(dbapi_connection: Any, record: Any) -> None:
+    """SQLite has no SLEEP(); the slow page's query needs one, as MySQL has."""
+    dbapi_connection.create_function("SLEEP", 1, lambda seconds: time.sleep(seconds) or 0)
 
 
 def _create_mysql_database(url: sa.URL) -> None:
@@ -60,6 +68,9 @@ class Shop:
             if url.get_backend_name() in ("mysql", "mariadb") and url.database:
                 _create_mysql_database(url)
         engines = {name: sa.create_engine(url) for name, url in urls.items()}
+        for engine in engines.values():
+            if engine.dialect.name == "sqlite":
+                sa.event.listen(engine, "connect", _add_sqlite_sleep)
         create_and_fill(engines)
         return cls(engines, cache)
 
@@ -96,16 +107,12 @@ class Shop:
 
     def listing(self, listing_id: int) -> dict[str, Any]:
         """The listing, its shop and its favorites count, cached as one memcached entry."""
-        key = cache_key(FAVORITES_SQL, listing_id)
+        key = cache_key(LISTING_SQL, listing_id)
         cached = self.cache.get(key)
         if cached is not None:
             return json.loads(cached)
         shard, shop_id = self.listing_shard(listing_id)
-        (listing,) = self._query(
-            shard,
-            "SELECT listing_id, title, price_cents FROM Listing WHERE listing_id = :id",
-            id=listing_id,
-        )
+        (listing,) = self._query(shard, LISTING_SQL, id=listing_id)
         (shop,) = self._query(
             shard, "SELECT shop_id, name FROM Shop WHERE shop_id = :id", id=shop_id
         )
@@ -137,9 +144,33 @@ class Shop:
             ]
         keys = {cache_key(FAVORITES_SQL, item["listing_id"]): item for item in listings}
         cached = self.cache.get_many(list(keys))
+        missing = [item for key, item in keys.items() if key not in cached]
+        counted = self._count_favorites(missing)
+        if counted:
+            self.cache.set_many(
+                {cache_key(FAVORITES_SQL, i): str(n).encode() for i, n in counted.items()},
+                expire=CACHE_TTL,
+            )
         for key, item in keys.items():
-            item["favorites"] = json.loads(cached[key])["favorites"] if key in cached else None
+            found = cached.get(key)
+            item["favorites"] = int(found) if found is not None else counted[item["listing_id"]]
         return listings
+
+    def _count_favorites(self, listings: list[dict[str, Any]]) -> dict[int, int]:
+        """Favorites per listing: one grouped query per shard."""
+        counts = {item["listing_id"]: 0 for item in listings}
+        by_shard: dict[str, list[int]] = defaultdict(list)
+        for item in listings:
+            by_shard[item["shard"]].append(item["listing_id"])
+        statement = sa.text(
+            "SELECT listing_id, count(*) AS n FROM FavoriteListingUser "
+            "WHERE listing_id IN :ids GROUP BY listing_id"
+        ).bindparams(sa.bindparam("ids", expanding=True))
+        for shard, ids in sorted(by_shard.items()):
+            with self.engines[shard].connect() as conn:
+                for row in conn.execute(statement, {"ids": ids}):
+                    counts[row.listing_id] = row.n
+        return counts
 
     def shop(self, shop_id: int) -> dict[str, Any]:
         shard = self.shop_shard(shop_id)
@@ -201,14 +232,10 @@ class Shop:
         with self.engines[shard].connect() as conn:
             return [row.user_id for row in conn.execute(statement, {"ids": listing_ids})]
 
-    def slow_report(self) -> int:
-        """A deliberately slow query: counting far on one shard."""
-        return self._query(
-            "dbshard03",
-            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < :upto) "
-            "SELECT count(*) FROM n",
-            upto=300_000,
-        )[0][0]
+    def slow_report(self) -> float:
+        """A deliberately slow query on one shard (SLEEP, in MySQL and in our SQLite)."""
+        self._query("dbshard03", "SELECT SLEEP(:seconds)", seconds=SLOW_SECONDS)
+        return SLOW_SECONDS
 
     def reviews(self, listing_id: int) -> list[str]:
         """Reviews live in a table that was never created: this query always fails."""

@@ -58,16 +58,29 @@ def _address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
     return address
 
 
+_PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+
+
 def client_address(
     environ: dict[str, Any], trusted_proxies: tuple[Network, ...] = ()
 ) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The client's IP address: the socket peer, or, when the peer is a trusted proxy, the
-    rightmost ``X-Forwarded-For`` hop that is not itself a trusted proxy."""
+    """The client's IP address, or None when it cannot be known.
+
+    Without ``trusted_proxies`` it is the socket peer, unless the request names another
+    client (``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``): then a proxy that nobody
+    said to trust passed it on, perhaps one on this very machine, and the peer's address
+    says nothing of the client. Through trusted proxies it is the rightmost
+    ``X-Forwarded-For`` hop that is not itself a trusted proxy.
+    """
     address = _address(environ.get("REMOTE_ADDR"))
-    if address is None or not trusted_proxies:
-        return address
+    if address is None:
+        return None
+    if not trusted_proxies:
+        return None if any(environ.get(h) for h in _PROXY_HEADERS) else address
     hops = [h for h in environ.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
-    while address is not None and any(address in net for net in trusted_proxies) and hops:
+    while address is not None and any(address in net for net in trusted_proxies):
+        if not hops:
+            return None  # only proxies: the client is not named
         address = _address(hops.pop())
     return address
 

@@ -90,7 +90,8 @@ def io_snapshot(request: pytest.FixtureRequest) -> Callable[..., Any]:
     ioprofiler.install()
     mode = request.config.getoption("--io-snapshot")
     path = snapshot.snapshot_path(request.node.path)
-    base = request.node.name
+    # The node id without its file: test_x, TestShop::test_x, test_x[param].
+    base = request.node.nodeid.split("::", 1)[-1]
 
     @contextmanager
     def take(name: str | None = None, *, hits: bool = False) -> Iterator[Trace]:
@@ -126,15 +127,16 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if expectation is None and fixture_trace is None and not reporting:
         return (yield)
     ioprofiler.install()
-    budget_trace = ioprofiler.profile(name=item.nodeid)
-    opened = [t for t in (fixture_trace, budget_trace) if t is not None]
-    for trace in opened:
-        trace.__enter__()
+    # One trace for the fixture, the budget and the report, so io_trace.paused() counts
+    # for all three.
+    budget_trace = (
+        fixture_trace if fixture_trace is not None else ioprofiler.profile(name=item.nodeid)
+    )
+    budget_trace.__enter__()
     try:
         result = yield
     finally:
-        for trace in reversed(opened):
-            trace.close()
+        budget_trace.close()
         if reporting:
             item.user_properties.append(
                 (_REPORT_KEY, (budget_trace.count(kind=DB), budget_trace.count(kind=CACHE)))

@@ -17,7 +17,8 @@ from ioprofiler.render.request import RequestInfo
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
 
-HTML_TYPES = ("text/html", "application/xhtml+xml")
+HTML_TYPES = ("text/html",)  # not XHTML: the panel is HTML, not well-formed XML
+CHANGEABLE_TYPES = (*HTML_TYPES, "text/plain")
 _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9!#$%&'*+.^_`|~-]")
 _NONCE = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
 _CHANGED_BODY_DROPS = {"content-length", "etag", "last-modified", "content-md5", "cache-control"}
@@ -64,8 +65,11 @@ class ResponseParts:
                     return match.group(1)
         return None
 
-    def with_server_timing(self, trace: Trace) -> list[tuple[str, str]]:
-        return self.headers + [("Server-Timing", server_timing(trace))]
+    def passed_through(self, trace: Trace) -> list[tuple[str, str]]:
+        """Headers for a body sent as it is: Server-Timing added, and ``no-store``, since
+        a profiled response must never be served from a shared cache to someone else."""
+        headers = [(k, v) for k, v in self.headers if k.lower() != "cache-control"]
+        return headers + [("Cache-Control", "no-store"), ("Server-Timing", server_timing(trace))]
 
     def with_new_body(self, body: bytes, trace: Trace, content_type: str | None = None):
         """The same response with ``body``: Content-Length corrected, validators dropped,
@@ -115,7 +119,9 @@ def _inject_html(parts: ResponseParts, trace: Trace, request: RequestInfo, notic
     if charset.startswith(("utf-16", "utf-32", "utf16", "utf32")):
         return None  # not ASCII-compatible: the panel's bytes would not fit in
     panel = render_panel(trace, request, parts.csp_nonce, notice)
-    encoded = panel.encode(charset, "xmlcharrefreplace")
+    # ASCII with character references fits any ASCII-compatible charset, whatever the page
+    # declares, in its headers or in a <meta> tag.
+    encoded = panel.encode("ascii", "xmlcharrefreplace")
     body = parts.body
     at = body.lower().rfind(b"</body>")
     body = body + encoded if at < 0 else body[:at] + encoded + body[at:]
@@ -136,8 +142,15 @@ def decorate(
             return changed
     if media_type == "text/plain" and not parts.is_encoded:
         text = "\n\n" + listing(trace, callsites=True) + "\n"
-        return parts.with_new_body(parts.body + text.encode(parts.charset, "replace"), trace)
-    return ResponseParts(parts.status, parts.with_server_timing(trace), parts.body)
+        return parts.with_new_body(parts.body + _encode(text, parts.charset), trace)
+    return ResponseParts(parts.status, parts.passed_through(trace), parts.body)
+
+
+def _encode(text: str, charset: str) -> bytes:
+    try:
+        return text.encode(charset, "backslashreplace")
+    except LookupError:  # a charset Python does not know
+        return text.encode("utf-8", "backslashreplace")
 
 
 def build_document(trace: Trace, request: RequestInfo, mode: str) -> ResponseParts:
@@ -146,11 +159,25 @@ def build_document(trace: Trace, request: RequestInfo, mode: str) -> ResponsePar
     if mode == "json":
         from ioprofiler.render.json import render_json
 
-        body = render_json(trace, request).encode("utf-8")
+        body = render_json(trace, request).encode("utf-8", "backslashreplace")
         return original.with_new_body(body, trace, "application/json")
     from ioprofiler.render.sql import visible
     from ioprofiler.render.text import listing
 
     head = f"{visible(request.status)}\n{visible(request.method)} {visible(request.path)}\n\n"
-    body = (head + listing(trace, callsites=True) + "\n").encode("utf-8")
+    body = (head + listing(trace, callsites=True) + "\n").encode("utf-8", "backslashreplace")
     return original.with_new_body(body, trace, "text/plain; charset=utf-8")
+
+
+def render_failure(exc: BaseException) -> ResponseParts:
+    """What ``?ioprofiler=text`` or ``=json`` answer when the trace cannot be rendered."""
+    body = (
+        f"ioprofiler could not render this request's trace ({type(exc).__name__}); "
+        "the server's log has the details.\n"
+    ).encode()
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+    ]
+    return ResponseParts("500 Internal Server Error", headers, body)

@@ -26,15 +26,15 @@ from ioprofiler.render.cache import key_text
 from ioprofiler.trace import Trace
 
 _STRING = re.compile(r"'(?:[^']|'')*'")
-_NUMBER = re.compile(r"(?<![\w.#])-?\d+(?:\.\d+)?(?![\w.])")
+_NUMBER = re.compile(r"(?<![\w.#])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
 _HEX_OR_DIGITS = re.compile(r"(?<![0-9A-Za-z])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{6,}(?![0-9A-Za-z])|\d+")
-_NUMBER_LIST = re.compile(r"\(#(?:, #)+\)")
+_IN_LIST = re.compile(r"\bIN \((?:#|'…')(?:, (?:#|'…'))*\)", re.I)
 
 
 def normalise_sql(sql: str) -> str:
     sql = _STRING.sub("'…'", sql)
     sql = _NUMBER.sub("#", sql)
-    return _NUMBER_LIST.sub("(#, …)", sql)
+    return _IN_LIST.sub("IN (…)", sql)
 
 
 def normalise_key(key: object) -> str:
@@ -119,15 +119,17 @@ def compare(path: Path, name: str, actual: list[str], mode: str) -> str | None:
 
     Raises :class:`SnapshotMismatch` with a unified diff in ``check`` mode.
     """
-    with locked(path):
-        sections = read_sections(path)
-        expected = sections.get(name)
-        if mode == "update":
+    if mode == "update":
+        with locked(path):
+            sections = read_sections(path)
+            expected = sections.get(name)
             if expected == actual:
                 return None
             sections[name] = actual
             write_sections(path, sections)
             return "written" if expected is None else "updated"
+    # Checking only reads (writes are atomic), so it works in a read-only checkout.
+    expected = read_sections(path).get(name)
     if expected is None:
         raise SnapshotMismatch(
             f"no I/O snapshot [{name}] in {path}: run pytest --io-snapshot=update to write it\n"

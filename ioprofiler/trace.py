@@ -129,6 +129,9 @@ class Trace:
     def __len__(self) -> int:
         return len(self._events)
 
+    def __bool__(self) -> bool:
+        return True  # a trace that has recorded nothing yet is still a trace
+
     def _overflow_items(self) -> list[tuple[tuple[str, Any], _Tally]]:
         with self._lock:
             return list(self._overflow.items())

@@ -22,7 +22,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote_plus
 
 from rich.console import Console
 from werkzeug.wrappers import Request
@@ -30,7 +30,13 @@ from werkzeug.wrappers import Request
 import ioprofiler
 from ioprofiler import access
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.response import ResponseParts, build_document, decorate
+from ioprofiler.response import (
+    CHANGEABLE_TYPES,
+    ResponseParts,
+    build_document,
+    decorate,
+    render_failure,
+)
 from ioprofiler.trace import Trace
 
 log = logging.getLogger("ioprofiler")
@@ -143,9 +149,14 @@ class IOProfilerMiddleware:
             return False
 
     def _without_param(self, environ: dict[str, Any]) -> dict[str, Any]:
-        pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-        query = urlencode([(k, v) for k, v in pairs if k != self.param])
-        return dict(environ, QUERY_STRING=query)
+        """The environ with the parameter taken out of the query string, and nothing else
+        changed: the other parameters stay exactly as the client sent them."""
+        kept = [
+            part
+            for part in environ.get("QUERY_STRING", "").split("&")
+            if unquote_plus(part.split("=", 1)[0]) != self.param
+        ]
+        return dict(environ, QUERY_STRING="&".join(kept))
 
     # -- profiling -------------------------------------------------------------------
 
@@ -167,6 +178,10 @@ class IOProfilerMiddleware:
             response.finish()
             raise
         return response
+
+
+def _size(chunks: list[bytes]) -> int:
+    return sum(len(chunk) for chunk in chunks)
 
 
 class ProfiledResponse:
@@ -226,57 +241,76 @@ class ProfiledResponse:
     def _generate(self) -> Iterator[bytes]:
         assert self.body is not None
         iterator = self.context.run(iter, self.body)
-        chunks = list(self.written)
-        size = sum(len(c) for c in chunks)
         limit = self.middleware.max_inject_bytes
-        keep = self.mode == "html"
+        chunks: list[bytes] = []
+        size = 0
+        decision: str | None = None  # "keep" the body, "replace" it, or "pass" it through
         exhausted = False
-        while not exhausted:
-            if self.status is not None and self._stream_through():
-                break
-            if keep and size > limit:
+        while True:
+            written = self._drain_written(decision)
+            chunks += written
+            size += _size(written)
+            if decision is None and self.status is not None:
+                decision = self._decide()
+                if decision == "replace":
+                    chunks, size = [], 0  # the page is replaced by the trace: keep nothing
+            if decision == "pass" or size > limit:
                 break
             try:
                 chunk = self.context.run(next, iterator)
             except StopIteration:
                 exhausted = True
                 break
-            if keep:
+            written = self._drain_written(decision)
+            chunks += written
+            size += _size(written)
+            if decision != "replace":
                 chunks.append(chunk)
-            size += len(chunk)
+                size += len(chunk)
         if self.status is None:
             self.finish()
             raise RuntimeError("the application did not call start_response")
         if exhausted:
             self._close_body()
             self.trace.close()
-            yield from self._send_final(chunks)
-        else:
-            self._send_headers(self._decorated_headers())
-            yield from chunks
-            while True:
-                try:
-                    chunk = self.context.run(next, iterator)
-                except StopIteration:
-                    break
-                yield chunk
+            yield from self._send_final(chunks, decision == "replace")
+            return
+        self._send_headers(self._passed_through_headers())
+        yield from chunks
+        while True:
+            try:
+                chunk = self.context.run(next, iterator)
+            except StopIteration:
+                break
+            yield from self._drain_written(None)
+            yield chunk
+        yield from self._drain_written(None)
 
-    def _stream_through(self) -> bool:
-        """Responses that must go out as they are (but for Server-Timing)."""
+    def _drain_written(self, decision: str | None) -> list[bytes]:
+        """What the application passed to ``write()`` since the last look, in order."""
+        if not self.written:
+            return []
+        written, self.written[:] = list(self.written), []
+        return [] if decision == "replace" else written
+
+    def _decide(self) -> str:
+        """Once the status and headers are known: keep, replace or pass the body through."""
         parts = ResponseParts(self.status or "", self.headers, b"")
         method = self.environ.get("REQUEST_METHOD", "GET").upper()
-        return (
+        if (
             self.exc_info is not None
             or method == "HEAD"
-            or parts.status_code in (204, 304)
+            or parts.status_code in (204, 206, 304)
             or parts.is_encoded
-        )
+        ):
+            return "pass"
+        if self.mode in ("text", "json"):
+            return "replace"
+        return "keep" if parts.media_type in CHANGEABLE_TYPES else "pass"
 
-    def _decorated_headers(self) -> list[tuple[str, str]]:
+    def _passed_through_headers(self) -> list[tuple[str, str]]:
         try:
-            return ResponseParts(self.status or "", self.headers, b"").with_server_timing(
-                self.trace
-            )
+            return ResponseParts(self.status or "", self.headers, b"").passed_through(self.trace)
         except Exception:
             log.exception("ioprofiler: could not add Server-Timing; the response is unchanged")
             return self.headers
@@ -288,16 +322,17 @@ class ProfiledResponse:
         else:
             self.start_response(status or self.status, headers)
 
-    def _send_final(self, chunks: list[bytes]) -> Iterator[bytes]:
+    def _send_final(self, chunks: list[bytes], replace: bool) -> Iterator[bytes]:
         original = ResponseParts(self.status or "", self.headers, b"".join(chunks))
         try:
-            if self.mode in ("text", "json") and not self._stream_through():
+            if replace:
                 final = build_document(self.trace, self.request, self.mode)
             else:
                 final = decorate(original, self.trace, self.request, self.notice)
-        except Exception:
-            log.exception("ioprofiler: rendering failed; the original response goes out")
-            final = original
+        except Exception as exc:
+            log.exception("ioprofiler: rendering the trace failed")
+            # The page itself was dropped in text and json modes: say what went wrong.
+            final = original if not replace else render_failure(exc)
         self._send_headers(final.headers, final.status)
         yield final.body
 

@@ -47,6 +47,11 @@ def browser():
 
 
 def test_the_panel_is_visible_with_its_listing(served, browser):
+    # Any script that the hostile values managed to smuggle in would call alert().
+    browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument",
+        {"source": "window.__alerted = false; window.alert = () => { window.__alerted = true; };"},
+    )
     browser.get(f"{served}/hostile?ioprofiler=1")
     state = browser.execute_script(
         f"""const host = {PANEL};
@@ -59,7 +64,7 @@ def test_the_panel_is_visible_with_its_listing(served, browser):
             open: root.querySelector('details').open,
             text: root.textContent,
             bars: Array.from(root.querySelectorAll('.bar i')).map(b => b.style.width),
-            alerts: window.__alerted || false,
+            alerts: window.__alerted,
         }};"""
     )
     assert state["shadow"] and state["open"]
@@ -72,6 +77,7 @@ def test_the_panel_is_visible_with_its_listing(served, browser):
     assert "Cache MISS, keys: <script>alert(1)</script>" in state["text"]
     assert state["bars"] and all(width.endswith("%") for width in state["bars"])
     assert browser.execute_script("return document.querySelectorAll('script').length") == 1
+    assert state["alerts"] is False
 
 
 def test_the_pages_styles_do_not_reach_into_the_panel(served, browser):

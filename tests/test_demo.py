@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -81,12 +82,16 @@ def test_the_n_plus_one_page_is_flagged_and_the_fixed_one_is_not(demo):
     assert {"index", "dbshard01", "dbshard02", "dbshard03", "dbshard04"} <= shards
 
 
-def test_home_reads_the_featured_counts_in_one_get_many(demo):
-    demo.get(f"/listing/{LISTING}")
-    lines = listing(demo, "/")
-    reads = [what for target, what in lines if target == "memcache"]
-    assert len(reads) == 1 and re.match(r"Cache (HIT|MISS) \d+/\d+, keys: ", reads[0])
-    assert {t for t, _ in lines} >= {"dbshard01", "dbshard02", "dbshard03", "dbshard04"}
+def test_home_reads_the_featured_counts_in_one_get_many_and_fills_the_misses(demo):
+    first = listing(demo, "/")
+    reads = [what for target, what in first if target == "memcache"]
+    assert reads[0].startswith("Cache MISS 0/12, keys: Etsy_Cache_Results:")
+    assert reads[1].startswith("Cache SET, keys: Etsy_Cache_Results:")
+    grouped = [what for target, what in first if "GROUP BY listing_id" in what]
+    assert len(grouped) == 4  # one grouped count per shard, not one per listing
+    second = listing(demo, "/")
+    assert [what.split(",")[0] for t, what in second if t == "memcache"] == ["Cache HIT 12/12"]
+    assert not any("FavoriteListingUser" in what for _, what in second)
 
 
 def test_the_failing_query_is_shown_and_the_page_still_answers(demo):
@@ -114,8 +119,14 @@ def test_the_json_api_with_ioprofiler_json(demo):
 def test_the_streamed_and_slow_pages(demo):
     streamed = listing(demo, "/stream")
     assert len(streamed) == 12 and {t for t, _ in streamed} == {f"dbshard0{i}" for i in range(1, 5)}
-    slow = listing(demo, "/slow")
-    assert slow[0][0] == "dbshard03" and slow[0][1].startswith("WITH RECURSIVE n(x)")
+    response = demo.get("/slow?ioprofiler=1", environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    html = response.get_data(as_text=True)
+    # The panel marks the slow call (over 100 ms): its row carries the "slow" class.
+    assert re.search(
+        r'<tr class="d slow">.*?dbshard03</td><td>\d{3}\.\d{3}</td>'
+        r"<td>SELECT SLEEP\(0\.25\)</td>",
+        html,
+    ), html[-3000:]
 
 
 def test_demo_on_mariadb(memcached):
@@ -155,7 +166,8 @@ def wait_for_url(process: subprocess.Popen[str]) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
-def test_the_demo_process_serves_and_stops_cleanly(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGHUP])
+def test_the_demo_process_serves_and_stops_cleanly(tmp_path, stop):
     process = start_demo("--port", "0", "--data-dir", str(tmp_path), cwd=tmp_path)
     try:
         base, memcached_port = wait_for_url(process)
@@ -163,12 +175,27 @@ def test_the_demo_process_serves_and_stops_cleanly(tmp_path):
             html = page.read().decode()
         assert '<div id="ioprofiler-panel"' in html and "Cache MISS" in html
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "stopped" in out
     with pytest.raises(OSError):  # its memcached is gone too
         socket.create_connection(("127.0.0.1", memcached_port), timeout=1).close()
+
+
+def test_a_killed_demo_takes_its_memcached_with_it(tmp_path):
+    process = start_demo("--port", "0", "--data-dir", str(tmp_path), cwd=tmp_path)
+    _, memcached_port = wait_for_url(process)
+    process.kill()  # no chance to clean up: the kernel ends memcached (PR_SET_PDEATHSIG)
+    process.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", memcached_port), timeout=1).close()
+        except OSError:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"memcached on port {memcached_port} outlived the demo")
 
 
 def test_a_taken_port_is_a_clear_error(tmp_path):

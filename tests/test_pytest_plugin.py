@@ -427,3 +427,68 @@ def test_failures_are_coloured_when_the_terminal_has_colour(project):
     assert "\x1b[1;31mEXCEEDED" in coloured.stdout.str()
     plain = project.runpytest("--color=no")
     assert "\x1b[" not in plain.stdout.str() and "EXCEEDED" in plain.stdout.str()
+
+
+def test_snapshots_of_same_named_tests_in_two_classes_stay_apart(project):
+    project.makepyfile(
+        test_classes="""
+        from conftest import item
+
+        class TestA:
+            def test_x(self, shards, io_snapshot):
+                with io_snapshot():
+                    item(shards["dbshard01"], 1)
+
+        class TestB:
+            def test_x(self, shards, io_snapshot):
+                with io_snapshot():
+                    item(shards["dbshard02"], 1)
+                    item(shards["dbshard02"], 2)
+        """
+    )
+    project.runpytest("--io-snapshot=update").assert_outcomes(passed=2)
+    sections = (project.path / "test_classes.io").read_text()
+    assert "[TestA::test_x]\ndb|dbshard01:" in sections
+    assert "[TestB::test_x]\ndb|dbshard02:" in sections
+    project.runpytest().assert_outcomes(passed=2)
+
+
+def test_checking_snapshots_writes_nothing(project):
+    project.makepyfile(
+        test_ro="""
+        from conftest import item
+
+        def test_x(shards, io_snapshot):
+            with io_snapshot():
+                item(shards["dbshard01"], 1)
+        """
+    )
+    snapshot = "[test_x]\ndb|dbshard01: SELECT shop FROM items WHERE id = #\n"
+    (project.path / "test_ro.io").write_text(snapshot)
+    before = sorted(p.name for p in project.path.iterdir())
+    project.path.chmod(0o555)  # a read-only checkout
+    try:
+        result = project.runpytest("-p", "no:cacheprovider")
+    finally:
+        project.path.chmod(0o755)
+    result.assert_outcomes(passed=1)
+    assert sorted(p.name for p in project.path.iterdir()) == before
+
+
+def test_paused_blocks_are_left_out_of_the_budget_too(project):
+    project.makepyfile(
+        """
+        import pytest
+        from conftest import item
+        from ioprofiler.testing import at_most
+
+        @pytest.mark.io_budget(db=at_most(1))
+        def test_warm_then_measure(shards, io_trace):
+            with io_trace.paused():
+                for n in range(5):
+                    item(shards["dbshard01"], n)
+            item(shards["dbshard01"], 1)
+            assert io_trace.count() == 1
+        """
+    )
+    project.runpytest().assert_outcomes(passed=1)

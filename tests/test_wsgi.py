@@ -10,6 +10,7 @@ import threading
 import urllib.request
 
 import pytest
+import sqlalchemy as sa
 from werkzeug.serving import make_server
 from werkzeug.test import Client
 
@@ -154,9 +155,10 @@ def test_a_refused_client_gets_the_unprofiled_response_byte_for_byte(shop):
 def test_a_refused_client_records_nothing(shop):
     with ioprofiler.profile() as outer:
         get(client(shop), "/page?ioprofiler=1", REMOTE)
-    assert outer.count() == 2  # the test's own trace sees the request ...
-    # ... but the middleware opened none: no trace reached the application.
-    assert not any("ioprofiler.trace" in q for q in shop.seen_query_strings)
+        get(client(shop), "/page?ioprofiler=1", LOCAL)
+    assert outer.count() == 4  # the test's own trace sees both requests ...
+    # ... but the middleware opened a trace only for the allowed one.
+    assert shop.request_traces == [None, "request"]
 
 
 def test_the_outer_trace_sees_the_profiled_request_too(shop):
@@ -184,7 +186,12 @@ def test_an_unknown_mode_profiles_and_says_what_is_accepted(shop):
 def test_the_app_sees_the_parameter_unless_asked_to_strip_it(shop):
     get(client(shop), "/page?a=1&ioprofiler=1")
     get(client(shop, strip_param=True), "/page?a=1&ioprofiler=1")
-    assert shop.seen_query_strings == ["a=1&ioprofiler=1", "a=1"]
+    get(client(shop, strip_param=True), "/page?sig=%FF%FE&q=a%2Bb&flag&x=1;y=2&ioprofiler=1&z")
+    assert shop.seen_query_strings == [
+        "a=1&ioprofiler=1",
+        "a=1",
+        "sig=%FF%FE&q=a%2Bb&flag&x=1;y=2&z",  # the rest exactly as the client sent it
+    ]
 
 
 def test_networks_rule_and_untrusted_forwarded_for(shop):
@@ -196,6 +203,20 @@ def test_networks_rule_and_untrusted_forwarded_for(shop):
     assert "ioprofiler-panel" in get(
         client(shop, allow=rule), "/page?ioprofiler=1", {"REMOTE_ADDR": "10.9.9.9"}
     ).get_data(as_text=True)
+
+
+def test_a_proxied_request_is_refused_unless_the_proxy_is_trusted(shop):
+    # nginx on the same host: every request comes from 127.0.0.1 and names its client.
+    for header in ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"):
+        proxied = {"REMOTE_ADDR": "127.0.0.1", header: "203.0.113.9"}
+        assert not has_panel(get(client(shop), "/page?ioprofiler=1", proxied)), header
+
+
+def test_a_trusted_proxy_without_forwarded_for_is_not_a_client(shop):
+    trusting = client(shop, trusted_proxies=["127.0.0.1"])
+    assert not has_panel(get(trusting, "/page?ioprofiler=1", {"REMOTE_ADDR": "127.0.0.1"}))
+    via = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "127.0.0.1, 127.0.0.1"}
+    assert not has_panel(get(trusting, "/page?ioprofiler=1", via))
 
 
 def test_forwarded_for_is_believed_only_through_trusted_proxies(shop):
@@ -277,6 +298,75 @@ def test_generator_applications_that_start_late_are_profiled(shop):
     assert "WHERE listing_id = 2" in panel_of(html)
 
 
+@pytest.mark.parametrize("mode", ["1", "text", "json"])
+def test_generator_apps_passed_through_lose_nothing(shop, mode):
+    body = gzip.compress(b"<html><body>zipped</body></html>")
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/html"), ("Content-Encoding", "gzip")])
+        yield body[:10]
+        yield body[10:]
+
+    response = get(client(app), f"/?ioprofiler={mode}")
+    assert response.get_data() == body
+    assert "Server-Timing" in response.headers
+
+
+def test_data_written_while_the_body_is_iterated_is_kept(shop):
+    def app(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/html")])
+        write(b"<html><body>written-before")
+        yield b"-yielded-"
+        write(b"written-during-iteration")
+        yield b"</body></html>"
+
+    profiled = get(client(app), "/?ioprofiler=1").get_data(as_text=True)
+    assert profiled.startswith("<html><body>written-before-yielded-written-during-iteration<div")
+
+
+def test_streams_the_middleware_does_not_change_are_not_held_back(shop):
+    import threading as threads
+
+    produced = threads.Event()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/event-stream")])
+        yield b"data: first\n\n"
+        produced.set()
+        yield b"data: second\n\n"
+
+    response = client(app).get("/?ioprofiler=1", environ_base=LOCAL, buffered=False)
+    first = next(iter(response.response))
+    assert first == b"data: first\n\n" and not produced.is_set()
+    assert "Server-Timing" in response.headers
+    response.close()
+
+
+def test_xhtml_and_partial_content_are_not_changed(shop):
+    def app_for(status, content_type):
+        def app(environ, start_response):
+            start_response(status, [("Content-Type", content_type)])
+            return [b"<html><body>part</body></html>"]
+
+        return app
+
+    for status, content_type in (("200 OK", "application/xhtml+xml"), ("206 Partial", "text/html")):
+        response = get(client(app_for(status, content_type)), "/?ioprofiler=1")
+        assert response.get_data() == b"<html><body>part</body></html>"
+
+
+def test_profiled_responses_are_never_stored_by_shared_caches(shop):
+    def app(environ, start_response):
+        start_response(
+            "200 OK",
+            [("Content-Type", "application/json"), ("Cache-Control", "public, max-age=3600")],
+        )
+        return [b"{}"]
+
+    assert get(client(app), "/").headers["Cache-Control"] == "public, max-age=3600"
+    assert get(client(app), "/?ioprofiler=1").headers.getlist("Cache-Control") == ["no-store"]
+
+
 def test_gzip_responses_are_left_untouched(shop):
     plain = get(client(shop), "/gzip")
     profiled = get(client(shop), "/gzip?ioprofiler=1")
@@ -325,7 +415,44 @@ def test_a_failing_renderer_sends_the_original_response(shop, monkeypatch, caplo
         profiled = get(client(shop), "/page?ioprofiler=1")
     assert profiled.get_data() == plain.get_data()
     assert profiled.status == plain.status
-    assert "rendering failed" in caplog.text
+    assert "rendering the trace failed" in caplog.text
+
+
+@pytest.mark.parametrize("mode", ["text", "json"])
+def test_a_failing_renderer_in_text_and_json_modes_answers_a_clear_500(shop, monkeypatch, mode):
+    import ioprofiler.response as response_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("renderer bug")
+
+    monkeypatch.setattr(response_module, "listing", broken, raising=False)
+    monkeypatch.setattr("ioprofiler.render.json.render_json", broken)
+    monkeypatch.setattr("ioprofiler.render.text.listing", broken)
+    response = get(client(shop), f"/page?ioprofiler={mode}")
+    assert response.status_code == 500
+    body = response.get_data(as_text=True)
+    assert body.startswith("ioprofiler could not render this request's trace (RuntimeError)")
+    assert int(response.headers["Content-Length"]) == len(response.get_data())
+
+
+def test_values_that_cannot_be_encoded_still_render(shop, sqlite_shards):
+    # A filename decoded with surrogateescape holds a lone surrogate.
+    engine = sqlite_shards["dbshard01"]
+
+    def app(environ, start_response):
+        with engine.connect() as conn:
+            try:  # sqlite3 refuses it too; the failed call is still recorded, value and all
+                conn.execute(sa.text("SELECT :name"), {"name": "caf\udce9.txt"}).all()
+            except UnicodeEncodeError:
+                pass
+        start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"ok"]
+
+    for mode in ("text", "json", "1"):
+        response = get(client(app), f"/?ioprofiler={mode}")
+        assert response.status_code == 200
+        assert int(response.headers["Content-Length"]) == len(response.get_data())
+        assert b"caf\\udce9.txt" in response.get_data()
 
 
 def test_a_pages_charset_is_respected(shop):

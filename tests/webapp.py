@@ -20,6 +20,7 @@ class ShopApp:
         self.engines = engines
         self.cache = Client(cache_address, default_noreply=False)
         self.seen_query_strings: list[str] = []
+        self.request_traces: list[str | None] = []  # the trace the middleware handed over
         self.closed_bodies = 0
         self.urls = Map([Rule(f"/{name}", endpoint=name) for name in self.PAGES])
 
@@ -49,6 +50,8 @@ class ShopApp:
     def __call__(self, environ, start_response):
         request = Request(environ)
         self.seen_query_strings.append(environ.get("QUERY_STRING", ""))
+        trace = environ.get("ioprofiler.trace")
+        self.request_traces.append(None if trace is None else trace.name)
         if request.path == "/late_start":
             return self.late_start(start_response)
         try:
