@@ -165,11 +165,14 @@ def _snapshot(parameters: Any) -> Any:
 def _begin_statement(traces: Any, op: str, dialect: Any, args: Any, kwargs: Any, shape: str):
     """Start the event for (cursor, statement, parameters, context) as SQLAlchemy passes them."""
     try:
-        statement = args[1] if len(args) > 1 else kwargs.get("statement")
-        if shape == "no_params":  # do_execute_no_params(cursor, statement, context=None)
+        if shape != "no_params" and len(args) == 4:  # how SQLAlchemy itself calls them
+            _, statement, parameters, context = args
+        elif shape == "no_params":  # do_execute_no_params(cursor, statement, context=None)
+            statement = args[1] if len(args) > 1 else kwargs.get("statement")
             parameters = None
             context = args[2] if len(args) > 2 else kwargs.get("context")
         else:
+            statement = args[1] if len(args) > 1 else kwargs.get("statement")
             parameters = args[2] if len(args) > 2 else kwargs.get("parameters")
             context = args[3] if len(args) > 3 else kwargs.get("context")
         event = begin(traces, DB, op, _target(dialect, context))

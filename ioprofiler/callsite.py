@@ -21,6 +21,10 @@ _is_library: dict[CodeType, bool] = {}  # per code object: modules or single fun
 _library_dirs: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 _lock = threading.Lock()
 _MAX_REMEMBERED = 20_000
+# Per library entry frame (the code that called our wrapper): (frames up to the application's
+# frame, the code object just below it), most recent first.
+_hints: dict[CodeType, tuple[tuple[int, CodeType], ...]] = {}
+_HINTS_PER_ENTRY = 4
 
 
 def _package_dir(name: str) -> str | None:
@@ -89,32 +93,75 @@ def forget() -> None:
     with _lock:
         _library_dirs = None
         _is_library.clear()
+        _hints.clear()
 
 
-def find(frame: FrameType | None) -> tuple[CodeType | None, int]:
-    """The first application frame at or above ``frame``, as (code, line number).
+def _is_library_frame(frame: FrameType) -> bool:
+    code = frame.f_code
+    library = _is_library.get(code)
+    if library is None:
+        if len(_is_library) >= _MAX_REMEMBERED:
+            _is_library.clear()  # generated code (exec) must not grow this forever
+        library = _is_library[code] = _classify(code, frame.f_globals.get("__name__"))
+    return library
+
+
+def find(depth: int) -> tuple[CodeType | None, int]:
+    """The first application frame above the caller's ``depth``-th caller, as (code, line).
+
+    Walking the stack frame by frame costs a frame object per level (Python 3.11 makes them
+    on demand), and SQLAlchemy's stack is deep. So each library entry point remembers how
+    far up the application frame was, and the next call jumps straight there with
+    ``sys._getframe``, checking that the frame found is the application's and the one
+    below it the same library function as before. Otherwise it walks, and learns.
 
     Crosses from a greenlet to its parent, so SQLAlchemy's asyncio engines report
     the coroutine that awaited the query.
     """
+    base = depth + 1  # this function's own frame
+    try:
+        entry = sys._getframe(base)
+    except ValueError:
+        return None, 0
+    key = entry.f_code
+    for hops, below in _hints.get(key, ()):
+        try:
+            frame = sys._getframe(base + hops)
+        except ValueError:
+            continue
+        if not _is_library_frame(frame) and sys._getframe(base + hops - 1).f_code is below:
+            return frame.f_code, frame.f_lineno
+    return _walk(entry, key)
+
+
+def _walk(frame: FrameType | None, key: CodeType) -> tuple[CodeType | None, int]:
+    hops = 0
+    below: CodeType | None = None
     jumped = False
     while True:
         while frame is not None:
-            code = frame.f_code
-            library = _is_library.get(code)
-            if library is None:
-                if len(_is_library) >= _MAX_REMEMBERED:
-                    _is_library.clear()  # generated code (exec) must not grow this forever
-                library = _is_library[code] = _classify(code, frame.f_globals.get("__name__"))
-            if not library:
-                return code, frame.f_lineno
+            if not _is_library_frame(frame):
+                if not jumped and below is not None:
+                    _learn(key, hops, below)
+                return frame.f_code, frame.f_lineno
+            below = frame.f_code
             frame = frame.f_back
+            hops += 1
         if jumped:
             return None, 0
         jumped = True
         frame = _parent_greenlet_frame()
         if frame is None:
             return None, 0
+
+
+def _learn(key: CodeType, hops: int, below: CodeType) -> None:
+    known = _hints.get(key, ())
+    hint = (hops, below)
+    if hint not in known:
+        if len(_hints) >= _MAX_REMEMBERED:
+            _hints.clear()
+        _hints[key] = (hint, *known[: _HINTS_PER_ENTRY - 1])
 
 
 def _parent_greenlet_frame() -> FrameType | None:

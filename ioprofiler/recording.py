@@ -23,7 +23,6 @@ The shape every wrapper follows::
 from __future__ import annotations
 
 import logging
-import sys
 from time import perf_counter_ns
 from typing import Any
 
@@ -41,7 +40,8 @@ def begin(traces: tuple[Trace, ...], kind: str, op: str, target: Any) -> Event:
     """Start an event in every open trace; the caller sets ``start_ns`` just before the call."""
     event = Event(kind, op, target, traces[-1].start_ns)
     event._traces = traces
-    event._code, event._lineno = callsite.find(sys._getframe(2))
+    # begin() is called by an integration's helper, called by its wrapper: start above it.
+    event._code, event._lineno = callsite.find(3)
     overflow = None
     for trace in traces:
         if not trace._open:

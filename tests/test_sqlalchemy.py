@@ -271,3 +271,26 @@ def test_a_dialect_override_that_calls_super_records_one_statement(tmp_path):
         "INSERT INTO t VALUES (1) -- executemany: 2 rows",
         "SELECT a FROM t WHERE a = 1",
     ]
+
+
+def test_callsites_stay_right_across_different_paths_into_sqlalchemy(sqlite_shards):
+    engine = sqlite_shards["dbshard01"]
+
+    def through_core():
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1")).all()
+
+    def through_orm():
+        with Session(engine) as session:
+            session.scalars(sa.select(FavoriteListingUser).limit(1)).all()
+
+    def through_a_helper():
+        through_core()
+
+    with ioprofiler.profile() as trace:
+        for _ in range(3):  # the second round onwards takes the remembered path
+            through_core()
+            through_orm()
+            through_a_helper()
+    sites = [e.callsite.rsplit(" in ", 1)[1] for e in trace.events]
+    assert sites == ["through_core", "through_orm", "through_core"] * 3
