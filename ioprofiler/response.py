@@ -112,13 +112,19 @@ def server_timing(trace: Trace) -> str:
     return ", ".join(entries)
 
 
-def _inject_html(parts: ResponseParts, trace: Trace, request: RequestInfo, notice: str | None):
+def _inject_html(
+    parts: ResponseParts,
+    trace: Trace,
+    request: RequestInfo,
+    notice: str | None,
+    slow_ms: float,
+) -> ResponseParts | None:
     from ioprofiler.render.html import render_panel
 
     charset = parts.charset
     if charset.startswith(("utf-16", "utf-32", "utf16", "utf32")):
         return None  # not ASCII-compatible: the panel's bytes would not fit in
-    panel = render_panel(trace, request, parts.csp_nonce, notice)
+    panel = render_panel(trace, request, parts.csp_nonce, notice, slow_ms)
     # ASCII with character references fits any ASCII-compatible charset, whatever the page
     # declares, in its headers or in a <meta> tag.
     encoded = panel.encode("ascii", "xmlcharrefreplace")
@@ -129,7 +135,11 @@ def _inject_html(parts: ResponseParts, trace: Trace, request: RequestInfo, notic
 
 
 def decorate(
-    parts: ResponseParts, trace: Trace, request: RequestInfo, notice: str | None = None
+    parts: ResponseParts,
+    trace: Trace,
+    request: RequestInfo,
+    notice: str | None = None,
+    slow_ms: float = 100.0,
 ) -> ResponseParts:
     """``?ioprofiler=1``: the panel into HTML, the listing onto text/plain, and
     Server-Timing on everything."""
@@ -137,7 +147,7 @@ def decorate(
 
     media_type = parts.media_type
     if media_type in HTML_TYPES and not parts.is_encoded:
-        changed = _inject_html(parts, trace, request, notice)
+        changed = _inject_html(parts, trace, request, notice, slow_ms)
         if changed is not None:
             return changed
     if media_type == "text/plain" and not parts.is_encoded:

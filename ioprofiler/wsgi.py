@@ -328,7 +328,9 @@ class ProfiledResponse:
             if replace:
                 final = build_document(self.trace, self.request, self.mode)
             else:
-                final = decorate(original, self.trace, self.request, self.notice)
+                final = decorate(
+                    original, self.trace, self.request, self.notice, self.middleware.slow_ms
+                )
         except Exception as exc:
             log.exception("ioprofiler: rendering the trace failed")
             # The page itself was dropped in text and json modes: say what went wrong.

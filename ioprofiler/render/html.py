@@ -140,7 +140,7 @@ def _repeats_section(summary: Summary) -> str:
     )
 
 
-def _event_rows(trace: Trace, events: list[Event], summary: Summary) -> str:
+def _event_rows(trace: Trace, events: list[Event], summary: Summary, slow_ms: float) -> str:
     groups: dict[int, tuple[int, bool]] = {}
     duplicates: set[int] = set()
     for number, repeat in enumerate(summary.repeats, start=1):
@@ -154,7 +154,7 @@ def _event_rows(trace: Trace, events: list[Event], summary: Summary) -> str:
         classes = "d" if event.kind == DB else "k"
         if event.error:
             classes += " err"
-        if duration is not None and duration >= SLOW_MS:
+        if duration is not None and duration >= slow_ms:
             classes += " slow"
         badges = ""
         group = groups.get(id(event))
@@ -180,8 +180,10 @@ def render_panel(
     request: RequestInfo | None = None,
     nonce: str | None = None,
     notice: str | None = None,
+    slow_ms: float = SLOW_MS,
 ) -> str:
-    """The panel's HTML for ``trace``; ``nonce`` is the page's CSP nonce, if it has one."""
+    """The panel's HTML for ``trace``; ``nonce`` is the page's CSP nonce, if it has one;
+    calls of ``slow_ms`` or more are marked slow."""
     summary = summarize(trace)
     elapsed_ms = trace.elapsed_ms
     events = trace.events
@@ -202,7 +204,7 @@ def render_panel(
     listing = (
         '<h3>Calls in start order</h3><table class="l"><tr><th>#</th><th>at ms</th>'
         "<th>timeline</th><th>target</th><th>ms</th><th>what</th><th>called from</th></tr>"
-        + _event_rows(trace, events, summary)
+        + _event_rows(trace, events, summary, slow_ms)
         + "</table>"
     )
     content = (
