@@ -158,9 +158,9 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # SIGTERM and SIGHUP (a closed terminal) end the demo like Ctrl-C, so its memcached
-    # is stopped either way.
-    for name in ("SIGTERM", "SIGHUP"):
+    # Ctrl-C, SIGTERM and SIGHUP (a closed terminal) all stop the demo and its memcached;
+    # SIGINT too when it was started in the background, where the shell ignores it.
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _interrupt)
     try:
