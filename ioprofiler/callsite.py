@@ -21,9 +21,9 @@ _is_library: dict[CodeType, bool] = {}  # per code object: modules or single fun
 _library_dirs: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 _lock = threading.Lock()
 _MAX_REMEMBERED = 20_000
-# Per library entry frame (the code that called our wrapper): (frames up to the application's
-# frame, the code object just below it), most recent first.
-_hints: dict[CodeType, tuple[tuple[int, CodeType], ...]] = {}
+# Per library entry frame (the code that called our wrapper): the chains of library code
+# objects seen between it and the application's frame, most recent first.
+_hints: dict[CodeType, tuple[tuple[CodeType, ...], ...]] = {}
 _HINTS_PER_ENTRY = 4
 
 
@@ -53,8 +53,10 @@ def _compute_library_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
     # editable install runs it from the checkout's integrations/ folder.
     here = os.path.dirname(os.path.abspath(__file__))
     packages = {os.path.join(os.path.dirname(here), "integrations") + os.sep}
-    for name in _LIBRARY_PACKAGES + config.settings.callsite_skip:
-        package = _package_dir(name) if "." not in name else None
+    # Only the intercepted libraries by folder: callsite_skip entries are matched by module
+    # name, since a single-file module's folder is usually the application's own.
+    for name in _LIBRARY_PACKAGES:
+        package = _package_dir(name)
         if package:
             packages.add(package)
     return tuple(sorted(stdlib)), tuple(sorted(packages))
@@ -71,6 +73,10 @@ def _classify(code: CodeType, module_name: object) -> bool:
     if filename.startswith("<frozen"):
         return True
     if isinstance(module_name, str):
+        # Code a library generates (SQLAlchemy's "<sqlalchemy generated …>" wrappers) has no
+        # file of its own, but it runs in the library's module.
+        if module_name.partition(".")[0] in _LIBRARY_PACKAGES:
+            return True
         for skipped in config.settings.callsite_skip:
             module, _, function = skipped.partition(":")
             if function:
@@ -78,7 +84,12 @@ def _classify(code: CodeType, module_name: object) -> bool:
                     return True
             elif module_name == module or module_name.startswith(module + "."):
                 return True
-    path = os.path.abspath(filename)
+    if filename.startswith("<"):
+        return False  # exec'd or interactive code: the application's
+    try:
+        path = os.path.abspath(filename)
+    except OSError:  # the working directory is gone
+        path = filename
     if path.startswith(packages):
         return True
     # site-packages may sit inside the standard library's folder: what is
@@ -109,11 +120,11 @@ def _is_library_frame(frame: FrameType) -> bool:
 def find(depth: int) -> tuple[CodeType | None, int]:
     """The first application frame above the caller's ``depth``-th caller, as (code, line).
 
-    Walking the stack frame by frame costs a frame object per level (Python 3.11 makes them
-    on demand), and SQLAlchemy's stack is deep. So each library entry point remembers how
-    far up the application frame was, and the next call jumps straight there with
-    ``sys._getframe``, checking that the frame found is the application's and the one
-    below it the same library function as before. Otherwise it walks, and learns.
+    SQLAlchemy's stack is deep, and deciding "library or application?" for each frame costs
+    a call and a lookup per level. So each library entry point remembers the chains of
+    library code objects seen between it and the application's frame; a stack that starts
+    with a remembered chain is matched code object by code object, and the frame after it
+    is the answer the full walk would give. Otherwise it walks, and learns.
 
     Crosses from a greenlet to its parent, so SQLAlchemy's asyncio engines report
     the coroutine that awaited the query.
@@ -123,30 +134,29 @@ def find(depth: int) -> tuple[CodeType | None, int]:
         entry = sys._getframe(base)
     except ValueError:
         return None, 0
-    key = entry.f_code
-    for hops, below in _hints.get(key, ()):
-        try:
-            frame = sys._getframe(base + hops)
-        except ValueError:
-            continue
-        if not _is_library_frame(frame) and sys._getframe(base + hops - 1).f_code is below:
-            return frame.f_code, frame.f_lineno
-    return _walk(entry, key)
+    for chain in _hints.get(entry.f_code, ()):
+        frame: FrameType | None = entry
+        for code in chain:
+            if frame is None or frame.f_code is not code:
+                break
+            frame = frame.f_back
+        else:
+            if frame is not None and not _is_library_frame(frame):
+                return frame.f_code, frame.f_lineno
+    return _walk(entry)
 
 
-def _walk(frame: FrameType | None, key: CodeType) -> tuple[CodeType | None, int]:
-    hops = 0
-    below: CodeType | None = None
+def _walk(frame: FrameType | None) -> tuple[CodeType | None, int]:
+    chain: list[CodeType] = []
     jumped = False
     while True:
         while frame is not None:
             if not _is_library_frame(frame):
-                if not jumped and below is not None:
-                    _learn(key, hops, below)
+                if not jumped and chain:
+                    _learn(tuple(chain))
                 return frame.f_code, frame.f_lineno
-            below = frame.f_code
+            chain.append(frame.f_code)
             frame = frame.f_back
-            hops += 1
         if jumped:
             return None, 0
         jumped = True
@@ -155,13 +165,13 @@ def _walk(frame: FrameType | None, key: CodeType) -> tuple[CodeType | None, int]
             return None, 0
 
 
-def _learn(key: CodeType, hops: int, below: CodeType) -> None:
+def _learn(chain: tuple[CodeType, ...]) -> None:
+    key = chain[0]
     known = _hints.get(key, ())
-    hint = (hops, below)
-    if hint not in known:
+    if chain not in known:
         if len(_hints) >= _MAX_REMEMBERED:
             _hints.clear()
-        _hints[key] = (hint, *known[: _HINTS_PER_ENTRY - 1])
+        _hints[key] = (chain, *known[: _HINTS_PER_ENTRY - 1])
 
 
 def _parent_greenlet_frame() -> FrameType | None:

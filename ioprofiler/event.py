@@ -216,6 +216,6 @@ def callsite_text(code: CodeType, lineno: int) -> str:
 def _display_path(filename: str) -> str:
     try:
         relative = os.path.relpath(filename)
-    except ValueError:
+    except (ValueError, OSError):  # another drive; or the working directory is gone
         return filename
     return filename if relative.startswith("..") else relative

@@ -67,13 +67,30 @@ class Trace:
     # -- opening and closing ---------------------------------------------------------
 
     def __enter__(self) -> Trace:
+        self.start()
+        active.set(active.get() + (self,))
+        return self
+
+    def start(self) -> Trace:
+        """Start the clock without recording anywhere yet; see :meth:`call`."""
         if self._used:
             raise RuntimeError("a Trace records once; open a new one with ioprofiler.profile()")
         self._used = True
         self.start_ns = perf_counter_ns()
         self._open = True
-        active.set(active.get() + (self,))
         return self
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` with this trace recording in the current context, and only during
+        the call: the caller's context is otherwise left exactly as the call left it.
+
+        For code that hands control back and forth, like a WSGI middleware iterating a body.
+        """
+        active.set(active.get() + (self,))
+        try:
+            return fn(*args)
+        finally:
+            active.set(tuple(t for t in active.get() if t is not self))
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()

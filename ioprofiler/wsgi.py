@@ -17,7 +17,6 @@ gets exactly the response it would get without the parameter, and nothing is rec
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -167,13 +166,11 @@ class IOProfilerMiddleware:
         mode: str,
         notice: str | None,
     ) -> Iterable[bytes]:
-        context = contextvars.copy_context()
-        trace = Trace(max_events=self.max_events, name="request")
-        context.run(trace.__enter__)
+        trace = Trace(max_events=self.max_events, name="request").start()
         environ["ioprofiler.trace"] = trace
-        response = ProfiledResponse(self, context, trace, environ, start_response, mode, notice)
+        response = ProfiledResponse(self, trace, environ, start_response, mode, notice)
         try:
-            response.body = context.run(self.app, environ, response.capture_start_response)
+            response.body = trace.call(self.app, environ, response.capture_start_response)
         except BaseException:
             response.finish()
             raise
@@ -187,14 +184,16 @@ def _size(chunks: list[bytes]) -> int:
 class ProfiledResponse:
     """The body the server iterates: the application's, buffered and changed where allowed.
 
-    The application's body is iterated and closed in the request's context, so I/O done
-    while streaming or in ``close()`` is recorded; the trace closes after ``close()``.
+    The trace records during each call into the application (the call itself, every step
+    of the body, ``close()``) and only then, in whatever context the server makes them, so
+    I/O done while streaming or in ``close()`` is recorded, the application's own context
+    variables reach the server as they would without ioprofiler, and the trace closes
+    after ``close()``.
     """
 
     def __init__(
         self,
         middleware: IOProfilerMiddleware,
-        context: contextvars.Context,
         trace: Trace,
         environ: dict[str, Any],
         start_response: Callable[..., Any],
@@ -202,7 +201,6 @@ class ProfiledResponse:
         notice: str | None,
     ) -> None:
         self.middleware = middleware
-        self.context = context
         self.trace = trace
         self.environ = environ
         self.start_response = start_response
@@ -240,7 +238,7 @@ class ProfiledResponse:
 
     def _generate(self) -> Iterator[bytes]:
         assert self.body is not None
-        iterator = self.context.run(iter, self.body)
+        iterator = self.trace.call(iter, self.body)
         limit = self.middleware.max_inject_bytes
         chunks: list[bytes] = []
         size = 0
@@ -257,7 +255,7 @@ class ProfiledResponse:
             if decision == "pass" or size > limit:
                 break
             try:
-                chunk = self.context.run(next, iterator)
+                chunk = self.trace.call(next, iterator)
             except StopIteration:
                 exhausted = True
                 break
@@ -279,7 +277,7 @@ class ProfiledResponse:
         yield from chunks
         while True:
             try:
-                chunk = self.context.run(next, iterator)
+                chunk = self.trace.call(next, iterator)
             except StopIteration:
                 break
             yield from self._drain_written(None)
@@ -344,7 +342,7 @@ class ProfiledResponse:
         self._body_closed = True
         close = getattr(self.body, "close", None)
         if close is not None:
-            self.context.run(close)
+            self.trace.call(close)
 
     def close(self) -> None:
         """Called by the server once the response is sent (or abandoned)."""

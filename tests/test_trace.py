@@ -291,3 +291,71 @@ def test_a_trace_renders_itself_with_rich(shard):
     Console(file=out, width=200, color_system=None).print(trace)
     lines = out.getvalue().splitlines()
     assert lines[1].startswith("[dbshard01] ") and lines[1].endswith(" ms SELECT 5773453")
+
+
+def test_callsites_through_a_skipped_dispatcher_name_the_real_caller(shard, tmp_path, monkeypatch):
+    (tmp_path / "dispatch_helpers.py").write_text(
+        "def run(fn, *args):\n    return fn(*args)\n"  # a retry/repository helper: skipped
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import dispatch_helpers
+
+    ioprofiler.configure(callsite_skip=["dispatch_helpers"])
+
+    def app_x():
+        dispatch_helpers.run(query, shard, 1)
+
+    def app_helper(engine, value):
+        query(engine, value)
+
+    def app_y():
+        dispatch_helpers.run(app_helper, shard, 2)
+
+    with ioprofiler.profile() as trace:
+        for _ in range(2):
+            app_x()
+            app_y()
+    sites = [e.callsite.rsplit(" in ", 1)[1] for e in trace.events]
+    assert sites == ["query", "query", "query", "query"]  # query() is this module's: shown
+    ioprofiler.configure(callsite_skip=["dispatch_helpers", f"{__name__}:query"])
+    with ioprofiler.profile() as trace:
+        for _ in range(2):
+            app_x()
+            app_y()
+    sites = [e.callsite.rsplit(" in ", 1)[1] for e in trace.events]
+    assert sites == ["app_x", "app_helper", "app_x", "app_helper"]
+
+
+def test_skipping_a_single_file_module_does_not_skip_its_folder(shard, tmp_path, monkeypatch):
+    (tmp_path / "dbutil.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ioprofiler.configure(callsite_skip=["dbutil"])
+    with ioprofiler.profile() as trace:
+        query(shard, 1)
+    assert trace.events[0].callsite.endswith(" in query")
+
+
+def test_orm_flushes_are_not_attributed_to_generated_code(sqlite_shards):
+    from sqlalchemy.orm import Session
+
+    from tests.test_sqlalchemy import FavoriteListingUser
+
+    def save_favorite():
+        with Session(sqlite_shards["dbshard01"]) as session:
+            session.add(FavoriteListingUser(listing_id=1, user_id=2))
+            session.commit()
+
+    with ioprofiler.profile() as trace:
+        save_favorite()
+    sites = [e.callsite for e in trace.events]
+    assert sites and all(site.endswith(" in save_favorite") for site in sites), sites
+
+
+def test_callsites_render_when_the_working_directory_is_gone(shard, tmp_path, monkeypatch):
+    doomed = tmp_path / "gone"
+    doomed.mkdir()
+    monkeypatch.chdir(doomed)
+    doomed.rmdir()
+    with ioprofiler.profile() as trace:
+        query(shard, 1)
+    assert "test_trace.py:" in trace.text(callsites=True)

@@ -503,3 +503,25 @@ def test_slow_ms_decides_which_calls_the_panel_marks(shop):
         get(client(shop, slow_ms=60_000.0), "/page?ioprofiler=1").get_data(as_text=True)
     )
     assert "slow" not in calm.replace("tr.slow", "")
+
+
+def test_context_variables_the_app_sets_reach_the_server_as_without_the_profiler(shop):
+    import contextvars
+
+    user: contextvars.ContextVar[str | None] = contextvars.ContextVar("user", default=None)
+
+    def app(environ, start_response):
+        user.set("alice")  # as a logging or tracing library binds request data
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [b"<html><body>hi</body></html>"]
+
+    seen = []
+
+    def access_log(environ, start_response):
+        body = IOProfilerMiddleware(app)(environ, start_response)
+        seen.append(user.get())
+        return body
+
+    for url in ("/", "/?ioprofiler=1", "/?ioprofiler=text"):
+        contextvars.copy_context().run(get, Client(access_log), url)
+    assert seen == ["alice", "alice", "alice"]
