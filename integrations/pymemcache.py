@@ -15,8 +15,6 @@ from ioprofiler.event import CACHE, note_cache_server
 from ioprofiler.patching import Patches
 from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
 
-NAME = "pymemcache"
-
 # method -> how its keys are passed
 #   "key":    the first argument is one key
 #   "keys":   the first argument is an iterable of keys
@@ -191,13 +189,12 @@ def _read_keys(keys: Any) -> tuple[tuple[Any, ...], Any]:
 
 def _write_keys(shape: str, args: Any, kwargs: Any) -> tuple[tuple[Any, ...], Any, Any, bool]:
     """(keys to record, args to pass, kwargs to pass, whether a round trip happens)."""
-    first_name = {"key": "key", "keys": "keys", "values": "values", "command": "command"}.get(shape)
-    if first_name is None:
+    if shape == "none":
         return (), args, kwargs, True
     if args:
         first = args[0]
-    elif first_name in kwargs:
-        first = kwargs[first_name]
+    elif shape in kwargs:  # the first parameter is named for its shape: key, keys, values…
+        first = kwargs[shape]
     else:
         return (), args, kwargs, True
     if shape in ("key", "command"):
@@ -207,7 +204,7 @@ def _write_keys(shape: str, args: Any, kwargs: Any) -> tuple[tuple[Any, ...], An
         if args:
             args = (passed,) + tuple(args[1:])
         else:
-            kwargs = dict(kwargs, **{first_name: passed})
+            kwargs = dict(kwargs, **{shape: passed})
     # set_many({}) and delete_many([]) return without asking the server anything.
     return recorded, args, kwargs, bool(recorded) or passed is not first
 

@@ -24,7 +24,6 @@ from ioprofiler.event import DB
 from ioprofiler.patching import Patches
 from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
 
-NAME = "sqlalchemy"
 EXECUTE_METHODS = ("do_execute", "do_executemany", "do_execute_no_params")
 # In-tree dialects that override an execution method; imported at install() so
 # their classes are patched before any engine uses them (no DB-API is imported).

@@ -34,11 +34,6 @@ class TargetTotals:
     misses: int = 0
     errors: int = 0
 
-    @property
-    def hit_ratio(self) -> float | None:
-        reads = self.hits + self.misses
-        return self.hits / reads if reads else None
-
 
 @dataclass
 class Repeat:
@@ -49,10 +44,14 @@ class Repeat:
     shape: str
     count: int
     ms: float
-    identical: int  # calls that repeat an earlier one exactly (same statement and values)
     callsites: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list, repr=False)
+    # calls that repeat an earlier one exactly (same statement and values, or same keys)
     duplicates: list[Event] = field(default_factory=list, repr=False)
+
+    @property
+    def identical(self) -> int:
+        return len(self.duplicates)
 
     @property
     def likely_n_plus_one(self) -> bool:
@@ -163,15 +162,14 @@ def find_repeats(events: list[Event]) -> list[Repeat]:
         ms = sum((e.duration_ms or 0.0) for e in members)
         repeats.append(
             Repeat(
-                kind,
-                target,
-                text,
-                len(members),
-                ms,
-                len(duplicates),
-                callsites,
-                members,
-                duplicates,
+                kind=kind,
+                target=target,
+                shape=text,
+                count=len(members),
+                ms=ms,
+                callsites=callsites,
+                events=members,
+                duplicates=duplicates,
             )
         )
     repeats.sort(key=lambda r: (-r.count, r.target, r.shape))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 DEFAULT_MAX_EVENTS = 10_000
+DEFAULT_SLOW_MS = 100.0  # calls this slow are marked in the panel and the console
 
 
 @dataclass(frozen=True)

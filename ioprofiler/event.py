@@ -55,6 +55,14 @@ def display_target(kind: str, raw: Any) -> str:
     return str(raw)
 
 
+def target_matches(kind: str, target: str, wanted: str) -> bool:
+    """``wanted`` names ``target``; "memcache" also names every memcached server
+    (``memcache 10.0.0.5:11211``)."""
+    if target == wanted:
+        return True
+    return kind == CACHE and wanted == "memcache" and target.startswith("memcache ")
+
+
 class Event:
     """A database statement or a cache call, as the application made it.
 
@@ -125,14 +133,6 @@ class Event:
     def server(self) -> Any:
         """For cache events, the server as the client names it (``(host, port)`` or a path)."""
         return self._target if self.kind == CACHE else None
-
-    @property
-    def finished(self) -> bool:
-        return self.end_ns is not None
-
-    @property
-    def duration_ns(self) -> int | None:
-        return None if self.end_ns is None else self.end_ns - self.start_ns
 
     @property
     def duration_ms(self) -> float | None:

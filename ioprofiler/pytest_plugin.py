@@ -142,7 +142,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
                 (_REPORT_KEY, (budget_trace.count(kind=DB), budget_trace.count(kind=CACHE)))
             )
     if expectation is not None:
-        testing.enforce(expectation, budget_trace, color=testing._color_wanted())
+        testing.enforce(expectation, budget_trace)
     return result
 
 

@@ -1,8 +1,8 @@
 """Which integrations exist, and installing them.
 
 The core never imports an integration by name anywhere else: ``install()`` walks
-this list, and each integration module has the same shape (``NAME``,
-``available()``, ``install()``, ``uninstall()``).
+this list, and each integration module has the same shape: ``available()``,
+``install()``, ``uninstall()``.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ioprofiler import config
 from ioprofiler.analysis import summarize
 from ioprofiler.event import CACHE, DB
 from ioprofiler.render.request import RequestInfo
@@ -139,7 +140,7 @@ def decorate(
     trace: Trace,
     request: RequestInfo,
     notice: str | None = None,
-    slow_ms: float = 100.0,
+    slow_ms: float = config.DEFAULT_SLOW_MS,
 ) -> ResponseParts:
     """``?ioprofiler=1``: the panel into HTML, the listing onto text/plain, and
     Server-Timing on everything."""

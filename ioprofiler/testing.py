@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import ioprofiler
 from ioprofiler.analysis import Repeat, find_repeats
-from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.event import CACHE, DB, Event, target_matches
 from ioprofiler.trace import Trace
 
 __all__ = [
@@ -156,7 +156,7 @@ class IOExpectation:
             if isinstance(spec, Mapping):
                 claimed: set[str] = set()
                 for pattern, value in spec.items():
-                    matched = [e for e in of_kind if _target_matches(e.target, pattern)]
+                    matched = [e for e in of_kind if _target_matches(kind, e.target, pattern)]
                     claimed.update(e.target for e in matched)
                     verdicts.append(_verdict(kind, pattern, _budget(value, kind), matched))
                 if self.strict:
@@ -172,10 +172,8 @@ class IOExpectation:
         return verdicts, repeats
 
 
-def _target_matches(target: str, pattern: str) -> bool:
-    if target == pattern or fnmatch.fnmatchcase(target, pattern):
-        return True
-    return pattern == "memcache" and target.startswith("memcache ")
+def _target_matches(kind: str, target: str, pattern: str) -> bool:
+    return target_matches(kind, target, pattern) or fnmatch.fnmatchcase(target, pattern)
 
 
 def _verdict(kind: str, target: str, budget: Budget, events: list[Event]) -> Verdict:
@@ -201,11 +199,12 @@ class IOBudgetExceeded(AssertionError):
         super().__init__(failure_report(verdicts, repeats, trace, color))
 
 
-def enforce(expectation: IOExpectation, trace: Trace, color: bool = False) -> None:
-    """Raise :class:`IOBudgetExceeded` if ``trace`` breaks ``expectation``."""
+def enforce(expectation: IOExpectation, trace: Trace, color: bool | None = None) -> None:
+    """Raise :class:`IOBudgetExceeded` if ``trace`` breaks ``expectation``
+    (in colour if ``color``; by default as :func:`use_color` said)."""
     verdicts, repeats = expectation.check(trace)
     if any(not v.ok for v in verdicts) or repeats:
-        raise IOBudgetExceeded(verdicts, repeats, trace, color)
+        raise IOBudgetExceeded(verdicts, repeats, trace, _color if color is None else color)
 
 
 @contextmanager
@@ -232,7 +231,7 @@ def assert_io(
     ioprofiler.install()
     with ioprofiler.profile() as trace:
         yield trace
-    enforce(expectation, trace, color=_color_wanted())
+    enforce(expectation, trace)
 
 
 _color = False
@@ -242,7 +241,3 @@ def use_color(enabled: bool) -> None:
     """Failure messages in colour (set by the pytest plugin when the terminal has it)."""
     global _color
     _color = enabled
-
-
-def _color_wanted() -> bool:
-    return _color

@@ -20,7 +20,7 @@ from time import perf_counter_ns
 from typing import Any, TypeVar
 
 from ioprofiler import config
-from ioprofiler.event import CACHE, Event, display_target
+from ioprofiler.event import CACHE, Event, display_target, target_matches
 
 log = logging.getLogger("ioprofiler")
 
@@ -257,10 +257,7 @@ class Trace:
 def _matches(kind: str, target: str, want_kind: str | None, want_target: str | None) -> bool:
     if want_kind is not None and kind != want_kind:
         return False
-    if want_target is not None and target != want_target:
-        # "memcache" matches "memcache 10.0.0.5:11211": every server of the cache.
-        return kind == CACHE and want_target == "memcache" and target.startswith("memcache ")
-    return True
+    return want_target is None or target_matches(kind, target, want_target)
 
 
 def profile(max_events: int | None = None, name: str | None = None) -> Trace:

@@ -27,7 +27,7 @@ from rich.console import Console
 from werkzeug.wrappers import Request
 
 import ioprofiler
-from ioprofiler import access
+from ioprofiler import access, config
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.response import (
     CHANGEABLE_TYPES,
@@ -83,7 +83,7 @@ class IOProfilerMiddleware:
         console: bool | Console = False,
         max_inject_bytes: int = DEFAULT_MAX_INJECT_BYTES,
         max_events: int | None = None,
-        slow_ms: float = 100.0,
+        slow_ms: float = config.DEFAULT_SLOW_MS,
         install: bool = True,
     ) -> None:
         if not callable(app):
@@ -218,7 +218,7 @@ class ProfiledResponse:
     def capture_start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
     ) -> Callable[[bytes], None]:
-        if exc_info is not None and self.status is not None and self._headers_sent:
+        if exc_info is not None and self._headers_sent:
             raise exc_info[1].with_traceback(exc_info[2])
         self.status, self.headers, self.exc_info = status, list(headers), exc_info
         return self.written.append

@@ -78,6 +78,19 @@ def sqlite_shards(tmp_path: Path):
         engine.dispose()
 
 
+def engine_for_dialect(dialect_class: type, path: Path):
+    """An engine on a SQLite file that uses ``dialect_class``, registered under its name."""
+    import sys
+
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import registry
+
+    name = dialect_class.__name__.lower()
+    setattr(sys.modules[__name__], dialect_class.__name__, dialect_class)
+    registry.register(f"sqlite.{name}", __name__, dialect_class.__name__)
+    return sa.create_engine(f"sqlite+{name}:///{path}")
+
+
 def mysql_or_skip():
     """A PyMySQL connection factory for 127.0.0.1:3306, or skip (fail under CI's flag)."""
     try:

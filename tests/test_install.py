@@ -10,13 +10,13 @@ import sys
 import textwrap
 
 import pytest
-import sqlalchemy as sa
 import wrapt
 from ioprofiler.integrations.sqlalchemy import EXECUTE_METHODS, _subclasses
 from pymemcache.client.base import Client
 from sqlalchemy.engine.default import DefaultDialect
 
 import ioprofiler
+from tests.conftest import engine_for_dialect
 
 
 def class_attributes() -> dict[tuple[type, str], object]:
@@ -59,31 +59,33 @@ def test_dialects_that_override_executemany_are_patched():
 
 
 def test_a_dialect_class_defined_after_install_is_patched_when_its_engine_is_made(tmp_path):
-    from sqlalchemy.dialects import registry
     from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
     class LateDialect(SQLiteDialect_pysqlite):
         def do_execute(self, cursor, statement, parameters, context=None):
             cursor.execute(statement, parameters)
 
-    sys.modules[__name__].LateDialect = LateDialect
-    registry.register("sqlite.late", __name__, "LateDialect")
-    engine = sa.create_engine(f"sqlite+late:///{tmp_path / 'late.db'}")
+    engine = engine_for_dialect(LateDialect, tmp_path / "late.db")
     with ioprofiler.profile() as trace:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 42")
     assert [e.sql for e in trace.events] == ["SELECT 42"]
 
 
-def test_another_wrapt_wrapper_on_top_is_left_alone(caplog, memcached):
-    calls = []
+def counting_wrapper(calls: list):
+    """Another agent's wrapt wrapper: counts the calls it sees."""
 
     def other(wrapped, instance, args, kwargs):
         calls.append(args)
         return wrapped(*args, **kwargs)
 
+    return other
+
+
+def test_another_wrapt_wrapper_on_top_is_left_alone(caplog, memcached):
+    calls = []
     original = vars(Client)["get"]
-    wrapt.wrap_function_wrapper(Client, "get", other)
+    wrapt.wrap_function_wrapper(Client, "get", counting_wrapper(calls))
     theirs = vars(Client)["get"]
     try:
         with caplog.at_level(logging.WARNING, logger="ioprofiler"):
@@ -103,13 +105,8 @@ def test_another_wrapt_wrapper_on_top_is_left_alone(caplog, memcached):
 def test_a_wrapper_applied_before_install_is_kept_under_ours(memcached):
     ioprofiler.uninstall()
     calls = []
-
-    def other(wrapped, instance, args, kwargs):
-        calls.append(args)
-        return wrapped(*args, **kwargs)
-
     plain = vars(Client)["delete"]
-    wrapt.wrap_function_wrapper(Client, "delete", other)
+    wrapt.wrap_function_wrapper(Client, "delete", counting_wrapper(calls))
     theirs = vars(Client)["delete"]
     try:
         ioprofiler.install()

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import ioprofiler
+from tests.conftest import engine_for_dialect
 
 COUNT = "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = :listing_id"
 LINE = re.compile(r"^\[(?P<target>[^\]]+)\] (?P<ms>\d+\.\d{3}) ms (?P<what>.*)$")
@@ -246,7 +247,6 @@ def _where_values(statement):
 
 
 def test_a_dialect_override_that_calls_super_records_one_statement(tmp_path):
-    from sqlalchemy.dialects import registry
     from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
     class PoliteDialect(SQLiteDialect_pysqlite):
@@ -256,11 +256,7 @@ def test_a_dialect_override_that_calls_super_records_one_statement(tmp_path):
         def do_executemany(self, cursor, statement, parameters, context=None):
             return super().do_executemany(cursor, statement, parameters, context)
 
-    import sys
-
-    sys.modules[__name__].PoliteDialect = PoliteDialect
-    registry.register("sqlite.polite", __name__, "PoliteDialect")
-    engine = sa.create_engine(f"sqlite+polite:///{tmp_path / 'polite.db'}")
+    engine = engine_for_dialect(PoliteDialect, tmp_path / "polite.db")
     with ioprofiler.profile() as trace:
         with engine.begin() as conn:
             conn.exec_driver_sql("CREATE TABLE t (a INTEGER)")

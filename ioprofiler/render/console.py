@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
+from ioprofiler import config
 from ioprofiler.analysis import summarize
 from ioprofiler.event import DB, Event
 from ioprofiler.render.request import RequestInfo
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from ioprofiler.trace import Trace
 
 _PALETTE = ("cyan", "magenta", "blue", "yellow", "bright_cyan", "bright_magenta", "bright_blue")
-SLOW_MS = 100.0
+SLOW_MS = config.DEFAULT_SLOW_MS
 
 
 def target_style(target: str) -> str:

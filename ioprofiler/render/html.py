@@ -13,6 +13,7 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
+from ioprofiler import config
 from ioprofiler.analysis import Summary, summarize
 from ioprofiler.event import CACHE, DB, Event
 from ioprofiler.render.request import RequestInfo
@@ -20,7 +21,7 @@ from ioprofiler.render.request import RequestInfo
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
 
-SLOW_MS = 100.0
+SLOW_MS = config.DEFAULT_SLOW_MS
 
 _STYLE = """
 :host{all:initial;display:block}
