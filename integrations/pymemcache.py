@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ioprofiler.event import CACHE, note_cache_server
+from ioprofiler.event import CACHE
 from ioprofiler.patching import Patches
 from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
+from ioprofiler.targets import Service
 
 # method -> how its keys are passed
 #   "key":    the first argument is one key
@@ -49,6 +50,8 @@ _IGNORED_ERROR = "error hidden by ignore_exc"
 _NOT_FOUND = object()  # our own default for get/gets, so a stored falsy value is still a HIT
 
 _patches = Patches()
+# [memcache] while the process has used one server, [memcache 10.0.0.5:11211] once it has used more
+MEMCACHE = Service("memcache", address="when_many")
 
 
 def available() -> bool:
@@ -75,9 +78,7 @@ def uninstall() -> None:
 
 def _begin(traces: Any, op: str, client: Any, keys: tuple[Any, ...]):
     try:
-        server = client.server
-        note_cache_server(server)
-        event = begin(traces, CACHE, op, server)
+        event = begin(traces, CACHE, op, MEMCACHE.target(client.server))
         event.keys = keys
         event.start_ns = perf_counter_ns()
         return event

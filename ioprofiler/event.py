@@ -18,49 +18,8 @@ from ioprofiler.render.cache import describe
 from ioprofiler.render.sql import render_statement
 
 DB = "db"
-CACHE = "cache"
-
-# Memcached servers seen by this process. When there is more than one, cache
-# targets name their server: ``[memcache 10.0.0.5:11211]``.
-_cache_servers: set[Any] = set()
-
-
-def note_cache_server(server: Any) -> None:
-    if server not in _cache_servers:
-        _cache_servers.add(server)
-
-
-def forget_cache_servers() -> None:
-    """Forget the memcached servers seen so far (tests start from a clean slate)."""
-    _cache_servers.clear()
-
-
-def format_server(server: Any) -> str:
-    """``("10.0.0.5", 11211)`` -> ``10.0.0.5:11211``; IPv6 in brackets; a socket path as is."""
-    if isinstance(server, tuple) and len(server) == 2:
-        host, port = server
-        host = str(host)
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"{host}:{port}"
-    return str(server)
-
-
-def display_target(kind: str, raw: Any) -> str:
-    """The name a listing shows for a call's raw target (an engine name or a server)."""
-    if kind == CACHE:
-        if len(_cache_servers) > 1:
-            return f"memcache {format_server(raw)}"
-        return "memcache"
-    return str(raw)
-
-
-def target_matches(kind: str, target: str, wanted: str) -> bool:
-    """``wanted`` names ``target``; "memcache" also names every memcached server
-    (``memcache 10.0.0.5:11211``)."""
-    if target == wanted:
-        return True
-    return kind == CACHE and wanted == "memcache" and target.startswith("memcache ")
+CACHE = "cache"  # memcache, Redis: calls with hits and misses
+HTTP = "http"
 
 
 class Event:
@@ -126,13 +85,13 @@ class Event:
 
     @property
     def target(self) -> str:
-        """The shard or server name: ``dbshard01``, ``memcache``, ``memcache 10.0.0.5:11211``."""
-        return display_target(self.kind, self._target)
+        """The shard or server name: ``dbshard01``, ``memcache``, ``redis 10.0.0.5:6379/0``."""
+        return str(self._target)
 
     @property
     def server(self) -> Any:
-        """For cache events, the server as the client names it (``(host, port)`` or a path)."""
-        return self._target if self.kind == CACHE else None
+        """For calls to a server, its address as the client names it (``(host, port)``, a path)."""
+        return getattr(self._target, "address", None)
 
     @property
     def duration_ms(self) -> float | None:

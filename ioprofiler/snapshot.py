@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ioprofiler.event import CACHE, Event
 from ioprofiler.render.cache import key_text
+from ioprofiler.targets import service_of
 from ioprofiler.trace import Trace
 
 _STRING = re.compile(r"'(?:[^']|'')*'")
@@ -51,7 +52,7 @@ def _keys(keys: tuple[object, ...]) -> str:
 
 def event_line(event: Event, hits: bool = False) -> str:
     if event.kind == CACHE:
-        line = f"cache|memcache|{event.op}: [{_keys(event.keys)}]"
+        line = f"cache|{service_of(event.target)}|{event.op}: [{_keys(event.keys)}]"
         if hits and event.hit is not None:
             found = event.hits or 0
             line += f" {'HIT' if found else 'MISS'}"

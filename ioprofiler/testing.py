@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import ioprofiler
 from ioprofiler.analysis import Repeat, find_repeats
-from ioprofiler.event import CACHE, DB, Event, target_matches
+from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.targets import target_matches
 from ioprofiler.trace import Trace
 
 __all__ = [
@@ -173,7 +174,7 @@ class IOExpectation:
 
 
 def _target_matches(kind: str, target: str, pattern: str) -> bool:
-    return target_matches(kind, target, pattern) or fnmatch.fnmatchcase(target, pattern)
+    return target_matches(target, pattern) or fnmatch.fnmatchcase(target, pattern)
 
 
 def _verdict(kind: str, target: str, budget: Budget, events: list[Event]) -> Verdict:

@@ -20,7 +20,8 @@ from time import perf_counter_ns
 from typing import Any, TypeVar
 
 from ioprofiler import config
-from ioprofiler.event import CACHE, Event, display_target, target_matches
+from ioprofiler.event import CACHE, Event
+from ioprofiler.targets import target_matches
 
 log = logging.getLogger("ioprofiler")
 
@@ -169,11 +170,11 @@ class Trace:
         return (event.start_ns - self.start_ns) / 1e6
 
     def count(self, kind: str | None = None, target: str | None = None) -> int:
-        """Calls made, kept or not. ``kind`` is "db" or "cache"; ``target`` a shard or
-        server name ("memcache" matches every memcached server)."""
+        """Calls made, kept or not. ``kind`` is "db", "cache" or "http"; ``target`` a shard
+        or server name (a service's name, like "memcache", matches each of its servers)."""
         total = sum(1 for e in self._events if _matches(e.kind, e.target, kind, target))
         for (k, raw), tally in self._overflow_items():
-            if _matches(k, display_target(k, raw), kind, target):
+            if _matches(k, str(raw), kind, target):
                 total += tally.calls
         return total
 
@@ -185,7 +186,7 @@ class Trace:
             if e.end_ns is not None and _matches(e.kind, e.target, kind, target)
         )
         for (k, raw), tally in self._overflow_items():
-            if _matches(k, display_target(k, raw), kind, target):
+            if _matches(k, str(raw), kind, target):
                 ns += tally.ns
         return ns / 1e6
 
@@ -193,9 +194,7 @@ class Trace:
         """Keys found by cache reads."""
         hits = sum(e.hits or 0 for e in self._events if _matches(e.kind, e.target, CACHE, target))
         return hits + sum(
-            t.hits
-            for (k, raw), t in self._overflow_items()
-            if _matches(k, display_target(k, raw), CACHE, target)
+            t.hits for (k, raw), t in self._overflow_items() if _matches(k, str(raw), CACHE, target)
         )
 
     def cache_misses(self, target: str | None = None) -> int:
@@ -206,13 +205,13 @@ class Trace:
         return misses + sum(
             t.misses
             for (k, raw), t in self._overflow_items()
-            if _matches(k, display_target(k, raw), CACHE, target)
+            if _matches(k, str(raw), CACHE, target)
         )
 
     def overflow(self) -> dict[tuple[str, str], tuple[int, float, int, int, int]]:
         """Per (kind, target): (calls, ms, hits, misses, errors) of the calls not kept."""
         return {
-            (k, display_target(k, raw)): (t.calls, t.ns / 1e6, t.hits, t.misses, t.errors)
+            (k, str(raw)): (t.calls, t.ns / 1e6, t.hits, t.misses, t.errors)
             for (k, raw), t in self._overflow_items()
         }
 
@@ -257,7 +256,7 @@ class Trace:
 def _matches(kind: str, target: str, want_kind: str | None, want_target: str | None) -> bool:
     if want_kind is not None and kind != want_kind:
         return False
-    return want_target is None or target_matches(kind, target, want_target)
+    return want_target is None or target_matches(target, want_target)
 
 
 def profile(max_events: int | None = None, name: str | None = None) -> Trace:

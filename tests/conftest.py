@@ -47,10 +47,10 @@ def start_memcached() -> Iterator[object]:
 
 @pytest.fixture(autouse=True)
 def _installed() -> Iterator[None]:
-    from ioprofiler.event import forget_cache_servers
+    from ioprofiler.targets import forget_servers
 
     ioprofiler.install()
-    forget_cache_servers()
+    forget_servers()
     yield
     ioprofiler.configure(redact=False, callsite_skip=[])
 

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from ioprofiler import config
 from ioprofiler.analysis import summarize
-from ioprofiler.event import DB, Event
+from ioprofiler.event import CACHE, DB, Event
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.sql import visible
 from ioprofiler.render.text import summary_lines
@@ -30,9 +30,9 @@ _PALETTE = ("cyan", "magenta", "blue", "yellow", "bright_cyan", "bright_magenta"
 SLOW_MS = config.DEFAULT_SLOW_MS
 
 
-def target_style(target: str) -> str:
-    """The same colour for the same target in every request (memcache is always green)."""
-    if target.startswith("memcache"):
+def target_style(target: str, kind: str = DB) -> str:
+    """The same colour for the same target in every request (caches are always green)."""
+    if kind == CACHE:
         return "green"
     return _PALETTE[zlib.crc32(target.encode()) % len(_PALETTE)]
 
@@ -40,7 +40,7 @@ def target_style(target: str) -> str:
 def event_text(event: Event, slow_ms: float = SLOW_MS) -> Text:
     duration = event.duration_ms
     line = Text()
-    line.append(f"[{visible(event.target)}]", style=target_style(event.target))
+    line.append(f"[{visible(event.target)}]", style=target_style(event.target, event.kind))
     timing = "running" if duration is None else f"{duration:.3f} ms"
     slow = duration is not None and duration >= slow_ms
     line.append(f" {timing} ", style="bold yellow" if slow else "dim")
