@@ -13,12 +13,20 @@ Modes, chosen by the parameter's value:
 
 Every profiled response carries ``Server-Timing``. A client the ``allow`` rule refuses
 gets exactly the response it would get without the parameter, and nothing is recorded.
+
+With sinks attached, every request is traced and handed to them once its response has
+finished; responses are unchanged unless an allowed client asked with the parameter:
+
+>>> app = IOProfilerMiddleware(app, record=Recorder("/var/log/shop/ioprofiler.jsonl"))
+>>> app = IOProfilerMiddleware(app, export=[StatsdExporter(...)], route=my_route_of)
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
@@ -27,7 +35,7 @@ from rich.console import Console
 from werkzeug.wrappers import Request
 
 import ioprofiler
-from ioprofiler import access, config
+from ioprofiler import access, config, sinks
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.response import (
     CHANGEABLE_TYPES,
@@ -70,6 +78,10 @@ class IOProfilerMiddleware:
     - ``console``: also print each profiled request's listing to the terminal (rich).
     - ``max_inject_bytes``: a response longer than this streams through unchanged.
     - ``max_events``: events kept per request (default: ``ioprofiler.configure``'s).
+    - ``record``: a sink such as :class:`ioprofiler.recorder.Recorder`; ``export``: a list
+      of sinks (exporters). With any sink, every request is traced and handed to each.
+    - ``route``: a callable ``(environ) -> str | None`` naming the route template, for
+      sinks; the application may also set ``environ["ioprofiler.route"]`` itself.
     """
 
     def __init__(
@@ -85,6 +97,9 @@ class IOProfilerMiddleware:
         max_events: int | None = None,
         slow_ms: float = config.DEFAULT_SLOW_MS,
         install: bool = True,
+        record: sinks.Sink | None = None,
+        export: Iterable[sinks.Sink] | None = None,
+        route: sinks.RouteOf | None = None,
     ) -> None:
         if not callable(app):
             raise TypeError(f"IOProfilerMiddleware wraps a WSGI application, not {app!r}")
@@ -99,6 +114,10 @@ class IOProfilerMiddleware:
             raise ValueError(
                 f"max_inject_bytes must be a whole number >= 0, not {max_inject_bytes!r}"
             )
+        if route is not None and not callable(route):
+            raise TypeError(f"route must be a callable taking the environ, not {route!r}")
+        self.sinks = sinks.check_sinks(record, export)
+        self.route = route
         self.app = app
         self.allow = allow if allow is not None else access.loopback()
         self.param = param
@@ -116,14 +135,26 @@ class IOProfilerMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         query = environ.get("QUERY_STRING", "")
-        if self.param not in query:
-            return self.app(environ, start_response)
-        mode, notice = self._mode(query)
-        if mode is None or not self._allowed(environ):
+        mode = notice = None
+        if self.param in query:
+            mode, notice = self._mode(query)
+            if mode is not None and not self._allowed(environ):
+                mode = None
+        if mode is None:
+            if self.sinks:
+                return self._record(environ, start_response)
             return self.app(environ, start_response)
         if self.strip_param:
             environ = self._without_param(environ)
         return self._profile(environ, start_response, mode, notice)
+
+    def close(self) -> None:
+        """Close the sinks (a recorder flushes its log); also done at interpreter exit."""
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception:
+                log.exception("ioprofiler: closing the sink %r failed", sink)
 
     # -- deciding --------------------------------------------------------------------
 
@@ -168,6 +199,8 @@ class IOProfilerMiddleware:
     ) -> Iterable[bytes]:
         trace = Trace(max_events=self.max_events, name="request").start()
         environ["ioprofiler.trace"] = trace
+        if self.sinks:
+            environ["ioprofiler.request_id"] = sinks.request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = ProfiledResponse(self, trace, environ, start_response, mode, notice)
         try:
             response.body = trace.call(self.app, environ, response.capture_start_response)
@@ -176,12 +209,130 @@ class IOProfilerMiddleware:
             raise
         return response
 
+    def _record(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """Trace the request for the sinks, passing the response through unchanged."""
+        trace = Trace(max_events=self.max_events, name="request").start()
+        environ["ioprofiler.trace"] = trace
+        environ["ioprofiler.request_id"] = sinks.request_id(environ.get("HTTP_X_REQUEST_ID"))
+        response = RecordedResponse(self, trace, environ, start_response)
+        try:
+            response.body = trace.call(self.app, environ, response.capture_start_response)
+        except BaseException:
+            response.finish()
+            raise
+        return response
+
+    def _deliver(
+        self,
+        trace: Trace,
+        environ: dict[str, Any],
+        status: str | None,
+        started_at: float,
+        matched: str | None,
+    ) -> None:
+        """Hand the finished request to the sinks (the trace is closed by now)."""
+        if not self.sinks:
+            return
+        try:
+            script = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+            request = sinks.FinishedRequest(
+                trace=trace,
+                method=environ.get("REQUEST_METHOD", "GET"),
+                path=script.encode("latin-1", "replace").decode("utf-8", "replace"),
+                query=environ.get("QUERY_STRING", ""),
+                route=sinks.route_of(environ, self.route, matched),
+                status=sinks.status_code(status),
+                started_at=started_at,
+                duration_ms=trace.elapsed_ms,
+                request_id=environ["ioprofiler.request_id"],
+                host=sinks.HOST,
+                pid=os.getpid(),
+            )
+        except Exception:
+            log.exception("ioprofiler: could not describe the finished request for the sinks")
+            return
+        sinks.deliver(self.sinks, request)
+
+
+class TracedBody:
+    """What the server iterates and closes: the trace closes once, after the body's
+    ``close()``, and then the finished request goes to the middleware's sinks."""
+
+    def __init__(
+        self,
+        middleware: IOProfilerMiddleware,
+        trace: Trace,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+    ) -> None:
+        self.middleware = middleware
+        self.trace = trace
+        self.environ = environ
+        self.start_response = start_response
+        self.started_at = time.time()
+        self.matched: str | None = None  # the framework's route, read when the response starts
+        self.status: str | None = None
+        self.body: Iterable[bytes] | None = None
+        self._body_closed = False
+        self._finished = False
+
+    def _close_body(self) -> None:
+        if self._body_closed:
+            return
+        self._body_closed = True
+        close = getattr(self.body, "close", None)
+        if close is not None:
+            self.trace.call(close)
+
+    def close(self) -> None:
+        """Called by the server once the response is sent (or abandoned)."""
+        try:
+            self._close_body()
+        finally:
+            self.finish()
+
+    def finish(self) -> None:
+        """Close the trace and hand the request on, once."""
+        if self._finished:
+            return
+        self._finished = True
+        self.trace.close()
+        self._closed()
+        self.middleware._deliver(
+            self.trace, self.environ, self.status, self.started_at, self.matched
+        )
+
+    def _closed(self) -> None:
+        """What a subclass does with the closed trace before the sinks get it."""
+
+
+class RecordedResponse(TracedBody):
+    """The application's body, passed through unchanged while the trace records each step
+    of it (and ``close()``)."""
+
+    def capture_start_response(
+        self, status: str, headers: list[tuple[str, str]], *exc_info: Any
+    ) -> Any:
+        self.status = status
+        self.matched = sinks.matched_rule(self.environ)
+        return self.start_response(status, headers, *exc_info)
+
+    def __iter__(self) -> Iterator[bytes]:
+        assert self.body is not None
+        iterator = self.trace.call(iter, self.body)
+        while True:
+            try:
+                chunk = self.trace.call(next, iterator)
+            except StopIteration:
+                return
+            yield chunk
+
 
 def _size(chunks: list[bytes]) -> int:
     return sum(len(chunk) for chunk in chunks)
 
 
-class ProfiledResponse:
+class ProfiledResponse(TracedBody):
     """The body the server iterates: the application's, buffered and changed where allowed.
 
     The trace records during each call into the application (the call itself, every step
@@ -200,19 +351,12 @@ class ProfiledResponse:
         mode: str,
         notice: str | None,
     ) -> None:
-        self.middleware = middleware
-        self.trace = trace
-        self.environ = environ
-        self.start_response = start_response
+        super().__init__(middleware, trace, environ, start_response)
         self.mode = mode
         self.notice = notice
-        self.body: Iterable[bytes] | None = None
-        self.status: str | None = None
         self.headers: list[tuple[str, str]] = []
         self.exc_info: Any = None
         self.written: list[bytes] = []
-        self._body_closed = False
-        self._finished = False
         self._headers_sent = False
 
     def capture_start_response(
@@ -221,6 +365,8 @@ class ProfiledResponse:
         if exc_info is not None and self._headers_sent:
             raise exc_info[1].with_traceback(exc_info[2])
         self.status, self.headers, self.exc_info = status, list(headers), exc_info
+        if self.middleware.sinks:
+            self.matched = sinks.matched_rule(self.environ)
         return self.written.append
 
     @property
@@ -336,27 +482,8 @@ class ProfiledResponse:
         self._send_headers(final.headers, final.status)
         yield final.body
 
-    def _close_body(self) -> None:
-        if self._body_closed:
-            return
-        self._body_closed = True
-        close = getattr(self.body, "close", None)
-        if close is not None:
-            self.trace.call(close)
-
-    def close(self) -> None:
-        """Called by the server once the response is sent (or abandoned)."""
-        try:
-            self._close_body()
-        finally:
-            self.finish()
-
-    def finish(self) -> None:
-        """Close the trace and print it to the console, once."""
-        if self._finished:
-            return
-        self._finished = True
-        self.trace.close()
+    def _closed(self) -> None:
+        """Print the trace to the console, when asked."""
         console = self.middleware.console
         if console is not None:
             try:

@@ -1,0 +1,138 @@
+"""Where finished requests go when every request is traced: the recorder, the exporters.
+
+A surface (the WSGI middleware today, ASGI and framework adapters later) builds one
+:class:`FinishedRequest` per request once its response has finished, after the body's
+``close()``, and hands it to each attached :class:`Sink` on the request's thread:
+
+>>> class Counter:
+...     def __init__(self):
+...         self.slow = 0
+...     def handle(self, request: FinishedRequest) -> None:
+...         self.slow += request.duration_ms > 500      # cheap: aggregate or enqueue
+...     def close(self) -> None:
+...         pass
+>>> app = IOProfilerMiddleware(app, export=[Counter()])
+
+``handle`` must be cheap and never block: enqueue or aggregate, and do the real work
+elsewhere. The surface catches and logs whatever a sink raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from ioprofiler.trace import Trace
+
+log = logging.getLogger("ioprofiler")
+
+HOST = socket.gethostname()
+MAX_REQUEST_ID = 200  # longer incoming ids are cut: they end up in logs and metrics
+
+RouteOf = Callable[[dict[str, Any]], "str | None"]
+
+
+@dataclass(frozen=True)
+class FinishedRequest:
+    """One request whose response has finished, with the trace of all its I/O.
+
+    ``query`` is the raw query string: a sink that stores or sends it drops its values
+    unless the deployment opted in. ``route`` is the route template (``/listing/<int:id>``)
+    when known. ``started_at`` is ``time.time()`` when the request arrived.
+    """
+
+    trace: Trace
+    method: str
+    path: str
+    query: str
+    route: str | None
+    status: int
+    started_at: float
+    duration_ms: float
+    request_id: str
+    host: str
+    pid: int
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """What the middleware's ``record=`` and ``export=`` accept."""
+
+    def handle(self, request: FinishedRequest) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def check_sinks(record: object, export: object) -> tuple[Sink, ...]:
+    """The sinks to feed, from a surface's ``record=`` and ``export=`` options; a clear
+    error for anything that is not a sink."""
+    if export is None:
+        exported: list[object] = []
+    elif isinstance(export, Sink):
+        exported = [export]
+    elif isinstance(export, Iterable) and not isinstance(export, (str, bytes)):
+        exported = list(export)
+    else:
+        raise TypeError(
+            f"export must be a list of sinks (objects with handle and close), not {export!r}"
+        )
+    sinks = ([] if record is None else [record]) + exported
+    for sink in sinks:
+        if not isinstance(sink, Sink) or not callable(sink.handle) or not callable(sink.close):
+            raise TypeError(
+                "record= and export= take sinks: objects with handle(request) and close(), "
+                f"such as ioprofiler.recorder.Recorder(path); not {sink!r}"
+            )
+    return tuple(sinks)  # type: ignore[arg-type]
+
+
+def deliver(sinks: Iterable[Sink], request: FinishedRequest) -> None:
+    """Hand ``request`` to each sink; a sink's failure is logged, never raised."""
+    for sink in sinks:
+        try:
+            sink.handle(request)
+        except Exception:
+            log.exception("ioprofiler: the sink %r failed on a request", sink)
+
+
+def request_id(incoming: str | None) -> str:
+    """The client's ``X-Request-Id`` when it sent a usable one, else a new random id."""
+    if incoming:
+        text = incoming.strip()[:MAX_REQUEST_ID]
+        if text and text.isprintable():
+            return text
+    return uuid.uuid4().hex
+
+
+def status_code(status: str | None) -> int:
+    """``"404 Not Found"`` -> 404; no status (the application raised) counts as 500."""
+    head = (status or "").split(" ", 1)[0]
+    return int(head) if head.isdigit() else 500
+
+
+def matched_rule(environ: dict[str, Any]) -> str | None:
+    """The rule werkzeug matched, where the framework keeps it on the environ's request
+    (Flask). Read while the response starts: Flask forgets it before the body's close()."""
+    rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+    return getattr(rule, "rule", None)
+
+
+def route_of(environ: dict[str, Any], route: RouteOf | None, matched: str | None) -> str | None:
+    """The route template: ``environ["ioprofiler.route"]`` if the application set it, else
+    the surface's ``route`` callable, else ``matched`` (see :func:`matched_rule`), else None."""
+    explicit = environ.get("ioprofiler.route")
+    if explicit is not None:
+        return str(explicit)
+    if route is not None:
+        try:
+            found = route(environ)
+        except Exception:
+            log.exception("ioprofiler: the route callable failed")
+            found = None
+        if found is not None:
+            return str(found)
+    return matched if matched is not None else matched_rule(environ)
