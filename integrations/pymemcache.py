@@ -124,7 +124,7 @@ def _single_read(op: str):
             found = not (isinstance(result, tuple) and result and result[0] is _NOT_FOUND)
         event.hit = found
         if not found:
-            event.misses = event.keys
+            event.missed_keys = event.keys
             result = defaults[0] if op == "get" else defaults
             _note_hidden_error(event, instance)
         done(event)
@@ -157,10 +157,10 @@ def _multi_read(op: str):
         event.end_ns = perf_counter_ns()
         try:
             if len(result) < len(recorded):
-                event.misses = tuple(k for k in recorded if k not in result)
+                event.missed_keys = tuple(k for k in recorded if k not in result)
                 if not result:
                     _note_hidden_error(event, instance)
-            event.hit = not event.misses
+            event.hit = not event.missed_keys
         except Exception as exc:
             profiler_failed(traces, exc)
         done(event)

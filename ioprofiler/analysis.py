@@ -105,8 +105,8 @@ def summarize(trace: Trace) -> Summary:
         else:
             total.ms += (event.end_ns - event.start_ns) / 1e6
         if event.hit is not None:
-            total.hits += event.hits or 0
-            total.misses += len(event.misses or ())
+            total.hits += event.hit_count or 0
+            total.misses += len(event.missed_keys or ())
         if event.error:
             total.errors += 1
             errors += 1

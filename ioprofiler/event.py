@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from types import CodeType
 from typing import Any
 
@@ -28,8 +29,8 @@ class Event:
     >>> with ioprofiler.profile() as trace:
     ...     cache.get("user:1")
     >>> event = trace.events[0]
-    >>> event.kind, event.target, event.op, event.hit
-    ('cache', 'memcache', 'get', False)
+    >>> event.kind, event.target, event.op, event.hit, event.hit_count, event.missed_keys
+    ('cache', 'memcache', 'get', False, 0, ('user:1',))
     >>> event.line()
     '[memcache] 0.041 ms Cache MISS, keys: user:1'
     """
@@ -48,7 +49,7 @@ class Event:
         "rows",
         "keys",
         "hit",
-        "misses",
+        "missed_keys",
         "note",
         "error",
         "error_message",
@@ -72,7 +73,7 @@ class Event:
         self.rows: int | None = None
         self.keys: tuple[Any, ...] = ()
         self.hit: bool | None = None
-        self.misses: tuple[Any, ...] | None = None
+        self.missed_keys: tuple[Any, ...] | None = None
         self.note: str | None = None
         self.error: str | None = None
         self.error_message: str | None = None
@@ -104,11 +105,35 @@ class Event:
         return (self.start_ns - self._origin_ns) / 1e6
 
     @property
-    def hits(self) -> int | None:
-        """How many of the keys were found, for reads; None for writes."""
+    def hit_count(self) -> int | None:
+        """How many of the keys were found, for cache reads; None for writes."""
         if self.hit is None:
             return None
-        return len(self.keys) - len(self.misses or ())
+        return len(self.keys) - len(self.missed_keys or ())
+
+    @property
+    def miss_count(self) -> int | None:
+        """How many of the keys were not found, for cache reads; None for writes."""
+        if self.hit is None:
+            return None
+        return len(self.missed_keys or ())
+
+    @property
+    def hits(self) -> int | None:
+        """Deprecated: :attr:`hit_count`."""
+        _deprecated("hits", "hit_count")
+        return self.hit_count
+
+    @property
+    def misses(self) -> tuple[Any, ...] | None:
+        """Deprecated: :attr:`missed_keys`."""
+        _deprecated("misses", "missed_keys")
+        return self.missed_keys
+
+    @misses.setter
+    def misses(self, keys: tuple[Any, ...] | None) -> None:
+        _deprecated("misses", "missed_keys")
+        self.missed_keys = keys
 
     @property
     def callsite(self) -> str | None:
@@ -157,6 +182,10 @@ class Event:
 
     def __repr__(self) -> str:
         return f"<Event {self.line()}>"
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"Event.{old} is deprecated: use Event.{new}", DeprecationWarning, stacklevel=3)
 
 
 @functools.lru_cache(maxsize=1)

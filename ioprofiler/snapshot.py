@@ -54,7 +54,7 @@ def event_line(event: Event, hits: bool = False) -> str:
     if event.kind == CACHE:
         line = f"cache|{service_of(event.target)}|{event.op}: [{_keys(event.keys)}]"
         if hits and event.hit is not None:
-            found = event.hits or 0
+            found = event.hit_count or 0
             line += f" {'HIT' if found else 'MISS'}"
             if len(event.keys) > 1:
                 line += f" {found}/{len(event.keys)}"

@@ -49,7 +49,7 @@ def test_get_hit_and_miss_in_the_listing_form(client, key):
         True,
         (key,),
     )
-    assert miss.hit is False and miss.misses == (key + "-missing",)
+    assert miss.hit is False and miss.missed_keys == (key + "-missing",)
     assert trace.cache_hits() == 1 and trace.cache_misses() == 1
     assert trace.events[0].line().startswith("[memcache] ")
 
@@ -103,6 +103,26 @@ def test_get_many_reports_hits_out_of_keys_and_names_the_misses(client, key):
     ]
     assert trace.cache_hits() == 3 and trace.cache_misses() == 2
     assert trace.events[1].op == "get_many"  # the alias is reported by its real name
+
+
+def test_an_events_names_say_what_they_hold(client, key):
+    client.set(key + "a", b"1")
+    with ioprofiler.profile() as trace:
+        client.get_many([key + "a", key + "b", key + "c"])
+        client.set(key, b"1", noreply=False)
+    read, write = trace.events
+    assert (read.hit, read.hit_count, read.miss_count) == (False, 1, 2)
+    assert read.missed_keys == (key + "b", key + "c")
+    assert (write.hit, write.hit_count, write.miss_count, write.missed_keys) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    with pytest.warns(DeprecationWarning, match="hit_count"):
+        assert read.hits == 1
+    with pytest.warns(DeprecationWarning, match="missed_keys"):
+        assert read.misses == read.missed_keys
 
 
 def outcome(call):

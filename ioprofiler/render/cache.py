@@ -56,7 +56,7 @@ def describe(event: Any) -> str:
         elif op in ("get", "gets"):
             text = f"Cache {prefix}{'HIT' if event.hit else 'MISS'}"
         else:
-            hits = event.hits
+            hits = event.hit_count
             outcome = "HIT" if hits else "MISS"
             text = f"Cache {prefix}{outcome} {hits}/{len(keys)}"
     else:
@@ -67,6 +67,6 @@ def describe(event: Any) -> str:
         return f"{text}, command: {key_text(keys[0])}"
     if keys:
         text += f", keys: {keys_text(keys)}"
-        if event.misses and len(keys) > 1:
-            text += f" (missed: {keys_text(event.misses)})"
+        if event.missed_keys and len(keys) > 1:
+            text += f" (missed: {keys_text(event.missed_keys)})"
     return text

@@ -1,8 +1,8 @@
-"""The trace as JSON: schema ``ioprofiler.trace``, version 1 (documented in README).
+"""The trace as JSON: schema ``ioprofiler.trace``, version 2 (documented in README).
 
 >>> document = json.loads(render_json(trace, RequestInfo("GET", "/", "200 OK")))
 >>> document["schema"], document["version"], document["events"][0]["target"]
-('ioprofiler.trace', 1, 'dbshard01')
+('ioprofiler.trace', 2, 'dbshard01')
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ioprofiler.trace import Trace
 
 SCHEMA = "ioprofiler.trace"
-VERSION = 1
+VERSION = 2  # 2: an event's "hits"/"misses" became "hit_count"/"missed_keys"
 
 
 def _jsonable(value: Any) -> Any:
@@ -58,8 +58,10 @@ def event_dict(trace: Trace, event: Event, index: int) -> dict[str, Any]:
         "rows": event.rows,
         "keys": [key_text(k) for k in event.keys],
         "hit": event.hit,
-        "hits": event.hits,
-        "misses": None if event.misses is None else [key_text(k) for k in event.misses],
+        "hit_count": event.hit_count,
+        "missed_keys": None
+        if event.missed_keys is None
+        else [key_text(k) for k in event.missed_keys],
         "note": event.note,
         "error": event.error,
         "error_message": event.error_message,
