@@ -48,8 +48,13 @@ def label(engine: Any, name: str) -> None:
     >>> ioprofiler.label(create_engine("mysql+pymysql://db7/shop"), "dbshard07")
 
     Without a label an engine is named after its database (``dbshard01`` for
-    ``sqlite:///data/dbshard01.db``).
+    ``sqlite:///data/dbshard01.db``). A label is one line of printable text: control
+    characters (CR, LF, ESC, ...) are refused with ``ValueError``.
     """
     from ioprofiler.registry import integration
+    from ioprofiler.render.sql import visible
+
+    if isinstance(name, str) and visible(name) != name:
+        raise ValueError(f"a shard label must not contain control characters, not {name!r}")
 
     integration("sqlalchemy").label(engine, name)

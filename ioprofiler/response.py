@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING
 from ioprofiler import config
 from ioprofiler.analysis import summarize
 from ioprofiler.event import CACHE, DB
+from ioprofiler.headers import http_token, sf_string
 from ioprofiler.render.request import RequestInfo
+from ioprofiler.render.words import counted
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
 
 HTML_TYPES = ("text/html",)  # not XHTML: the panel is HTML, not well-formed XML
 CHANGEABLE_TYPES = (*HTML_TYPES, "text/plain")
-_TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9!#$%&'*+.^_`|~-]")
+MAX_SERVER_TIMING = 2000  # characters; proxies refuse long headers (nginx: 4 KB for all)
 _NONCE = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
 _CHANGED_BODY_DROPS = {"content-length", "etag", "last-modified", "content-md5", "cache-control"}
 
@@ -87,29 +89,37 @@ class ResponseParts:
         return ResponseParts(self.status, headers, body)
 
 
-def _token(name: str) -> str:
-    return _TOKEN_UNSAFE.sub("_", name) or "_"
-
-
-def _quoted(text: str) -> str:
-    text = text.encode("latin-1", "replace").decode("latin-1")
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def server_timing(trace: Trace) -> str:
-    """``db;dur=3.2;desc="8 queries", cache;dur=0.9;desc="3 calls, 2 hits", db-dbshard01;…``"""
+    """``db;dur=3.2;desc="8 queries", cache;dur=0.9;desc="3 calls, 2 hits", db-dbshard01;…``
+
+    Safe whatever the targets are named (see :mod:`ioprofiler.headers`), and at most
+    about :data:`MAX_SERVER_TIMING` characters: targets past that are counted, not listed.
+    """
     summary = summarize(trace)
     entries = []
     db_calls = summary.calls_of(DB)
-    entries.append(f"db;dur={summary.ms_of(DB):.3f};desc={_quoted(f'{db_calls} queries')}")
+    entries.append(f"db;dur={summary.ms_of(DB):.3f};desc={sf_string(counted(db_calls, 'query'))}")
     cache_calls = summary.calls_of(CACHE)
-    cache_desc = f"{cache_calls} calls, {summary.hits} hits, {summary.misses} misses"
-    entries.append(f"cache;dur={summary.ms_of(CACHE):.3f};desc={_quoted(cache_desc)}")
+    cache_desc = (
+        f"{counted(cache_calls, 'call')}, {counted(summary.hits, 'hit')}, "
+        f"{counted(summary.misses, 'miss')}"
+    )
+    entries.append(f"cache;dur={summary.ms_of(CACHE):.3f};desc={sf_string(cache_desc)}")
+    size = sum(len(e) + 2 for e in entries)
+    left_out = 0
     for total in summary.targets:
-        unit = "queries" if total.kind == DB else "calls"
-        name = _token(f"{total.kind}-{total.target}")
-        desc = _quoted(f"{total.target}: {total.calls} {unit}")
-        entries.append(f"{name};dur={total.ms:.3f};desc={desc}")
+        unit = "query" if total.kind == DB else "call"
+        name = http_token(f"{total.kind}-{total.target}")
+        desc = sf_string(f"{total.target}: {counted(total.calls, unit)}")
+        entry = f"{name};dur={total.ms:.3f};desc={desc}"
+        if left_out or size + len(entry) + 2 > MAX_SERVER_TIMING:
+            left_out += 1
+            continue
+        entries.append(entry)
+        size += len(entry) + 2
+    if left_out:
+        more = sf_string(f"{counted(left_out, 'target')} not listed")
+        entries.append(f"more;desc={more}")
     return ", ".join(entries)
 
 

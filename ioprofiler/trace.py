@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from ioprofiler import config
 from ioprofiler.event import CACHE, Event
+from ioprofiler.render.words import counted
 from ioprofiler.targets import target_matches
 
 log = logging.getLogger("ioprofiler")
@@ -192,7 +193,9 @@ class Trace:
 
     def cache_hits(self, target: str | None = None) -> int:
         """Keys found by cache reads."""
-        hits = sum(e.hits or 0 for e in self._events if _matches(e.kind, e.target, CACHE, target))
+        hits = sum(
+            e.hit_count or 0 for e in self._events if _matches(e.kind, e.target, CACHE, target)
+        )
         return hits + sum(
             t.hits for (k, raw), t in self._overflow_items() if _matches(k, str(raw), CACHE, target)
         )
@@ -200,7 +203,9 @@ class Trace:
     def cache_misses(self, target: str | None = None) -> int:
         """Keys not found by cache reads."""
         misses = sum(
-            len(e.misses or ()) for e in self._events if _matches(e.kind, e.target, CACHE, target)
+            len(e.missed_keys or ())
+            for e in self._events
+            if _matches(e.kind, e.target, CACHE, target)
         )
         return misses + sum(
             t.misses
@@ -232,7 +237,7 @@ class Trace:
 
     def __repr__(self) -> str:
         state = "recording" if self._open else "closed"
-        return f"<Trace {state}, {self.count()} calls>"
+        return f"<Trace {state}, {counted(self.count(), 'call')}>"
 
     # -- recording (used by the integrations through ioprofiler.recording) -------------
 
@@ -246,7 +251,7 @@ class Trace:
             if event.end_ns is not None:
                 tally.ns += event.end_ns - event.start_ns
             if event.hit is not None:
-                missed = len(event.misses or ())
+                missed = len(event.missed_keys or ())
                 tally.misses += missed
                 tally.hits += len(event.keys) - missed
             if event.error is not None:

@@ -69,8 +69,8 @@ def test_html_pages_get_the_panel_before_the_last_body_tag(shop):
 def test_server_timing_names_kinds_and_shards(shop):
     response = get(client(shop), "/page?ioprofiler=1")
     timing = response.headers["Server-Timing"]
-    assert re.search(r'db;dur=\d+\.\d{3};desc="1 queries"', timing), timing
-    assert re.search(r'cache;dur=\d+\.\d{3};desc="1 calls, 0 hits, 1 misses"', timing), timing
+    assert re.search(r'db;dur=\d+\.\d{3};desc="1 query"', timing), timing
+    assert re.search(r'cache;dur=\d+\.\d{3};desc="1 call, 0 hits, 1 miss"', timing), timing
     assert "db-dbshard01;dur=" in timing and "cache-memcache;dur=" in timing
 
 
@@ -109,7 +109,7 @@ def test_json_mode_has_a_versioned_schema_with_every_event_field(shop):
     response = get(client(shop), "/page?ioprofiler=json")
     document = json.loads(response.get_data())
     assert response.mimetype == "application/json"
-    assert (document["schema"], document["version"]) == ("ioprofiler.trace", 1)
+    assert (document["schema"], document["version"]) == ("ioprofiler.trace", 2)
     assert document["request"] == {
         "method": "GET",
         "path": "/page?ioprofiler=json",
@@ -130,8 +130,8 @@ def test_json_mode_has_a_versioned_schema_with_every_event_field(shop):
         "rows",
         "keys",
         "hit",
-        "hits",
-        "misses",
+        "hit_count",
+        "missed_keys",
         "note",
         "error",
         "error_message",
@@ -141,6 +141,8 @@ def test_json_mode_has_a_versioned_schema_with_every_event_field(shop):
     assert db["target"] == "dbshard01" and db["params"] == [5773453]
     assert db["sql"] == "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = 5773453"
     assert cache["keys"] == ["Etsy_Cache_Results:c812331f123321:1121231"] and cache["hit"] is False
+    assert (cache["hit_count"], cache["missed_keys"]) == (0, cache["keys"])
+    assert (db["hit"], db["hit_count"], db["missed_keys"]) == (None, None, None)
 
 
 def test_a_refused_client_gets_the_unprofiled_response_byte_for_byte(shop):

@@ -22,6 +22,7 @@ from ioprofiler.event import CACHE, DB, Event
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.sql import visible
 from ioprofiler.render.text import summary_lines
+from ioprofiler.render.words import counted
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
@@ -60,7 +61,8 @@ def trace_renderables(
         header.append("  ")
     header.append(
         f"{trace.elapsed_ms:.1f} ms, I/O {summary.ms_of():.1f} ms: "
-        f"{summary.calls_of(DB)} queries, {summary.calls_of('cache')} cache calls"
+        f"{counted(summary.calls_of(DB), 'query')}, "
+        f"{counted(summary.calls_of(CACHE), 'cache call')}"
     )
     lines = [header]
     lines.extend(event_text(e, slow_ms) for e in trace.events)

@@ -17,6 +17,7 @@ from ioprofiler import config
 from ioprofiler.analysis import Summary, summarize
 from ioprofiler.event import CACHE, DB, Event
 from ioprofiler.render.request import RequestInfo
+from ioprofiler.render.words import counted
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
@@ -72,27 +73,22 @@ def _ms(value: float | None) -> str:
     return "running" if value is None else f"{value:.3f}"
 
 
-def _plural(count: int, word: str, plural: str | None = None) -> str:
-    return f"{count} {word if count == 1 else plural or word + 's'}"
-
-
 def _header(summary: Summary, request: RequestInfo | None, elapsed_ms: float) -> str:
     parts = []
     if request is not None:
         parts.append(f"{escape(request.method)} {escape(request.path)} → {escape(request.status)}")
     parts.append(f"request {elapsed_ms:.1f} ms")
     parts.append(f"I/O {summary.ms_of():.1f} ms")
-    parts.append(_plural(summary.calls_of(DB), "query", "queries"))
-    cache = _plural(summary.calls_of(CACHE), "cache call")
+    parts.append(counted(summary.calls_of(DB), "query"))
+    cache = counted(summary.calls_of(CACHE), "cache call")
     if summary.hits + summary.misses:
-        cache += f" ({summary.hits} hit{'s' if summary.hits != 1 else ''}, {summary.misses} miss"
-        cache += "es)" if summary.misses != 1 else ")"
+        cache += f" ({counted(summary.hits, 'hit')}, {counted(summary.misses, 'miss')})"
     parts.append(cache)
     if summary.errors:
-        parts.append(f'<b class="e">{_plural(summary.errors, "error")}</b>')
+        parts.append(f'<b class="e">{counted(summary.errors, "error")}</b>')
     n_plus_one = sum(1 for r in summary.repeats if r.kind == DB and r.likely_n_plus_one)
     if n_plus_one:
-        parts.append(f'<b class="n1">{_plural(n_plus_one, "likely N+1")}</b>')
+        parts.append(f'<b class="n1">{counted(n_plus_one, "likely N+1")}</b>')
     return "ioprofiler" + "".join(f"<span>{p}</span>" for p in parts)
 
 
@@ -194,13 +190,13 @@ def render_panel(
         notes += f'<p class="note">{escape(notice)}</p>'
     if summary.dropped:
         notes += (
-            f'<p class="note">{_plural(summary.dropped, "call")} not listed (max_events '
+            f'<p class="note">{counted(summary.dropped, "call")} not listed (max_events '
             "reached); the totals include them</p>"
         )
     if summary.profiler_errors:
         notes += (
             f'<p class="note">ioprofiler failed to record '
-            f"{_plural(summary.profiler_errors, 'call')}</p>"
+            f"{counted(summary.profiler_errors, 'call')}</p>"
         )
     listing = (
         '<h3>Calls in start order</h3><table class="l"><tr><th>#</th><th>at ms</th>'

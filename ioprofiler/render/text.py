@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ioprofiler.analysis import Summary, summarize
 from ioprofiler.event import CACHE, DB, Event
 from ioprofiler.render.sql import visible
+from ioprofiler.render.words import counted
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
@@ -30,20 +31,11 @@ def event_line(event: Event, callsite: bool = False, description: str | None = N
     return line
 
 
-_PLURALS = {"query": "queries", "miss": "misses"}
-
-
-def _plural(count: int, word: str) -> str:
-    if count == 1:
-        return f"1 {word}"
-    return f"{count} {_PLURALS.get(word, word + 's')}"
-
-
 def _hits(hits: int, misses: int) -> str:
     reads = hits + misses
     if not reads:
         return ""
-    return f"{_plural(hits, 'hit')}, {_plural(misses, 'miss')} ({hits / reads:.0%} hit ratio)"
+    return f"{counted(hits, 'hit')}, {counted(misses, 'miss')} ({hits / reads:.0%} hit ratio)"
 
 
 def summary_lines(summary: Summary) -> list[str]:
@@ -51,22 +43,22 @@ def summary_lines(summary: Summary) -> list[str]:
     parts = []
     db_calls, cache_calls = summary.calls_of(DB), summary.calls_of(CACHE)
     if db_calls:
-        parts.append(f"db {_plural(db_calls, 'query')} {summary.ms_of(DB):.3f} ms")
+        parts.append(f"db {counted(db_calls, 'query')} {summary.ms_of(DB):.3f} ms")
     if cache_calls:
-        cache = f"cache {_plural(cache_calls, 'call')} {summary.ms_of(CACHE):.3f} ms"
+        cache = f"cache {counted(cache_calls, 'call')} {summary.ms_of(CACHE):.3f} ms"
         hits = _hits(summary.hits, summary.misses)
         parts.append(f"{cache}, {hits}" if hits else cache)
-    head = f"{_plural(summary.calls, 'call')}, {io_ms:.3f} ms of I/O in {summary.elapsed_ms:.3f} ms"
+    head = f"{counted(summary.calls, 'call')}, {io_ms:.3f} ms of I/O in {summary.elapsed_ms:.3f} ms"
     lines = [head + (": " + "; ".join(parts) if parts else "")]
     width = max((len(t.target) for t in summary.targets), default=0)
     for total in summary.targets:
         unit = "query" if total.kind == DB else "call"
-        calls = _plural(total.calls, unit)
+        calls = counted(total.calls, unit)
         line = f"  {visible(total.target).ljust(width)}  {calls:>11}  {total.ms:9.3f} ms"
         if total.kind == CACHE and total.hits + total.misses:
             line += f"  {_hits(total.hits, total.misses)}"
         if total.errors:
-            line += f"  {_plural(total.errors, 'error')}"
+            line += f"  {counted(total.errors, 'error')}"
         lines.append(line)
     for repeat in summary.repeats:
         if repeat.kind == DB:
@@ -86,13 +78,13 @@ def summary_lines(summary: Summary) -> list[str]:
         lines.append(line)
     if summary.dropped:
         lines.append(
-            f"{_plural(summary.dropped, 'call')} not kept (max_events reached); "
+            f"{counted(summary.dropped, 'call')} not kept (max_events reached); "
             "the totals above include them"
         )
     if summary.running:
-        lines.append(f"{_plural(summary.running, 'call')} still running")
+        lines.append(f"{counted(summary.running, 'call')} still running")
     if summary.profiler_errors:
-        lines.append(f"ioprofiler failed to record {_plural(summary.profiler_errors, 'call')}")
+        lines.append(f"ioprofiler failed to record {counted(summary.profiler_errors, 'call')}")
     return lines
 
 
