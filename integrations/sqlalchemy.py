@@ -5,8 +5,10 @@ engine is covered (sync or async, created before or after ``install()``):
 
 - ``DefaultDialect.do_execute``, ``do_executemany``, ``do_execute_no_params`` and
   every dialect subclass that overrides one of them;
-- ``DefaultDialect.__init__``, only to patch the class of a dialect first loaded
-  after ``install()`` (a third-party dialect, say) when its first engine is made.
+- ``DefaultDialect.__init__``, only to patch the class of a dialect loaded after
+  ``install()`` when its first engine is made, before its first statement.
+  ``install()`` imports no dialect: which modules a process loads stays the
+  application's choice.
 
 Not SQLAlchemy's event API: registering cursor-execute listeners costs every
 statement 10-17 µs even when nothing records (see DESIGN.md).
@@ -25,14 +27,6 @@ from ioprofiler.patching import Patches
 from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
 
 EXECUTE_METHODS = ("do_execute", "do_executemany", "do_execute_no_params")
-# In-tree dialects that override an execution method; imported at install() so
-# their classes are patched before any engine uses them (no DB-API is imported).
-_OVERRIDING_DIALECT_MODULES = (
-    "sqlalchemy.dialects.mysql.mysqldb",
-    "sqlalchemy.dialects.postgresql.psycopg2",
-    "sqlalchemy.dialects.mssql.pyodbc",
-    "sqlalchemy.dialects.oracle.cx_oracle",
-)
 
 _patches = Patches()
 _recording_statement: ContextVar[bool] = ContextVar(
@@ -54,14 +48,12 @@ def available() -> bool:
 
 
 def install() -> bool:
-    """Wrap the execution methods of every loaded dialect class. Idempotent."""
+    """Wrap the execution methods of every loaded dialect class. Idempotent.
+
+    Dialect classes loaded later are wrapped by the ``__init__`` hook.
+    """
     from sqlalchemy.engine.default import DefaultDialect
 
-    for module in _OVERRIDING_DIALECT_MODULES:
-        try:
-            importlib.import_module(module)
-        except Exception:
-            pass
     _patches.wrap(DefaultDialect, "__init__", _dialect_init, always=True)
     for dialect_class in _subclasses(DefaultDialect):
         _patch_dialect_class(dialect_class)

@@ -11,12 +11,12 @@ import textwrap
 
 import pytest
 import wrapt
-from ioprofiler.integrations.sqlalchemy import EXECUTE_METHODS, _subclasses
+from ioprofiler.integrations.sqlalchemy import _subclasses
 from pymemcache.client.base import Client
 from sqlalchemy.engine.default import DefaultDialect
 
 import ioprofiler
-from tests.conftest import engine_for_dialect
+from tests.conftest import engine_for_dialect, mysql_or_skip
 
 
 def class_attributes() -> dict[tuple[type, str], object]:
@@ -45,17 +45,57 @@ def test_uninstall_restores_every_attribute_exactly():
     assert ioprofiler.installed() == []
 
 
-def test_dialects_that_override_executemany_are_patched():
-    from sqlalchemy.dialects.mysql.mysqldb import MySQLDialect_mysqldb
-    from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+def test_install_imports_no_dialect_the_application_did_not_ask_for():
+    script = textwrap.dedent(
+        """
+        import sys
+        import sqlalchemy, sqlalchemy.engine.default
+        import pymemcache.client.base
+        before = set(sys.modules)
+        import ioprofiler
+        ioprofiler.install()
+        print(sorted(m for m in set(sys.modules) - before if m.startswith("sqlalchemy.")))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
-    for cls in (DefaultDialect, MySQLDialect_mysqldb, PGDialect_psycopg2):
-        for name in EXECUTE_METHODS:
-            if name in vars(cls):
-                assert isinstance(vars(cls)[name], ioprofiler.patching.IOProfilerWrapper), (
-                    cls,
-                    name,
-                )
+
+def test_a_dialect_module_loaded_after_install_is_patched_before_its_first_statement():
+    """PyMySQL's dialect derives from mysqldb's, which overrides do_executemany."""
+    mysql_or_skip().close()
+    database = f"ioprofiler_late_dialect_{os.getpid()}"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import sqlalchemy as sa
+        import ioprofiler
+        from ioprofiler.patching import IOProfilerWrapper
+
+        ioprofiler.install()
+        assert "sqlalchemy.dialects.mysql.mysqldb" not in sys.modules
+        server = sa.create_engine("mysql+pymysql://root@127.0.0.1:3306/")
+        with server.begin() as conn:
+            conn.exec_driver_sql("CREATE DATABASE {database}")
+        engine = sa.create_engine("mysql+pymysql://root@127.0.0.1:3306/{database}")
+        from sqlalchemy.dialects.mysql.mysqldb import MySQLDialect_mysqldb
+        assert isinstance(vars(MySQLDialect_mysqldb)["do_executemany"], IOProfilerWrapper)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+                with ioprofiler.profile() as trace:
+                    conn.exec_driver_sql("INSERT INTO t (x) VALUES (%s)", [(1,), (2,), (3,)])
+        finally:
+            engine.dispose()
+            with server.begin() as conn:
+                conn.exec_driver_sql("DROP DATABASE {database}")
+        print([(e.op, e.rows, e.target) for e in trace.events])
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"[('executemany', 3, '{database}')]"
 
 
 def test_a_dialect_class_defined_after_install_is_patched_when_its_engine_is_made(tmp_path):
