@@ -16,6 +16,7 @@ from ioprofiler.analysis import summarize
 from ioprofiler.event import Event
 from ioprofiler.render.cache import key_text
 from ioprofiler.render.request import RequestInfo
+from ioprofiler.render.sql import render_statement
 from ioprofiler.render.text import event_line
 
 if TYPE_CHECKING:
@@ -41,10 +42,33 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def event_dict(trace: Trace, event: Event, index: int) -> dict[str, Any]:
-    redact = config.settings.redact
-    sql = event.sql
-    description = event.description(sql)
+class _KeysHidden:
+    """An event seen with its cache keys replaced by ``?``, for logs that must not keep them."""
+
+    def __init__(self, event: Event) -> None:
+        self._event = event
+        self.keys = ("?",) * len(event.keys)
+        self.missed_keys = None if event.missed_keys is None else ("?",) * len(event.missed_keys)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._event, name)
+
+
+def event_dict(
+    trace: Trace, event: Event, index: int, redact: bool | None = None, keys: bool = True
+) -> dict[str, Any]:
+    """One event as JSON. ``redact`` (default: the configured setting) writes bound values
+    as ``?`` and leaves out the parameters and the error's message (which may quote them);
+    ``keys=False`` writes each cache key as ``?``."""
+    if redact is None:
+        redact = config.settings.redact
+    sql = None
+    if event.statement is not None:
+        sql = render_statement(
+            event.statement, event.params, event.paramstyle, event.rows, redact, event.dialect
+        )
+    seen: Any = event if keys else _KeysHidden(event)
+    description = Event.description(seen, sql)
     return {
         "index": index,
         "kind": event.kind,
@@ -56,21 +80,24 @@ def event_dict(trace: Trace, event: Event, index: int) -> dict[str, Any]:
         "sql": sql,
         "params": None if redact or event.params is None else _jsonable(event.params),
         "rows": event.rows,
-        "keys": [key_text(k) for k in event.keys],
+        "keys": [key_text(k) for k in seen.keys],
         "hit": event.hit,
         "hit_count": event.hit_count,
         "missed_keys": None
-        if event.missed_keys is None
-        else [key_text(k) for k in event.missed_keys],
+        if seen.missed_keys is None
+        else [key_text(k) for k in seen.missed_keys],
         "note": event.note,
         "error": event.error,
-        "error_message": event.error_message,
+        "error_message": None if redact else event.error_message,
         "callsite": event.callsite,
         "line": event_line(event, description=description),
     }
 
 
-def trace_dict(trace: Trace, request: RequestInfo | None = None) -> dict[str, Any]:
+def trace_dict(
+    trace: Trace, request: RequestInfo | None = None, redact: bool | None = None, keys: bool = True
+) -> dict[str, Any]:
+    """The trace as the schema's dict; ``redact`` and ``keys`` as in :func:`event_dict`."""
     summary = summarize(trace)
     return {
         "schema": SCHEMA,
@@ -117,7 +144,9 @@ def trace_dict(trace: Trace, request: RequestInfo | None = None) -> dict[str, An
             }
             for r in summary.repeats
         ],
-        "events": [event_dict(trace, e, i) for i, e in enumerate(trace.events, start=1)],
+        "events": [
+            event_dict(trace, e, i, redact, keys) for i, e in enumerate(trace.events, start=1)
+        ],
     }
 
 

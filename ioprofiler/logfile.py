@@ -1,0 +1,112 @@
+"""A JSON-lines log that several processes append to, rotated by size.
+
+>>> log = SharedLog("/var/log/shop/ioprofiler.jsonl", max_bytes=100 * 2**20, backups=5)
+>>> log.append([b'{"id": "a"}\\n', b'{"id": "b"}\\n'])
+>>> log.close()
+
+Every writer appends whole lines with one ``write`` on an ``O_APPEND`` descriptor while
+holding an advisory ``fcntl`` lock on ``PATH.lock``, so lines from different processes never
+interleave. Rotation (``PATH`` -> ``PATH.1`` -> … -> ``PATH.<backups>``) happens under the same
+lock; a writer that finds ``PATH`` is no longer the file it has open (another process rotated
+it) re-opens it before writing. Readers follow ``PATH`` across rotation (see
+:mod:`ioprofiler.logread`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def rotated_paths(path: str | os.PathLike[str], backups: int) -> list[Path]:
+    """``PATH.1`` … ``PATH.<backups>``: newest first."""
+    return [Path(f"{path}.{n}") for n in range(1, backups + 1)]
+
+
+class SharedLog:
+    """Append whole lines to ``path``; rotate at ``max_bytes``, keeping ``backups`` old files."""
+
+    def __init__(self, path: str | os.PathLike[str], max_bytes: int, backups: int) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(f"{self.path}.lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._fd: int | None = None
+        self._inode: tuple[int, int] | None = None
+
+    def append(self, lines: Iterable[bytes]) -> int:
+        """Write ``lines`` (each ending in a newline) at the end of the log; returns the
+        number of rotations this took (0 or more)."""
+        rotations = 0
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            size = self._current_size()
+            batch: list[bytes] = []
+            batch_size = 0
+            for line in lines:
+                if batch and size + batch_size + len(line) > self.max_bytes:
+                    self._write(b"".join(batch))
+                    batch, batch_size = [], 0
+                    size = self._current_size()
+                if size and size + len(line) > self.max_bytes:
+                    self._rotate()
+                    rotations += 1
+                    size = 0
+                batch.append(line)
+                batch_size += len(line)
+            if batch:
+                self._write(b"".join(batch))
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        return rotations
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    # -- under the lock ----------------------------------------------------------------
+
+    def _current_size(self) -> int:
+        """The size of ``path``, re-opening it first if another process rotated it away."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            stat = None
+        if self._fd is None or stat is None or (stat.st_dev, stat.st_ino) != self._inode:
+            self._open()
+            stat = os.fstat(self._fd)  # type: ignore[arg-type]
+        return stat.st_size
+
+    def _open(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        self._fd = os.open(self.path, flags, 0o640)
+        stat = os.fstat(self._fd)
+        self._inode = (stat.st_dev, stat.st_ino)
+
+    def _write(self, data: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def _rotate(self) -> None:
+        older = rotated_paths(self.path, self.backups)
+        if older:
+            older[-1].unlink(missing_ok=True)
+            for newer, oldest in zip(reversed(older[:-1]), reversed(older[1:]), strict=True):
+                if newer.exists():
+                    os.replace(newer, oldest)
+            os.replace(self.path, older[0])
+        else:
+            os.unlink(self.path)
+        self._open()

@@ -1,0 +1,253 @@
+"""The always-on recorder: every request is traced, the ones worth keeping go to a log.
+
+>>> from ioprofiler.recorder import Recorder
+>>> app = IOProfilerMiddleware(app, record=Recorder("/var/log/shop/ioprofiler.jsonl"))
+
+A request is kept when it was slower than ``slow_ms``, answered 5xx, had an I/O error,
+made more than ``max_calls`` calls, was picked by ``sample`` (a rate from 0 to 1), or
+``keep(trace, request, status)`` says so; each kept request is one JSON line (the
+``?ioprofiler=json`` schema plus the request's facts and the reasons it was kept). Read
+the log with the ``ioprofiler`` command: ``ioprofiler top LOG``.
+
+On the request's thread the recorder only decides and appends to a bounded queue; a
+background thread encodes and writes. When the queue is full the request is dropped and
+counted (:attr:`Recorder.dropped`), never waited for. Lines still queued are written at
+exit. Privacy by default: bound values are written as ``?`` (``values=True`` keeps them),
+query-string values are dropped, cache keys are kept (``keys=False`` hides them).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import random
+import threading
+import weakref
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ioprofiler.logfile import SharedLog
+from ioprofiler.render.json import trace_dict
+from ioprofiler.render.request import RequestInfo
+from ioprofiler.sinks import FinishedRequest
+from ioprofiler.trace import Trace
+
+log = logging.getLogger("ioprofiler")
+
+RECORD_VERSION = 1  # the fields this module adds to the trace schema
+KeepRule = Callable[[Trace, FinishedRequest, int], Any]
+_STOP = object()
+_BATCH = 256  # lines written per lock
+
+
+def _number(name: str, value: object, minimum: float, whole: bool = False) -> Any:
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
+        kind = "a whole number" if whole else "a number"
+        raise ValueError(f"{name} must be {kind} of at least {minimum:g}, not {value!r}")
+    return value
+
+
+def query_names(query: str) -> str:
+    """``q=shoes&page=2`` -> ``q=&page=``: the parameter names without their values."""
+    return "&".join(part.split("=", 1)[0] + "=" for part in query.split("&") if part)
+
+
+class Recorder:
+    """A sink for :class:`ioprofiler.wsgi.IOProfilerMiddleware` that keeps the requests worth
+    looking at in a JSON-lines log.
+
+    >>> Recorder("/var/log/shop/ioprofiler.jsonl", slow_ms=500, max_calls=200, sample=0.001)
+    >>> Recorder(path, keep=lambda trace, request, status: request.route == "/checkout")
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        slow_ms: float = 500.0,
+        max_calls: int | None = None,
+        sample: float = 0.0,
+        keep: KeepRule | None = None,
+        values: bool = False,
+        keys: bool = True,
+        max_bytes: int = 100 * 2**20,
+        backups: int = 5,
+        queue_size: int = 10_000,
+    ) -> None:
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise TypeError(f"path must be the log file's path, not {path!r}")
+        if Path(path).is_dir():
+            raise ValueError(f"path must be a file, and {str(path)!r} is a directory")
+        self.path = Path(path)
+        self.slow_ms = _number("slow_ms", slow_ms, 0)
+        self.max_calls = None if max_calls is None else _number("max_calls", max_calls, 0, True)
+        self.sample = _number("sample", sample, 0)
+        if sample > 1:
+            raise ValueError(f"sample is a rate from 0 to 1, not {sample!r}")
+        if keep is not None and not callable(keep):
+            raise TypeError(
+                f"keep must be a callable (trace, request, status) -> bool, not {keep!r}"
+            )
+        for name, flag in (("values", values), ("keys", keys)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, not {flag!r}")
+        self.keep = keep
+        self.values = values
+        self.keys = keys
+        self.max_bytes = _number("max_bytes", max_bytes, 1024, True)
+        self.backups = _number("backups", backups, 0, True)
+        self.queue_size = _number("queue_size", queue_size, 1, True)
+        self.dropped = 0  # kept requests not written: the queue was full
+        self.written = 0
+        self.rotations = 0
+        SharedLog(self.path, self.max_bytes, self.backups).close()  # unwritable: fail now
+        self._reset()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _call(ref, "_reset"))
+        atexit.register(_call, ref, "close")
+
+    # -- on the request's thread -------------------------------------------------------
+
+    def reasons(self, request: FinishedRequest) -> list[str]:
+        """Why ``request`` is kept (empty: it is not)."""
+        trace = request.trace
+        reasons = []
+        if request.duration_ms > self.slow_ms:
+            reasons.append("slow")
+        if request.status >= 500:
+            reasons.append("status")
+        if any(event.error for event in trace):
+            reasons.append("io_error")
+        if self.max_calls is not None and trace.count() > self.max_calls:
+            reasons.append("max_calls")
+        if self.keep is not None:
+            try:
+                if self.keep(trace, request, request.status):
+                    reasons.append("keep")
+            except Exception:
+                log.exception("ioprofiler: the recorder's keep rule failed")
+        if self.sample and random.random() < self.sample:
+            reasons.append("sample")
+        return reasons
+
+    def handle(self, request: FinishedRequest) -> None:
+        """Keep ``request`` if a rule says so: queue it for the writer, or drop and count."""
+        reasons = self.reasons(request)
+        if not reasons:
+            return
+        if self._thread is None:
+            self._start()
+        try:
+            self._queue.put_nowait((request, reasons))
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer (also done at exit)."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._queue.put(_STOP)
+            thread.join(timeout=10)
+        self._thread = None
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued so far is written."""
+        if self._thread is not None:
+            done = threading.Event()
+            self._queue.put(done)
+            done.wait(timeout)
+
+    # -- on the writer's thread ----------------------------------------------------------
+
+    def encode(self, request: FinishedRequest, reasons: list[str]) -> bytes:
+        """One log line for a kept request."""
+        query = request.query if self.values else query_names(request.query)
+        path = request.path + (f"?{query}" if query else "")
+        info = RequestInfo(request.method, path, str(request.status))
+        record = trace_dict(request.trace, info, redact=not self.values, keys=self.keys)
+        summary = record["summary"]
+        record.update(
+            record_version=RECORD_VERSION,
+            id=request.request_id,
+            time=datetime.fromtimestamp(request.started_at, timezone.utc).isoformat(),
+            ts=round(request.started_at, 6),
+            host=request.host,
+            pid=request.pid,
+            method=request.method,
+            path=request.path,
+            query=query,
+            route=request.route,
+            status=request.status,
+            duration_ms=round(request.duration_ms, 3),
+            io_ms=round(sum(t["ms"] for t in record["targets"]), 3),
+            calls=summary["calls"],
+            reason=reasons[0],
+            reasons=reasons,
+        )
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+    def _reset(self) -> None:
+        """A fresh queue and no writer: at start, and in a forked child (gunicorn's
+        workers), where the parent's writer thread does not exist."""
+        self._queue: queue.Queue[Any] = queue.Queue(self.queue_size)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            thread = threading.Thread(target=self._run, name="ioprofiler-recorder", daemon=True)
+            self._thread = thread
+        thread.start()
+
+    def _run(self) -> None:
+        shared = SharedLog(self.path, self.max_bytes, self.backups)
+        try:
+            stop = False
+            while not stop:
+                items = [self._queue.get()]
+                while len(items) < _BATCH:
+                    try:
+                        items.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                lines, waiting = [], []
+                for item in items:
+                    if item is _STOP:
+                        stop = True
+                    elif isinstance(item, threading.Event):
+                        waiting.append(item)
+                    else:
+                        lines.append(self._encoded(*item))
+                lines = [line for line in lines if line]
+                try:
+                    if lines:
+                        self.rotations += shared.append(lines)
+                        self.written += len(lines)
+                except OSError:
+                    log.exception("ioprofiler: could not write to %s", self.path)
+                for event in waiting:
+                    event.set()
+        finally:
+            shared.close()
+
+    def _encoded(self, request: FinishedRequest, reasons: list[str]) -> bytes:
+        try:
+            return self.encode(request, reasons)
+        except Exception:
+            log.exception("ioprofiler: could not encode a kept request")
+            return b""
+
+
+def _call(ref: weakref.ref[Recorder], method: str) -> None:
+    recorder = ref()
+    if recorder is not None:
+        getattr(recorder, method)()
