@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench memcached browser screenshot clean
+.PHONY: demo test lint bench memcached browser statsd carbon screenshot clean
 
 DEMO_INSTALLED := $(VENV)/.installed-demo
 
@@ -59,11 +59,41 @@ browser:
 		echo "(Debian/Ubuntu: sudo apt-get install chromium chromium-driver)"; \
 	fi
 
+# The StatsD tests run Etsy's statsd (npm, on the machine's Node.js) from .node/, flushing
+# to Graphite's carbon-cache (Debian graphite-carbon). Missing either, those tests skip
+# (and fail under IOPROFILER_REQUIRE_STATSD=1).
+STATSD_VERSION := 0.9.0
+STATSD_JS := .node/node_modules/statsd/stats.js
+
+statsd: $(STATSD_JS) carbon
+
+$(STATSD_JS):
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "installing statsd $(STATSD_VERSION) into .node/ with npm"; \
+		npm install --prefix .node --no-audit --no-fund --omit=optional --loglevel=error \
+			statsd@$(STATSD_VERSION) || echo "npm could not install statsd: the StatsD tests will skip"; \
+	else \
+		echo "npm is not installed: the StatsD tests will skip (Debian: apt-get install nodejs npm)"; \
+	fi
+
+carbon:
+	@if [ -x /usr/bin/carbon-cache ]; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing graphite-carbon with apt-get"; \
+		{ apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get -o DPkg::Lock::Timeout=300 install -y -qq graphite-carbon; } \
+		|| echo "graphite-carbon could not be installed: the StatsD tests will skip"; \
+	else \
+		echo "carbon-cache is not installed: the StatsD tests will skip"; \
+		echo "(Debian/Ubuntu: sudo apt-get install graphite-carbon)"; \
+	fi
+
 lint: $(INSTALLED)
 	$(PY) -m ruff check ioprofiler integrations demo_app tests benchmarks
 	$(PY) -m ruff format --check ioprofiler integrations demo_app tests benchmarks
 
-test: $(INSTALLED) memcached browser lint
+test: $(INSTALLED) memcached browser statsd lint
 	$(PY) -m pytest
 
 # The benchmarks run in their own environment: SQLAlchemy 2.0 and OpenTelemetry's
@@ -81,4 +111,4 @@ bench: .venv-bench/.installed-bench memcached
 	$(BENCH_PY) benchmarks/middleware.py
 
 clean:
-	rm -rf $(VENV) .venv-bench .venv-sqlalchemy20 build dist *.egg-info
+	rm -rf $(VENV) .venv-bench .venv-sqlalchemy20 .node build dist *.egg-info

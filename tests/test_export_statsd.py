@@ -1,0 +1,227 @@
+"""The StatsD exporter's parts: safe names, bounded cardinality, datagram packing, the
+lines it sends (Graphite names and DogStatsD tags) to a real UDP socket, and drops."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import pytest
+from werkzeug.test import Client
+
+from ioprofiler.export import StatsD
+from ioprofiler.export.names import NameBudget, check_prefix, safe_part
+from ioprofiler.export.udp import UDPSender, pack
+from ioprofiler.wsgi import IOProfilerMiddleware
+from tests.fleetapp import FleetShop
+
+
+@pytest.fixture
+def receiver():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2)
+    yield sock
+    sock.close()
+
+
+def datagrams(sock: socket.socket) -> list[bytes]:
+    received = []
+    sock.settimeout(0.2)
+    try:
+        while True:
+            received.append(sock.recv(65536))
+    except TimeoutError:
+        return received
+
+
+@pytest.fixture
+def shop(sqlite_shards, memcached):
+    app = FleetShop(sqlite_shards, memcached.address)
+    app.cache.flush_all()
+    return app
+
+
+def run(shop, exporter: StatsD, *urls: str) -> None:
+    client = Client(IOProfilerMiddleware(shop, export=[exporter]))
+    for url in urls:
+        client.get(url).close()
+    exporter.flush()
+
+
+# -- names ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw, name",
+    [
+        ("listing_show", "listing_show"),
+        ("/listing/<int:listing_id>", "listing_int_listing_id"),
+        ("memcache 10.0.0.5:11211", "memcache_10_0_0_5_11211"),
+        ("SELECT * FROM users; --", "SELECT_FROM_users"),
+        ("shop.api.v2", "shop_api_v2"),
+        ("", "unknown"),
+        ("/", "unknown"),
+        ("é" * 10, "unknown"),
+        ("x" * 100, "x" * 64),
+    ],
+)
+def test_name_parts_keep_only_letters_digits_and_underscores(raw, name):
+    assert safe_part(raw) == name
+
+
+@pytest.mark.parametrize("bad", ["", ".io", "io.", "io..x", "io profiler", "io:x", 7])
+def test_a_bad_prefix_is_refused_at_construction(bad):
+    with pytest.raises(ValueError, match="prefix"):
+        check_prefix(bad)
+    with pytest.raises(ValueError, match="prefix"):
+        StatsD(prefix=bad)
+
+
+@pytest.mark.parametrize(
+    "options, word",
+    [
+        ({"port": 0}, "port"),
+        ({"port": "8125"}, "port"),
+        ({"tags": "influx"}, "tags"),
+        ({"sample_rate": 0}, "sample_rate"),
+        ({"sample_rate": 1.5}, "sample_rate"),
+        ({"max_names": 0}, "max_names"),
+        ({"max_packet": 10}, "max_packet"),
+        ({"flush_interval": 0}, "flush_interval"),
+        ({"host": "no-such-host.invalid"}, "cannot resolve"),
+    ],
+)
+def test_bad_options_are_refused_with_a_clear_message(options, word):
+    with pytest.raises(ValueError, match=word):
+        StatsD(**options)
+
+
+def test_past_the_budget_new_names_fold_into_other_and_one_warning_is_logged(caplog):
+    budget = NameBudget("route", limit=3)
+    with caplog.at_level(logging.WARNING, logger="ioprofiler"):
+        names = [budget.name(f"route{n}") for n in range(10)]
+        again = budget.name("route1")
+    assert names == ["route0", "route1", "route2"] + ["other"] * 7
+    assert again == "route1"
+    warnings = [r for r in caplog.records if "distinct route names" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "route3" in warnings[0].getMessage()
+
+
+def test_raw_spellings_of_one_safe_name_share_its_place():
+    budget = NameBudget("target", limit=2)
+    assert budget.name("a b") == budget.name("a:b") == "a_b"
+    assert budget.name("c") == "c"
+    assert budget.name("d") == "other"
+
+
+# -- packing ----------------------------------------------------------------------------
+
+
+def test_lines_are_packed_whole_into_datagrams_no_larger_than_the_limit():
+    lines = [f"ioprofiler.route{n}.db.dbshard0{n % 4}.queries:{n}|c" for n in range(200)]
+    packets = pack(lines, max_bytes=300)
+    assert all(len(p) <= 300 for p in packets)
+    assert b"\n".join(packets).decode().split("\n") == lines  # nothing cut, lost or moved
+    # full datagrams: each one could not have taken the next line
+    for packet, following in zip(packets, packets[1:], strict=False):
+        assert len(packet) + 1 + len(following.split(b"\n")[0]) > 300
+
+
+def test_a_line_longer_than_a_datagram_is_dropped_not_cut():
+    assert pack(["a:1|c", "b" * 50 + ":1|c", "c:1|c"], max_bytes=20) == [b"a:1|c\nc:1|c"]
+    assert pack([], max_bytes=20) == []
+
+
+def test_a_datagram_the_socket_refuses_is_counted_and_nothing_raises():
+    sender = UDPSender("127.0.0.1", 9)
+    try:
+        assert sender.send(b"x" * 70000) is False  # over UDP's own limit: EMSGSIZE
+        assert sender.dropped == 1 and sender.sent == 0
+    finally:
+        sender.close()
+
+
+# -- what is sent -----------------------------------------------------------------------
+
+
+def test_graphite_names_per_route_and_target(shop, receiver):
+    exporter = StatsD("127.0.0.1", receiver.getsockname()[1], prefix="shop.web")
+    run(shop, exporter, "/listing/7", "/cart")
+    packets = datagrams(receiver)
+    lines = [line for packet in packets for line in packet.decode().split("\n")]
+    values = {line.split(":")[0]: line.split(":", 1)[1] for line in lines}
+    assert values["shop.web.listing_show.requests"] == "1|c"
+    assert values["shop.web.listing_show.db.dbshard01.queries"] == "3|c"
+    assert values["shop.web.listing_show.db.dbshard02.queries"] == "1|c"
+    assert values["shop.web.listing_show.cache.memcache.calls"] == "3|c"
+    assert values["shop.web.listing_show.cache.memcache.hits"] == "1|c"
+    assert values["shop.web.listing_show.cache.memcache.misses"] == "1|c"
+    assert values["shop.web.cart.db.dbshard03.queries"] == "3|c"
+    assert values["shop.web.cart.db.dbshard03.errors"] == "1|c"
+    for timer in (
+        "shop.web.listing_show.request_time",
+        "shop.web.listing_show.io_time",
+        "shop.web.listing_show.db.dbshard01.io_time",
+        "shop.web.listing_show.cache.memcache.io_time",
+        "shop.web.cart.db.dbshard03.io_time",
+    ):
+        assert values[timer].endswith("|ms") and float(values[timer][:-3]) > 0
+    assert "shop.web.cart.cache.memcache.io_time" not in values  # the cart uses no cache
+    assert all(len(p) <= 1432 for p in packets)
+    assert all(set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789_.") for name in values)
+    assert not any("SELECT" in line or "listing:7" in line for line in lines)
+
+
+def test_dogstatsd_tags_carry_the_route_and_target(shop, receiver):
+    exporter = StatsD("127.0.0.1", receiver.getsockname()[1], tags="dogstatsd")
+    run(shop, exporter, "/listing/7")
+    lines = b"\n".join(datagrams(receiver)).decode().split("\n")
+    assert "ioprofiler.requests:1|c|#route:listing_show" in lines
+    assert "ioprofiler.db.queries:3|c|#route:listing_show,target:dbshard01" in lines
+    assert "ioprofiler.cache.hits:1|c|#route:listing_show,target:memcache" in lines
+    assert any(line.startswith("ioprofiler.request_time:") for line in lines)
+
+
+def test_sampled_requests_are_marked_with_their_rate(shop, receiver):
+    exporter = StatsD("127.0.0.1", receiver.getsockname()[1], sample_rate=0.5)
+    run(shop, exporter, *["/cart"] * 40)
+    lines = b"\n".join(datagrams(receiver)).decode().split("\n")
+    sent = [line for line in lines if line.startswith("ioprofiler.cart.requests:")]
+    assert sent and all(line == "ioprofiler.cart.requests:1|c|@0.5" for line in sent)
+    assert 5 <= len(sent) <= 35  # about half of 40; odds of falling outside: ~1e-5
+
+
+def test_many_routes_fold_into_other_on_the_wire(shop, receiver, caplog):
+    exporter = StatsD("127.0.0.1", receiver.getsockname()[1], max_names=1)
+    with caplog.at_level(logging.WARNING, logger="ioprofiler"):
+        run(shop, exporter, "/listing/1", "/cart", "/cart")
+    names = {line.split(":")[0] for line in b"\n".join(datagrams(receiver)).decode().split("\n")}
+    assert "ioprofiler.listing_show.requests" in names
+    assert "ioprofiler.other.requests" in names
+    assert "ioprofiler.cart.requests" not in names
+    # one target allowed too: dbshard01 came first, the rest are "other"
+    assert "ioprofiler.listing_show.db.other.queries" in names
+    assert "ioprofiler.other.db.other.errors" in names
+    assert sum("distinct" in r.getMessage() for r in caplog.records) == 2  # routes, targets
+
+
+def test_a_full_queue_drops_and_counts_instead_of_growing(shop, receiver):
+    exporter = StatsD("127.0.0.1", receiver.getsockname()[1], max_queue=2, flush_interval=3600)
+    client = Client(IOProfilerMiddleware(shop, export=[exporter]))
+    for _ in range(5):
+        client.get("/cart").close()
+    assert exporter.dropped == 3
+    exporter.close()
+    lines = b"\n".join(datagrams(receiver)).decode().split("\n")
+    assert lines.count("ioprofiler.cart.requests:1|c") == 2
+
+
+def test_the_sender_thread_sends_without_being_asked(shop, receiver):
+    exporter = StatsD("127.0.0.1", receiver.getsockname()[1], flush_interval=0.05)
+    client = Client(IOProfilerMiddleware(shop, export=[exporter]))
+    client.get("/cart").close()
+    receiver.settimeout(5)
+    assert b"ioprofiler.cart.requests:1|c" in receiver.recv(65536)
+    exporter.close()
