@@ -25,6 +25,7 @@ from typing import Any
 from ioprofiler.event import DB
 from ioprofiler.patching import Patches
 from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
+from ioprofiler.values import snapshot
 
 EXECUTE_METHODS = ("do_execute", "do_executemany", "do_execute_no_params")
 
@@ -144,15 +145,6 @@ def _remember_name(dialect: Any, name: str) -> str:
     return name
 
 
-def _snapshot(parameters: Any) -> Any:
-    """A shallow copy, so later changes by the caller do not alter the record."""
-    if isinstance(parameters, dict):
-        return dict(parameters)
-    if isinstance(parameters, list):
-        return tuple(parameters)
-    return parameters
-
-
 def _begin_statement(traces: Any, op: str, dialect: Any, args: Any, kwargs: Any, shape: str):
     """Start the event for (cursor, statement, parameters, context) as SQLAlchemy passes them."""
     try:
@@ -172,11 +164,11 @@ def _begin_statement(traces: Any, op: str, dialect: Any, args: Any, kwargs: Any,
         event.dialect = dialect.name
         if parameters is not None:
             if shape == "many":
-                rows = parameters if isinstance(parameters, (list, tuple)) else list(parameters)
-                event.rows = len(rows)
-                event.params = _snapshot(rows[0]) if rows else None
+                if isinstance(parameters, (list, tuple)):  # never consume the caller's iterator
+                    event.rows = len(parameters)
+                    event.params = snapshot(parameters[0]) if parameters else None
             else:
-                event.params = _snapshot(parameters)
+                event.params = snapshot(parameters)
         event.start_ns = perf_counter_ns()
         return event
     except Exception as exc:

@@ -1,9 +1,10 @@
 """One intercepted I/O call: a database statement or a cache round trip.
 
 Events hold raw facts taken at call time (integers from ``perf_counter_ns``, the
-statement, a shallow copy of the parameters, the keys, the outcome). Everything a
-person reads (the listing line, the interpolated SQL, the callsite text) is made
-on demand by the properties below, never while the application is running.
+statement, the parameters in owned form (:mod:`ioprofiler.values`), the keys, the
+outcome). Everything a person reads (the listing line, the interpolated SQL, the
+callsite text) is made on demand by the properties below, never while the
+application is running.
 """
 
 from __future__ import annotations

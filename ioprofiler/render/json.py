@@ -18,6 +18,7 @@ from ioprofiler.render.cache import key_text
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.sql import render_statement
 from ioprofiler.render.text import event_line
+from ioprofiler.values import Clipped
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
@@ -39,6 +40,8 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_jsonable(v) for v in value]
+    if isinstance(value, Clipped) and isinstance(value.head, tuple):
+        return [_jsonable(v) for v in value.head] + [f"…(+{value.more} more)"]
     return str(value)
 
 

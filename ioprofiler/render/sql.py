@@ -21,8 +21,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-MAX_LITERAL_CHARS = 500
-MAX_SEQUENCE_ITEMS = 100
+from ioprofiler.values import MAX_BYTES, MAX_ITEMS, MAX_TEXT_CHARS, Clipped
+
+MAX_LITERAL_CHARS = MAX_TEXT_CHARS
+MAX_SEQUENCE_ITEMS = MAX_ITEMS
 _BACKSLASH_DIALECTS = ("mysql", "mariadb")
 
 # Every literal and comment pattern also matches when unterminated, up to the end of the
@@ -117,30 +119,42 @@ def literal(value: Any, backslash_escapes: bool = False) -> str:
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
-        shown = data[: MAX_LITERAL_CHARS // 2].hex().upper()
-        more = (
-            f"…(+{len(data) - MAX_LITERAL_CHARS // 2} bytes)"
-            if len(data) > MAX_LITERAL_CHARS // 2
-            else ""
-        )
-        return f"X'{shown}'{more}"
+        return _hex(data[:MAX_BYTES], len(data))
     if isinstance(value, datetime.datetime):
         return _quote(value.isoformat(sep=" "))
     if isinstance(value, (datetime.date, datetime.time, uuid.UUID)):
         return _quote(str(value))
     if isinstance(value, (list, tuple, set, frozenset)):
         items = list(value)
-        shown = ", ".join(literal(v, backslash_escapes) for v in items[:MAX_SEQUENCE_ITEMS])
-        if len(items) > MAX_SEQUENCE_ITEMS:
-            shown += f", …(+{len(items) - MAX_SEQUENCE_ITEMS} more)"
-        return f"({shown})"
+        return _items(items[:MAX_SEQUENCE_ITEMS], len(items), backslash_escapes)
+    if isinstance(value, Clipped):  # a long value, as the trace kept it
+        head = value.head
+        if isinstance(head, bytes):
+            return _hex(head, value.length)
+        if isinstance(head, tuple):
+            return _items(head, value.length, backslash_escapes)
+        return _quote(head, backslash_escapes, value.length)
     return _quote(value if isinstance(value, str) else str(value), backslash_escapes)
 
 
-def _quote(text: str, backslash_escapes: bool = False) -> str:
+def _hex(head: bytes, length: int) -> str:
+    more = f"…(+{length - len(head)} bytes)" if length > len(head) else ""
+    return f"X'{head.hex().upper()}'{more}"
+
+
+def _items(head: Any, length: int, backslash_escapes: bool) -> str:
+    shown = ", ".join(literal(v, backslash_escapes) for v in head)
+    if length > len(head):
+        shown += f", …(+{length - len(head)} more)"
+    return f"({shown})"
+
+
+def _quote(text: str, backslash_escapes: bool = False, length: int | None = None) -> str:
+    """``length``: of the whole text, when ``text`` is only its start."""
+    length = len(text) if length is None else length
     more = ""
-    if len(text) > MAX_LITERAL_CHARS:
-        more = f"…(+{len(text) - MAX_LITERAL_CHARS} chars)"
+    if length > MAX_LITERAL_CHARS:
+        more = f"…(+{length - MAX_LITERAL_CHARS} chars)"
         text = text[:MAX_LITERAL_CHARS]
     if backslash_escapes:
         text = text.replace("\\", "\\\\")
