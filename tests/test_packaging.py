@@ -37,3 +37,6 @@ def test_wheel_has_no_top_level_integrations_package(tmp_path):
     } <= set(names)
     assert "ioprofiler/render/text.py" in names
     assert not any(name.startswith(("tests/", "benchmarks/", "demo_app/")) for name in names)
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names), names
+    metadata = next(name for name in names if name.endswith(".dist-info/METADATA"))
+    assert "License-Expression: MIT" in zipfile.ZipFile(wheel).read(metadata).decode()
