@@ -16,7 +16,14 @@ from types import CodeType, FrameType
 
 from ioprofiler import config
 
-_LIBRARY_PACKAGES = ("ioprofiler", "sqlalchemy", "pymemcache", "wrapt", "greenlet")
+_LIBRARY_PACKAGES = (
+    "ioprofiler",
+    "sqlalchemy",
+    "pymemcache",
+    "redis",
+    "wrapt",
+    "greenlet",
+)
 _is_library: dict[CodeType, bool] = {}  # per code object: modules or single functions skip
 _library_dirs: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 _lock = threading.Lock()

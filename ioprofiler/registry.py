@@ -14,7 +14,7 @@ from types import ModuleType
 
 log = logging.getLogger("ioprofiler")
 
-INTEGRATIONS = ("sqlalchemy", "pymemcache")
+INTEGRATIONS = ("sqlalchemy", "pymemcache", "redis")
 _installed: dict[str, ModuleType] = {}
 _lock = threading.Lock()
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import ioprofiler
 from ioprofiler.analysis import Repeat, find_repeats
-from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.event import CACHE, DB, HTTP, Event
 from ioprofiler.targets import target_matches
 from ioprofiler.trace import Trace
 
@@ -119,10 +119,24 @@ class IOExpectation:
     strict: bool = False
     ignore: Iterable[str] = ()
     no_repeats: bool = False
+    http: BudgetSpec = None
+    redis: BudgetSpec = None
+    memcache: BudgetSpec = None
     _ignore: list[re.Pattern[str]] = field(init=False, default_factory=list)
 
+    def _budgets(self) -> list[tuple[str, str | None, BudgetSpec]]:
+        """(kind, service or None for the whole kind, spec) for every budget."""
+        return [
+            (DB, None, self.db),
+            (CACHE, None, self.cache),
+            (HTTP, None, self.http),
+            (CACHE, "redis", self.redis),
+            (CACHE, "memcache", self.memcache),
+        ]
+
     def __post_init__(self) -> None:
-        for kind, spec in ((DB, self.db), (CACHE, self.cache)):
+        for kind, service, spec in self._budgets():
+            kind = service or kind
             if isinstance(spec, Mapping):
                 for pattern, value in spec.items():
                     if not isinstance(pattern, str):
@@ -151,8 +165,12 @@ class IOExpectation:
         """(every budget with its verdict, the repeats that break ``no_repeats``)."""
         events = self.counted(trace.events)
         verdicts: list[Verdict] = []
-        for kind, spec in ((DB, self.db), (CACHE, self.cache)):
+        for kind, service, spec in self._budgets():
             of_kind = [e for e in events if e.kind == kind]
+            if service is not None:
+                if spec is None:
+                    continue
+                of_kind = [e for e in of_kind if target_matches(e.target, service)]
             targets = sorted({e.target for e in of_kind})
             if isinstance(spec, Mapping):
                 claimed: set[str] = set()
@@ -160,13 +178,13 @@ class IOExpectation:
                     matched = [e for e in of_kind if _target_matches(kind, e.target, pattern)]
                     claimed.update(e.target for e in matched)
                     verdicts.append(_verdict(kind, pattern, _budget(value, kind), matched))
-                if self.strict:
+                if self.strict and service is None:
                     for target in targets:
                         if target not in claimed:
                             matched = [e for e in of_kind if e.target == target]
                             verdicts.append(_verdict(kind, target, exactly(0), matched))
             elif spec is not None:
-                verdicts.append(_verdict(kind, "all", _budget(spec, kind), of_kind))
+                verdicts.append(_verdict(kind, service or "all", _budget(spec, kind), of_kind))
             elif self.strict and of_kind:
                 verdicts.append(_verdict(kind, "all", exactly(0), of_kind))
         repeats = find_repeats(events) if self.no_repeats else []
@@ -216,11 +234,15 @@ def assert_io(
     strict: bool = False,
     ignore: Iterable[str] = (),
     no_repeats: bool = False,
+    http: BudgetSpec = None,
+    redis: BudgetSpec = None,
+    memcache: BudgetSpec = None,
 ) -> Iterator[Trace]:
     """Fail unless the block's I/O fits the budgets.
 
-    ``db`` and ``cache``: an int (exactly), ``at_most(n)``, ``at_least(n)``,
-    ``between(a, b)``, or a dict of target names or glob patterns to those.
+    ``db``, ``cache`` and ``http`` (the kinds of call): an int (exactly), ``at_most(n)``,
+    ``at_least(n)``, ``between(a, b)``, or a dict of target names or glob patterns to those.
+    ``redis`` and ``memcache``: the same, for the cache calls to that service's servers.
     ``strict=True``: targets the dicts do not name may make no calls.
     ``ignore``: regular expressions of statements not to count (``"^BEGIN"``, ``"SAVEPOINT"``).
     ``no_repeats=True``: fail on a statement shape run more than once on a target, and on
@@ -228,7 +250,9 @@ def assert_io(
 
     Yields the block's trace. An exception raised inside the block propagates as it is.
     """
-    expectation = IOExpectation(db, cache, strict, ignore, no_repeats)
+    expectation = IOExpectation(
+        db, cache, strict, ignore, no_repeats, http=http, redis=redis, memcache=memcache
+    )
     ioprofiler.install()
     with ioprofiler.profile() as trace:
         yield trace

@@ -7,7 +7,17 @@ from typing import Any
 from ioprofiler.render.sql import visible
 
 MAX_KEYS_SHOWN = 20
-_READS = {"get": "", "get_many": "", "gets": "GETS ", "gets_many": "GETS "}
+_READS = {
+    "get": "",
+    "get_many": "",
+    "gets": "GETS ",
+    "gets_many": "GETS ",
+    "mget": "",
+    "hget": "HGET ",
+    "hmget": "HMGET ",
+    "exists": "EXISTS ",
+}
+_BATCHES = {"pipeline": "PIPELINE", "transaction": "MULTI/EXEC"}
 _VERBS = {
     "set": "SET",
     "set_many": "SET",
@@ -32,7 +42,10 @@ _VERBS = {
 
 
 def key_text(key: Any) -> str:
-    """A key as the application wrote it; bytes decoded, control characters escaped."""
+    """A key as the application wrote it; bytes decoded, control characters escaped.
+    A (hash, field) pair reads ``hash field``."""
+    if isinstance(key, tuple):
+        return " ".join(key_text(part) for part in key)
     if isinstance(key, (bytes, bytearray)):
         key = bytes(key).decode("utf-8", "backslashreplace")
     return visible(str(key))
@@ -51,14 +64,16 @@ def describe(event: Any) -> str:
     keys = event.keys
     if op in _READS:
         prefix = _READS[op]
-        if event.hit is None:  # still running
-            text = f"Cache {prefix}GET"
-        elif op in ("get", "gets"):
+        if event.hit is None:  # still running, or failed
+            text = f"Cache {prefix.strip() or 'GET'}"
+        elif not op.endswith("_many") and len(keys) == 1:
             text = f"Cache {prefix}{'HIT' if event.hit else 'MISS'}"
         else:
             hits = event.hit_count
             outcome = "HIT" if hits else "MISS"
             text = f"Cache {prefix}{outcome} {hits}/{len(keys)}"
+    elif op in _BATCHES:
+        return _batch(_BATCHES[op], event.params or ())
     else:
         text = f"Cache {_VERBS.get(op, op.upper())}"
     if event.note:
@@ -70,3 +85,14 @@ def describe(event: Any) -> str:
         if event.missed_keys and len(keys) > 1:
             text += f" (missed: {keys_text(event.missed_keys)})"
     return text
+
+
+def _batch(verb: str, commands: tuple[tuple[str, tuple[Any, ...]], ...]) -> str:
+    """``PIPELINE 3 commands: GET a, SET b, HGET c f``: each command with its keys."""
+    shown = []
+    for name, keys in commands[:MAX_KEYS_SHOWN]:
+        shown.append(f"{visible(name)} {keys_text(keys)}" if keys else visible(name))
+    if len(commands) > MAX_KEYS_SHOWN:
+        shown.append(f"… (+{len(commands) - MAX_KEYS_SHOWN} more)")
+    count = len(commands)
+    return f"{verb} {count} command{'' if count == 1 else 's'}: {', '.join(shown)}"
