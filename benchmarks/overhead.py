@@ -1,82 +1,67 @@
-"""What ioprofiler costs per intercepted call, measured against the raw call in the same run.
+"""What ioprofiler costs per intercepted call, paired against the raw call in the same process.
 
-    make bench                      # or: python benchmarks/overhead.py --rounds 9
+    make bench                      # or: python benchmarks/overhead.py --rounds 11
+    python benchmarks/overhead.py --separate     # cross-check: one process per configuration
 
-Real memcached (a private process on a loopback port) and a real SQLite file. Each
-round runs every configuration in turn, in a rotating order, so that drift on a noisy
-machine hits them alike; within a round each figure is the fastest of four batches, a
-ratio is taken within each round, and the median of the rounds is printed:
+Real memcached (a private process on a loopback port) and a real SQLite file. Every round
+runs every configuration in one process, in a shuffled order (three passes, the fastest
+batch of each kept), and each configuration is compared with the same round's raw: the
+report is the median over rounds of the per-round ratio and added µs, with the spread of
+the rounds (quartiles, and the extremes of the added time). Configurations:
 
-- raw:        ioprofiler not installed
-- installed:  ioprofiler installed, no trace open (the cost every request pays)
-- recording:  a trace open, every call recorded with its callsite
-- otel/...:   the OpenTelemetry SDK and its pymemcache and SQLAlchemy instrumentations,
-              when the `bench` extra is installed (on SQLAlchemy 2.0, which they support)
+- raw:          ioprofiler not installed
+- installed:    ioprofiler installed, no trace open (the cost every request pays)
+- recording:    a trace open, every call recorded with its callsite
+- otel idle:    OpenTelemetry's pymemcache and SQLAlchemy instrumentations, no SDK
+- otel:         the same with the SDK recording spans (in memory), inside a request span
+                (both need the `bench` extra: OpenTelemetry's instrumentation and SQLAlchemy 2.0)
+
+install()/uninstall() and OpenTelemetry's instrument()/uninstrument() are exact inverses, so
+one process can switch between them. Then: a page of 1,000 SQL queries and 1,000 memcached
+gets through the WSGI middleware, with and without ``?ioprofiler=1``; the wrapper alone
+around a trivial method; memory per kept event; and the recording path broken down step by
+step (see breakdown.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
+import json
 import os
-import statistics
+import subprocess
 import sys
 import tempfile
 import tracemalloc
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from time import perf_counter_ns
 
 import sqlalchemy as sa
 import wrapt
+from breakdown import cache_breakdown, sql_breakdown
 from ioprofiler.integrations import pymemcache as pymemcache_integration
+from middleware import run_wsgi, shop_page
+from paired import Config, Scenario, Spread, batch_us, paired, run_rounds
 from pymemcache.client.base import Client
 
 import ioprofiler
 from ioprofiler.memcached import MemcachedProcess
 from ioprofiler.patching import Patches
+from ioprofiler.trace import active
+from ioprofiler.wsgi import IOProfilerMiddleware
 
-TARGETS = {
-    # (scenario, configuration): highest acceptable ratio to raw
-    ("memcache get (hit)", "installed"): 1.03,
-    ("memcache get (miss)", "installed"): 1.03,
-    ("SQL count query", "installed"): 1.03,
-    ("memcache get (hit)", "recording"): 1.15,
-    ("memcache get (miss)", "recording"): 1.15,
-    ("SQL count query", "recording"): 1.20,
+# (scenario, configuration) -> most µs it may add per call (median of the paired rounds)
+TARGET_ADDED_US = {
+    ("SQL statement", "installed"): 0.6,
+    ("memcache get (hit)", "installed"): 0.6,
+    ("memcache get (miss)", "installed"): 0.6,
+    ("SQL statement", "recording"): 2.5,
+    ("memcache get (hit)", "recording"): 2.5,
+    ("memcache get (miss)", "recording"): 2.5,
 }
-WRAPPER_TARGET_US = 0.5
-EVENT_BYTES_TARGET = 400
-
-
-@dataclass
-class Scenario:
-    name: str
-    call: Callable[[], object]
-    calls_per_round: int
-    results: dict[str, list[float]] = field(default_factory=dict)  # config -> µs per call
-
-
-def time_per_call_us(call: Callable[[], object], n: int, batches: int = 4) -> float:
-    """µs per call: the fastest of ``batches`` batches of ``n / batches`` calls.
-
-    The fastest batch is the one the machine disturbed least (as timeit reports);
-    on a loaded 2-core machine the mean of one long run mostly measures the noise.
-    """
-    size = max(1, n // batches)
-    best = float("inf")
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(batches):
-            start = perf_counter_ns()
-            for _ in range(size):
-                call()
-            best = min(best, (perf_counter_ns() - start) / size / 1000)
-    finally:
-        gc.enable()
-    return best
+PAGE_QUERIES = 1000
+PAGE_TARGET_RATIO = 1.15  # profiled page / unprofiled page
+EVENT_BYTES_TARGET = 300
+SQL = "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = :x"
 
 
 # -- configurations --------------------------------------------------------------------
@@ -91,26 +76,30 @@ def raw() -> Iterator[None]:
 @contextlib.contextmanager
 def installed() -> Iterator[None]:
     ioprofiler.install()
-    yield
-    ioprofiler.uninstall()
+    try:
+        yield
+    finally:
+        ioprofiler.uninstall()
 
 
 @contextlib.contextmanager
 def recording() -> Iterator[None]:
     ioprofiler.install()
-    with ioprofiler.profile(max_events=1_000_000):
-        yield
-    ioprofiler.uninstall()
+    try:
+        with ioprofiler.profile(max_events=sys.maxsize):
+            yield
+    finally:
+        ioprofiler.uninstall()
 
 
 def opentelemetry_configs(
     engine: sa.Engine, connections: dict[str, sa.Connection]
-) -> dict[str, Callable[[], contextlib.AbstractContextManager]]:
+) -> dict[str, Config]:
     """OpenTelemetry's instrumentations, if the bench extra is installed.
 
     They get their own engine on the same file: SQLAlchemy keeps an engine's
     "has listeners" flag set after the listeners are removed, which would tax the
-    raw and ioprofiler rounds that follow.
+    raw and ioprofiler batches that follow.
     """
     try:
         from opentelemetry.instrumentation.pymemcache import PymemcacheInstrumentor
@@ -146,8 +135,8 @@ def opentelemetry_configs(
             exporter.clear()
 
     return {
-        "otel no SDK": lambda: instrumented(None),
-        "otel recording": lambda: instrumented(sdk),
+        "otel idle": lambda: instrumented(None),
+        "otel": lambda: instrumented(sdk),
     }
 
 
@@ -178,9 +167,11 @@ class Trivial:
         return True
 
 
-def wrapper_alone_us(n: int, rounds: int) -> dict[str, float]:
-    """µs per call of a trivial method: raw; under a bare wrapt wrapper (the floor of
-    any wrapt-based patch); under our real cache wrapper, put in place as install() does."""
+def wrapper_alone(rounds: int, n: int) -> dict[str, Spread]:
+    """µs added per call of a trivial method, paired against the raw method, by:
+    a bare wrapt pass-through wrapper with the same ``enabled`` hook as ours, no trace open
+    (the floor of any wrapt patch) and with a trace open (the floor of the recording path);
+    ioprofiler's cache wrapper, idle and recording."""
 
     def pass_through(wrapped, instance, args, kwargs):
         return wrapped(*args, **kwargs)
@@ -188,26 +179,37 @@ def wrapper_alone_us(n: int, rounds: int) -> dict[str, float]:
     target = Trivial()
     plain = Trivial.__dict__["set"]
     patches = Patches()
-    results: dict[str, list[float]] = {
-        "raw": [],
-        "bare wrapt": [],
-        "ioprofiler": [],
-        "ioprofiler recording": [],
-    }
-    for _ in range(rounds):
-        results["raw"].append(time_per_call_us(lambda: target.set("k", 1), n))
-        Trivial.set = wrapt.FunctionWrapper(plain, pass_through)
-        results["bare wrapt"].append(time_per_call_us(lambda: target.set("k", 1), n))
-        Trivial.set = plain
+
+    @contextlib.contextmanager
+    def bare(open_trace: bool) -> Iterator[None]:
+        Trivial.set = wrapt.FunctionWrapper(plain, pass_through, enabled=active.get)
+        try:
+            with ioprofiler.profile() if open_trace else contextlib.nullcontext():
+                yield
+        finally:
+            Trivial.set = plain
+
+    @contextlib.contextmanager
+    def ours(open_trace: bool) -> Iterator[None]:
         patches.wrap(Trivial, "set", pymemcache_integration._write_wrapper("set", "key"))
-        results["ioprofiler"].append(time_per_call_us(lambda: target.set("k", 1), n))
-        with ioprofiler.profile(max_events=n):
-            calls = n // 10  # each recorded call is kept: fewer of them
-            results["ioprofiler recording"].append(
-                time_per_call_us(lambda: target.set("k", 1), calls)
-            )
-        patches.unwrap_all()
-    return {name: statistics.median(values) for name, values in results.items()}
+        try:
+            with ioprofiler.profile(max_events=sys.maxsize) if open_trace else (
+                contextlib.nullcontext()
+            ):
+                yield
+        finally:
+            patches.unwrap_all()
+
+    configs: dict[str, Config] = {
+        "raw": contextlib.nullcontext,
+        "bare wrapt, idle": lambda: bare(False),
+        "bare wrapt, trace open": lambda: bare(True),
+        "ioprofiler idle": lambda: ours(False),
+        "ioprofiler recording": lambda: ours(True),
+    }
+    scenario = Scenario("trivial", lambda: target.set("k", 1), n)
+    run_rounds(configs, [scenario], rounds)
+    return {name: paired(scenario, name).added for name in configs if name != "raw"}
 
 
 def bytes_per_event(call: Callable[[], object], n: int) -> float:
@@ -217,8 +219,8 @@ def bytes_per_event(call: Callable[[], object], n: int) -> float:
         os.path.dirname(pymemcache_integration.__file__),
     )
     ioprofiler.install()
-    call()  # warm caches (callsite decisions, shard names)
-    gc.collect()
+    with ioprofiler.profile():
+        call()  # warm caches (callsite decisions, shard names)
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     with ioprofiler.profile(max_events=n) as trace:
@@ -239,117 +241,232 @@ def bytes_per_event(call: Callable[[], object], n: int) -> float:
 # -- the run ---------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=9, help="rounds per configuration")
-    parser.add_argument("--calls", type=int, default=2000, help="calls per round and scenario")
-    parser.add_argument(
-        "--no-otel", action="store_true", help="leave OpenTelemetry out even when installed"
-    )
-    args = parser.parse_args(argv)
-    if args.rounds < 1 or args.calls < 1:
-        parser.error("--rounds and --calls must be at least 1")
+class Bench:
+    """The servers, the connections and the calls every measurement shares."""
 
-    with tempfile.TemporaryDirectory() as directory, MemcachedProcess() as server:
-        client = Client(server.address)
-        client.set("hit", b"x" * 100)
-        engine = make_shard(directory)
-        conn = engine.connect()
-        otel_engine = sa.create_engine(engine.url)
-        connections = {"current": conn, "otel": otel_engine.connect()}
-        statement = sa.text("SELECT count(*) FROM FavoriteListingUser WHERE listing_id = :x")
-        scenarios = [
-            Scenario("memcache get (hit)", lambda: client.get("hit"), args.calls),
-            Scenario("memcache get (miss)", lambda: client.get("miss"), args.calls),
-            Scenario(
-                "SQL count query",
-                lambda: connections["current"].execute(statement, {"x": 5773453}).scalar(),
-                args.calls,
-            ),
-        ]
-        configs: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
+    def __init__(self, stack: contextlib.ExitStack, otel: bool) -> None:
+        directory = stack.enter_context(tempfile.TemporaryDirectory())
+        server = stack.enter_context(MemcachedProcess())
+        self.client = Client(server.address)
+        stack.callback(self.client.close)
+        self.client.set("hit", b"x" * 100)
+        self.engine = make_shard(directory)
+        stack.callback(self.engine.dispose)
+        otel_engine = sa.create_engine(self.engine.url)
+        stack.callback(otel_engine.dispose)
+        self.connections = {
+            "current": stack.enter_context(self.engine.connect()),
+            "otel": stack.enter_context(otel_engine.connect()),
+        }
+        self.statement = sa.text(SQL)
+        self.configs: dict[str, Config] = {
             "raw": raw,
             "installed": installed,
             "recording": recording,
         }
-        if not args.no_otel:
-            configs.update(opentelemetry_configs(otel_engine, connections))
-        names = list(configs)
+        if otel:
+            self.configs.update(opentelemetry_configs(otel_engine, self.connections))
 
-        for scenario in scenarios:  # warm up every path once
-            for name in names:
-                with configs[name]():
-                    time_per_call_us(scenario.call, 50)
-        for round_number in range(args.rounds):
-            shift = round_number % len(names)
-            for name in names[shift:] + names[:shift]:
-                with configs[name]():
-                    for scenario in scenarios:
-                        us = time_per_call_us(scenario.call, scenario.calls_per_round)
-                        scenario.results.setdefault(name, []).append(us)
+    def execute(self) -> object:
+        return self.connections["current"].execute(self.statement, {"x": 5773453}).scalar()
 
-        wrapper = wrapper_alone_us(200_000, args.rounds)
-        memory = {
-            "memcache get": bytes_per_event(lambda: client.get("hit"), 5000),
-            "SQL count query": bytes_per_event(
-                lambda: conn.execute(statement, {"x": 5773453}).scalar(), 5000
-            ),
+    def scenarios(self, calls: int) -> list[Scenario]:
+        client = self.client
+        return [
+            Scenario("SQL statement", self.execute, calls),
+            Scenario("memcache get (hit)", lambda: client.get("hit"), calls),
+            Scenario("memcache get (miss)", lambda: client.get("miss"), calls),
+        ]
+
+    def page(self) -> tuple[dict[str, Config], Scenario]:
+        app = shop_page(self.engine, self.client, PAGE_QUERIES)
+        profiled = IOProfilerMiddleware(app)
+        chosen = {"call": lambda: None}
+
+        @contextlib.contextmanager
+        def serve(call: Callable[[], object], install: bool) -> Iterator[None]:
+            if install:
+                ioprofiler.install()
+            chosen["call"] = call
+            try:
+                yield
+            finally:
+                ioprofiler.uninstall()
+
+        configs: dict[str, Config] = {
+            "raw": lambda: serve(lambda: run_wsgi(app, "/page"), False),
+            "unprofiled": lambda: serve(lambda: run_wsgi(profiled, "/page"), True),
+            "profiled": lambda: serve(lambda: run_wsgi(profiled, "/page?ioprofiler=1"), True),
         }
-        for connection in (conn, connections["otel"]):
-            connection.close()
-        engine.dispose()
-        otel_engine.dispose()
-        client.close()
+        return configs, Scenario("page", lambda: chosen["call"](), 1)
 
-    report(scenarios, names, args, wrapper, memory)
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=11, help="paired rounds (at least 3)")
+    parser.add_argument("--calls", type=int, default=500, help="calls per batch")
+    parser.add_argument(
+        "--no-otel", action="store_true", help="leave OpenTelemetry out even when installed"
+    )
+    parser.add_argument(
+        "--separate",
+        action="store_true",
+        help="cross-check: measure each configuration in a process of its own",
+    )
+    parser.add_argument("--only", help=argparse.SUPPRESS)  # a --separate child
+    args = parser.parse_args(argv)
+    if args.rounds < 3 or args.calls < 1:
+        parser.error("--rounds must be at least 3 and --calls at least 1")
+    if args.separate:
+        return separate_processes(args)
+
+    load_before = os.getloadavg()
+    with contextlib.ExitStack() as stack:
+        bench = Bench(stack, otel=not args.no_otel)
+        configs = bench.configs
+        if args.only:
+            configs = {args.only: configs[args.only]}
+        scenarios = bench.scenarios(args.calls)
+        run_rounds(configs, scenarios, args.rounds)
+        if args.only:
+            print(json.dumps({s.name: [wall for wall, _ in s.rounds[args.only]] for s in scenarios}))
+            return 0
+        page_configs, page = bench.page()
+        run_rounds(page_configs, [page], args.rounds, passes=2)
+        wrapper = wrapper_alone(args.rounds, 20_000)
+        memory = {
+            "SQL statement": bytes_per_event(bench.execute, 5000),
+            "memcache get": bytes_per_event(lambda: bench.client.get("hit"), 5000),
+        }
+        steps = {
+            "SQL statement": sql_breakdown(bench.execute),
+            "memcache get (hit)": cache_breakdown(lambda: bench.client.get("hit")),
+        }
+    report(args, list(configs), scenarios, page, wrapper, memory, steps, load_before)
     return 0
 
 
-def report(scenarios, names, args, wrapper, memory) -> None:
+def separate_processes(args: argparse.Namespace) -> int:
+    """Each configuration in its own process, compared by the medians of the processes."""
+    names = ["raw", "installed", "recording"]
+    if not args.no_otel:
+        names.append("otel")
+    medians: dict[str, dict[str, float]] = {}
+    for name in names:
+        command = [sys.executable, __file__, "--only", name]
+        command += ["--rounds", str(args.rounds), "--calls", str(args.calls)]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        rounds = json.loads(output.strip().splitlines()[-1])
+        medians[name] = {scenario: Spread.of(values).median for scenario, values in rounds.items()}
+    print(f"separate processes, {args.rounds} rounds x {args.calls} calls each; load {_load()}")
+    print(f"{'scenario':<22}{'config':<14}{'µs/call':>10}{'ratio':>8}{'added µs':>10}")
+    for scenario, raw_us in medians["raw"].items():
+        for name in names:
+            us = medians[name][scenario]
+            shown = "" if name == "raw" else f"{us / raw_us:>8.3f}{us - raw_us:>+10.2f}"
+            print(f"{scenario:<22}{name:<14}{us:>10.2f}{shown}")
+    return 0
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+def _load(before: tuple[float, float, float] | None = None) -> str:
+    now = os.getloadavg()[0]
+    return f"{before[0]:.1f} -> {now:.1f}" if before else f"{now:.1f}"
+
+
+def _verdict(met: bool, text: str) -> str:
+    return f"{text} {'met' if met else 'MISSED'}"
+
+
+def _row(label: str, figures, target: str = "") -> str:
+    ratio, added, cpu = figures.ratio, figures.added, figures.added_cpu
+    return (
+        f"{label}{figures.us.median:>9.2f}"
+        f"{ratio.median:>8.3f} [{ratio.q1:.3f}-{ratio.q3:.3f}]"
+        f"{added.median:>+8.2f} [{added.low:+.2f}..{added.high:+.2f}]"
+        f"{cpu.median:>+8.2f} [{cpu.q1:+.2f}..{cpu.q3:+.2f}]  {target}"
+    )
+
+
+def report(args, names, scenarios, page, wrapper, memory, steps, load_before) -> None:
     print(
         f"ioprofiler {ioprofiler.__version__}, SQLAlchemy {sa.__version__}, "
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} cores; "
-        f"{args.rounds} rounds x {args.calls} calls (fastest of 4 batches), medians of rounds"
+        f"wrapt {wrapt.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+        f"load average {_load(load_before)}"
+    )
+    print(
+        f"{args.rounds} paired rounds x {args.calls} calls per batch (fastest of 3 shuffled "
+        "passes); per-round figures against the same round's raw: median [quartiles] for "
+        "ratios and CPU, median [min..max] for wall µs added"
     )
     print()
-    header = f"{'scenario':<22}{'config':<16}{'µs/call':>10}{'ratio':>8}{'added µs':>10}  target"
+    header = (
+        f"{'scenario':<21}{'config':<12}{'µs/call':>9}{'ratio':>8}{'':15}"
+        f"{'added µs (wall)':>24}{'added µs (CPU)':>24}  target (added wall µs)"
+    )
     print(header)
     print("-" * len(header))
     for scenario in scenarios:
-        raw_rounds = scenario.results["raw"]
+        print(f"{scenario.name:<21}{'raw':<12}{Spread.of([w for w, _ in scenario.rounds['raw']]).median:>9.2f}")
         for name in names:
-            rounds = scenario.results[name]
-            us = statistics.median(rounds)
-            ratio = statistics.median(r / b for r, b in zip(rounds, raw_rounds, strict=True))
-            added = statistics.median(r - b for r, b in zip(rounds, raw_rounds, strict=True))
-            limit = TARGETS.get((scenario.name, name))
-            verdict = ""
+            if name == "raw":
+                continue
+            figures = paired(scenario, name)
+            limit = TARGET_ADDED_US.get((scenario.name, name))
+            target = ""
             if limit is not None:
-                verdict = f"<= {limit:.2f} {'met' if ratio <= limit else 'MISSED'}"
-            shown_ratio = "" if name == "raw" else f"{ratio:.3f}"
-            shown_added = "" if name == "raw" else f"{added:+.2f}"
-            columns = f"{scenario.name:<22}{name:<16}{us:>10.2f}{shown_ratio:>8}{shown_added:>10}"
-            print(f"{columns}  {verdict}")
+                target = _verdict(figures.added.median <= limit, f"<= +{limit}")
+            print(_row(f"{'':<21}{name:<12}", figures, target))
         print()
-    added = wrapper["ioprofiler"] - wrapper["raw"]
-    floor = wrapper["bare wrapt"] - wrapper["raw"]
+
     print(
-        f"wrapper alone around a trivial method, no trace open: {wrapper['raw']:.3f} µs raw, "
-        f"{wrapper['ioprofiler']:.3f} µs with ioprofiler (+{added:.3f} µs; target < "
-        f"{WRAPPER_TARGET_US} µs: {'met' if added < WRAPPER_TARGET_US else 'MISSED'}); "
-        f"a bare wrapt pass-through wrapper adds +{floor:.3f} µs"
+        f"page: {PAGE_QUERIES} SQL queries + {PAGE_QUERIES} memcached gets through the WSGI "
+        "middleware, ms per page; ratios against the unprofiled page (ioprofiler installed, "
+        "no parameter)"
     )
-    recording_added = wrapper["ioprofiler recording"] - wrapper["raw"]
-    print(
-        f"the same method while a trace records it: {wrapper['ioprofiler recording']:.3f} µs "
-        f"(+{recording_added:.3f} µs: the profiler's own work per recorded call, callsite included)"
-    )
+    unprofiled = Spread.of([w for w, _ in page.rounds["unprofiled"]]).median
+    print(f"{'':<21}{'unprofiled':<12}{unprofiled / 1000:>9.2f} ms")
+    for name in ("raw", "profiled"):
+        figures = paired(page, name, baseline="unprofiled")
+        ratio = figures.ratio
+        target = ""
+        if name == "profiled":
+            target = _verdict(ratio.median <= PAGE_TARGET_RATIO, f"ratio <= {PAGE_TARGET_RATIO}")
+        print(
+            f"{'':<21}{name:<12}{figures.us.median / 1000:>9.2f} ms"
+            f"{ratio.median:>8.3f} [{ratio.q1:.3f}-{ratio.q3:.3f}]  "
+            f"{figures.added.median / 1000:+.2f} ms  {target}"
+        )
+    print()
+
+    print("a trivial method (a call that costs nothing): µs added, median [min..max]")
+    for name, added in wrapper.items():
+        print(f"  {name:<26}{added.median:>+7.3f} [{added.low:+.3f}..{added.high:+.3f}]")
+    print()
     for name, size in memory.items():
-        verdict = "met" if size < EVENT_BYTES_TARGET else "MISSED"
+        met = size <= EVENT_BYTES_TARGET
         print(
             f"memory per kept event ({name}): {size:.0f} bytes "
-            f"(target < {EVENT_BYTES_TARGET}: {verdict})"
+            f"({_verdict(met, f'target <= {EVENT_BYTES_TARGET}:')})"
         )
+    print()
+
+    print("the recording path, step by step (ns per call, timed inside a real call):")
+    recorded = {s.name: paired(s, "recording").added_cpu.median for s in scenarios}
+    floor = wrapper["bare wrapt, trace open"].median - wrapper["bare wrapt, idle"].median
+    for scenario, found in steps.items():
+        print(f"  {scenario}")
+        for step, ns in found.items():
+            print(f"    {step:<44}{ns:>7.0f}")
+        total = recorded[scenario] * 1000
+        wrapt_ns = wrapper["bare wrapt, trace open"].median * 1000
+        summed = sum(ns for step, ns in found.items() if "event object" != step) + wrapt_ns
+        print(f"    {'wrapt calling a Python wrapper':<44}{wrapt_ns:>7.0f}")
+        print(f"    {'whole (paired CPU added, recording)':<44}{total:>7.0f}")
+        print(f"    {'remainder: glue between the steps':<44}{total - summed:>7.0f}")
+    print(f"  (a wrapper running with a trace open costs {floor * 1000:+.0f} ns over idle)")
     if not any(name.startswith("otel") for name in names):
         print("\nOpenTelemetry not installed: `make bench` installs the bench extra to compare.")
 
