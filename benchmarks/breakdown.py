@@ -24,6 +24,7 @@ from ioprofiler.integrations import sqlalchemy as sqlalchemy_integration
 from ioprofiler import callsite, recording
 from ioprofiler.event import CACHE, DB, Event
 from ioprofiler.trace import active
+from ioprofiler.values import snapshot
 
 Step = Callable[[], object]
 
@@ -89,7 +90,6 @@ def _sql_steps(instance: Any, args: tuple[Any, ...]) -> dict[str, Step]:
             guard.reset(guard.set(True))
 
         steps["re-entry guard (ContextVar set/reset)"] = reentry_guard
-    snapshot = sqlalchemy_integration._snapshot
     parameters = args[2]
     steps["parameter snapshot"] = lambda: snapshot(parameters)
     target = sqlalchemy_integration._target

@@ -40,7 +40,7 @@ import wrapt
 from breakdown import cache_breakdown, sql_breakdown
 from ioprofiler.integrations import pymemcache as pymemcache_integration
 from middleware import run_wsgi, shop_page
-from paired import Config, Scenario, Spread, batch_us, paired, run_rounds
+from paired import Config, Scenario, Spread, paired, run_rounds
 from pymemcache.client.base import Client
 
 import ioprofiler
@@ -193,8 +193,10 @@ def wrapper_alone(rounds: int, n: int) -> dict[str, Spread]:
     def ours(open_trace: bool) -> Iterator[None]:
         patches.wrap(Trivial, "set", pymemcache_integration._write_wrapper("set", "key"))
         try:
-            with ioprofiler.profile(max_events=sys.maxsize) if open_trace else (
-                contextlib.nullcontext()
+            with (
+                ioprofiler.profile(max_events=sys.maxsize)
+                if open_trace
+                else (contextlib.nullcontext())
             ):
                 yield
         finally:
@@ -329,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = bench.scenarios(args.calls)
         run_rounds(configs, scenarios, args.rounds)
         if args.only:
-            print(json.dumps({s.name: [wall for wall, _ in s.rounds[args.only]] for s in scenarios}))
+            print(
+                json.dumps({s.name: [wall for wall, _ in s.rounds[args.only]] for s in scenarios})
+            )
             return 0
         page_configs, page = bench.page()
         run_rounds(page_configs, [page], args.rounds, passes=2)
@@ -409,7 +413,8 @@ def report(args, names, scenarios, page, wrapper, memory, steps, load_before) ->
     print(header)
     print("-" * len(header))
     for scenario in scenarios:
-        print(f"{scenario.name:<21}{'raw':<12}{Spread.of([w for w, _ in scenario.rounds['raw']]).median:>9.2f}")
+        raw_us = Spread.of([wall for wall, _ in scenario.rounds["raw"]]).median
+        print(f"{scenario.name:<21}{'raw':<12}{raw_us:>9.2f}")
         for name in names:
             if name == "raw":
                 continue

@@ -77,10 +77,10 @@ def uninstall() -> None:
 
 
 def _begin(traces: Any, op: str, client: Any, keys: tuple[Any, ...]):
+    """begin() for a call to ``client``'s server, called by a wrapper; None if it failed."""
     try:
         event = begin(traces, CACHE, op, MEMCACHE.target(client.server))
         event.keys = keys
-        event.start_ns = perf_counter_ns()
         return event
     except Exception as exc:
         profiler_failed(traces, exc)
@@ -97,15 +97,19 @@ def _single_read(op: str):
         return key, (default, cas_default)
 
     bind = bind_get if op == "get" else bind_gets
+    no_defaults = (None,) if op == "get" else (None, None)
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         traces = active.get()
         if not traces:
             return wrapped(*args, **kwargs)
-        try:
-            key, defaults = bind(*args, **kwargs)
-        except TypeError:
-            return wrapped(*args, **kwargs)  # let the library raise its own error
+        if len(args) == 1 and not kwargs:  # get(key): the usual call, bound without a call
+            key, defaults = args[0], no_defaults
+        else:
+            try:
+                key, defaults = bind(*args, **kwargs)
+            except TypeError:
+                return wrapped(*args, **kwargs)  # let the library raise its own error
         event = _begin(traces, op, instance, (key,))
         if event is None:
             return wrapped(*args, **kwargs)

@@ -111,10 +111,13 @@ def _subclasses(cls: type) -> list[type]:
 
 def _patch_dialect_class(dialect_class: type) -> None:
     """Wrap the execution methods wherever the class or one of its bases defines them."""
+    from sqlalchemy.engine.default import DefaultDialect
+
     for base in dialect_class.__mro__:
+        wrappers = _WRAPPERS if base is DefaultDialect else _OVERRIDE_WRAPPERS
         for name in EXECUTE_METHODS:
             if name in base.__dict__ and not _patches.is_wrapped(base, name):
-                _patches.wrap(base, name, _WRAPPERS[name])
+                _patches.wrap(base, name, wrappers[name])
 
 
 def _dialect_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -145,56 +148,75 @@ def _remember_name(dialect: Any, name: str) -> str:
     return name
 
 
-def _begin_statement(traces: Any, op: str, dialect: Any, args: Any, kwargs: Any, shape: str):
-    """Start the event for (cursor, statement, parameters, context) as SQLAlchemy passes them."""
-    try:
-        if shape != "no_params" and len(args) == 4:  # how SQLAlchemy itself calls them
-            _, statement, parameters, context = args
-        elif shape == "no_params":  # do_execute_no_params(cursor, statement, context=None)
-            statement = args[1] if len(args) > 1 else kwargs.get("statement")
-            parameters = None
-            context = args[2] if len(args) > 2 else kwargs.get("context")
-        else:
-            statement = args[1] if len(args) > 1 else kwargs.get("statement")
-            parameters = args[2] if len(args) > 2 else kwargs.get("parameters")
-            context = args[3] if len(args) > 3 else kwargs.get("context")
-        event = begin(traces, DB, op, _target(dialect, context))
-        event.statement = statement
-        event.paramstyle = dialect.paramstyle
-        event.dialect = dialect.name
-        if parameters is not None:
-            if shape == "many":
-                if isinstance(parameters, (list, tuple)):  # never consume the caller's iterator
-                    event.rows = len(parameters)
-                    event.params = snapshot(parameters[0]) if parameters else None
-            else:
-                event.params = snapshot(parameters)
-        event.start_ns = perf_counter_ns()
-        return event
-    except Exception as exc:
-        profiler_failed(traces, exc)
-        return None
+def _arguments(shape: str, args: Any, kwargs: Any) -> tuple[Any, Any, Any]:
+    """(statement, parameters, context), however the caller passed them."""
+    statement = args[1] if len(args) > 1 else kwargs.get("statement")
+    if shape == "no_params":  # do_execute_no_params(cursor, statement, context=None)
+        return statement, None, args[2] if len(args) > 2 else kwargs.get("context")
+    parameters = args[2] if len(args) > 2 else kwargs.get("parameters")
+    return statement, parameters, args[3] if len(args) > 3 else kwargs.get("context")
 
 
-def _execution_wrapper(op: str, shape: str):
-    """A wrapper for one execution method; ``shape`` says how its arguments are laid out."""
+def _first_row(parameters: Any) -> tuple[Any, int | None]:
+    """executemany: (the first row, owned; how many rows) of a list or tuple of rows.
+    Anything else is left alone: never consume the caller's iterator."""
+    if isinstance(parameters, (list, tuple)):
+        return (snapshot(parameters[0]) if parameters else None), len(parameters)
+    return None, None
+
+
+def _execution_wrapper(op: str, shape: str, override: bool):
+    """A wrapper for one execution method; ``shape`` says how its arguments are laid out.
+
+    ``override``: the method is a dialect's own, which may call the base class's method
+    through super(); while it runs, the base's wrapper lets the call through (one statement,
+    one event). DefaultDialect's methods call only the DB-API cursor, so their wrappers
+    need not say so.
+    """
+    positional = 3 if shape == "no_params" else 4  # how SQLAlchemy itself calls them
+    many = shape == "many"
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         traces = active.get()
         if not traces or _recording_statement.get():
-            # Nothing records, or a dialect's override called super(): one statement.
             return wrapped(*args, **kwargs)
-        event = _begin_statement(traces, op, instance, args, kwargs, shape)
-        if event is None:
+        try:
+            if len(args) == positional and not kwargs:
+                if positional == 4:
+                    _, statement, parameters, context = args
+                else:
+                    _, statement, context = args
+                    parameters = None
+            else:
+                statement, parameters, context = _arguments(shape, args, kwargs)
+            name = _names.get(id(instance))
+            if name is None:
+                name = _target(instance, context)
+            rows = None
+            if parameters is None:
+                params = None
+            elif many:
+                params, rows = _first_row(parameters)
+            else:
+                params = snapshot(parameters)
+            event = begin(traces, DB, op, name, 2)
+            event.statement = statement
+            event.params = params
+            event.rows = rows
+            event.paramstyle = instance.paramstyle
+            event.dialect = instance.name
+        except Exception as exc:
+            profiler_failed(traces, exc)
             return wrapped(*args, **kwargs)
-        token = _recording_statement.set(True)
+        token = _recording_statement.set(True) if override else None
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             failed(event, exc)
             raise
         finally:
-            _recording_statement.reset(token)
+            if token is not None:
+                _recording_statement.reset(token)
         event.end_ns = perf_counter_ns()
         done(event)
         return result
@@ -202,8 +224,12 @@ def _execution_wrapper(op: str, shape: str):
     return wrapper
 
 
-_WRAPPERS = {
-    "do_execute": _execution_wrapper("execute", "one"),
-    "do_executemany": _execution_wrapper("executemany", "many"),
-    "do_execute_no_params": _execution_wrapper("execute", "no_params"),
+_SHAPES = {
+    "do_execute": ("execute", "one"),
+    "do_executemany": ("executemany", "many"),
+    "do_execute_no_params": ("execute", "no_params"),
+}
+_WRAPPERS = {name: _execution_wrapper(*shape, override=False) for name, shape in _SHAPES.items()}
+_OVERRIDE_WRAPPERS = {
+    name: _execution_wrapper(*shape, override=True) for name, shape in _SHAPES.items()
 }

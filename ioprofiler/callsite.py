@@ -2,7 +2,12 @@
 
 The walk runs on the hot path (only while a trace is recording), so it keeps
 nothing but the code object and line number, and decides "is this file ours or a
-library's?" once per file name.
+library's?" once per code object.
+
+Its caches are keyed by ``id(code)``, not by the code object: hashing a code object
+hashes its bytecode's constants (nested functions included) on every lookup, hundreds of
+nanoseconds for a large function. Each cache holds the code objects it has seen, so an id
+cannot be reused while it is a key.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import sys
 import sysconfig
 import threading
 from types import CodeType, FrameType
+from typing import Any
 
 from ioprofiler import config
 
@@ -24,13 +30,15 @@ _LIBRARY_PACKAGES = (
     "wrapt",
     "greenlet",
 )
-_is_library: dict[CodeType, bool] = {}  # per code object: modules or single functions skip
+# id(code) -> (code, is it a library's?): callsite_skip can name modules or single functions
+_is_library: dict[int, tuple[CodeType, bool]] = {}
 _library_dirs: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 _lock = threading.Lock()
 _MAX_REMEMBERED = 20_000
-# Per library entry frame (the code that called our wrapper): the chains of library code
-# objects seen between it and the application's frame, most recent first.
-_hints: dict[CodeType, tuple[tuple[CodeType, ...], ...]] = {}
+# Per library entry frame (id of the code that called our wrapper): that code, and the
+# chains of library code objects seen above it before the application's frame, most
+# recent first.
+_hints: dict[int, tuple[CodeType, tuple[tuple[CodeType, ...], ...]]] = {}
 _HINTS_PER_ENTRY = 4
 
 
@@ -116,11 +124,13 @@ def forget() -> None:
 
 def _is_library_frame(frame: FrameType) -> bool:
     code = frame.f_code
-    library = _is_library.get(code)
-    if library is None:
-        if len(_is_library) >= _MAX_REMEMBERED:
-            _is_library.clear()  # generated code (exec) must not grow this forever
-        library = _is_library[code] = _classify(code, frame.f_globals.get("__name__"))
+    known = _is_library.get(id(code))
+    if known is not None:
+        return known[1]
+    if len(_is_library) >= _MAX_REMEMBERED:
+        _is_library.clear()  # generated code (exec) must not grow this forever
+    library = _classify(code, frame.f_globals.get("__name__"))
+    _is_library[id(code)] = (code, library)
     return library
 
 
@@ -141,15 +151,25 @@ def find(depth: int) -> tuple[CodeType | None, int]:
         entry = sys._getframe(base)
     except ValueError:
         return None, 0
-    for chain in _hints.get(entry.f_code, ()):
-        frame: FrameType | None = entry
-        for code in chain:
-            if frame is None or frame.f_code is not code:
-                break
-            frame = frame.f_back
-        else:
-            if frame is not None and not _is_library_frame(frame):
-                return frame.f_code, frame.f_lineno
+    known = _hints.get(id(entry.f_code))
+    if known is not None:
+        for chain in known[1]:
+            frame: Any = entry.f_back
+            try:
+                for code in chain:
+                    if frame.f_code is not code:
+                        break
+                    frame = frame.f_back
+                else:
+                    code = frame.f_code
+                    library = _is_library.get(id(code))
+                    if library is None:
+                        if not _is_library_frame(frame):
+                            return code, frame.f_lineno
+                    elif not library[1]:
+                        return code, frame.f_lineno
+            except AttributeError:  # the stack ended inside the chain: frame is None
+                pass
     return _walk(entry)
 
 
@@ -173,12 +193,17 @@ def _walk(frame: FrameType | None) -> tuple[CodeType | None, int]:
 
 
 def _learn(chain: tuple[CodeType, ...]) -> None:
-    key = chain[0]
-    known = _hints.get(key, ())
-    if chain not in known:
+    entry, above = chain[0], chain[1:]
+    known = _hints.get(id(entry), (entry, ()))[1]
+    if not any(_same_codes(above, chain) for chain in known):
         if len(_hints) >= _MAX_REMEMBERED:
             _hints.clear()
-        _hints[key] = (chain, *known[: _HINTS_PER_ENTRY - 1])
+        _hints[id(entry)] = (entry, (above, *known[: _HINTS_PER_ENTRY - 1]))
+
+
+def _same_codes(one: tuple[CodeType, ...], other: tuple[CodeType, ...]) -> bool:
+    # By identity: two code objects compiled from the same text compare equal.
+    return len(one) == len(other) and all(a is b for a, b in zip(one, other, strict=True))
 
 
 def _parent_greenlet_frame() -> FrameType | None:

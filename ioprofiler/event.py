@@ -56,7 +56,6 @@ class Event:
         "error_message",
         "_code",
         "_lineno",
-        "_traces",
         "_overflow",
     )
 
@@ -80,7 +79,6 @@ class Event:
         self.error_message: str | None = None
         self._code: CodeType | None = None
         self._lineno = 0
-        self._traces: Any = None
         self._overflow: Any = None
 
     # -- what the application sees --------------------------------------------------
