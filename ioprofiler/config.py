@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field, replace
 
 DEFAULT_MAX_EVENTS = 10_000
@@ -28,23 +30,20 @@ def configure(
 
     >>> ioprofiler.configure(redact=True)          # show ``?`` instead of SQL values
     >>> ioprofiler.configure(max_events=50_000)    # default for traces opened from now on
-    >>> ioprofiler.configure(callsite_skip=["myapp.db"])  # modules that are never a callsite
-    >>> ioprofiler.configure(callsite_skip=["myapp.shop:_query"])  # nor this helper function
+    >>> ioprofiler.configure(callsite_skip=["myapp.db", "myapp.shop:_query"])
 
-    Options left out keep their current value.
+    Options left out keep their current value. ``callsite_skip`` is not added to: each call
+    that passes it replaces the whole list (modules, or ``module:function``; ``[]`` clears
+    it). Every value is checked before any is changed.
     """
     global settings
     changes: dict[str, object] = {}
     if redact is not None:
-        if not isinstance(redact, bool):
-            raise TypeError(f"redact must be True or False, not {redact!r}")
-        changes["redact"] = redact
+        changes["redact"] = check_flag("redact", redact)
     if max_events is not None:
         changes["max_events"] = check_max_events(max_events)
     if callsite_skip is not None:
-        if isinstance(callsite_skip, str) or not all(isinstance(m, str) for m in callsite_skip):
-            raise TypeError(f"callsite_skip must be a list of module names, not {callsite_skip!r}")
-        changes["callsite_skip"] = tuple(callsite_skip)
+        changes["callsite_skip"] = check_callsite_skip(callsite_skip)
     settings = replace(settings, **changes)  # type: ignore[arg-type]
     if "callsite_skip" in changes:
         from ioprofiler import callsite
@@ -53,7 +52,45 @@ def configure(
     return settings
 
 
-def check_max_events(value: object) -> int:
+# -- checks shared by every public constructor: bad input fails where it is given ------
+
+_SKIP_ENTRY = re.compile(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?")
+
+
+def check_max_events(value: object, name: str = "max_events") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"max_events must be a whole number of at least 0, not {value!r}")
+        raise ValueError(f"{name} must be a whole number of at least 0, not {value!r}")
     return value
+
+
+def check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def check_ms(name: str, value: object) -> float:
+    """A duration in milliseconds: a finite number, 0 or more."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"{name} must be a number of milliseconds, 0 or more, not {value!r}")
+    return float(value)
+
+
+def check_callsite_skip(value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise TypeError(
+            "callsite_skip must be a list of module names or 'module:function' entries, "
+            f"like ['myapp.db'], not {value!r}"
+        )
+    for entry in value:
+        if not isinstance(entry, str) or not _SKIP_ENTRY.fullmatch(entry):
+            raise ValueError(
+                f"callsite_skip entries are module names ('myapp.db') or 'module:function' "
+                f"('myapp.shop:_query'), not {entry!r}"
+            )
+    return tuple(value)

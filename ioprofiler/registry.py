@@ -27,12 +27,13 @@ def integration(name: str) -> ModuleType:
     return importlib.import_module(f"ioprofiler.integrations.{name}")
 
 
-def install(only: list[str] | tuple[str, ...] | None = None) -> list[str]:
-    """Patch every supported library that can be imported (or just ``only``).
+def install(only: str | list[str] | tuple[str, ...] | None = None) -> list[str]:
+    """Patch every supported library that can be imported (or just ``only``: one name, or
+    a list of names).
 
     Idempotent. Returns the names of the integrations now installed.
     """
-    names = INTEGRATIONS if only is None else tuple(only)
+    names = INTEGRATIONS if only is None else _names(only)
     with _lock:
         for name in names:
             module = integration(name)
@@ -45,6 +46,21 @@ def install(only: list[str] | tuple[str, ...] | None = None) -> list[str]:
             module.install()
             _installed[name] = module
         return [name for name in INTEGRATIONS if name in _installed]
+
+
+def _names(only: object) -> tuple[str, ...]:
+    """``only`` as integration names, every one checked before anything is patched."""
+    if isinstance(only, str):
+        only = (only,)
+    if not isinstance(only, (list, tuple, set, frozenset)) or not all(
+        isinstance(name, str) for name in only
+    ):
+        raise TypeError(
+            f"only= takes an integration name or a list of them, like ['sqlalchemy'], not {only!r}"
+        )
+    for name in only:
+        integration(name)
+    return tuple(only)
 
 
 def uninstall() -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import ioprofiler
 from ioprofiler.analysis import Repeat, find_repeats
+from ioprofiler.config import check_flag
 from ioprofiler.event import CACHE, DB, HTTP, Event
 from ioprofiler.targets import target_matches
 from ioprofiler.trace import Trace
@@ -144,8 +145,11 @@ class IOExpectation:
                     _budget(value, f"{kind}[{pattern!r}]")
             elif spec is not None:
                 _budget(spec, kind)
-        if isinstance(self.ignore, str):
-            self.ignore = [self.ignore]
+        check_flag("strict", self.strict)
+        check_flag("no_repeats", self.no_repeats)
+        self.ignore = [self.ignore] if isinstance(self.ignore, str) else list(self.ignore)
+        if not all(isinstance(p, str) for p in self.ignore):
+            raise TypeError(f"ignore= takes regular expressions as strings, not {self.ignore!r}")
         try:
             self._ignore = [re.compile(p, re.I) for p in self.ignore]
         except re.error as exc:

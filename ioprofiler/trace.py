@@ -56,6 +56,8 @@ class Trace:
             if max_events is None
             else config.check_max_events(max_events)
         )
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"a trace's name must be a string, not {name!r}")
         self.name = name
         self.start_ns = 0
         self.end_ns: int | None = None
@@ -297,6 +299,8 @@ def propagate(fn: F) -> F:
     Each call runs in its own copy of the context taken when ``propagate`` was
     called, so the wrapped function may run in many threads at once.
     """
+    if not callable(fn):
+        raise TypeError(f"propagate() takes a function to run in this context, not {fn!r}")
     context = contextvars.copy_context()
 
     @functools.wraps(fn)

@@ -110,10 +110,14 @@ class IOProfilerMiddleware:
             )
         if not isinstance(param, str) or not _PARAM_NAME.match(param):
             raise ValueError(f"param must be a plain query parameter name, not {param!r}")
-        if not isinstance(max_inject_bytes, int) or max_inject_bytes < 0:
-            raise ValueError(
-                f"max_inject_bytes must be a whole number >= 0, not {max_inject_bytes!r}"
-            )
+        config.check_max_events(max_inject_bytes, "max_inject_bytes")
+        if max_events is not None:
+            config.check_max_events(max_events)
+        config.check_ms("slow_ms", slow_ms)
+        config.check_flag("strip_param", strip_param)
+        config.check_flag("install", install)
+        if not isinstance(console, (bool, Console)):
+            raise TypeError(f"console must be True, False or a rich Console, not {console!r}")
         if route is not None and not callable(route):
             raise TypeError(f"route must be a callable taking the environ, not {route!r}")
         self.sinks = sinks.check_sinks(record, export)
