@@ -175,8 +175,9 @@ def _encode(text: str, charset: str) -> bytes:
 
 
 def build_document(trace: Trace, request: RequestInfo, mode: str) -> ResponseParts:
-    """``?ioprofiler=text`` or ``=json``: the trace instead of the page."""
-    original = ResponseParts("200 OK", [], b"")
+    """``?ioprofiler=text`` or ``=json``: the trace instead of the page, under the page's
+    own status, so ``curl -f`` and scripts still see a 404 or a 500."""
+    original = ResponseParts(request.status or "200 OK", [], b"")
     if mode == "json":
         from ioprofiler.render.json import render_json
 

@@ -129,7 +129,7 @@ class IOProfilerMiddleware:
         self.strip_param = strip_param
         self.max_inject_bytes = max_inject_bytes
         self.max_events = max_events
-        self.slow_ms = slow_ms
+        self.slow_ms = float(slow_ms)
         if console is True:
             self.console: Console | None = Console(stderr=True, highlight=False)
         else:
@@ -167,7 +167,7 @@ class IOProfilerMiddleware:
         if not values:
             return None, None
         value = values[-1].strip().lower()
-        if value in OFF:
+        if value in OFF or (value.isdecimal() and int(value) == 0):  # "00" is zero too
             return None, None
         if value in MODES:
             return MODES[value], None
