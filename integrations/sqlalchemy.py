@@ -8,7 +8,17 @@ engine is covered (sync or async, created before or after ``install()``):
 - ``DefaultDialect.__init__``, only to patch the class of a dialect loaded after
   ``install()`` when its first engine is made, before its first statement.
   ``install()`` imports no dialect: which modules a process loads stays the
-  application's choice.
+  application's choice;
+- the round trips around statements, wherever a dialect class defines them:
+  ``do_commit`` and ``do_rollback`` (the pool's reset on check-in ends there too),
+  the two-phase steps, and ``connect`` (a new DB-API connection);
+- ``QueuePool._do_get``, for checkouts that must wait because the pool is exhausted
+  (also ``AsyncAdaptedQueuePool``, which inherits it);
+- ``Engine.__init__``, only to learn each engine's shard name before its first
+  statement, so a first CONNECT or POOL WAIT is named.
+
+SAVEPOINT, RELEASE SAVEPOINT and ROLLBACK TO SAVEPOINT are statements sent through
+``do_execute``, and are listed as the statements they are.
 
 Not SQLAlchemy's event API: registering cursor-execute listeners costs every
 statement 10-17 µs even when nothing records (see DESIGN.md).
@@ -16,13 +26,26 @@ statement 10-17 µs even when nothing records (see DESIGN.md).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+import sys
 import weakref
 from contextvars import ContextVar
 from typing import Any
 
-from ioprofiler.event import DB
+from ioprofiler.event import (
+    BEGIN_TWOPHASE,
+    COMMIT,
+    COMMIT_TWOPHASE,
+    CONNECT,
+    DB,
+    POOL_WAIT,
+    PREPARE_TWOPHASE,
+    RECOVER_TWOPHASE,
+    ROLLBACK,
+    ROLLBACK_TWOPHASE,
+)
 from ioprofiler.patching import Patches
 from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
 from ioprofiler.values import snapshot
@@ -53,9 +76,13 @@ def install() -> bool:
 
     Dialect classes loaded later are wrapped by the ``__init__`` hook.
     """
+    from sqlalchemy.engine.base import Engine
     from sqlalchemy.engine.default import DefaultDialect
+    from sqlalchemy.pool import QueuePool
 
     _patches.wrap(DefaultDialect, "__init__", _dialect_init, always=True)
+    _patches.wrap(Engine, "__init__", _engine_init, always=True)
+    _patches.wrap(QueuePool, "_do_get", _pool_checkout)
     for dialect_class in _subclasses(DefaultDialect):
         _patch_dialect_class(dialect_class)
     return bool(_patches)
@@ -110,7 +137,8 @@ def _subclasses(cls: type) -> list[type]:
 
 
 def _patch_dialect_class(dialect_class: type) -> None:
-    """Wrap the execution methods wherever the class or one of its bases defines them."""
+    """Wrap the execution and round-trip methods wherever the class or one of its bases
+    defines them."""
     from sqlalchemy.engine.default import DefaultDialect
 
     for base in dialect_class.__mro__:
@@ -118,6 +146,9 @@ def _patch_dialect_class(dialect_class: type) -> None:
         for name in EXECUTE_METHODS:
             if name in base.__dict__ and not _patches.is_wrapped(base, name):
                 _patches.wrap(base, name, wrappers[name])
+        for name, wrapper in _ROUND_TRIP_WRAPPERS.items():
+            if name in base.__dict__ and not _patches.is_wrapped(base, name):
+                _patches.wrap(base, name, wrapper)
 
 
 def _dialect_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -125,6 +156,16 @@ def _dialect_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     try:
         if _patches:
             _patch_dialect_class(type(instance))
+    except Exception:
+        pass
+    return result
+
+
+def _engine_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    result = wrapped(*args, **kwargs)
+    try:
+        if id(instance.dialect) not in _names:  # a label given earlier wins
+            _remember_name(instance.dialect, name_for_url(instance.url))
     except Exception:
         pass
     return result
@@ -232,4 +273,199 @@ _SHAPES = {
 _WRAPPERS = {name: _execution_wrapper(*shape, override=False) for name, shape in _SHAPES.items()}
 _OVERRIDE_WRAPPERS = {
     name: _execution_wrapper(*shape, override=True) for name, shape in _SHAPES.items()
+}
+
+
+# -- round trips around statements: transaction ends, connects, pool waits ------------
+
+
+def _begin_op(traces: Any, op: str, dialect: Any, depth: int = 3):
+    """Start the event of a connection op on ``dialect``'s shard; None on failure.
+
+    ``depth``: as for ``begin``; 3 when the wrapper calls this helper.
+    """
+    try:
+        event = begin(traces, DB, op, _target(dialect, None), depth)
+        event.dialect = dialect.name
+        event.start_ns = perf_counter_ns()
+        return event
+    except Exception as exc:
+        profiler_failed(traces, exc)
+        return None
+
+
+def _run_recorded(event: Any, wrapped: Any, args: Any, kwargs: Any) -> Any:
+    """Call ``wrapped`` as ``event``. Statements it sends (a dialect's override calling
+    ``super()``, a dialect committing with SQL) are part of it, not events of their own."""
+    token = _recording_statement.set(True)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        failed(event, exc)
+        raise
+    finally:
+        _recording_statement.reset(token)
+    event.end_ns = perf_counter_ns()
+    done(event)
+    return result
+
+
+def _transaction_end_wrapper(op: str):
+    """``do_commit`` / ``do_rollback``: one COMMIT or ROLLBACK round trip."""
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        traces = active.get()
+        if not traces or _recording_statement.get():
+            return wrapped(*args, **kwargs)
+        event = _begin_op(traces, op, instance)
+        if event is None:
+            return wrapped(*args, **kwargs)
+        event.detail = _called_by_pool_reset()
+        return _run_recorded(event, wrapped, args, kwargs)
+
+    return wrapper
+
+
+def _called_by_pool_reset() -> bool:
+    """Whether the pool's reset-on-return called the method being recorded."""
+    try:
+        frame = sys._getframe(2)
+        for _ in range(4):  # wrapt's pure-Python fallback adds frames in between
+            if frame is None:
+                return False
+            if frame.f_code is _pool_reset_code():
+                return True
+            frame = frame.f_back
+    except Exception:
+        pass
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def _pool_reset_code() -> Any:
+    from sqlalchemy.pool.base import _ConnectionFairy
+
+    return _ConnectionFairy._reset.__code__
+
+
+def _two_phase_wrapper(op: str):
+    """A two-phase step. Dialects that send it as statements (MySQL's ``XA PREPARE``)
+    have those listed already; only a step made below SQL (a DB-API ``tpc_*`` call)
+    becomes an event of its own."""
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        traces = active.get()
+        if not traces or _recording_statement.get():
+            return wrapped(*args, **kwargs)
+        trace = traces[-1]
+        before = len(trace._events) + trace.dropped
+        start_ns = perf_counter_ns()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            if len(trace._events) + trace.dropped == before:
+                _record_step(traces, op, instance, start_ns, exc)
+            raise
+        if len(trace._events) + trace.dropped == before:
+            _record_step(traces, op, instance, start_ns, None)
+        return result
+
+    return wrapper
+
+
+def _record_step(traces: Any, op: str, dialect: Any, start_ns: int, exc: Any) -> None:
+    event = _begin_op(traces, op, dialect, depth=4)
+    if event is None:
+        return
+    event.start_ns = start_ns
+    if exc is None:
+        event.end_ns = perf_counter_ns()
+        done(event)
+    else:
+        failed(event, exc)
+
+
+def _connect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``dialect.connect(*cargs, **cparams)``: a new DB-API connection."""
+    traces = active.get()
+    if not traces or _recording_statement.get():
+        return wrapped(*args, **kwargs)
+    event = _begin_op(traces, CONNECT, instance)
+    if event is None:
+        return wrapped(*args, **kwargs)
+    try:
+        event.detail = connect_address(args, kwargs)
+    except Exception as exc:
+        profiler_failed(traces, exc)
+    return _run_recorded(event, wrapped, args, kwargs)
+
+
+def connect_address(cargs: Any, cparams: Any) -> tuple[Any, Any, Any, Any]:
+    """(user, host, port, database) from a driver's connect arguments; never the password.
+
+    The drivers name them differently: ``user``/``username``, ``database``/``db``/
+    ``dbname``; SQLite and aiosqlite take the file as the first argument.
+    """
+
+    def first(*names: str) -> Any:
+        for name in names:
+            value = cparams.get(name)
+            if value is not None:
+                return value
+        return None
+
+    database = first("database", "db", "dbname")
+    if database is None and cargs and isinstance(cargs[0], str):
+        database = cargs[0]
+    host = first("host", "unix_socket")
+    return first("user", "username"), host, first("port"), database
+
+
+def _pool_checkout(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``QueuePool._do_get``: an event only when the checkout has to wait, that is when
+    size and overflow are used up and no connection is idle in the pool."""
+    traces = active.get()
+    if not traces or not _must_wait(traces, instance):
+        return wrapped(*args, **kwargs)
+    event = _begin_op(traces, POOL_WAIT, instance._dialect)
+    if event is None:
+        return wrapped(*args, **kwargs)
+    try:
+        event.detail = pool_state(instance)
+    except Exception as exc:
+        profiler_failed(traces, exc)
+    return _run_recorded(event, wrapped, args, kwargs)
+
+
+def _must_wait(traces: Any, pool: Any) -> bool:
+    try:
+        limit = pool._max_overflow
+        return limit != -1 and pool._overflow >= limit and pool._pool.empty()
+    except Exception as exc:
+        profiler_failed(traces, exc)
+        return False
+
+
+def pool_state(pool: Any) -> tuple[str, int, int, int, int, float]:
+    """(pool class, size, connections in use, overflow in use, max overflow, timeout s)."""
+    size = pool.size()
+    return (
+        type(pool).__name__,
+        size,
+        pool.checkedout(),
+        max(0, pool._overflow),
+        pool._max_overflow,
+        pool._timeout,
+    )
+
+
+_ROUND_TRIP_WRAPPERS = {
+    "do_commit": _transaction_end_wrapper(COMMIT),
+    "do_rollback": _transaction_end_wrapper(ROLLBACK),
+    "do_begin_twophase": _two_phase_wrapper(BEGIN_TWOPHASE),
+    "do_prepare_twophase": _two_phase_wrapper(PREPARE_TWOPHASE),
+    "do_commit_twophase": _two_phase_wrapper(COMMIT_TWOPHASE),
+    "do_rollback_twophase": _two_phase_wrapper(ROLLBACK_TWOPHASE),
+    "do_recover_twophase": _two_phase_wrapper(RECOVER_TWOPHASE),
+    "connect": _connect,
 }

@@ -10,9 +10,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
-from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.event import CACHE, CONNECTION_OPS, DB, POOL_WAIT, Event
 from ioprofiler.event import callsite_text as _callsite_text
 from ioprofiler.render.cache import key_text
 from ioprofiler.render.sql import safe_repr, shape
@@ -25,7 +26,20 @@ N_PLUS_ONE_AT = 3
 
 
 @dataclass
+class OpTotals:
+    """The connects, pool waits or transaction ends of one target (or of a kind)."""
+
+    count: int = 0
+    ms: float = 0.0
+    errors: int = 0
+
+
+@dataclass
 class TargetTotals:
+    """One target's I/O. ``calls`` counts the application's calls (statements, cache
+    commands); ``ms`` is all the time spent on the target, connects, pool waits and
+    transaction ends included, which ``ops`` breaks down by op."""
+
     kind: str
     target: str
     calls: int = 0
@@ -33,6 +47,25 @@ class TargetTotals:
     hits: int = 0
     misses: int = 0
     errors: int = 0
+    ops: dict[str, OpTotals] = field(default_factory=dict)
+
+    def add(self, op: str, is_call: bool, count: int, ms: float, errors: int) -> None:
+        self.ms += ms
+        self.errors += errors
+        if is_call:
+            self.calls += count
+            return
+        totals = self.ops.get(op)
+        if totals is None:
+            totals = self.ops[op] = OpTotals()
+        totals.count += count
+        totals.ms += ms
+        totals.errors += errors
+
+    @property
+    def calls_ms(self) -> float:
+        """Time in the application's calls alone."""
+        return self.ms - sum(t.ms for t in self.ops.values())
 
 
 @dataclass
@@ -67,6 +100,8 @@ class Summary:
     running: int
     errors: int
     profiler_errors: int
+    # Time of the request covered by no I/O call or wait (overlapping calls counted once).
+    unexplained_ms: float = 0.0
 
     def _sum(self, kind: str | None, attr: str) -> float:
         return sum(getattr(t, attr) for t in self.targets if kind is None or t.kind == kind)
@@ -80,6 +115,25 @@ class Summary:
 
     def ms_of(self, kind: str | None = None) -> float:
         return self._sum(kind, "ms")
+
+    def ops_of(self, kind: str | None = None) -> dict[str, OpTotals]:
+        """Connects, pool waits and transaction ends of every target (of ``kind``), by op."""
+        merged: dict[str, OpTotals] = {}
+        for total in self.targets:
+            if kind is not None and total.kind != kind:
+                continue
+            for op, part in total.ops.items():
+                into = merged.setdefault(op, OpTotals())
+                into.count += part.count
+                into.ms += part.ms
+                into.errors += part.errors
+        return merged
+
+    @property
+    def pool_wait_ms(self) -> float:
+        """Time spent waiting for a pooled connection, on every target."""
+        wait = self.ops_of().get(POOL_WAIT)
+        return 0.0 if wait is None else wait.ms
 
     @property
     def hits(self) -> int:
@@ -99,37 +153,56 @@ def summarize(trace: Trace) -> Summary:
         total = totals.get(key)
         if total is None:
             total = totals[key] = TargetTotals(event.kind, event.target)
-        total.calls += 1
         if event.end_ns is None:
             running += 1
+            ms = 0.0
         else:
-            total.ms += (event.end_ns - event.start_ns) / 1e6
+            ms = (event.end_ns - event.start_ns) / 1e6
+        failed = 1 if event.error else 0
+        errors += failed
+        total.add(event.op, event.is_call, 1, ms, failed)
         if event.hit is not None:
             total.hits += event.hit_count or 0
             total.misses += len(event.missed_keys or ())
-        if event.error:
-            total.errors += 1
-            errors += 1
-    for (kind, target), (calls, ms, hits, misses, errs) in trace.overflow().items():
+    overflow_ms = 0.0
+    for (kind, target, op), (calls, ms, hits, misses, errs) in trace.overflow().items():
         total = totals.get((kind, target))
         if total is None:
             total = totals[(kind, target)] = TargetTotals(kind, target)
-        total.calls += calls
-        total.ms += ms
+        total.add(op, op not in CONNECTION_OPS, calls, ms, errs)
         total.hits += hits
         total.misses += misses
-        total.errors += errs
         errors += errs
+        overflow_ms += ms
     ordered = sorted(totals.values(), key=lambda t: (t.kind != DB, t.target))
+    elapsed_ms = trace.elapsed_ms
+    covered_ms = _covered_ns(events, trace.end_ns) / 1e6 + overflow_ms
     return Summary(
-        elapsed_ms=trace.elapsed_ms,
+        elapsed_ms=elapsed_ms,
         targets=ordered,
         repeats=find_repeats(events),
         dropped=trace.dropped,
         running=running,
         errors=errors,
         profiler_errors=trace.profiler_errors,
+        unexplained_ms=max(0.0, elapsed_ms - covered_ms),
     )
+
+
+def _covered_ns(events: list[Event], end_ns: int | None) -> int:
+    """Nanoseconds inside at least one event: calls that overlap (threads) count once."""
+    now = end_ns if end_ns is not None else perf_counter_ns()
+    spans = sorted((e.start_ns, e.end_ns if e.end_ns is not None else now) for e in events)
+    covered = 0
+    until = None
+    for start, end in spans:
+        if until is None or start > until:
+            covered += end - start
+            until = end
+        elif end > until:
+            covered += end - until
+            until = end
+    return covered
 
 
 def find_repeats(events: list[Event]) -> list[Repeat]:

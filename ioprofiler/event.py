@@ -17,11 +17,39 @@ from typing import Any
 
 from ioprofiler import config
 from ioprofiler.render.cache import describe
+from ioprofiler.render.roundtrip import describe_op
 from ioprofiler.render.sql import render_statement
 
 DB = "db"
 CACHE = "cache"  # memcache, Redis: calls with hits and misses
 HTTP = "http"
+
+# Ops of the round trips and waits around the application's own calls: opening a
+# connection, waiting for one from a pool, ending a transaction. They are listed and
+# timed like every call, but counts and budgets leave them out unless asked by ``op``
+# (``trace.count(kind="db", op="commit")``), so a query count stays a query count.
+CONNECT = "connect"
+POOL_WAIT = "pool_wait"
+COMMIT = "commit"
+ROLLBACK = "rollback"
+BEGIN_TWOPHASE = "begin_twophase"
+PREPARE_TWOPHASE = "prepare_twophase"
+COMMIT_TWOPHASE = "commit_twophase"
+ROLLBACK_TWOPHASE = "rollback_twophase"
+RECOVER_TWOPHASE = "recover_twophase"
+CONNECTION_OPS = frozenset(
+    (
+        CONNECT,
+        POOL_WAIT,
+        COMMIT,
+        ROLLBACK,
+        BEGIN_TWOPHASE,
+        PREPARE_TWOPHASE,
+        COMMIT_TWOPHASE,
+        ROLLBACK_TWOPHASE,
+        RECOVER_TWOPHASE,
+    )
+)
 
 
 class Event:
@@ -52,6 +80,7 @@ class Event:
         "hit",
         "missed_keys",
         "note",
+        "detail",
         "error",
         "error_message",
         "_code",
@@ -75,6 +104,9 @@ class Event:
         self.hit: bool | None = None
         self.missed_keys: tuple[Any, ...] | None = None
         self.note: str | None = None
+        # Raw facts of a connection op, formatted late: the address of a CONNECT, the
+        # pool's state at a POOL WAIT, True for a rollback the pool made on check-in.
+        self.detail: Any = None
         self.error: str | None = None
         self.error_message: str | None = None
         self._code: CodeType | None = None
@@ -92,6 +124,18 @@ class Event:
     def server(self) -> Any:
         """For calls to a server, its address as the client names it (``(host, port)``, a path)."""
         return getattr(self._target, "address", None)
+
+    @property
+    def is_call(self) -> bool:
+        """A call the application made (a statement, a cache command): what counts and
+        budgets count. False for the round trips and waits around those calls: connects,
+        pool waits, commits, rollbacks and two-phase steps (see ``CONNECTION_OPS``)."""
+        return self.op not in CONNECTION_OPS
+
+    @property
+    def is_statement(self) -> bool:
+        """A database statement (``execute``, ``executemany``), not a connection op."""
+        return self.kind == DB and self.op not in CONNECTION_OPS
 
     @property
     def duration_ms(self) -> float | None:
@@ -165,7 +209,9 @@ class Event:
         ``sql``: this event's :attr:`sql`, when the caller has rendered it already.
         """
         try:
-            if self.kind == DB:
+            if self.op in CONNECTION_OPS:
+                text = describe_op(self.op, self.detail)
+            elif self.kind == DB:
                 text = sql if sql is not None else (self.sql or "")
             else:
                 text = describe(self)

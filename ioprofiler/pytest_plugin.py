@@ -58,7 +58,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "io_budget(db=None, cache=None, *, strict=False, ignore=(), no_repeats=False): "
+        "io_budget(db=None, cache=None, *, strict=False, ignore=(), no_repeats=False, "
+        "commits=None, rollbacks=None, connects=None, pool_waits=None): "
         "fail the test when its I/O exceeds the budget (see ioprofiler.testing.assert_io)",
     )
     try:

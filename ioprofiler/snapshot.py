@@ -66,7 +66,9 @@ def event_line(event: Event, hits: bool = False) -> str:
 
 
 def snapshot_lines(trace: Trace, hits: bool = False) -> list[str]:
-    return [event_line(e, hits) for e in trace.events]
+    """The application's calls; connects, pool waits and transaction ends depend on the
+    pool's state and stay out, so a snapshot changes only when the code's calls do."""
+    return [event_line(e, hits) for e in trace.events if e.is_call]
 
 
 def snapshot_path(module_file: str | os.PathLike[str]) -> Path:

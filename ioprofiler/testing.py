@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import ioprofiler
 from ioprofiler.analysis import Repeat, find_repeats
 from ioprofiler.config import check_flag
-from ioprofiler.event import CACHE, DB, HTTP, Event
+from ioprofiler.event import CACHE, COMMIT, CONNECT, DB, HTTP, POOL_WAIT, ROLLBACK, Event
 from ioprofiler.targets import target_matches
 from ioprofiler.trace import Trace
 
@@ -83,6 +83,17 @@ def between(low: int, high: int) -> Budget:
 
 BudgetSpec = int | Budget | Mapping[str, int | Budget] | None
 
+# Budgets on the round trips and waits around the calls: keyword -> (the op counted, the
+# word the failure table shows). They count on every kind (``connects`` counts database
+# and cache connects alike; name a target to tell them apart).
+OP_BUDGETS = {
+    "commits": (COMMIT, "commit"),
+    "rollbacks": (ROLLBACK, "rollback"),
+    "connects": (CONNECT, "connect"),
+    "pool_waits": (POOL_WAIT, "pool wait"),
+}
+_OP_OF_WORD = {word: op for op, word in OP_BUDGETS.values()}
+
 
 def _budget(value: int | Budget, where: str) -> Budget:
     if isinstance(value, Budget):
@@ -123,17 +134,22 @@ class IOExpectation:
     http: BudgetSpec = None
     redis: BudgetSpec = None
     memcache: BudgetSpec = None
+    commits: BudgetSpec = None
+    rollbacks: BudgetSpec = None
+    connects: BudgetSpec = None
+    pool_waits: BudgetSpec = None
     _ignore: list[re.Pattern[str]] = field(init=False, default_factory=list)
 
     def _budgets(self) -> list[tuple[str, str | None, BudgetSpec]]:
-        """(kind, service or None for the whole kind, spec) for every budget."""
+        """(kind, service or None for the whole kind, spec) for every budget; the kind of
+        a budget on connects, commits… is the word the failure table shows."""
         return [
             (DB, None, self.db),
             (CACHE, None, self.cache),
             (HTTP, None, self.http),
             (CACHE, "redis", self.redis),
             (CACHE, "memcache", self.memcache),
-        ]
+        ] + [(word, None, getattr(self, name)) for name, (_, word) in OP_BUDGETS.items()]
 
     def __post_init__(self) -> None:
         for kind, service, spec in self._budgets():
@@ -156,12 +172,14 @@ class IOExpectation:
             raise ValueError(f"ignore= takes regular expressions: {exc}") from None
 
     def counted(self, events: list[Event]) -> list[Event]:
-        """The events that count: all but the statements matching ``ignore``."""
+        """The events that count: the application's calls, but the statements matching
+        ``ignore`` (connects, pool waits and transaction ends have budgets of their own)."""
+        calls = [e for e in events if e.is_call]
         if not self._ignore:
-            return events
+            return calls
         return [
             e
-            for e in events
+            for e in calls
             if not (e.kind == DB and any(p.search(e.statement or "") for p in self._ignore))
         ]
 
@@ -170,7 +188,12 @@ class IOExpectation:
         events = self.counted(trace.events)
         verdicts: list[Verdict] = []
         for kind, service, spec in self._budgets():
-            of_kind = [e for e in events if e.kind == kind]
+            if kind in _OP_OF_WORD:
+                if spec is None:
+                    continue
+                of_kind = [e for e in trace.events if e.op == _OP_OF_WORD[kind]]
+            else:
+                of_kind = [e for e in events if e.kind == kind]
             if service is not None:
                 if spec is None:
                     continue
@@ -241,6 +264,10 @@ def assert_io(
     http: BudgetSpec = None,
     redis: BudgetSpec = None,
     memcache: BudgetSpec = None,
+    commits: BudgetSpec = None,
+    rollbacks: BudgetSpec = None,
+    connects: BudgetSpec = None,
+    pool_waits: BudgetSpec = None,
 ) -> Iterator[Trace]:
     """Fail unless the block's I/O fits the budgets.
 
@@ -251,11 +278,25 @@ def assert_io(
     ``ignore``: regular expressions of statements not to count (``"^BEGIN"``, ``"SAVEPOINT"``).
     ``no_repeats=True``: fail on a statement shape run more than once on a target, and on
     single-key cache reads that could have been one ``get_many``.
+    ``commits``, ``rollbacks``, ``connects``, ``pool_waits``: budgets of the same shape on
+    those round trips and waits, which the budgets above do not count
+    (``connects={"dbshard01": 0}``: the pool already holds a connection).
 
     Yields the block's trace. An exception raised inside the block propagates as it is.
     """
     expectation = IOExpectation(
-        db, cache, strict, ignore, no_repeats, http=http, redis=redis, memcache=memcache
+        db,
+        cache,
+        strict,
+        ignore,
+        no_repeats,
+        http=http,
+        redis=redis,
+        memcache=memcache,
+        commits=commits,
+        rollbacks=rollbacks,
+        connects=connects,
+        pool_waits=pool_waits,
     )
     ioprofiler.install()
     with ioprofiler.profile() as trace:

@@ -20,7 +20,7 @@ from time import perf_counter_ns
 from typing import Any, TypeVar
 
 from ioprofiler import config
-from ioprofiler.event import CACHE, Event
+from ioprofiler.event import CACHE, CONNECTION_OPS, Event
 from ioprofiler.render.words import counted
 from ioprofiler.targets import target_matches
 
@@ -65,7 +65,7 @@ class Trace:
         self._events: list[Event] = []
         self._open = False
         self._used = False
-        self._overflow: dict[tuple[str, Any], _Tally] = {}
+        self._overflow: dict[tuple[str, Any, str], _Tally] = {}
         self._lock = threading.Lock()
 
     # -- opening and closing ---------------------------------------------------------
@@ -153,7 +153,7 @@ class Trace:
     def __bool__(self) -> bool:
         return True  # a trace that has recorded nothing yet is still a trace
 
-    def _overflow_items(self) -> list[tuple[tuple[str, Any], _Tally]]:
+    def _overflow_items(self) -> list[tuple[tuple[str, Any, str], _Tally]]:
         with self._lock:
             return list(self._overflow.items())
 
@@ -172,34 +172,47 @@ class Trace:
         """When ``event`` started, in milliseconds from the start of this trace."""
         return (event.start_ns - self.start_ns) / 1e6
 
-    def count(self, kind: str | None = None, target: str | None = None) -> int:
+    def count(
+        self, kind: str | None = None, target: str | None = None, op: str | None = None
+    ) -> int:
         """Calls made, kept or not. ``kind`` is "db", "cache" or "http"; ``target`` a shard
-        or server name (a service's name, like "memcache", matches each of its servers)."""
-        total = sum(1 for e in self._events if _matches(e.kind, e.target, kind, target))
-        for (k, raw), tally in self._overflow_items():
-            if _matches(k, str(raw), kind, target):
+        or server name (a service's name, like "memcache", matches each of its servers).
+
+        Without ``op`` only the application's calls count (statements, cache commands);
+        connects, pool waits, commits and rollbacks count when ``op`` names them:
+        ``trace.count(kind="db", op="commit")``.
+        """
+        total = sum(1 for e in self._events if _matches(e.kind, e.target, e.op, kind, target, op))
+        for (k, raw, o), tally in self._overflow_items():
+            if _matches(k, str(raw), o, kind, target, op):
                 total += tally.calls
         return total
 
-    def duration_ms(self, kind: str | None = None, target: str | None = None) -> float:
+    def duration_ms(
+        self, kind: str | None = None, target: str | None = None, op: str | None = None
+    ) -> float:
         """Time spent in finished calls, filtered like :meth:`count`."""
         ns = sum(
             e.end_ns - e.start_ns
             for e in self._events
-            if e.end_ns is not None and _matches(e.kind, e.target, kind, target)
+            if e.end_ns is not None and _matches(e.kind, e.target, e.op, kind, target, op)
         )
-        for (k, raw), tally in self._overflow_items():
-            if _matches(k, str(raw), kind, target):
+        for (k, raw, o), tally in self._overflow_items():
+            if _matches(k, str(raw), o, kind, target, op):
                 ns += tally.ns
         return ns / 1e6
 
     def cache_hits(self, target: str | None = None) -> int:
         """Keys found by cache reads."""
         hits = sum(
-            e.hit_count or 0 for e in self._events if _matches(e.kind, e.target, CACHE, target)
+            e.hit_count or 0
+            for e in self._events
+            if _matches(e.kind, e.target, e.op, CACHE, target)
         )
         return hits + sum(
-            t.hits for (k, raw), t in self._overflow_items() if _matches(k, str(raw), CACHE, target)
+            t.hits
+            for (k, raw, o), t in self._overflow_items()
+            if _matches(k, str(raw), o, CACHE, target)
         )
 
     def cache_misses(self, target: str | None = None) -> int:
@@ -207,19 +220,23 @@ class Trace:
         misses = sum(
             len(e.missed_keys or ())
             for e in self._events
-            if _matches(e.kind, e.target, CACHE, target)
+            if _matches(e.kind, e.target, e.op, CACHE, target)
         )
         return misses + sum(
             t.misses
-            for (k, raw), t in self._overflow_items()
-            if _matches(k, str(raw), CACHE, target)
+            for (k, raw, o), t in self._overflow_items()
+            if _matches(k, str(raw), o, CACHE, target)
         )
 
-    def overflow(self) -> dict[tuple[str, str], tuple[int, float, int, int, int]]:
-        """Per (kind, target): (calls, ms, hits, misses, errors) of the calls not kept."""
+    def overflow(self) -> dict[tuple[str, str, str], tuple[int, float, int, int, int]]:
+        """Per (kind, target, op): (calls, ms, hits, misses, errors) of the calls not kept."""
+        totals: dict[tuple[str, str, str], list[float]] = {}
+        for (k, raw, o), t in self._overflow_items():
+            total = totals.setdefault((k, str(raw), o), [0, 0, 0, 0, 0])
+            for i, value in enumerate((t.calls, t.ns / 1e6, t.hits, t.misses, t.errors)):
+                total[i] += value
         return {
-            (k, str(raw)): (t.calls, t.ns / 1e6, t.hits, t.misses, t.errors)
-            for (k, raw), t in self._overflow_items()
+            key: (int(c), ms, int(h), int(m), int(e)) for key, (c, ms, h, m, e) in totals.items()
         }
 
     def text(self, callsites: bool = False) -> str:
@@ -245,7 +262,7 @@ class Trace:
 
     def _tally(self, event: Event) -> None:
         with self._lock:
-            key = (event.kind, event._target)
+            key = (event.kind, event._target, event.op)
             tally = self._overflow.get(key)
             if tally is None:
                 tally = self._overflow[key] = _Tally()
@@ -260,8 +277,20 @@ class Trace:
                 tally.errors += 1
 
 
-def _matches(kind: str, target: str, want_kind: str | None, want_target: str | None) -> bool:
+def _matches(
+    kind: str,
+    target: str,
+    op: str,
+    want_kind: str | None,
+    want_target: str | None,
+    want_op: str | None = None,
+) -> bool:
     if want_kind is not None and kind != want_kind:
+        return False
+    if want_op is None:
+        if op in CONNECTION_OPS:  # counts mean the application's calls unless asked
+            return False
+    elif op != want_op:
         return False
     return want_target is None or target_matches(target, want_target)
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 import ioprofiler
 from tests.conftest import mysql_or_skip
-from tests.test_sqlalchemy import COUNT, FavoriteListingUser
+from tests.test_sqlalchemy import COUNT, FavoriteListingUser, statements
 
 SHARDS = ("dbshard01", "dbshard02")
 
@@ -49,7 +49,7 @@ def test_each_mysql_shard_is_named_after_its_database(mysql_shards):
             with engine.connect() as conn:
                 counts[name] = conn.execute(sa.text(COUNT), {"listing_id": 5773453}).scalar_one()
     assert counts == {"dbshard01": 1, "dbshard02": 2}
-    queries = [e for e in trace.events if e.statement.startswith("SELECT count")]
+    queries = [e for e in statements(trace) if e.statement.startswith("SELECT count")]
     assert [e.line().split(" ms ", 1)[1] for e in queries] == [
         "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = 5773453"
     ] * 2
@@ -73,9 +73,9 @@ def test_mysql_orm_writes_executemany_and_hostile_values(mysql_shards):
                 "SELECT note FROM FavoriteListingUser WHERE listing_id = %s LIMIT 1", (78,)
             ).scalar_one()
     assert stored == hostile
-    sqls = [e.sql for e in trace.events]
+    sqls = [e.sql for e in statements(trace)]
     assert any("VALUES (77, 1)" in s for s in sqls), sqls
-    many = next(e for e in trace.events if e.rows)
+    many = next(e for e in statements(trace) if e.rows)
     assert many.rows == 3 and many.target == "dbshard02"
     assert many.sql.endswith("-- executemany: 3 rows")
     assert "'</body><script>alert(''x'')</script> \\\\ %s'" in many.sql
@@ -87,6 +87,6 @@ def test_a_failing_mysql_statement_is_recorded_and_raises(mysql_shards):
         with pytest.raises(sa.exc.ProgrammingError, match="doesn't exist"):
             with engine.connect() as conn:
                 conn.exec_driver_sql("SELECT * FROM no_such_table")
-    failing = [e for e in trace.events if e.error]
+    failing = [e for e in statements(trace) if e.error]
     assert [e.error for e in failing] == ["ProgrammingError"]
     assert failing[0].target == "dbshard01"

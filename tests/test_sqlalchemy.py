@@ -11,6 +11,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 import ioprofiler
 from tests.conftest import engine_for_dialect
 
+
+def statements(trace) -> list:
+    """The statements, without the connects and transaction ends around them."""
+    return [event for event in trace.events if event.is_statement]
+
+
 COUNT = "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = :listing_id"
 LINE = re.compile(r"^\[(?P<target>[^\]]+)\] (?P<ms>\d+\.\d{3}) ms (?P<what>.*)$")
 
@@ -35,10 +41,10 @@ def test_each_shard_is_named_after_its_file(sqlite_shards):
     with ioprofiler.profile() as trace:
         counts = {name: count_favorites(engine) for name, engine in sqlite_shards.items()}
     assert counts == {"dbshard01": 1, "dbshard02": 2, "dbshard03": 3, "dbshard04": 4}
-    assert [e.target for e in trace.events] == list(sqlite_shards)
+    assert [e.target for e in statements(trace)] == list(sqlite_shards)
     for name in sqlite_shards:
         assert trace.count(kind="db", target=name) == 1
-    line = trace.events[0].line()
+    line = statements(trace)[0].line()
     match = LINE.match(line)
     assert match, line
     assert match["target"] == "dbshard01"
@@ -61,8 +67,8 @@ def test_label_names_a_shard(sqlite_shards, tmp_path):
     with ioprofiler.profile() as trace:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
-    assert trace.events[0].target == "index"
-    assert trace.events[0].line().startswith("[index] ")
+    assert statements(trace)[0].target == "index"
+    assert statements(trace)[0].line().startswith("[index] ")
 
 
 def test_label_refuses_what_is_not_an_engine():
@@ -82,10 +88,10 @@ def test_orm_queries_and_flushes_are_recorded(sqlite_shards):
                 sa.select(FavoriteListingUser).where(FavoriteListingUser.listing_id == 1)
             ).all()
     assert len(found) == 1
-    sqls = [e.sql for e in trace.events]
+    sqls = [e.sql for e in statements(trace)]
     assert any(s.startswith('INSERT INTO "FavoriteListingUser"') and "(1, 2)" in s for s in sqls)
     assert any(s.endswith('WHERE "FavoriteListingUser".listing_id = 1') for s in sqls), sqls
-    assert {e.target for e in trace.events} == {"dbshard02"}
+    assert {e.target for e in statements(trace)} == {"dbshard02"}
 
 
 def test_executemany_records_one_call_with_its_row_count(sqlite_shards):
@@ -96,7 +102,7 @@ def test_executemany_records_one_call_with_its_row_count(sqlite_shards):
             conn.exec_driver_sql(
                 "INSERT INTO FavoriteListingUser (listing_id, user_id) VALUES (?, ?)", rows
             )
-    (event,) = trace.events
+    (event,) = statements(trace)
     assert event.op == "executemany"
     assert event.rows == 250
     assert event.sql == (
@@ -119,7 +125,7 @@ def test_a_failing_statement_is_recorded_and_raises_unchanged(sqlite_shards):
                 conn.exec_driver_sql("SELECT * FROM no_such_table")
     assert str(traced.value) == str(plain.value)
     assert type(traced.value.orig) is type(plain.value.orig)
-    (event,) = trace.events
+    (event,) = statements(trace)
     assert event.error == "OperationalError"
     assert "no such table" in event.error_message
     assert event.line().endswith("SELECT * FROM no_such_table [ERROR OperationalError]")
@@ -135,8 +141,8 @@ def test_engines_created_before_install_are_covered(tmp_path):
     with ioprofiler.profile() as trace:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 2")
-    assert [e.line().split(" ms ")[1] for e in trace.events] == ["SELECT 2"]
-    assert trace.events[0].target == "dbshard09"
+    assert [e.line().split(" ms ")[1] for e in statements(trace)] == ["SELECT 2"]
+    assert statements(trace)[0].target == "dbshard09"
 
 
 def test_in_memory_and_unnamed_databases_get_a_readable_name():
@@ -153,7 +159,7 @@ def test_redaction_hides_values(sqlite_shards):
     with ioprofiler.profile() as trace:
         count_favorites(sqlite_shards["dbshard01"])
     assert (
-        trace.events[0]
+        statements(trace)[0]
         .line()
         .endswith("SELECT count(*) FROM FavoriteListingUser WHERE listing_id = ?")
     )
@@ -187,9 +193,9 @@ async def test_async_engine_records_with_label_and_callsite(tmp_path):
             values = [await load(conn, 1), await load(conn, 2)]
     await engine.dispose()
     assert values == [1, 2]
-    assert [e.line().split(" ms ")[1] for e in trace.events] == ["SELECT 1", "SELECT 2"]
-    assert {e.target for e in trace.events} == {"dbshard05"}
-    assert trace.events[0].callsite.endswith(" in load"), trace.events[0].callsite
+    assert [e.line().split(" ms ")[1] for e in statements(trace)] == ["SELECT 1", "SELECT 2"]
+    assert {e.target for e in statements(trace)} == {"dbshard05"}
+    assert statements(trace)[0].callsite.endswith(" in load"), statements(trace)[0].callsite
 
 
 def test_horizontal_sharding_shows_the_shard_of_each_query(sqlite_shards):
@@ -225,14 +231,14 @@ def test_horizontal_sharding_shows_the_shard_of_each_query(sqlite_shards):
         ).all()
     session.close()
     assert [f.listing_id for f in found] == [102]
-    inserts = [e for e in trace.events if e.statement.startswith("INSERT")]
+    inserts = [e for e in statements(trace) if e.statement.startswith("INSERT")]
     assert [(e.target, e.params[0]) for e in inserts] == [
         ("dbshard01", 100),
         ("dbshard02", 101),
         ("dbshard03", 102),
         ("dbshard04", 103),
     ]
-    selects = [e for e in trace.events if e.statement.startswith("SELECT")]
+    selects = [e for e in statements(trace) if e.statement.startswith("SELECT")]
     assert [e.target for e in selects] == ["dbshard03"]
 
 
@@ -262,7 +268,7 @@ def test_a_dialect_override_that_calls_super_records_one_statement(tmp_path):
             conn.exec_driver_sql("CREATE TABLE t (a INTEGER)")
             conn.exec_driver_sql("INSERT INTO t VALUES (?)", [(1,), (2,)])
             conn.exec_driver_sql("SELECT a FROM t WHERE a = ?", (1,)).all()
-    assert [e.sql for e in trace.events] == [
+    assert [e.sql for e in statements(trace)] == [
         "CREATE TABLE t (a INTEGER)",
         "INSERT INTO t VALUES (1) -- executemany: 2 rows",
         "SELECT a FROM t WHERE a = 1",
@@ -288,5 +294,5 @@ def test_callsites_stay_right_across_different_paths_into_sqlalchemy(sqlite_shar
             through_core()
             through_orm()
             through_a_helper()
-    sites = [e.callsite.rsplit(" in ", 1)[1] for e in trace.events]
+    sites = [e.callsite.rsplit(" in ", 1)[1] for e in statements(trace)]
     assert sites == ["through_core", "through_orm", "through_core"] * 3

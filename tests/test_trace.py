@@ -25,7 +25,12 @@ def query(engine, value: int) -> None:
 
 
 def values_in(trace) -> list[int]:
-    return [event.params[0] for event in trace.events]
+    return [event.params[0] for event in statements(trace)]
+
+
+def statements(trace) -> list:
+    """The statements, without the connects and transaction ends around them."""
+    return [event for event in trace.events if event.is_statement]
 
 
 def test_nothing_is_recorded_outside_a_trace(shard):
@@ -48,7 +53,7 @@ def test_events_are_in_start_order_with_offsets_from_the_trace_start(shard):
     assert starts == sorted(starts) and starts[0] >= 0
     assert all(e.start_ms == trace.offset_ms(e) for e in events)
     assert all(e.duration_ms is not None and e.duration_ms >= 0 for e in events)
-    assert trace.duration_ms() == pytest.approx(sum(e.duration_ms for e in events))
+    assert trace.duration_ms() == pytest.approx(sum(e.duration_ms for e in statements(trace)))
     assert trace.elapsed_ms >= trace.duration_ms()
 
 
@@ -76,14 +81,18 @@ def test_max_events_keeps_counting_past_the_bound(shard):
     with ioprofiler.profile(max_events=3) as trace:
         for value in range(10):
             query(shard, value)
-    assert values_in(trace) == [0, 1, 2]
-    assert trace.dropped == 7
+    # The engine's first connect and the rollback that ends its set-up, then SELECT 0
+    assert [e.op for e in trace.events] == ["connect", "rollback", "execute"]
+    assert values_in(trace) == [0]
+    # not kept: the other 9 statements, and the 10 rollbacks of connections returned
+    assert trace.dropped == 9 + 10
     assert trace.count() == 10
     assert trace.count(kind="db", target="dbshard01") == 10
-    assert trace.duration_ms() > sum(e.duration_ms for e in trace.events)
+    assert trace.count(kind="db", op="rollback") == 11
+    assert trace.duration_ms() > sum(e.duration_ms for e in statements(trace))
     text = trace.text()
-    assert "10 queries" in text
-    assert "7 calls not kept (max_events reached)" in text
+    assert "10 queries" in text and "11 rollbacks" in text
+    assert "19 calls not kept (max_events reached)" in text
 
 
 def test_max_events_default_comes_from_configure():
@@ -200,7 +209,7 @@ def test_callsite_skip_moves_the_callsite_up(shard):
 def test_listing_lines_have_the_tcpdump_form(shard):
     with ioprofiler.profile() as trace:
         query(shard, 5773453)
-    line = trace.events[0].line()
+    line = statements(trace)[0].line()
     assert line.startswith("[dbshard01] ")
     assert line.endswith(" ms SELECT 5773453")
     duration = line.split()[1]
@@ -245,7 +254,10 @@ def test_reading_a_trace_while_threads_overflow_it(shard):
         for worker in workers:
             worker.join()
     assert errors == []
-    assert trace.count() == 800 and len(trace.events) == 5 and trace.dropped == 795
+    rollbacks, connects = trace.count(op="rollback"), trace.count(op="connect")
+    # 800 returned to the pool, 1 ending the engine's set-up on its first connect
+    assert trace.count() == 800 and rollbacks == 801 and 1 <= connects <= 4
+    assert len(trace.events) == 5 and trace.dropped == 800 + rollbacks + connects - 5
 
 
 def test_count_by_target_is_exact_for_shards(tmp_path):
@@ -290,7 +302,8 @@ def test_a_trace_renders_itself_with_rich(shard):
     out = StringIO()
     Console(file=out, width=200, color_system=None).print(trace)
     lines = out.getvalue().splitlines()
-    assert lines[1].startswith("[dbshard01] ") and lines[1].endswith(" ms SELECT 5773453")
+    assert lines[1].startswith("[dbshard01] ") and " ms CONNECT " in lines[1]
+    assert lines[3].startswith("[dbshard01] ") and lines[3].endswith(" ms SELECT 5773453")
 
 
 def test_callsites_through_a_skipped_dispatcher_name_the_real_caller(shard, tmp_path, monkeypatch):
@@ -315,14 +328,14 @@ def test_callsites_through_a_skipped_dispatcher_name_the_real_caller(shard, tmp_
         for _ in range(2):
             app_x()
             app_y()
-    sites = [e.callsite.rsplit(" in ", 1)[1] for e in trace.events]
+    sites = [e.callsite.rsplit(" in ", 1)[1] for e in statements(trace)]
     assert sites == ["query", "query", "query", "query"]  # query() is this module's: shown
     ioprofiler.configure(callsite_skip=["dispatch_helpers", f"{__name__}:query"])
     with ioprofiler.profile() as trace:
         for _ in range(2):
             app_x()
             app_y()
-    sites = [e.callsite.rsplit(" in ", 1)[1] for e in trace.events]
+    sites = [e.callsite.rsplit(" in ", 1)[1] for e in statements(trace)]
     assert sites == ["app_x", "app_helper", "app_x", "app_helper"]
 
 

@@ -63,7 +63,7 @@ def test_the_listing_shows_the_value_sent_not_what_it_became_after(engine):
             conn.execute(photos.insert(), {"data": buf})
         buf[:] = b"XYZ"
     assert stored(engine) == [b"abc"]
-    (insert,) = [e for e in trace.events if e.statement.startswith("INSERT")]
+    (insert,) = [e for e in trace.events if (e.statement or "").startswith("INSERT")]
     assert insert.sql == "INSERT INTO photos (data) VALUES (X'616263')"
 
 
@@ -77,7 +77,7 @@ def test_the_callers_objects_are_not_kept_alive_by_the_trace(engine):
         del blob
         gc.collect()
         assert collected == ["blob"]
-    (insert,) = [e for e in trace.events if e.statement.startswith("INSERT")]
+    (insert,) = [e for e in trace.events if (e.statement or "").startswith("INSERT")]
     assert insert.sql == (
         f"INSERT INTO photos (data) VALUES (X'{'00' * MAX_BYTES}'…(+{1000 - MAX_BYTES} bytes))"
     )
@@ -89,7 +89,7 @@ def test_executemany_keeps_its_first_row_owned(engine):
         with engine.begin() as conn:
             conn.execute(photos.insert(), rows)
         rows[0]["data"].extend(b"!")
-    (insert,) = [e for e in trace.events if e.statement.startswith("INSERT")]
+    (insert,) = [e for e in trace.events if (e.statement or "").startswith("INSERT")]
     assert insert.rows == 2
     assert insert.params == (b"one",)
 

@@ -102,7 +102,8 @@ def test_text_mode_replaces_the_body_with_the_listing(shop):
     assert lines[1] == "GET /page?ioprofiler=text"
     assert lines[2] == ""
     assert re.match(r"\[dbshard01\] \d+\.\d{3} ms SELECT count\(\*\)", lines[3])
-    assert lines[4].startswith("[memcache] ") and "Cache MISS" in lines[4]
+    assert re.match(r"\[dbshard01\] \d+\.\d{3} ms ROLLBACK(  <- |$)", lines[4])
+    assert lines[5].startswith("[memcache] ") and "Cache MISS" in lines[5]
 
 
 def test_json_mode_has_a_versioned_schema_with_every_event_field(shop):
@@ -116,7 +117,8 @@ def test_json_mode_has_a_versioned_schema_with_every_event_field(shop):
         "status": "200 OK",
     }
     assert document["summary"]["db_calls"] == 1 and document["summary"]["cache_misses"] == 1
-    db, cache = document["events"]
+    db, rollback, cache = document["events"]
+    assert (rollback["op"], rollback["statement"]) == ("rollback", None)
     assert set(db) == {
         "index",
         "kind",
@@ -285,7 +287,7 @@ def test_hostile_values_are_rendered_inert(shop):
 def test_a_streamed_body_that_queries_while_streaming_is_recorded(shop):
     response = get(client(shop), "/stream?ioprofiler=text")
     lines = response.get_data(as_text=True).splitlines()
-    shards = [line.split("]")[0] for line in lines if line.startswith("[")]
+    shards = [line.split("]")[0] for line in lines if " ms SELECT " in line]
     assert shards == ["[dbshard01", "[dbshard02", "[dbshard03"]
 
 

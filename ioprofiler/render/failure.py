@@ -67,8 +67,15 @@ def failure_report(
             console.print(line, soft_wrap=True)
     events = trace.events
     console.print(Text(f"\nCalls made ({trace.count()}):", style="bold"))
-    for number, event in enumerate(events, start=1):
-        line = Text(f"{number:>4}. ")
+    number = 0
+    for event in events:
+        # Calls are numbered as the budgets count them; the connects, pool waits and
+        # transaction ends between them are shown unnumbered.
+        if event.is_call:
+            number += 1
+            line = Text(f"{number:>4}. ")
+        else:
+            line = Text("      ")
         line.append_text(event_text(event))
         if event.callsite:
             line.append(f"  <- {visible(event.callsite)}", style="dim")

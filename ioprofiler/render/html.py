@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 from ioprofiler import config
 from ioprofiler.analysis import Summary, summarize
-from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.event import CACHE, CONNECTION_OPS, DB, POOL_WAIT, Event
 from ioprofiler.render.request import RequestInfo
+from ioprofiler.render.roundtrip import op_count, ordered_ops
 from ioprofiler.render.words import counted
 
 if TYPE_CHECKING:
@@ -52,6 +53,11 @@ color:#fff;font-weight:600}
 .iop .bar{height:10px;background:#e9ecf5;position:relative}
 .iop .bar i{position:absolute;top:0;height:10px;min-width:1px;background:#3b5bdb}
 .iop tr.k .bar i{background:#2b8a3e}
+.iop tr.o td{color:#555d75}.iop tr.o .bar i{background:#8a8fa3}
+.iop tr.pw td{background:#fff3bf;color:#7a3e00;font-weight:600}
+.iop tr.pw .bar i{background:#e8590c}
+.iop b.pw{font-size:11px;border-radius:3px;padding:0 4px;margin-right:4px;color:#fff;
+font-weight:600;background:#e8590c}
 .iop .warn{color:#c2255c}
 .iop .note{color:#b3001b;font-weight:600}
 @media (max-width:700px){.iop .l td:nth-child(3),.iop .l th:nth-child(3),
@@ -79,11 +85,15 @@ def _header(summary: Summary, request: RequestInfo | None, elapsed_ms: float) ->
         parts.append(f"{escape(request.method)} {escape(request.path)} → {escape(request.status)}")
     parts.append(f"request {elapsed_ms:.1f} ms")
     parts.append(f"I/O {summary.ms_of():.1f} ms")
+    parts.append(f"not in I/O {summary.unexplained_ms:.1f} ms")
     parts.append(counted(summary.calls_of(DB), "query"))
     cache = counted(summary.calls_of(CACHE), "cache call")
     if summary.hits + summary.misses:
         cache += f" ({counted(summary.hits, 'hit')}, {counted(summary.misses, 'miss')})"
     parts.append(cache)
+    waits = summary.ops_of().get(POOL_WAIT)
+    if waits is not None:
+        parts.append(f'<b class="pw">{op_count(POOL_WAIT, waits.count)} {waits.ms:.1f} ms</b>')
     if summary.errors:
         parts.append(f'<b class="e">{counted(summary.errors, "error")}</b>')
     n_plus_one = sum(1 for r in summary.repeats if r.kind == DB and r.likely_n_plus_one)
@@ -98,17 +108,20 @@ def _targets_table(summary: Summary, elapsed_ms: float) -> str:
         share = f"{total.ms / elapsed_ms:.0%}" if elapsed_ms > 0 else ""
         reads = total.hits + total.misses
         hits = f"{total.hits}/{total.misses}" if reads else ""
+        ops = []
+        for op, part in ordered_ops(total.ops):
+            text = f"{op_count(op, part.count)} {part.ms:.3f} ms"
+            ops.append(f'<b class="pw">{text}</b>' if op == POOL_WAIT else text)
         rows.append(
             f"<tr><td>{escape(total.target)}</td><td>{total.kind}</td>"
             f'<td class="n">{total.calls}</td><td class="n">{total.ms:.3f}</td>'
             f'<td class="n">{share}</td><td class="n">{hits}</td>'
-            f'<td class="n">{total.errors or ""}</td></tr>'
+            f'<td class="n">{total.errors or ""}</td><td>{", ".join(ops)}</td></tr>'
         )
     return (
         '<table><tr><th>target</th><th>kind</th><th class="n">calls</th><th class="n">ms</th>'
-        '<th class="n">share</th><th class="n">hits/misses</th><th class="n">errors</th></tr>'
-        + "".join(rows)
-        + "</table>"
+        '<th class="n">share</th><th class="n">hits/misses</th><th class="n">errors</th>'
+        "<th>of which connects, pool waits, transaction ends</th></tr>" + "".join(rows) + "</table>"
     )
 
 
@@ -148,7 +161,10 @@ def _event_rows(trace: Trace, events: list[Event], summary: Summary, slow_ms: fl
     rows = []
     for index, event in enumerate(events, start=1):
         duration = event.duration_ms
-        classes = "d" if event.kind == DB else "k"
+        if event.op in CONNECTION_OPS:
+            classes = "o pw" if event.op == POOL_WAIT else "o"
+        else:
+            classes = "d" if event.kind == DB else "k"
         if event.error:
             classes += " err"
         if duration is not None and duration >= slow_ms:

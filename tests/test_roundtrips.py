@@ -1,0 +1,204 @@
+"""Round trips and waits around statements: COMMIT, ROLLBACK, CONNECT and POOL WAIT, on
+SQLite shard files, sync and async. (Against MariaDB, with the server's own counters: see
+test_roundtrips_mysql.py.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import ioprofiler
+from ioprofiler.testing import IOBudgetExceeded, assert_io
+
+HOLD_S = 0.3
+
+
+def described(trace) -> list[str]:
+    return [event.line().split(" ms ", 1)[1] for event in trace.events]
+
+
+@pytest.fixture
+def shard(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dbshard01.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")
+    yield engine
+    engine.dispose()
+
+
+def test_commit_and_rollback_each_show_once_and_counts_stay_statements(shard):
+    with ioprofiler.profile() as trace:
+        with shard.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t (v) VALUES (1)")
+        with shard.connect() as conn:
+            conn.exec_driver_sql("INSERT INTO t (v) VALUES (2)")
+            conn.rollback()
+    assert described(trace) == [
+        "INSERT INTO t (v) VALUES (1)",
+        "COMMIT",
+        "ROLLBACK (connection returned to the pool)",
+        "INSERT INTO t (v) VALUES (2)",
+        "ROLLBACK",
+        "ROLLBACK (connection returned to the pool)",
+    ]
+    assert trace.count(kind="db") == 2 and trace.count() == 2
+    assert trace.count(kind="db", op="commit") == 1
+    assert trace.count(kind="db", op="rollback") == 3
+    assert [e.is_statement for e in trace.events] == [True, False, False, True, False, False]
+    assert trace.duration_ms(kind="db", op="commit") == trace.events[1].duration_ms
+    with shard.connect() as conn:
+        assert conn.exec_driver_sql("SELECT v FROM t").scalars().all() == [1]
+
+
+def test_savepoints_are_listed_as_the_statements_they_are(shard):
+    with ioprofiler.profile() as trace:
+        with shard.begin() as conn:
+            nested = conn.begin_nested()
+            conn.exec_driver_sql("INSERT INTO t (v) VALUES (3)")
+            nested.rollback()
+            conn.begin_nested().commit()
+    assert described(trace) == [
+        "SAVEPOINT sa_savepoint_1",
+        "INSERT INTO t (v) VALUES (3)",
+        "ROLLBACK TO SAVEPOINT sa_savepoint_1",
+        "SAVEPOINT sa_savepoint_2",
+        "RELEASE SAVEPOINT sa_savepoint_2",
+        "COMMIT",
+        "ROLLBACK (connection returned to the pool)",
+    ]
+    assert trace.count(kind="db") == 5
+
+
+def test_a_new_connection_is_a_connect_with_its_file(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dbshard02.db'}")
+    with ioprofiler.profile() as trace:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    engine.dispose()
+    connect = trace.events[0]
+    assert (connect.op, connect.target) == ("connect", "dbshard02")
+    assert connect.description() == f"CONNECT {tmp_path / 'dbshard02.db'}"
+    assert connect.duration_ms > 0
+    assert trace.count(kind="db", op="connect") == 1 and trace.count(kind="db") == 1
+
+
+def test_a_failed_connect_is_recorded_and_the_error_reaches_the_caller(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'missing' / 'dbshard03.db'}")
+    with ioprofiler.profile() as trace:
+        with pytest.raises(sa.exc.OperationalError, match="unable to open database file"):
+            engine.connect()
+    (connect,) = trace.events
+    assert connect.op == "connect" and connect.error == "OperationalError"
+    assert "unable to open database file" in connect.error_message
+    assert connect.line().endswith("dbshard03.db [ERROR OperationalError]")
+
+
+def hold_the_only_connection(engine, held: threading.Event) -> threading.Thread:
+    def hold() -> None:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+            held.set()
+            time.sleep(HOLD_S)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(5)
+    return thread
+
+
+def test_an_exhausted_pool_shows_one_pool_wait_with_the_pools_state(tmp_path):
+    engine = sa.create_engine(
+        f"sqlite:///{tmp_path / 'dbshard04.db'}", pool_size=1, max_overflow=0, pool_timeout=10
+    )
+    with engine.connect() as conn:  # the connection exists before the trace
+        conn.exec_driver_sql("SELECT 1")
+    with ioprofiler.profile() as quiet:
+        with engine.connect() as conn:  # a checkout that did not wait: no event
+            conn.exec_driver_sql("SELECT 2")
+    assert [e.op for e in quiet.events] == ["execute", "rollback"]
+    held = threading.Event()
+    holder = hold_the_only_connection(engine, held)
+    with ioprofiler.profile() as trace:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 3")
+    holder.join()
+    engine.dispose()
+    waits = [e for e in trace.events if e.op == "pool_wait"]
+    assert len(waits) == 1 and trace.events[0] is waits[0]
+    assert waits[0].duration_ms >= HOLD_S * 1000 * 0.9  # the holder started before we asked
+    assert waits[0].description() == (
+        "POOL WAIT (QueuePool: 1 of 1 in use, overflow 0/0, timeout 10 s)"
+    )
+    text = trace.text()
+    assert "1 pool wait" in text and "not in I/O" in text
+    assert trace.count(kind="db", op="pool_wait") == 1 and trace.count(kind="db") == 1
+
+
+def test_a_pool_timeout_is_recorded_with_its_error_and_raises_unchanged(tmp_path):
+    engine = sa.create_engine(
+        f"sqlite:///{tmp_path / 'dbshard05.db'}", pool_size=1, max_overflow=0, pool_timeout=0.1
+    )
+    held = threading.Event()
+    holder = hold_the_only_connection(engine, held)
+    with ioprofiler.profile() as trace:
+        with pytest.raises(sa.exc.TimeoutError, match="QueuePool limit of size 1 overflow 0"):
+            engine.connect()
+    holder.join()
+    engine.dispose()
+    (wait,) = trace.events
+    assert wait.op == "pool_wait" and wait.error == "TimeoutError"
+    assert wait.duration_ms >= 100 * 0.9
+    assert "connection timed out" in wait.error_message
+    assert wait.line().endswith("timeout 0.1 s) [ERROR TimeoutError]")
+
+
+async def test_async_engines_show_connect_commit_rollback_and_pool_waits(tmp_path):
+    import asyncio
+
+    engine = create_async_engine(
+        f"sqlite+aiosqlite:///{tmp_path / 'dbshard06.db'}",
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=10,
+    )
+    ioprofiler.label(engine, "dbshard06")
+    with ioprofiler.profile() as trace:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql("CREATE TABLE t (v INTEGER)")
+
+        async def hold() -> None:
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+                await asyncio.sleep(HOLD_S)
+
+        holder = asyncio.create_task(hold())
+        await asyncio.sleep(0.05)
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            await conn.rollback()
+        await holder
+    await engine.dispose()
+    ops = [e.op for e in trace.events if not e.is_statement]
+    assert ops[0] == "connect" and "commit" in ops and "pool_wait" in ops
+    waits = [e for e in trace.events if e.op == "pool_wait"]
+    assert len(waits) == 1 and waits[0].target == "dbshard06"
+    assert waits[0].duration_ms >= (HOLD_S - 0.05) * 1000 * 0.9
+    assert "AsyncAdaptedQueuePool: 1 of 1 in use" in waits[0].description()
+    assert trace.count(kind="db", op="rollback") >= 1
+
+
+def test_budgets_count_statements_unless_commits_or_connects_are_asked_for(shard):
+    with assert_io(db=1):
+        with shard.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t (v) VALUES (4)")
+    with assert_io(db=1, commits=1, rollbacks=1, connects=0):
+        with shard.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t (v) VALUES (5)")
+    with pytest.raises(IOBudgetExceeded, match=r"commit +dbshard01 +exactly 0 +1"):
+        with assert_io(commits={"dbshard01": 0}):
+            with shard.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO t (v) VALUES (6)")
