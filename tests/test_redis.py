@@ -252,7 +252,7 @@ def test_pub_sub_commands_and_messages(r, key):
     assert whats(trace) == [
         f"Cache SUBSCRIBE, keys: {key}",
         f"Cache RECEIVED (subscribe), keys: {key}",
-        "Cache CONNECT",  # the pub/sub holds the pool's one connection: PUBLISH opens another
+        "CONNECT",  # the pub/sub holds the pool's one connection: PUBLISH opens another
         f"Cache PUBLISH, keys: {key}",
         f"Cache RECEIVED (message), keys: {key}",
     ]
