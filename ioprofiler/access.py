@@ -85,6 +85,26 @@ def client_address(
     return address
 
 
+def why_refused(environ: dict[str, Any], trusted_proxies: tuple[Network, ...], rule: Rule) -> str:
+    """Why ``rule`` refused this request, in words for a debug log."""
+    peer = environ.get("REMOTE_ADDR")
+    if _address(peer) is None:
+        if not peer:
+            return "the server gave no client address (REMOTE_ADDR is not set)"
+        return f"REMOTE_ADDR {peer!r} is not an IP address"
+    if not trusted_proxies:
+        proxied = [h[5:].replace("_", "-").title() for h in _PROXY_HEADERS if environ.get(h)]
+        if proxied:
+            return (
+                f"it came through a proxy ({', '.join(proxied)}) and trusted_proxies "
+                "is empty, so the client is unknown"
+            )
+    address = client_address(environ, trusted_proxies)
+    if address is None:
+        return "it came through trusted proxies only: X-Forwarded-For names no other client"
+    return f"client {address} is not allowed by {rule!r}"
+
+
 class _Rule:
     """A named rule, so that settings print readably (``networks('10.0.0.0/8')``)."""
 

@@ -37,6 +37,7 @@ from werkzeug.wrappers import Request
 import ioprofiler
 from ioprofiler import access, config, sinks
 from ioprofiler.render.request import RequestInfo
+from ioprofiler.render.sql import visible
 from ioprofiler.response import (
     CHANGEABLE_TYPES,
     ResponseParts,
@@ -177,7 +178,12 @@ class IOProfilerMiddleware:
     def _allowed(self, environ: dict[str, Any]) -> bool:
         try:
             request = Request(dict(environ, **{"ioprofiler.trusted_proxies": self.trusted_proxies}))
-            return bool(self.allow(request))
+            if self.allow(request):
+                return True
+            if log.isEnabledFor(logging.DEBUG):
+                reason = access.why_refused(environ, self.trusted_proxies, self.allow)
+                log.debug("ioprofiler: %s not profiled: %s", _request_line(environ), reason)
+            return False
         except Exception:
             log.exception("ioprofiler: the access rule failed; the request is not profiled")
             return False
@@ -332,6 +338,25 @@ class RecordedResponse(TracedBody):
             yield chunk
 
 
+def _request_line(environ: dict[str, Any]) -> str:
+    """``GET /path`` for a log line: no query string (its values may be private)."""
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    return visible(f"{environ.get('REQUEST_METHOD', 'GET')} {path}")
+
+
+def _why_unchanged(parts: ResponseParts, method: str, exc_info: Any) -> str | None:
+    """Why a response's body must go out as it is, or None when it may be changed."""
+    if exc_info is not None:
+        return "the application reported an error (start_response with exc_info)"
+    if method == "HEAD":
+        return "a HEAD response has no body"
+    if parts.status_code in (204, 206, 304):
+        return f"a {parts.status_code} response's body is not changed"
+    if parts.is_encoded:
+        return f"the body is compressed (Content-Encoding: {parts.header('Content-Encoding')})"
+    return None
+
+
 def _size(chunks: list[bytes]) -> int:
     return sum(len(chunk) for chunk in chunks)
 
@@ -402,7 +427,10 @@ class ProfiledResponse(TracedBody):
                 decision = self._decide()
                 if decision == "replace":
                     chunks, size = [], 0  # the page is replaced by the trace: keep nothing
-            if decision == "pass" or size > limit:
+            if decision == "pass":
+                break
+            if size > limit:
+                self._not_shown(f"the body grew past max_inject_bytes ({limit:,} bytes)")
                 break
             try:
                 chunk = self.trace.call(next, iterator)
@@ -445,16 +473,27 @@ class ProfiledResponse(TracedBody):
         """Once the status and headers are known: keep, replace or pass the body through."""
         parts = ResponseParts(self.status or "", self.headers, b"")
         method = self.environ.get("REQUEST_METHOD", "GET").upper()
-        if (
-            self.exc_info is not None
-            or method == "HEAD"
-            or parts.status_code in (204, 206, 304)
-            or parts.is_encoded
-        ):
+        reason = _why_unchanged(parts, method, self.exc_info)
+        if reason is not None:
+            self._not_shown(reason)
             return "pass"
         if self.mode in ("text", "json"):
             return "replace"
-        return "keep" if parts.media_type in CHANGEABLE_TYPES else "pass"
+        if parts.media_type in CHANGEABLE_TYPES:
+            return "keep"
+        param = self.middleware.param
+        self._not_shown(
+            f"{parts.media_type or 'a body without Content-Type'} is not HTML or text/plain "
+            f"(?{param}=text or ?{param}=json show the trace instead)"
+        )
+        return "pass"
+
+    def _not_shown(self, reason: str) -> None:
+        log.debug(
+            "ioprofiler: %s profiled, but sent without the trace: %s",
+            _request_line(self.environ),
+            reason,
+        )
 
     def _passed_through_headers(self) -> list[tuple[str, str]]:
         try:
@@ -479,6 +518,8 @@ class ProfiledResponse(TracedBody):
                 final = decorate(
                     original, self.trace, self.request, self.notice, self.middleware.slow_ms
                 )
+                if final.body is original.body:
+                    self._not_shown(f"the page's charset ({original.charset}) is not ASCII-based")
         except Exception as exc:
             log.exception("ioprofiler: rendering the trace failed")
             # The page itself was dropped in text and json modes: say what went wrong.

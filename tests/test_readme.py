@@ -101,3 +101,15 @@ def test_snippet_runs_as_written(snippet: Snippet, tmp_path, request):
         assert result.returncode == 0, (
             f"README.md:{snippet.line} failed\n{result.stdout}\n{result.stderr}"
         )
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_within_the_readme_lead_to_a_heading():
+    text = re.sub(r"^```.*?^```", "", README.read_text(encoding="utf-8"), flags=re.S | re.M)
+    anchors = {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+    links = set(re.findall(r"\]\(#([^)]+)\)", text))
+    assert links and not links - anchors, sorted(links - anchors)
