@@ -1,0 +1,93 @@
+"""The ``ioprofiler`` command: read the recorder's log like tcpdump reads the wire.
+
+    ioprofiler show LOG [ID] [--path GLOB] [--route R] [--min-ms N] [--status 5xx]
+                             [--since T] [--until T] [--slowest N] [--list] [--json]
+    ioprofiler tail LOG      [same filters] [--json]
+    ioprofiler top LOG       [--by route|target|statement|wait] [--limit N] [filters] [--json]
+    ioprofiler report LOG -o report.html [filters] [--slowest N]
+
+Also ``python -m ioprofiler``. Output is coloured in a terminal and plain when piped;
+``--json`` prints JSON lines for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ioprofiler.cli import report, show, top
+from ioprofiler.logread import Filter, parse_time
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "log", help="the recorder's log file (rotated and .gz files beside it are read too)"
+    )
+    parser.add_argument("--path", help="only paths matching this glob: /listing/*")
+    parser.add_argument("--route", help="only this route: /listing/<int:listing_id>")
+    parser.add_argument("--min-ms", type=float, help="only requests that took at least this long")
+    parser.add_argument("--status", help="only this status: 500, or 5xx")
+    parser.add_argument("--since", type=parse_time, help="from this time: 2026-11-27T03:00, -1h")
+    parser.add_argument("--until", type=parse_time, help="up to this time")
+    parser.add_argument("--json", action="store_true", help="JSON lines instead of text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ioprofiler", description="Find slow requests in the recorder's log."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("show", help="kept requests as listings")
+    _filters(p)
+    p.add_argument("id", nargs="?", help="one request's id (or its beginning)")
+    p.add_argument("--slowest", type=int, metavar="N", help="only the N slowest")
+    p.add_argument("--list", action="store_true", help="one line per request, no listing")
+    p.set_defaults(run=show.run_show)
+
+    p = commands.add_parser("tail", help="follow the log and print each kept request")
+    _filters(p)
+    p.add_argument("--from-start", action="store_true", help="print what is there first")
+    p.add_argument("--list", action="store_true", help="one line per request, no listing")
+    p.set_defaults(run=show.run_tail)
+
+    p = commands.add_parser("top", help="what made requests slow, added up")
+    _filters(p)
+    p.add_argument("--by", default="route", choices=top.BY, help="group by (default route)")
+    p.add_argument("--limit", type=int, default=20, help="rows shown (default 20)")
+    p.set_defaults(run=top.run_top)
+
+    p = commands.add_parser("report", help="a self-contained HTML file of kept requests")
+    _filters(p)
+    p.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    p.add_argument(
+        "--slowest", type=int, default=1000, metavar="N", help="at most N (default 1000)"
+    )
+    p.add_argument("--title", default=None, help="the report's title")
+    p.set_defaults(run=report.run_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    keep = Filter(
+        path=args.path,
+        route=args.route,
+        min_ms=args.min_ms,
+        status=args.status,
+        since=args.since,
+        until=args.until,
+        id=getattr(args, "id", None),
+    )
+    try:
+        return args.run(args, keep)
+    except FileNotFoundError as exc:
+        print(f"ioprofiler: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # | head
+        sys.stderr.close()
+        return 0
