@@ -15,14 +15,6 @@ HOSTILE = "<script>alert(1)</script>\"'</body>"
 PAGE = "<!doctype html><html><head><title>Shop</title></head><body><h1>Listing</h1>{}</body></html>"
 
 
-def count_favorites(engine: sa.Engine, listing_id: int) -> int:
-    with engine.connect() as conn:
-        return conn.execute(
-            sa.text("SELECT count(*) FROM FavoriteListingUser WHERE listing_id = :id"),
-            {"id": listing_id},
-        ).scalar_one()
-
-
 class ShopApp:
     def __init__(self, engines: dict[str, sa.Engine], cache_address: tuple[str, int]) -> None:
         self.engines = engines
@@ -49,7 +41,11 @@ class ShopApp:
     )
 
     def count(self, shard: str, listing_id: int) -> int:
-        return count_favorites(self.engines[shard], listing_id)
+        with self.engines[shard].connect() as conn:
+            return conn.execute(
+                sa.text("SELECT count(*) FROM FavoriteListingUser WHERE listing_id = :id"),
+                {"id": listing_id},
+            ).scalar_one()
 
     def __call__(self, environ, start_response):
         request = Request(environ)
