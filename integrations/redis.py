@@ -21,12 +21,12 @@ arguments of commands whose key positions are not known here (``AUTH``…).
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from ioprofiler.event import CACHE
 from ioprofiler.patching import Patches
 from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
+from ioprofiler.registry import importable
 from ioprofiler.targets import Service, format_server
 
 _patches = Patches()
@@ -72,11 +72,7 @@ _UNNAMED = _Unnamed()
 
 
 def available() -> bool:
-    try:
-        importlib.import_module("redis.client")
-    except ImportError:
-        return False
-    return True
+    return importable("redis.client")
 
 
 def install() -> bool:

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
-from ioprofiler.event import CACHE, CONNECTION_OPS, DB, POOL_WAIT, Event
+from ioprofiler.event import CACHE, CONNECTION_OPS, DB, HTTP, POOL_WAIT, Event
 from ioprofiler.event import callsite_text as _callsite_text
 from ioprofiler.render.cache import key_text
 from ioprofiler.render.sql import safe_repr, shape
+from ioprofiler.urls import url_shape
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
@@ -206,14 +207,17 @@ def _covered_ns(events: list[Event], end_ns: int | None) -> int:
 
 
 def find_repeats(events: list[Event]) -> list[Repeat]:
-    """Statement shapes run more than once per target, and single-key cache reads of one
-    target that could have been one ``get_many``; the most repeated first."""
+    """Statement shapes run more than once per target, single-key cache reads of one
+    target that could have been one ``get_many``, and HTTP calls to one URL shape (ids in the
+    path folded); the most repeated first."""
     groups: dict[tuple[str, str, str], list[Event]] = {}
     for event in events:
         if event.kind == DB and event.statement is not None:
             key = (DB, event.target, shape(event.statement, event.paramstyle, event.dialect))
         elif event.kind == CACHE and event.op in ("get", "gets"):
             key = (CACHE, event.target, f"{event.op} (one key per call)")
+        elif event.kind == HTTP and event.statement is not None:
+            key = (HTTP, event.target, f"{event.op} {url_shape(event.statement)}")
         else:
             continue
         groups.setdefault(key, []).append(event)
@@ -250,7 +254,10 @@ def find_repeats(events: list[Event]) -> list[Repeat]:
 
 
 def _fingerprint(event: Event) -> object:
-    """Equal for calls that repeat each other exactly (same statement and values, same keys)."""
+    """Equal for calls that repeat each other exactly (same statement and values, same keys,
+    same URL: one with a query string may differ in the values it no longer holds)."""
+    if event.kind == HTTP:
+        return (event.op, event.statement) if "?" not in (event.statement or "?") else object()
     fingerprint = (event.statement, event.params) if event.kind == DB else event.keys
     try:
         hash(fingerprint)

@@ -27,6 +27,10 @@ _LIBRARY_PACKAGES = (
     "sqlalchemy",
     "pymemcache",
     "redis",
+    "urllib3",
+    "requests",
+    "httpx",
+    "httpcore",
     "wrapt",
     "greenlet",
 )

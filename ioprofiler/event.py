@@ -17,6 +17,7 @@ from typing import Any
 
 from ioprofiler import config
 from ioprofiler.render.cache import describe
+from ioprofiler.render.http import describe_http
 from ioprofiler.render.roundtrip import describe_op
 from ioprofiler.render.sql import render_statement
 
@@ -76,6 +77,8 @@ class Event:
         "paramstyle",
         "dialect",
         "rows",
+        "status",
+        "size",
         "keys",
         "hit",
         "missed_keys",
@@ -100,6 +103,8 @@ class Event:
         self.paramstyle: str | None = None
         self.dialect: str | None = None
         self.rows: int | None = None
+        self.status: int | None = None  # HTTP: the response's status code
+        self.size: int | None = None  # HTTP: the response body's length in bytes, when told
         self.keys: tuple[Any, ...] = ()
         self.hit: bool | None = None
         self.missed_keys: tuple[Any, ...] | None = None
@@ -213,6 +218,8 @@ class Event:
                 text = describe_op(self.op, self.detail)
             elif self.kind == DB:
                 text = sql if sql is not None else (self.sql or "")
+            elif self.kind == HTTP:
+                text = describe_http(self)
             else:
                 text = describe(self)
         except Exception as exc:

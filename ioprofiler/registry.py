@@ -14,9 +14,18 @@ from types import ModuleType
 
 log = logging.getLogger("ioprofiler")
 
-INTEGRATIONS = ("sqlalchemy", "pymemcache", "redis")
+INTEGRATIONS = ("sqlalchemy", "pymemcache", "redis", "urllib3", "httpx")
 _installed: dict[str, ModuleType] = {}
 _lock = threading.Lock()
+
+
+def importable(module: str) -> bool:
+    """Whether ``module`` can be imported (an integration's ``available()``)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def integration(name: str) -> ModuleType:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ioprofiler import config
 from ioprofiler.analysis import summarize
-from ioprofiler.event import CACHE, DB
+from ioprofiler.event import CACHE, DB, HTTP
 from ioprofiler.headers import http_token, sf_string
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.words import counted
@@ -105,6 +105,10 @@ def server_timing(trace: Trace) -> str:
         f"{counted(summary.misses, 'miss')}"
     )
     entries.append(f"cache;dur={summary.ms_of(CACHE):.3f};desc={sf_string(cache_desc)}")
+    http_calls = summary.calls_of(HTTP)
+    if http_calls:
+        http_desc = sf_string(counted(http_calls, "call"))
+        entries.append(f"http;dur={summary.ms_of(HTTP):.3f};desc={http_desc}")
     size = sum(len(e) + 2 for e in entries)
     left_out = 0
     for total in summary.targets:

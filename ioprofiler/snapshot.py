@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ioprofiler.event import CACHE, Event
+from ioprofiler.event import CACHE, HTTP, Event
 from ioprofiler.render.cache import key_text
 from ioprofiler.targets import service_of
 from ioprofiler.trace import Trace
@@ -58,6 +58,8 @@ def event_line(event: Event, hits: bool = False) -> str:
             line += f" {'HIT' if found else 'MISS'}"
             if len(event.keys) > 1:
                 line += f" {found}/{len(event.keys)}"
+    elif event.kind == HTTP:
+        line = f"http|{service_of(event.target)}: {event.op} {normalise_key(event.statement or '')}"
     else:
         line = f"db|{event.target}: {normalise_sql(event.sql or '')}"
     if event.error:

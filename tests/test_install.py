@@ -27,7 +27,9 @@ def class_attributes() -> dict[tuple[type, str], object]:
 def test_install_is_idempotent_and_names_what_it_patched():
     first = ioprofiler.install()
     patched_get = vars(Client)["get"]
-    assert ioprofiler.install() == first == ["sqlalchemy", "pymemcache", "redis"]
+    assert (
+        ioprofiler.install() == first == ["sqlalchemy", "pymemcache", "redis", "urllib3", "httpx"]
+    )
     assert vars(Client)["get"] is patched_get
     assert ioprofiler.installed() == first
 

@@ -130,6 +130,8 @@ def test_json_mode_has_a_versioned_schema_with_every_event_field(shop):
         "sql",
         "params",
         "rows",
+        "status",
+        "size",
         "keys",
         "hit",
         "hit_count",

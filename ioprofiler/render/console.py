@@ -18,7 +18,7 @@ from rich.text import Text
 
 from ioprofiler import config
 from ioprofiler.analysis import summarize
-from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.event import CACHE, DB, HTTP, Event
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.sql import visible
 from ioprofiler.render.text import summary_lines
@@ -64,6 +64,8 @@ def trace_renderables(
         f"{counted(summary.calls_of(DB), 'query')}, "
         f"{counted(summary.calls_of(CACHE), 'cache call')}"
     )
+    if summary.calls_of(HTTP):
+        header.append(f", {counted(summary.calls_of(HTTP), 'HTTP call')}")
     lines = [header]
     lines.extend(event_text(e, slow_ms) for e in trace.events)
     for text in summary_lines(summary):

@@ -57,9 +57,9 @@ def failure_report(
     if repeats:
         console.print(Text("\nRepeated (no_repeats=True):", style="bold magenta"))
         for repeat in repeats:
-            what = (
-                repeat.shape if repeat.kind == "db" else "single-key reads: could be one get_many"
-            )
+            what = repeat.shape
+            if repeat.kind == "cache":
+                what = "single-key reads: could be one get_many"
             line = Text(f"  {repeat.count}x on {visible(repeat.target)}: ", style="magenta")
             line.append(what)
             for site in repeat.callsites:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ioprofiler import config
 from ioprofiler.analysis import Summary, summarize
-from ioprofiler.event import CACHE, CONNECTION_OPS, DB, POOL_WAIT, Event
+from ioprofiler.event import CACHE, CONNECTION_OPS, DB, HTTP, POOL_WAIT, Event
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.roundtrip import op_count, ordered_ops
 from ioprofiler.render.words import counted
@@ -91,12 +91,14 @@ def _header(summary: Summary, request: RequestInfo | None, elapsed_ms: float) ->
     if summary.hits + summary.misses:
         cache += f" ({counted(summary.hits, 'hit')}, {counted(summary.misses, 'miss')})"
     parts.append(cache)
+    if summary.calls_of(HTTP):
+        parts.append(counted(summary.calls_of(HTTP), "HTTP call"))
     waits = summary.ops_of().get(POOL_WAIT)
     if waits is not None:
         parts.append(f'<b class="pw">{op_count(POOL_WAIT, waits.count)} {waits.ms:.1f} ms</b>')
     if summary.errors:
         parts.append(f'<b class="e">{counted(summary.errors, "error")}</b>')
-    n_plus_one = sum(1 for r in summary.repeats if r.kind == DB and r.likely_n_plus_one)
+    n_plus_one = sum(1 for r in summary.repeats if r.kind != CACHE and r.likely_n_plus_one)
     if n_plus_one:
         parts.append(f'<b class="n1">{counted(n_plus_one, "likely N+1")}</b>')
     return "ioprofiler" + "".join(f"<span>{p}</span>" for p in parts)
@@ -130,7 +132,7 @@ def _repeats_section(summary: Summary) -> str:
         return ""
     items = []
     for number, repeat in enumerate(summary.repeats, start=1):
-        if repeat.kind == DB:
+        if repeat.kind != CACHE:
             flag = '<b class="n1">likely N+1</b>' if repeat.likely_n_plus_one else ""
             what = escape(repeat.shape)
         else:
@@ -154,7 +156,7 @@ def _event_rows(trace: Trace, events: list[Event], summary: Summary, slow_ms: fl
     groups: dict[int, tuple[int, bool]] = {}
     duplicates: set[int] = set()
     for number, repeat in enumerate(summary.repeats, start=1):
-        flagged = repeat.kind == DB and repeat.likely_n_plus_one
+        flagged = repeat.kind != CACHE and repeat.likely_n_plus_one
         for event in repeat.events:
             groups[id(event)] = (number, flagged)
         duplicates.update(id(e) for e in repeat.duplicates)

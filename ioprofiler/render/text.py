@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ioprofiler.analysis import Summary, summarize
-from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.event import CACHE, DB, HTTP, Event
 from ioprofiler.render.roundtrip import op_count, ordered_ops
 from ioprofiler.render.sql import visible
 from ioprofiler.render.words import counted
@@ -47,7 +47,7 @@ def ops_text(ops: dict) -> str:
 def summary_lines(summary: Summary) -> list[str]:
     io_ms = summary.ms_of()
     parts = []
-    for kind, unit in ((DB, "query"), (CACHE, "call")):
+    for kind, unit in ((DB, "query"), (CACHE, "call"), (HTTP, "call")):
         calls, ops = summary.calls_of(kind), summary.ops_of(kind)
         if not calls and not ops:
             continue
@@ -77,7 +77,7 @@ def summary_lines(summary: Summary) -> list[str]:
             line += f"  {counted(total.errors, 'error')}"
         lines.append(line)
     for repeat in summary.repeats:
-        if repeat.kind == DB:
+        if repeat.kind != CACHE:
             flag = ", likely N+1" if repeat.likely_n_plus_one else ""
             same = f", {repeat.identical} identical" if repeat.identical else ""
             line = (

@@ -1,0 +1,27 @@
+"""What an HTTP call did, in the listing's words: ``GET /v1/items?id=? → 200 (3.1 kB)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ioprofiler.render.sql import visible
+
+
+def size_text(size: int) -> str:
+    """``512 B``, ``3.1 kB``, ``2.0 MB`` (powers of 1000, as browsers' network panels show)."""
+    if size < 1000:
+        return f"{size} B"
+    for unit, scale in (("kB", 1e3), ("MB", 1e6)):
+        if size < scale * 999.95:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size / 1e9:.1f} GB"
+
+
+def describe_http(event: Any) -> str:
+    """``GET /v1/items?id=? → 200 (3.1 kB)`` for an HTTP event (without the error suffix)."""
+    text = f"{visible(event.op)} {visible(event.statement or '')}"
+    if event.status is not None:
+        text += f" → {event.status}"
+        if event.size is not None:
+            text += f" ({size_text(event.size)})"
+    return text
