@@ -34,8 +34,11 @@ _LIBRARY_PACKAGES = (
     "wrapt",
     "greenlet",
 )
-# id(code) -> (code, is it a library's?): callsite_skip can name modules or single functions
-_is_library: dict[int, tuple[CodeType, bool]] = {}
+Site = tuple[CodeType, int]  # (code, line): one per line that made calls, shared by its events
+
+# id(code) -> (code, is it a library's?, the application's sites in it by line);
+# callsite_skip can name modules or single functions
+_is_library: dict[int, tuple[CodeType, bool, dict[int, Site]]] = {}
 _library_dirs: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 _lock = threading.Lock()
 _MAX_REMEMBERED = 20_000
@@ -126,19 +129,27 @@ def forget() -> None:
         _hints.clear()
 
 
-def _is_library_frame(frame: FrameType) -> bool:
+def _decision(frame: FrameType) -> tuple[CodeType, bool, dict[int, Site]]:
     code = frame.f_code
     known = _is_library.get(id(code))
-    if known is not None:
-        return known[1]
-    if len(_is_library) >= _MAX_REMEMBERED:
-        _is_library.clear()  # generated code (exec) must not grow this forever
-    library = _classify(code, frame.f_globals.get("__name__"))
-    _is_library[id(code)] = (code, library)
-    return library
+    if known is None:
+        if len(_is_library) >= _MAX_REMEMBERED:
+            _is_library.clear()  # generated code (exec) must not grow this forever
+        known = (code, _classify(code, frame.f_globals.get("__name__")), {})
+        _is_library[id(code)] = known
+    return known
 
 
-def find(depth: int) -> tuple[CodeType | None, int]:
+def _site(known: tuple[CodeType, bool, dict[int, Site]], lineno: int) -> Site:
+    """The one (code, line) tuple for this line: events share it, and its line number."""
+    sites = known[2]
+    site = sites.get(lineno)
+    if site is None:
+        site = sites.setdefault(lineno, (known[0], lineno))
+    return site
+
+
+def find(depth: int) -> Site | None:
     """The first application frame above the caller's ``depth``-th caller, as (code, line).
 
     SQLAlchemy's stack is deep, and deciding "library or application?" for each frame costs
@@ -154,7 +165,7 @@ def find(depth: int) -> tuple[CodeType | None, int]:
     try:
         entry = sys._getframe(base)
     except ValueError:
-        return None, 0
+        return None
     known = _hints.get(id(entry.f_code))
     if known is not None:
         for chain in known[1]:
@@ -165,35 +176,32 @@ def find(depth: int) -> tuple[CodeType | None, int]:
                         break
                     frame = frame.f_back
                 else:
-                    code = frame.f_code
-                    library = _is_library.get(id(code))
-                    if library is None:
-                        if not _is_library_frame(frame):
-                            return code, frame.f_lineno
-                    elif not library[1]:
-                        return code, frame.f_lineno
+                    known = _is_library.get(id(frame.f_code)) or _decision(frame)
+                    if not known[1]:
+                        return _site(known, frame.f_lineno)
             except AttributeError:  # the stack ended inside the chain: frame is None
                 pass
     return _walk(entry)
 
 
-def _walk(frame: FrameType | None) -> tuple[CodeType | None, int]:
+def _walk(frame: FrameType | None) -> Site | None:
     chain: list[CodeType] = []
     jumped = False
     while True:
         while frame is not None:
-            if not _is_library_frame(frame):
+            known = _decision(frame)
+            if not known[1]:
                 if not jumped and chain:
                     _learn(tuple(chain))
-                return frame.f_code, frame.f_lineno
+                return _site(known, frame.f_lineno)
             chain.append(frame.f_code)
             frame = frame.f_back
         if jumped:
-            return None, 0
+            return None
         jumped = True
         frame = _parent_greenlet_frame()
         if frame is None:
-            return None, 0
+            return None
 
 
 def _learn(chain: tuple[CodeType, ...]) -> None:

@@ -86,8 +86,7 @@ class Event:
         "detail",
         "error",
         "error_message",
-        "_code",
-        "_lineno",
+        "_site",
         "_overflow",
     )
 
@@ -114,8 +113,7 @@ class Event:
         self.detail: Any = None
         self.error: str | None = None
         self.error_message: str | None = None
-        self._code: CodeType | None = None
-        self._lineno = 0
+        self._site: tuple[CodeType, int] | None = None  # the callsite's (code, line)
         self._overflow: Any = None
 
     # -- what the application sees --------------------------------------------------
@@ -190,9 +188,17 @@ class Event:
         As ``path/to/file.py:42 in function``; the path is relative to the working
         directory when it lies below it.
         """
-        if self._code is None:
+        if self._site is None:
             return None
-        return callsite_text(self._code, self._lineno)
+        return callsite_text(*self._site)
+
+    @property
+    def _code(self) -> CodeType | None:
+        return None if self._site is None else self._site[0]
+
+    @property
+    def _lineno(self) -> int:
+        return 0 if self._site is None else self._site[1]
 
     @property
     def sql(self) -> str | None:

@@ -51,7 +51,7 @@ def begin(traces: tuple[Trace, ...], kind: str, op: str, target: Any, depth: int
     ``begin`` itself. The callsite lookup starts there.
     """
     event = Event(kind, op, target, traces[-1].start_ns)
-    event._code, event._lineno = callsite.find(depth)
+    event._site = callsite.find(depth)
     for trace in traces:
         if trace._open:
             events = trace._events
