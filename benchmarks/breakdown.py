@@ -1,20 +1,28 @@
-"""Where the recording time goes: each step of the recording path, timed where it runs.
+"""Where the recording time goes, measured two ways.
 
-A probe (a wrapt wrapper, standing where ioprofiler's wrapper stands) catches one real
-call: SQLAlchemy's ``DefaultDialect.do_execute`` called by ``Connection.execute``, or
-pymemcache's ``Client.get``. Inside that call, with the real stack above it and a trace
-open, it runs each step of the recording path many times in a tight loop: the callsite
-lookup walks the same frames, the snapshot copies the same parameters. The steps are
-timed apart, so their sum falls short of the whole by the glue between them (calls,
-argument handling, branches), which the report shows as the remainder.
+1. In the real calls, paired like every other configuration (:func:`ablations`): a bare
+   wrapt pass-through wrapper on the same methods with a trace open (the floor of any
+   wrapper that runs Python code), and ioprofiler recording with the callsite lookup
+   switched off. Against raw and full recording these split the recorded call's cost into
+   the wrapper, the callsite lookup, and everything else (event object, clocks, trace
+   append, parameter snapshot, the wrapper's own code).
+
+2. Step by step (:func:`sql_breakdown`, :func:`cache_breakdown`): a probe (a wrapt wrapper
+   standing where ioprofiler's stands) catches one real call: SQLAlchemy's
+   ``DefaultDialect.do_execute`` called by ``Connection.execute``, or pymemcache's
+   ``Client.get``. Inside it, with the real stack above and a trace open, each step runs
+   many times in a tight loop. A loop keeps the caches warm and the frames above already
+   materialized, so these are lower bounds: a real call pays for cold caches, and for the
+   frame objects the callsite walk creates (CPython makes them on demand, once per call).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from time import perf_counter_ns
 from typing import Any
 
@@ -27,6 +35,46 @@ from ioprofiler.trace import active
 from ioprofiler.values import snapshot
 
 Step = Callable[[], object]
+
+
+def ablations(recording_config: Callable[[], Any]) -> dict[str, Callable[[], Any]]:
+    """Configurations that take the recording path apart in the real calls.
+
+    ``recording_config``: the benchmark's full recording configuration.
+    """
+    from pymemcache.client.base import Client
+    from sqlalchemy.engine.default import DefaultDialect
+
+    import ioprofiler
+
+    def pass_through(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        return wrapped(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def bare_wrapper() -> Iterator[None]:
+        ioprofiler.uninstall()
+        originals = [(Client, "get"), (DefaultDialect, "do_execute")]
+        for owner, name in originals:
+            wrapper = wrapt.FunctionWrapper(owner.__dict__[name], pass_through, enabled=active.get)
+            setattr(owner, name, wrapper)
+        try:
+            with ioprofiler.profile():
+                yield
+        finally:
+            for owner, name in originals:
+                setattr(owner, name, owner.__dict__[name].__wrapped__)
+
+    @contextlib.contextmanager
+    def without_callsite() -> Iterator[None]:
+        find = callsite.find
+        callsite.find = lambda depth: None
+        try:
+            with recording_config():
+                yield
+        finally:
+            callsite.find = find
+
+    return {"wrapper only": bare_wrapper, "no callsite": without_callsite}
 
 
 def _ns_per_call(step: Step, n: int, repeats: int = 5) -> float:

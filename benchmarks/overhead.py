@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
 import wrapt
-from breakdown import cache_breakdown, sql_breakdown
+from breakdown import ablations, cache_breakdown, sql_breakdown
 from ioprofiler.integrations import pymemcache as pymemcache_integration
 from middleware import run_wsgi, shop_page
 from paired import Config, Scenario, Spread, paired, run_rounds
@@ -243,6 +243,17 @@ def bytes_per_event(call: Callable[[], object], n: int) -> float:
 # -- the run ---------------------------------------------------------------------------
 
 
+class Discard:
+    """A sink that drops every request: the middleware traces every request for it, as it
+    does for the recorder or an exporter, and nothing else is measured."""
+
+    def handle(self, request: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class Bench:
     """The servers, the connections and the calls every measurement shares."""
 
@@ -268,6 +279,7 @@ class Bench:
         }
         if otel:
             self.configs.update(opentelemetry_configs(otel_engine, self.connections))
+        self.ablations = ablations(recording)
 
     def execute(self) -> object:
         return self.connections["current"].execute(self.statement, {"x": 5773453}).scalar()
@@ -283,6 +295,7 @@ class Bench:
     def page(self) -> tuple[dict[str, Config], Scenario]:
         app = shop_page(self.engine, self.client, PAGE_QUERIES)
         profiled = IOProfilerMiddleware(app)
+        recorded = IOProfilerMiddleware(app, export=[Discard()])
         chosen = {"call": lambda: None}
 
         @contextlib.contextmanager
@@ -298,9 +311,10 @@ class Bench:
         configs: dict[str, Config] = {
             "raw": lambda: serve(lambda: run_wsgi(app, "/page"), False),
             "unprofiled": lambda: serve(lambda: run_wsgi(profiled, "/page"), True),
-            "profiled": lambda: serve(lambda: run_wsgi(profiled, "/page?ioprofiler=1"), True),
+            "recorded": lambda: serve(lambda: run_wsgi(recorded, "/page"), True),
+            "panel": lambda: serve(lambda: run_wsgi(profiled, "/page?ioprofiler=1"), True),
         }
-        return configs, Scenario("page", lambda: chosen["call"](), 1)
+        return configs, Scenario("page", lambda: chosen["call"](), 1, collect=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         configs = bench.configs
         if args.only:
             configs = {args.only: configs[args.only]}
+        else:
+            configs = {**configs, **bench.ablations}
         scenarios = bench.scenarios(args.calls)
         run_rounds(configs, scenarios, args.rounds)
         if args.only:
@@ -336,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         page_configs, page = bench.page()
-        run_rounds(page_configs, [page], args.rounds, passes=2)
+        run_rounds(page_configs, [page], args.rounds)
         wrapper = wrapper_alone(args.rounds, 20_000)
         memory = {
             "SQL statement": bytes_per_event(bench.execute, 5000),
@@ -346,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
             "SQL statement": sql_breakdown(bench.execute),
             "memcache get (hit)": cache_breakdown(lambda: bench.client.get("hit")),
         }
-    report(args, list(configs), scenarios, page, wrapper, memory, steps, load_before)
+    names = [name for name in configs if name not in bench.ablations]
+    report(args, names, scenarios, page, wrapper, memory, steps, load_before)
     return 0
 
 
@@ -394,6 +411,10 @@ def _row(label: str, figures, target: str = "") -> str:
     )
 
 
+def _cpu(spread: Spread) -> str:
+    return f"{spread.median:+.2f} [{spread.q1:+.2f}..{spread.q3:+.2f}]"
+
+
 def report(args, names, scenarios, page, wrapper, memory, steps, load_before) -> None:
     print(
         f"ioprofiler {ioprofiler.__version__}, SQLAlchemy {sa.__version__}, "
@@ -428,21 +449,26 @@ def report(args, names, scenarios, page, wrapper, memory, steps, load_before) ->
 
     print(
         f"page: {PAGE_QUERIES} SQL queries + {PAGE_QUERIES} memcached gets through the WSGI "
-        "middleware, ms per page; ratios against the unprofiled page (ioprofiler installed, "
-        "no parameter)"
+        "middleware, ms per page, against the unprofiled page (ioprofiler installed, no "
+        "parameter); recorded: traced for a sink, as the recorder and exporters trace every "
+        "request, response unchanged; panel: ?ioprofiler=1, the panel rendered into the page"
     )
     unprofiled = Spread.of([w for w, _ in page.rounds["unprofiled"]]).median
-    print(f"{'':<21}{'unprofiled':<12}{unprofiled / 1000:>9.2f} ms")
-    for name in ("raw", "profiled"):
+    print(
+        f"{'':<21}{'':<12}{'ms/page':>9}{'ratio':>8}{'':15}{'ms added':>15}{'':14}{'CPU ratio':>9}"
+    )
+    print(f"{'':<21}{'unprofiled':<12}{unprofiled / 1000:>9.2f}")
+    for name in ("raw", "recorded", "panel"):
         figures = paired(page, name, baseline="unprofiled")
-        ratio = figures.ratio
+        ratio, added, cpu = figures.ratio, figures.added, figures.ratio_cpu
         target = ""
-        if name == "profiled":
+        if name == "recorded":
             target = _verdict(ratio.median <= PAGE_TARGET_RATIO, f"ratio <= {PAGE_TARGET_RATIO}")
         print(
-            f"{'':<21}{name:<12}{figures.us.median / 1000:>9.2f} ms"
-            f"{ratio.median:>8.3f} [{ratio.q1:.3f}-{ratio.q3:.3f}]  "
-            f"{figures.added.median / 1000:+.2f} ms  {target}"
+            f"{'':<21}{name:<12}{figures.us.median / 1000:>9.2f}"
+            f"{ratio.median:>8.3f} [{ratio.q1:.3f}-{ratio.q3:.3f}]"
+            f"{added.median / 1000:>+8.2f} [{added.low / 1000:+.2f}..{added.high / 1000:+.2f}]"
+            f"{cpu.median:>8.3f} [{cpu.q1:.3f}-{cpu.q3:.3f}]  {target}"
         )
     print()
 
@@ -458,20 +484,29 @@ def report(args, names, scenarios, page, wrapper, memory, steps, load_before) ->
         )
     print()
 
-    print("the recording path, step by step (ns per call, timed inside a real call):")
-    recorded = {s.name: paired(s, "recording").added_cpu.median for s in scenarios}
-    floor = wrapper["bare wrapt, trace open"].median - wrapper["bare wrapt, idle"].median
+    print(
+        "the recording path taken apart in the real calls: CPU µs added per call against raw, "
+        "median of the paired rounds [quartiles]"
+    )
+    for scenario in scenarios:
+        whole = paired(scenario, "recording").added_cpu
+        wrapper_only = paired(scenario, "wrapper only").added_cpu
+        no_callsite = paired(scenario, "no callsite").added_cpu
+        print(
+            f"  {scenario.name:<21}recording {_cpu(whole)} = wrapper {_cpu(wrapper_only)} "
+            f"+ event, clocks, trace, snapshot {no_callsite.median - wrapper_only.median:+.2f} "
+            f"+ callsite {whole.median - no_callsite.median:+.2f}"
+        )
+    print()
+    print(
+        "step by step, inside one real call, warm (in a loop: lower bounds), ns per call; "
+        "the wrapper calling the original with a trace open, on a trivial method: "
+        f"{wrapper['bare wrapt, trace open'].median * 1000:.0f} ns"
+    )
     for scenario, found in steps.items():
         print(f"  {scenario}")
         for step, ns in found.items():
             print(f"    {step:<44}{ns:>7.0f}")
-        total = recorded[scenario] * 1000
-        wrapt_ns = wrapper["bare wrapt, trace open"].median * 1000
-        summed = sum(ns for step, ns in found.items() if "event object" != step) + wrapt_ns
-        print(f"    {'wrapt calling a Python wrapper':<44}{wrapt_ns:>7.0f}")
-        print(f"    {'whole (paired CPU added, recording)':<44}{total:>7.0f}")
-        print(f"    {'remainder: glue between the steps':<44}{total - summed:>7.0f}")
-    print(f"  (a wrapper running with a trace open costs {floor * 1000:+.0f} ns over idle)")
     if not any(name.startswith("otel") for name in names):
         print("\nOpenTelemetry not installed: `make bench` installs the bench extra to compare.")
 

@@ -29,6 +29,7 @@ class Scenario:
     name: str
     call: Callable[[], object]
     calls: int  # per batch
+    collect: bool = False  # the garbage collector runs, as in an application (pages)
     # config -> per round: (wall µs per call, CPU µs per call)
     rounds: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
@@ -53,9 +54,11 @@ class Spread:
         return cls(statistics.median(ordered), q1, q3, ordered[0], ordered[-1])
 
 
-def batch_us(call: Callable[[], object], n: int) -> tuple[float, float]:
-    """(wall µs, CPU µs) per call over ``n`` calls, with the garbage collector paused."""
-    gc.disable()
+def batch_us(call: Callable[[], object], n: int, collect: bool = False) -> tuple[float, float]:
+    """(wall µs, CPU µs) per call over ``n`` calls; the garbage collector paused unless
+    ``collect``: per call it only adds noise, per page it is part of the cost."""
+    if not collect:
+        gc.disable()
     try:
         wall, cpu = perf_counter_ns(), thread_time_ns()
         for _ in range(n):
@@ -79,7 +82,7 @@ def run_rounds(
     for name in names:  # warm every path once (imports, caches, first connections)
         with configs[name]():
             for scenario in scenarios:
-                batch_us(scenario.call, min(20, scenario.calls))
+                batch_us(scenario.call, min(20, scenario.calls), scenario.collect)
     for _ in range(rounds):
         best: dict[tuple[str, str], tuple[float, float]] = {}
         for _ in range(passes):
@@ -88,7 +91,7 @@ def run_rounds(
                 gc.collect()
                 with configs[name]():
                     for scenario in scenarios:
-                        wall, cpu = batch_us(scenario.call, scenario.calls)
+                        wall, cpu = batch_us(scenario.call, scenario.calls, scenario.collect)
                         old = best.get((scenario.name, name))
                         if old is None:
                             best[scenario.name, name] = (wall, cpu)
@@ -105,6 +108,7 @@ class Paired:
 
     us: Spread  # wall µs per call
     ratio: Spread  # wall, configuration / baseline, per round
+    ratio_cpu: Spread  # the same in CPU time
     added: Spread  # wall µs added, per round
     added_cpu: Spread  # CPU µs added, per round
 
@@ -115,6 +119,7 @@ def paired(scenario: Scenario, name: str, baseline: str = "raw") -> Paired:
     return Paired(
         us=Spread.of([wall for wall, _ in mine]),
         ratio=Spread.of([m[0] / b[0] for m, b in pairs]),
+        ratio_cpu=Spread.of([m[1] / b[1] for m, b in pairs]),
         added=Spread.of([m[0] - b[0] for m, b in pairs]),
         added_cpu=Spread.of([m[1] - b[1] for m, b in pairs]),
     )
