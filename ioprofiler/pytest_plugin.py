@@ -18,7 +18,6 @@ Fixtures ``io_trace`` and ``io_snapshot``, the marker ``io_budget``, and the opt
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -94,14 +93,17 @@ def io_snapshot(request: pytest.FixtureRequest) -> Callable[..., Any]:
     # The node id without its file: test_x, TestShop::test_x, test_x[param].
     base = request.node.nodeid.split("::", 1)[-1]
 
-    @contextmanager
-    def take(name: str | None = None, *, hits: bool = False) -> Iterator[Trace]:
-        with ioprofiler.profile() as trace:
-            yield trace
+    def take(name: str | None = None, *, hits: bool = False) -> testing.CheckedTrace:
         section = base if name is None else f"{base}::{name}"
-        outcome = snapshot.compare(path, section, snapshot.snapshot_lines(trace, hits), mode)
-        if outcome is not None:
-            request.node.user_properties.append(("ioprofiler_snapshot", f"{outcome} {section}"))
+
+        def check(trace: Trace) -> None:
+            __tracebackhide__ = True
+            lines = snapshot.snapshot_lines(trace, hits)
+            outcome = snapshot.compare(path, section, lines, mode)
+            if outcome is not None:
+                request.node.user_properties.append(("ioprofiler_snapshot", f"{outcome} {section}"))
+
+        return testing.CheckedTrace(check)
 
     return take
 
@@ -122,6 +124,7 @@ def _budget_expectation(item: pytest.Item) -> testing.IOExpectation | None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    __tracebackhide__ = True
     expectation = _budget_expectation(item)
     fixture_trace = item.stash.get(_TRACE_KEY, None)
     reporting = item.config.getoption("--io-report")
@@ -143,7 +146,13 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
                 (_REPORT_KEY, (budget_trace.count(kind=DB), budget_trace.count(kind=CACHE)))
             )
     if expectation is not None:
-        testing.enforce(expectation, budget_trace)
+        try:
+            testing.enforce(expectation, budget_trace)
+        except testing.IOBudgetExceeded as exc:
+            if hasattr(exc, "add_note"):  # Python 3.11+: where the budget was set
+                path, line, _ = item.location
+                exc.add_note(f"io_budget of {item.name} ({path}:{(line or 0) + 1})")
+            raise
     return result
 
 

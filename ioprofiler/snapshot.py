@@ -124,6 +124,7 @@ def compare(path: Path, name: str, actual: list[str], mode: str) -> str | None:
 
     Raises :class:`SnapshotMismatch` with a unified diff in ``check`` mode.
     """
+    __tracebackhide__ = True
     if mode == "update":
         with locked(path):
             sections = read_sections(path)

@@ -12,9 +12,9 @@ the exceeded budgets, the repeated statements and the numbered listing of every 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import ioprofiler
@@ -248,12 +248,34 @@ class IOBudgetExceeded(AssertionError):
 def enforce(expectation: IOExpectation, trace: Trace, color: bool | None = None) -> None:
     """Raise :class:`IOBudgetExceeded` if ``trace`` breaks ``expectation``
     (in colour if ``color``; by default as :func:`use_color` said)."""
+    __tracebackhide__ = True
     verdicts, repeats = expectation.check(trace)
     if any(not v.ok for v in verdicts) or repeats:
         raise IOBudgetExceeded(verdicts, repeats, trace, _color if color is None else color)
 
 
-@contextmanager
+class CheckedTrace:
+    """A ``with`` block recorded into a new trace, then checked by ``check(trace)`` unless
+    the block raised. A class, not ``@contextmanager``: a failed check then shows the
+    user's ``with`` line, not contextlib's frames or ours (``__tracebackhide__``)."""
+
+    def __init__(self, check: Callable[[Trace], None]) -> None:
+        self._check = check
+        self._trace: Trace | None = None
+
+    def __enter__(self) -> Trace:
+        ioprofiler.install()
+        self._trace = ioprofiler.profile().__enter__()
+        return self._trace
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        __tracebackhide__ = True
+        assert self._trace is not None
+        self._trace.close()
+        if exc_type is None:
+            self._check(self._trace)
+
+
 def assert_io(
     db: BudgetSpec = None,
     cache: BudgetSpec = None,
@@ -268,7 +290,7 @@ def assert_io(
     rollbacks: BudgetSpec = None,
     connects: BudgetSpec = None,
     pool_waits: BudgetSpec = None,
-) -> Iterator[Trace]:
+) -> CheckedTrace:
     """Fail unless the block's I/O fits the budgets.
 
     ``db``, ``cache`` and ``http`` (the kinds of call): an int (exactly), ``at_most(n)``,
@@ -282,7 +304,8 @@ def assert_io(
     those round trips and waits, which the budgets above do not count
     (``connects={"dbshard01": 0}``: the pool already holds a connection).
 
-    Yields the block's trace. An exception raised inside the block propagates as it is.
+    ``with assert_io(...) as trace`` gives the block's trace. An exception raised inside
+    the block propagates as it is.
     """
     expectation = IOExpectation(
         db,
@@ -298,10 +321,7 @@ def assert_io(
         connects=connects,
         pool_waits=pool_waits,
     )
-    ioprofiler.install()
-    with ioprofiler.profile() as trace:
-        yield trace
-    enforce(expectation, trace)
+    return CheckedTrace(functools.partial(enforce, expectation))
 
 
 _color = False

@@ -229,7 +229,7 @@ def test_the_io_budget_marker(project):
     result = project.runpytest()
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
-        ["E * db *all*at most 1*2*EXCEEDED", "*AssertionError: the test's own assertion*"]
+        ["* db *all*at most 1*2*EXCEEDED", "*AssertionError: the test's own assertion*"]
     )
 
 
