@@ -3,7 +3,9 @@
 PooledClient, HashClient and RetryingClient all end in the base Client, so one
 event is one call to one server, and ``client.server`` names it. Wrapped: every
 public I/O method of the base Client, and the aliases, which are separate class
-attributes (``set_multi``, ``get_multi``, ``delete_multi``).
+attributes (``set_multi``, ``get_multi``, ``delete_multi``); and ``Client._connect``,
+where the client opens its socket (on first use, and again after an error or a closed
+connection), as a CONNECT event: a server that cannot be reached shows there.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ioprofiler.event import CACHE
+from ioprofiler.event import CACHE, CONNECT
 from ioprofiler.patching import Patches
 from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
 from ioprofiler.targets import Service
@@ -69,6 +71,7 @@ def install() -> bool:
         _patches.wrap(Client, name, _READ_WRAPPERS[CANONICAL_OP.get(name, name)])
     for name, keys_shape in WRITES.items():
         _patches.wrap(Client, name, _write_wrapper(CANONICAL_OP.get(name, name), keys_shape))
+    _patches.wrap(Client, "_connect", _connect)
     return bool(_patches)
 
 
@@ -265,3 +268,22 @@ _READ_WRAPPERS = {
     "get_many": _multi_read("get_many"),
     "gets_many": _multi_read("gets_many"),
 }
+
+
+def _connect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``Client._connect()``: a new socket to the server, made inside the call that needs it
+    (its time is also part of that call's)."""
+    traces = active.get()
+    if not traces:
+        return wrapped(*args, **kwargs)
+    event = _begin(traces, CONNECT, instance, ())
+    if event is None:
+        return wrapped(*args, **kwargs)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        failed(event, exc)
+        raise
+    event.end_ns = perf_counter_ns()
+    done(event)
+    return result

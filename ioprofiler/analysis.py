@@ -49,9 +49,17 @@ class TargetTotals:
     misses: int = 0
     errors: int = 0
     ops: dict[str, OpTotals] = field(default_factory=dict)
+    # Time of ops made inside a call (a cache client connecting for the call that needs
+    # it): shown in ``ops``, already part of the call's time, so not added to ``ms`` again.
+    nested_ms: float = 0.0
 
-    def add(self, op: str, is_call: bool, count: int, ms: float, errors: int) -> None:
-        self.ms += ms
+    def add(
+        self, op: str, is_call: bool, count: int, ms: float, errors: int, nested: bool = False
+    ) -> None:
+        if nested:
+            self.nested_ms += ms
+        else:
+            self.ms += ms
         self.errors += errors
         if is_call:
             self.calls += count
@@ -66,7 +74,7 @@ class TargetTotals:
     @property
     def calls_ms(self) -> float:
         """Time in the application's calls alone."""
-        return self.ms - sum(t.ms for t in self.ops.values())
+        return self.ms - sum(t.ms for t in self.ops.values()) + self.nested_ms
 
 
 @dataclass
@@ -117,6 +125,10 @@ class Summary:
     def ms_of(self, kind: str | None = None) -> float:
         return self._sum(kind, "ms")
 
+    def calls_ms_of(self, kind: str | None = None) -> float:
+        """Time in the application's calls alone, without connects, waits and the like."""
+        return self._sum(kind, "calls_ms")
+
     def ops_of(self, kind: str | None = None) -> dict[str, OpTotals]:
         """Connects, pool waits and transaction ends of every target (of ``kind``), by op."""
         merged: dict[str, OpTotals] = {}
@@ -149,11 +161,14 @@ def summarize(trace: Trace) -> Summary:
     events = trace.events
     totals: dict[tuple[str, str], TargetTotals] = {}
     running = errors = 0
+    last_call: dict[tuple[str, str], Event] = {}
     for event in events:
         key = (event.kind, event.target)
         total = totals.get(key)
         if total is None:
             total = totals[key] = TargetTotals(event.kind, event.target)
+        if event.is_call:
+            last_call[key] = event
         if event.end_ns is None:
             running += 1
             ms = 0.0
@@ -161,7 +176,7 @@ def summarize(trace: Trace) -> Summary:
             ms = (event.end_ns - event.start_ns) / 1e6
         failed = 1 if event.error else 0
         errors += failed
-        total.add(event.op, event.is_call, 1, ms, failed)
+        total.add(event.op, event.is_call, 1, ms, failed, _inside(event, last_call.get(key)))
         if event.hit is not None:
             total.hits += event.hit_count or 0
             total.misses += len(event.missed_keys or ())
@@ -188,6 +203,13 @@ def summarize(trace: Trace) -> Summary:
         profiler_errors=trace.profiler_errors,
         unexplained_ms=max(0.0, elapsed_ms - covered_ms),
     )
+
+
+def _inside(event: Event, call: Event | None) -> bool:
+    """``event`` (a connect, say) ran within ``call``, an earlier call on its target."""
+    if call is None or call is event or event.end_ns is None or call.end_ns is None:
+        return False
+    return call.start_ns <= event.start_ns and event.end_ns <= call.end_ns
 
 
 def _covered_ns(events: list[Event], end_ns: int | None) -> int:

@@ -71,21 +71,37 @@ class MemcachedProcess:
 
     def start(self, attempts: int = 5) -> MemcachedProcess:
         for _ in range(attempts):
-            self.port = free_port()
-            command = [self.binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0"]
-            command += ["-m", str(self.memory_mb), *self.extra_args]
-            if os.geteuid() == 0:
-                command += ["-u", "root"]  # memcached refuses to run as root without it
-            self.process = subprocess.Popen(
-                command,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-            )
+            self._launch(free_port())
             if self._wait_until_listening():
                 return self
             self.stop()
         raise RuntimeError(f"could not start memcached on a free loopback port ({attempts} tries)")
+
+    def restart(self, attempts: int = 50) -> MemcachedProcess:
+        """Stop the server and start a new one on the same port (the data is gone), as
+        when a cache server restarts under a running application."""
+        port = self.port
+        self.stop()
+        for _ in range(attempts):
+            self._launch(port)
+            if self._wait_until_listening():
+                return self
+            self.stop()
+            time.sleep(0.1)
+        raise RuntimeError(f"could not start memcached again on port {port} ({attempts} tries)")
+
+    def _launch(self, port: int) -> None:
+        self.port = port
+        command = [self.binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0"]
+        command += ["-m", str(self.memory_mb), *self.extra_args]
+        if os.geteuid() == 0:
+            command += ["-u", "root"]  # memcached refuses to run as root without it
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
 
     def _wait_until_listening(self, timeout: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 from ioprofiler import config
 from ioprofiler.analysis import summarize
-from ioprofiler.event import CACHE, DB, HTTP
+from ioprofiler.event import CACHE, DB, HTTP, POOL_WAIT
 from ioprofiler.headers import http_token, sf_string
 from ioprofiler.render.request import RequestInfo
+from ioprofiler.render.roundtrip import op_count, ordered_ops
 from ioprofiler.render.words import counted
 
 if TYPE_CHECKING:
@@ -98,17 +99,24 @@ def server_timing(trace: Trace) -> str:
     summary = summarize(trace)
     entries = []
     db_calls = summary.calls_of(DB)
-    entries.append(f"db;dur={summary.ms_of(DB):.3f};desc={sf_string(counted(db_calls, 'query'))}")
+    db_desc = _with_ops(counted(db_calls, "query"), summary.ops_of(DB))
+    entries.append(f"db;dur={summary.ms_of(DB):.3f};desc={sf_string(db_desc)}")
     cache_calls = summary.calls_of(CACHE)
     cache_desc = (
         f"{counted(cache_calls, 'call')}, {counted(summary.hits, 'hit')}, "
         f"{counted(summary.misses, 'miss')}"
     )
+    cache_desc = _with_ops(cache_desc, summary.ops_of(CACHE))
     entries.append(f"cache;dur={summary.ms_of(CACHE):.3f};desc={sf_string(cache_desc)}")
     http_calls = summary.calls_of(HTTP)
     if http_calls:
         http_desc = sf_string(counted(http_calls, "call"))
         entries.append(f"http;dur={summary.ms_of(HTTP):.3f};desc={http_desc}")
+    waits = summary.ops_of().get(POOL_WAIT)
+    if waits is not None:  # usually the answer: its own entry, first to read in devtools
+        wait_desc = sf_string(op_count(POOL_WAIT, waits.count))
+        entries.append(f"pool-wait;dur={waits.ms:.3f};desc={wait_desc}")
+    entries.append(f"app;dur={summary.unexplained_ms:.3f};desc={sf_string('not in I/O')}")
     size = sum(len(e) + 2 for e in entries)
     left_out = 0
     for total in summary.targets:
@@ -125,6 +133,11 @@ def server_timing(trace: Trace) -> str:
         more = sf_string(f"{counted(left_out, 'target')} not listed")
         entries.append(f"more;desc={more}")
     return ", ".join(entries)
+
+
+def _with_ops(text: str, ops: dict) -> str:
+    """``8 queries, 1 pool wait, 2 commits``."""
+    return ", ".join([text] + [op_count(op, t.count) for op, t in ordered_ops(ops)])
 
 
 def _inject_html(

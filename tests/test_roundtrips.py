@@ -1,6 +1,6 @@
-"""Round trips and waits around statements: COMMIT, ROLLBACK, CONNECT and POOL WAIT, on
-SQLite shard files, sync and async. (Against MariaDB, with the server's own counters: see
-test_roundtrips_mysql.py.)"""
+"""Round trips and waits around the calls: COMMIT, ROLLBACK, CONNECT and POOL WAIT on
+SQLite shard files, sync and async, and memcached connects. (Against MariaDB, with the
+server's own counters: test_roundtrips_mysql.py.)"""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from pymemcache.client.base import Client as MemcacheClient
+from pymemcache.exceptions import MemcacheUnexpectedCloseError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import ioprofiler
@@ -202,3 +204,61 @@ def test_budgets_count_statements_unless_commits_or_connects_are_asked_for(shard
         with assert_io(commits={"dbshard01": 0}):
             with shard.begin() as conn:
                 conn.exec_driver_sql("INSERT INTO t (v) VALUES (6)")
+
+
+# -- memcached: connects on first use, after a restart, and to nothing ----------------
+
+
+def test_memcache_connects_on_first_use_and_counts_stay_calls(start_memcached):
+    server = start_memcached()
+    client = MemcacheClient(server.address)
+    with ioprofiler.profile() as trace:
+        client.set("k", b"v", noreply=False)
+        assert client.get("k") == b"v"
+    client.close()
+    assert [(e.op, e.target) for e in trace.events] == [
+        ("set", "memcache"),
+        ("connect", "memcache"),
+        ("get", "memcache"),
+    ]
+    connect = trace.events[1]
+    assert connect.line().endswith(" ms CONNECT") and connect.duration_ms > 0
+    assert trace.count(kind="cache") == 2 and trace.count(kind="cache", op="connect") == 1
+    # made inside the SET, its time is part of the SET's: counted once in the totals
+    assert trace.duration_ms(kind="cache") == pytest.approx(
+        sum(e.duration_ms for e in trace.events if e.is_call)
+    )
+    assert "incl. 1 connect" in trace.text()
+
+
+def test_memcache_reconnects_after_the_server_restarts_on_the_same_port(start_memcached):
+    server = start_memcached()
+    client = MemcacheClient(server.address)
+    client.set("k", b"v", noreply=False)
+    port = server.port
+    server.restart()
+    assert server.port == port
+    with ioprofiler.profile() as trace:
+        with pytest.raises((MemcacheUnexpectedCloseError, OSError)) as stale:
+            client.get("k")  # the old socket: the server closed it
+        assert client.get("k") is None  # a new connection to the new, empty server
+    client.close()
+    # the second GET opens the connection it needs: listed after it, in start order
+    assert [e.op for e in trace.events] == ["get", "get", "connect"]
+    failed_get, get, connect = trace.events
+    assert failed_get.error == type(stale.value).__qualname__
+    assert connect.error is None and get.hit is False
+    assert trace.count(kind="cache", op="connect") == 1
+
+
+def test_a_memcache_server_that_cannot_be_reached_is_a_failed_connect():
+    from ioprofiler.memcached import free_port
+
+    client = MemcacheClient(("127.0.0.1", free_port()), connect_timeout=1)
+    with ioprofiler.profile() as trace:
+        with pytest.raises(ConnectionRefusedError):
+            client.get("k")
+    get, connect = trace.events
+    assert (get.op, get.error) == ("get", "ConnectionRefusedError")
+    assert (connect.op, connect.error) == ("connect", "ConnectionRefusedError")
+    assert connect.line().endswith(" ms CONNECT [ERROR ConnectionRefusedError]")

@@ -69,7 +69,9 @@ def test_html_pages_get_the_panel_before_the_last_body_tag(shop):
 def test_server_timing_names_kinds_and_shards(shop):
     response = get(client(shop), "/page?ioprofiler=1")
     timing = response.headers["Server-Timing"]
-    assert re.search(r'db;dur=\d+\.\d{3};desc="1 query"', timing), timing
+    # the ROLLBACK that ends the request's transaction is in db's time, named after the query
+    assert re.search(r'db;dur=\d+\.\d{3};desc="1 query, 1 rollback"', timing), timing
+    assert re.search(r'app;dur=\d+\.\d{3};desc="not in I/O"', timing), timing
     assert re.search(r'cache;dur=\d+\.\d{3};desc="1 call, 0 hits, 1 miss"', timing), timing
     assert "db-dbshard01;dur=" in timing and "cache-memcache;dur=" in timing
 
@@ -118,7 +120,11 @@ def test_json_mode_has_a_versioned_schema_with_every_event_field(shop):
     }
     assert document["summary"]["db_calls"] == 1 and document["summary"]["cache_misses"] == 1
     db, rollback, cache = document["events"]
-    assert (rollback["op"], rollback["statement"]) == ("rollback", None)
+    assert (rollback["op"], rollback["statement"], rollback["detail"]) == ("rollback", None, None)
+    assert document["summary"]["ops"] == {
+        "rollback": {"count": 1, "ms": rollback["duration_ms"], "errors": 0}
+    }
+    assert 0 < document["summary"]["unexplained_ms"] < document["elapsed_ms"]
     assert set(db) == {
         "index",
         "kind",
@@ -137,6 +143,7 @@ def test_json_mode_has_a_versioned_schema_with_every_event_field(shop):
         "hit_count",
         "missed_keys",
         "note",
+        "detail",
         "error",
         "error_message",
         "callsite",

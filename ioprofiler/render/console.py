@@ -66,6 +66,8 @@ def trace_renderables(
     )
     if summary.calls_of(HTTP):
         header.append(f", {counted(summary.calls_of(HTTP), 'HTTP call')}")
+    if summary.pool_wait_ms:
+        header.append(f", pool wait {summary.pool_wait_ms:.1f} ms", style="bold red")
     lines = [header]
     lines.extend(event_text(e, slow_ms) for e in trace.events)
     for text in summary_lines(summary):

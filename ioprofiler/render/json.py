@@ -16,6 +16,7 @@ from ioprofiler.analysis import summarize
 from ioprofiler.event import Event
 from ioprofiler.render.cache import key_text
 from ioprofiler.render.request import RequestInfo
+from ioprofiler.render.roundtrip import detail_fields, ops_fields
 from ioprofiler.render.sql import render_statement
 from ioprofiler.render.text import event_line
 from ioprofiler.values import Clipped
@@ -92,6 +93,7 @@ def event_dict(
         if seen.missed_keys is None
         else [key_text(k) for k in seen.missed_keys],
         "note": event.note,
+        "detail": detail_fields(event.op, event.detail),
         "error": event.error,
         "error_message": None if redact else event.error_message,
         "callsite": event.callsite,
@@ -125,6 +127,8 @@ def trace_dict(
             "dropped": summary.dropped,
             "running": summary.running,
             "profiler_errors": summary.profiler_errors,
+            "unexplained_ms": round(summary.unexplained_ms, 6),
+            "ops": ops_fields(summary.ops_of()),
         },
         "targets": [
             {
@@ -135,6 +139,7 @@ def trace_dict(
                 "hits": t.hits,
                 "misses": t.misses,
                 "errors": t.errors,
+                "ops": ops_fields(t.ops),
             }
             for t in summary.targets
         ],

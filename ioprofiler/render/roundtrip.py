@@ -92,3 +92,33 @@ def ordered_ops(ops: dict[str, Any]) -> list[tuple[str, Any]]:
     """``ops`` (op -> totals) in the order summaries list them."""
     order = list(_NOUNS)
     return sorted(ops.items(), key=lambda item: order.index(item[0]) if item[0] in order else 99)
+
+
+def detail_fields(op: str, detail: Any) -> dict[str, Any] | None:
+    """An op's raw facts as named fields (the JSON schema's ``detail``); None for others."""
+    if not detail:
+        return None
+    if op == "connect":
+        user, host, port, database = detail
+        return {"user": user, "host": host, "port": port, "database": database}
+    if op == "pool_wait":
+        pool, size, checked_out, overflow, max_overflow, timeout = detail
+        return {
+            "pool": pool,
+            "size": size,
+            "checked_out": checked_out,
+            "overflow": overflow,
+            "max_overflow": max_overflow,
+            "timeout_s": timeout,
+        }
+    if detail is True:
+        return {"returned_to_pool": True}
+    return None
+
+
+def ops_fields(ops: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{"pool_wait": {"count": 1, "ms": 300.1, "errors": 0}, …}``, in summary order."""
+    return {
+        op: {"count": t.count, "ms": round(t.ms, 6), "errors": t.errors}
+        for op, t in ordered_ops(ops)
+    }

@@ -51,7 +51,7 @@ def summary_lines(summary: Summary) -> list[str]:
         calls, ops = summary.calls_of(kind), summary.ops_of(kind)
         if not calls and not ops:
             continue
-        calls_ms = summary.ms_of(kind) - sum(t.ms for t in ops.values())
+        calls_ms = summary.calls_ms_of(kind)
         part = f"{kind} {counted(calls, unit)} {calls_ms:.3f} ms"
         if ops:
             part += f", {ops_text(ops)}"
