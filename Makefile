@@ -27,36 +27,42 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(INSTALLED)
 
+# Debian packages are installed by tools/apt-install, which waits for another apt-get or
+# dpkg to finish (up to APT_LOCK_TIMEOUT seconds) rather than failing on its lock.
+APT_INSTALL := tools/apt-install
+
 # The tests start their own memcached processes: the binary must be installed.
 memcached:
 	@if command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ]; then \
 		true; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing memcached with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq memcached; \
-	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
-		echo "installing memcached with sudo apt-get"; \
-		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq memcached; \
 	else \
-		echo "memcached is not installed and cannot be installed from here."; \
-		echo "Install it (Debian/Ubuntu: sudo apt-get install memcached; macOS: brew install memcached)"; \
-		echo "and run make test again."; \
-		exit 1; \
+		echo "installing memcached with apt-get"; \
+		$(APT_INSTALL) memcached || { \
+			echo "memcached is not installed and could not be installed (above)."; \
+			echo "Install it (Debian/Ubuntu: sudo apt-get install memcached; macOS: brew install memcached)"; \
+			echo "and run make test again."; \
+			exit 1; }; \
 	fi
 
-# The browser test drives Debian's chromium through its chromium-driver.
+# The browser test drives Debian's chromium through its chromium-driver. When they cannot
+# be installed the browser test skips, saying why, unless IOPROFILER_REQUIRE_BROWSER=1 (CI).
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
+BROWSER_PACKAGES ?= chromium chromium-driver
+
 browser:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then \
 		true; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing chromium and chromium-driver with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
-	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
-		echo "installing chromium and chromium-driver with sudo apt-get"; \
-		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	else \
-		echo "chromium is not installed and cannot be installed from here: the browser test will skip."; \
-		echo "(Debian/Ubuntu: sudo apt-get install chromium chromium-driver)"; \
+		echo "installing $(BROWSER_PACKAGES) with apt-get"; \
+		if $(APT_INSTALL) $(BROWSER_PACKAGES); then \
+			true; \
+		elif [ "$$IOPROFILER_REQUIRE_BROWSER" = 1 ]; then \
+			echo "$(BROWSER_PACKAGES) could not be installed (above), and IOPROFILER_REQUIRE_BROWSER=1 requires them"; \
+			exit 1; \
+		else \
+			echo "$(BROWSER_PACKAGES) could not be installed (above): the browser test will skip."; \
+		fi; \
 	fi
 
 # The StatsD tests run Etsy's statsd (npm, on the machine's Node.js) from .node/, flushing
@@ -79,14 +85,10 @@ $(STATSD_JS):
 carbon:
 	@if [ -x /usr/bin/carbon-cache ]; then \
 		true; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing graphite-carbon with apt-get"; \
-		{ apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive \
-			apt-get -o DPkg::Lock::Timeout=300 install -y -qq graphite-carbon; } \
-		|| echo "graphite-carbon could not be installed: the StatsD tests will skip"; \
 	else \
-		echo "carbon-cache is not installed: the StatsD tests will skip"; \
-		echo "(Debian/Ubuntu: sudo apt-get install graphite-carbon)"; \
+		echo "installing graphite-carbon with apt-get"; \
+		$(APT_INSTALL) graphite-carbon \
+		|| echo "graphite-carbon could not be installed (above): the StatsD tests will skip"; \
 	fi
 
 lint: $(INSTALLED)
