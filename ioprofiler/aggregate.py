@@ -7,9 +7,9 @@
 ('dbshard03  SELECT … WHERE listing_id = ?', 8123.4)
 
 Streams: a record is added and forgotten, only each group's durations are kept (for the
-median and p95). Statements are the database events that carry a statement; everything else
-a database integration records (commits, connects, pool waits, …) is a wait, named by its op,
-so ops added later are counted without a change here.
+median and p95). Waits are the round trips around the application's calls, of any kind
+(``ioprofiler.event.CONNECTION_OPS``: connects, pool waits, commits, …), named by their op;
+statements are the other database events.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ioprofiler.event import CONNECTION_OPS, DB
 from ioprofiler.render.sql import shape
 
 BY = ("route", "target", "statement", "wait")
@@ -61,8 +62,12 @@ def wait_name(op: str) -> str:
     return op.replace("_", " ").upper()
 
 
+def _is_wait(event: dict[str, Any]) -> bool:
+    return event.get("op") in CONNECTION_OPS
+
+
 def _is_statement(event: dict[str, Any]) -> bool:
-    return event.get("kind") == "db" and event.get("statement") is not None
+    return event.get("kind") == DB and event.get("statement") is not None and not _is_wait(event)
 
 
 def _events_by_target(record: dict[str, Any]) -> Iterator[tuple[str, float]]:
@@ -79,7 +84,7 @@ def _events_by_statement(record: dict[str, Any]) -> Iterator[tuple[str, float]]:
 
 def _events_by_wait(record: dict[str, Any]) -> Iterator[tuple[str, float]]:
     for event in record.get("events", ()):
-        if event.get("kind") == "db" and not _is_statement(event):
+        if _is_wait(event):
             yield f"{wait_name(event['op'])}  {event['target']}", event.get("duration_ms") or 0.0
 
 
