@@ -111,6 +111,8 @@ BENCH_PY := .venv-bench/bin/python
 bench: .venv-bench/.installed-bench memcached
 	$(BENCH_PY) benchmarks/overhead.py
 	$(BENCH_PY) benchmarks/middleware.py
+	PYTHONPATH=. $(BENCH_PY) benchmarks/recorder.py
+	$(BENCH_PY) benchmarks/top_log.py
 
 clean:
 	rm -rf $(VENV) .venv-bench .venv-sqlalchemy20 .node build dist *.egg-info

@@ -57,9 +57,11 @@ def environ(url: str) -> dict:
     return EnvironBuilder(url, environ_base={"REMOTE_ADDR": "127.0.0.1"}).get_environ()
 
 
-def run_wsgi(app, url: str) -> bytes:
+def run_wsgi(app, url: str | dict) -> bytes:
+    """The body of ``app`` for ``url`` (or a ready environ, copied: apps may change it)."""
     status: list[str] = []
-    body = app(environ(url), lambda s, h, exc_info=None: status.append(s))
+    env = environ(url) if isinstance(url, str) else dict(url)
+    body = app(env, lambda s, h, exc_info=None: status.append(s))
     try:
         return b"".join(body)
     finally:

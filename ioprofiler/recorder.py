@@ -122,7 +122,7 @@ class Recorder:
             reasons.append("slow")
         if request.status >= 500:
             reasons.append("status")
-        if any(event.error for event in trace):
+        if any(event.error for event in trace._events):
             reasons.append("io_error")
         if self.max_calls is not None and trace.count() > self.max_calls:
             reasons.append("max_calls")

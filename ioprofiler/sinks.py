@@ -20,8 +20,8 @@ elsewhere. The surface catches and logs whatever a sink raises.
 from __future__ import annotations
 
 import logging
+import os
 import socket
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -105,7 +105,7 @@ def request_id(incoming: str | None) -> str:
         text = incoming.strip()[:MAX_REQUEST_ID]
         if text and text.isprintable():
             return text
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def status_code(status: str | None) -> int:
@@ -123,7 +123,7 @@ def matched_rule(environ: dict[str, Any]) -> str | None:
 
 def route_of(environ: dict[str, Any], route: RouteOf | None, matched: str | None) -> str | None:
     """The route template: ``environ["ioprofiler.route"]`` if the application set it, else
-    the surface's ``route`` callable, else ``matched`` (see :func:`matched_rule`), else None."""
+    the surface's ``route`` callable, else ``matched`` (the surface's :func:`matched_rule`)."""
     explicit = environ.get("ioprofiler.route")
     if explicit is not None:
         return str(explicit)
@@ -135,4 +135,4 @@ def route_of(environ: dict[str, Any], route: RouteOf | None, matched: str | None
             found = None
         if found is not None:
             return str(found)
-    return matched if matched is not None else matched_rule(environ)
+    return matched
