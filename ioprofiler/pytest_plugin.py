@@ -17,6 +17,7 @@ Fixtures ``io_trace`` and ``io_snapshot``, the marker ``io_budget``, and the opt
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,10 +26,12 @@ import pytest
 import ioprofiler
 from ioprofiler import snapshot, testing
 from ioprofiler.event import CACHE, DB
+from ioprofiler.render.words import counted
 from ioprofiler.trace import Trace
 
 _TRACE_KEY = pytest.StashKey[Trace]()
 _REPORT_KEY = "ioprofiler"
+_SNAPSHOT_KEY = "ioprofiler_snapshot"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -101,7 +104,8 @@ def io_snapshot(request: pytest.FixtureRequest) -> Callable[..., Any]:
             lines = snapshot.snapshot_lines(trace, hits)
             outcome = snapshot.compare(path, section, lines, mode)
             if outcome is not None:
-                request.node.user_properties.append(("ioprofiler_snapshot", f"{outcome} {section}"))
+                shown = os.path.relpath(path, request.config.rootpath)
+                request.node.user_properties.append((_SNAPSHOT_KEY, (outcome, shown, section)))
 
         return testing.CheckedTrace(check)
 
@@ -157,17 +161,43 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if not config.getoption("--io-report"):
-        return
-    rows = []
+    if config.getoption("--io-snapshot") == "update":
+        _report_snapshots(terminalreporter)
+    if config.getoption("--io-report"):
+        _report_io(terminalreporter, config)
+
+
+def _properties(terminalreporter: Any, key: str) -> Iterator[tuple[str, Any]]:
+    """(test id, value) of the tests' ``key`` user properties, from their call phase."""
     for reports in terminalreporter.stats.values():
         for report in reports:
             if getattr(report, "when", None) != "call":
                 continue
-            for key, value in getattr(report, "user_properties", ()):
-                if key == _REPORT_KEY and sum(value):
-                    db, cache = value
-                    rows.append((db + cache, db, cache, report.nodeid))
+            for name, value in getattr(report, "user_properties", ()):
+                if name == key:
+                    yield report.nodeid, value
+
+
+def _report_snapshots(terminalreporter: Any) -> None:
+    """``--io-snapshot=update``: which snapshot files and sections were written."""
+    changes = sorted(
+        {tuple(value) for _test, value in _properties(terminalreporter, _SNAPSHOT_KEY)}
+    )
+    files = {path for _outcome, path, _section in changes}
+    terminalreporter.write_sep(
+        "=",
+        f"ioprofiler: {counted(len(changes), 'snapshot')} written or updated "
+        f"in {counted(len(files), 'file')}",
+    )
+    for outcome, path, section in changes:
+        terminalreporter.write_line(f"{outcome:>8}  {path}  [{section}]")
+
+
+def _report_io(terminalreporter: Any, config: pytest.Config) -> None:
+    rows = []
+    for test, (db, cache) in _properties(terminalreporter, _REPORT_KEY):
+        if db + cache:
+            rows.append((db + cache, db, cache, test))
     rows.sort(key=lambda row: (-row[0], row[3]))
     limit = config.getoption("--io-report-count")
     terminalreporter.write_sep(

@@ -268,7 +268,14 @@ def test_snapshots_are_written_checked_and_diffed(project):
         ["*no I/O snapshot [[]test_feed] in *test_feed.io*--io-snapshot=update*"]
     )
 
-    project.runpytest("--io-snapshot=update").assert_outcomes(passed=1)
+    written = project.runpytest("--io-snapshot=update")
+    written.assert_outcomes(passed=1)
+    written.stdout.fnmatch_lines(
+        [
+            "*= ioprofiler: 1 snapshot written or updated in 1 file =*",
+            " written  test_feed.io  [[]test_feed]",
+        ]
+    )
     stored = (project.path / "test_feed.io").read_text()
     assert stored == (
         "[test_feed]\n"
@@ -294,7 +301,11 @@ def test_snapshots_are_written_checked_and_diffed(project):
             "E * +cache|memcache|get_many: [[]Etsy_Cache_Results:#:# x3]",
         ]
     )
-    project.runpytest("--io-snapshot=update").assert_outcomes(passed=1)
+    updated = project.runpytest("--io-snapshot=update")
+    updated.assert_outcomes(passed=1)
+    updated.stdout.fnmatch_lines([" updated  test_feed.io  [[]test_feed]"])
+    unchanged = project.runpytest("--io-snapshot=update")
+    unchanged.stdout.fnmatch_lines(["*= ioprofiler: 0 snapshots written or updated in 0 files =*"])
     project.runpytest().assert_outcomes(passed=1)
 
 
@@ -348,7 +359,12 @@ def test_works_under_xdist(project):
     )
     result = project.runpytest_subprocess("-n", "2", "--io-snapshot=update", "--io-report")
     result.assert_outcomes(passed=7, failed=3)
-    result.stdout.fnmatch_lines(["*ioprofiler: the 9 tests with the most I/O*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*ioprofiler: 4 snapshots written or updated in 1 file*",
+            "*ioprofiler: the 9 tests with the most I/O*",
+        ]
+    )
     sections = (project.path / "test_works_under_xdist.io").read_text().count("[test_snapshot[")
     assert sections == 4
 

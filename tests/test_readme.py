@@ -113,3 +113,11 @@ def test_links_within_the_readme_lead_to_a_heading():
     anchors = {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
     links = set(re.findall(r"\]\(#([^)]+)\)", text))
     assert links and not links - anchors, sorted(links - anchors)
+
+
+def test_every_public_name_is_in_the_readme():
+    import ioprofiler
+
+    text = README.read_text(encoding="utf-8")
+    missing = [name for name in ioprofiler.__all__ if f"ioprofiler.{name}" not in text]
+    assert not missing, f"ioprofiler.{missing} is exported but the README does not name it"
