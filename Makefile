@@ -113,6 +113,7 @@ bench: .venv-bench/.installed-bench memcached
 	$(BENCH_PY) benchmarks/middleware.py
 	PYTHONPATH=. $(BENCH_PY) benchmarks/recorder.py
 	$(BENCH_PY) benchmarks/top_log.py
+	$(BENCH_PY) benchmarks/roundtrips.py
 
 clean:
 	rm -rf $(VENV) .venv-bench .venv-sqlalchemy20 .node build dist *.egg-info

@@ -262,3 +262,46 @@ def test_a_memcache_server_that_cannot_be_reached_is_a_failed_connect():
     assert (get.op, get.error) == ("get", "ConnectionRefusedError")
     assert (connect.op, connect.error) == ("connect", "ConnectionRefusedError")
     assert connect.line().endswith(" ms CONNECT [ERROR ConnectionRefusedError]")
+
+
+def test_the_panel_makes_a_pool_wait_stand_out(tmp_path):
+    from ioprofiler.render.html import render_panel
+
+    engine = sa.create_engine(
+        f"sqlite:///{tmp_path / 'dbshard07.db'}", pool_size=1, max_overflow=0, pool_timeout=10
+    )
+    holder = hold_the_only_connection(engine, threading.Event())
+    with ioprofiler.profile() as trace:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 7")
+    holder.join()
+    engine.dispose()
+    panel = render_panel(trace)
+    assert panel.count('<tr class="o pw') == 1  # the wait's row, marked (and slow)
+    assert '<b class="pw">1 pool wait ' in panel  # in the header and the shard's row
+    assert "POOL WAIT (QueuePool: 1 of 1 in use, overflow 0/0, timeout 10 s)" in panel
+    assert "not in I/O" in panel
+
+
+def test_the_io_budget_marker_takes_commits_and_connects(pytester, tmp_path):
+    pytester.makepyfile(
+        f"""
+        import pytest
+        import sqlalchemy as sa
+
+        engine = sa.create_engine("sqlite:///{tmp_path / "dbshard08.db"}")
+
+        @pytest.mark.io_budget(db=1, commits=1, connects=1)
+        def test_within():
+            with engine.begin() as conn:
+                conn.exec_driver_sql("SELECT 1")
+
+        @pytest.mark.io_budget(db=1, commits=0)
+        def test_over():
+            with engine.begin() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*commit *all *exactly 0 *1 *EXCEEDED*"])
