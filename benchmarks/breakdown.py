@@ -137,7 +137,7 @@ def _sql_steps(instance: Any, args: tuple[Any, ...]) -> dict[str, Step]:
             guard.get()
             guard.reset(guard.set(True))
 
-        steps["re-entry guard (ContextVar set/reset)"] = reentry_guard
+        steps["re-entry guard (dialect overrides only)"] = reentry_guard
     parameters = args[2]
     steps["parameter snapshot"] = lambda: snapshot(parameters)
     target = sqlalchemy_integration._target

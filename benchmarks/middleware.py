@@ -1,12 +1,12 @@
-"""What ?ioprofiler=1 costs a page, and what rendering a trace costs.
+"""What the middleware costs a request that asks for nothing, and what rendering a trace costs.
+
+The cost of a profiled page, paired against the same page unprofiled, is in overhead.py.
 
     make bench            # or: python benchmarks/middleware.py
 
 1. The middleware's added time per request when the parameter is absent: a trivial
    WSGI app called directly, with and without the middleware.
-2. A page making N SQLite queries and N memcached gets (N = 10, 100, 1,000), requested
-   through the middleware without the parameter and with ?ioprofiler=1 (panel included).
-3. Rendering a 1,000- and a 10,000-event trace as text, JSON and HTML, and the panel's size.
+2. Rendering a 1,000- and a 10,000-event trace as text, JSON and HTML, and the panel's size.
 
 Rounds alternate the configurations; figures are medians over rounds of the fastest batch.
 """
@@ -34,7 +34,6 @@ from ioprofiler.wsgi import IOProfilerMiddleware
 
 TARGETS = {
     "idle middleware µs": 5.0,
-    "profiled page ratio at 1000": 1.25,
     "html 10k ms": 150.0,
     "text 10k ms": 50.0,
     "html 10k MB": 3.0,
@@ -103,36 +102,6 @@ def shop_page(engine: sa.Engine, cache: Client, n: int):
     return app
 
 
-def page_overhead(rounds: int) -> dict[int, tuple[float, float]]:
-    results: dict[int, tuple[float, float]] = {}
-    with tempfile.TemporaryDirectory() as directory, MemcachedProcess() as server:
-        engine = sa.create_engine(f"sqlite:///{directory}/dbshard01.db")
-        with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "CREATE TABLE FavoriteListingUser (id INTEGER PRIMARY KEY, listing_id INT)"
-            )
-            conn.exec_driver_sql(
-                "INSERT INTO FavoriteListingUser (listing_id) VALUES (?)",
-                [(5773453 + i % 50,) for i in range(5000)],
-            )
-        cache = Client(server.address)
-        for n in (10, 100, 1000):
-            app = IOProfilerMiddleware(shop_page(engine, cache, n))
-            calls = max(3, 3000 // n)
-            plain, profiled = [], []
-            for _ in range(rounds):
-                plain.append(fastest_us(lambda a=app: run_wsgi(a, "/page"), calls) / 1000)
-                profiled.append(
-                    fastest_us(lambda a=app: run_wsgi(a, "/page?ioprofiler=1"), calls) / 1000
-                )
-            page = run_wsgi(app, "/page?ioprofiler=1")
-            assert page.count(b'<div id="ioprofiler-panel"') == 1
-            results[n] = (statistics.median(plain), statistics.median(profiled))
-        cache.close()
-        engine.dispose()
-    return results
-
-
 def synthetic_trace(events: int, directory: str) -> ioprofiler.Trace:
     """A trace of real recorded calls: SQLite queries and memcached gets, half each."""
     engine = sa.create_engine(f"sqlite:///{directory}/dbshard02.db")
@@ -191,14 +160,6 @@ def main(argv: list[str] | None = None) -> int:
         f"\nmiddleware, no parameter: {bare:.2f} µs bare app, {through:.2f} µs through it: "
         f"+{added:.2f} µs {verdict('idle middleware µs', added)}"
     )
-
-    print("\npage with N queries + N memcached gets, through the middleware:")
-    print(f"{'N':>6}{'plain ms':>12}{'?ioprofiler=1 ms':>18}{'ratio':>8}{'per call µs':>13}")
-    for n, (plain, profiled) in page_overhead(args.rounds).items():
-        ratio = profiled / plain
-        per_call = (profiled - plain) * 1000 / (2 * n)
-        note = verdict("profiled page ratio at 1000", ratio) if n == 1000 else ""
-        print(f"{n:>6}{plain:>12.2f}{profiled:>18.2f}{ratio:>8.3f}{per_call:>13.2f}  {note}")
 
     print("\nrendering a trace of real calls:")
     for name, value in rendering(args.rounds).items():
