@@ -168,7 +168,7 @@ class Trivial:
 
 
 def wrapper_alone(rounds: int, n: int) -> dict[str, Spread]:
-    """µs added per call of a trivial method, paired against the raw method, by:
+    """CPU µs added per call of a trivial method, paired against the raw method, by:
     a bare wrapt pass-through wrapper with the same ``enabled`` hook as ours, no trace open
     (the floor of any wrapt patch) and with a trace open (the floor of the recording path);
     ioprofiler's cache wrapper, idle and recording."""
@@ -211,7 +211,7 @@ def wrapper_alone(rounds: int, n: int) -> dict[str, Spread]:
     }
     scenario = Scenario("trivial", lambda: target.set("k", 1), n)
     run_rounds(configs, [scenario], rounds)
-    return {name: paired(scenario, name).added for name in configs if name != "raw"}
+    return {name: paired(scenario, name).added_cpu for name in configs if name != "raw"}
 
 
 def bytes_per_event(call: Callable[[], object], n: int) -> float:
@@ -429,7 +429,7 @@ def report(args, names, scenarios, page, wrapper, memory, steps, load_before) ->
     print()
     header = (
         f"{'scenario':<21}{'config':<12}{'µs/call':>9}{'ratio':>8}{'':15}"
-        f"{'added µs (wall)':>24}{'added µs (CPU)':>24}  target (added wall µs)"
+        f"{'added µs (wall)':>24}{'added µs (CPU)':>24}  target (µs added)"
     )
     print(header)
     print("-" * len(header))
@@ -443,7 +443,9 @@ def report(args, names, scenarios, page, wrapper, memory, steps, load_before) ->
             limit = TARGET_ADDED_US.get((scenario.name, name))
             target = ""
             if limit is not None:
-                target = _verdict(figures.added.median <= limit, f"<= +{limit}")
+                wall = "met" if figures.added.median <= limit else "MISSED"
+                cpu = "met" if figures.added_cpu.median <= limit else "MISSED"
+                target = f"<= +{limit}: wall {wall}, CPU {cpu}"
             print(_row(f"{'':<21}{name:<12}", figures, target))
         print()
 
@@ -463,7 +465,9 @@ def report(args, names, scenarios, page, wrapper, memory, steps, load_before) ->
         ratio, added, cpu = figures.ratio, figures.added, figures.ratio_cpu
         target = ""
         if name == "recorded":
-            target = _verdict(ratio.median <= PAGE_TARGET_RATIO, f"ratio <= {PAGE_TARGET_RATIO}")
+            wall = "met" if ratio.median <= PAGE_TARGET_RATIO else "MISSED"
+            target = f"<= {PAGE_TARGET_RATIO}: wall {wall}, CPU "
+            target += "met" if cpu.median <= PAGE_TARGET_RATIO else "MISSED"
         print(
             f"{'':<21}{name:<12}{figures.us.median / 1000:>9.2f}"
             f"{ratio.median:>8.3f} [{ratio.q1:.3f}-{ratio.q3:.3f}]"
@@ -472,7 +476,7 @@ def report(args, names, scenarios, page, wrapper, memory, steps, load_before) ->
         )
     print()
 
-    print("a trivial method (a call that costs nothing): µs added, median [min..max]")
+    print("a trivial method (a call that costs nothing): CPU µs added, median [min..max]")
     for name, added in wrapper.items():
         print(f"  {name:<26}{added.median:>+7.3f} [{added.low:+.3f}..{added.high:+.3f}]")
     print()

@@ -46,9 +46,9 @@ _MAX_ERROR_MESSAGE = 300
 def begin(traces: tuple[Trace, ...], kind: str, op: str, target: Any, depth: int = 3) -> Event:
     """Start an event in every open trace, its clock started last.
 
-    ``depth``: frames from here to the library frame that called the wrapper: 3 when the
-    wrapper calls a helper that calls ``begin`` (the shape above), 2 when the wrapper calls
-    ``begin`` itself. The callsite lookup starts there.
+    ``depth``: frames from here to the library frame that called the wrapper: 2 when the
+    wrapper calls ``begin`` itself (the shape above), 3 (the default) when it calls a helper
+    that calls ``begin``. The callsite lookup starts there.
     """
     event = Event(kind, op, target, traces[-1].start_ns)
     event._site = callsite.find(depth)
