@@ -166,9 +166,9 @@ def find(depth: int) -> Site | None:
         entry = sys._getframe(base)
     except ValueError:
         return None
-    known = _hints.get(id(entry.f_code))
-    if known is not None:
-        for chain in known[1]:
+    hints = _hints.get(id(entry.f_code))
+    if hints is not None:
+        for chain in hints[1]:
             frame: Any = entry.f_back
             try:
                 for code in chain:
