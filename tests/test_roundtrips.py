@@ -305,3 +305,25 @@ def test_the_io_budget_marker_takes_commits_and_connects(pytester, tmp_path):
     result = pytester.runpytest()
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*commit *all *exactly 0 *1 *EXCEEDED*"])
+
+
+def test_a_hashclient_server_coming_back_is_a_connect(start_memcached):
+    from pymemcache.client.hash import HashClient
+
+    first, second = start_memcached(), start_memcached()
+    client = HashClient([first.address, second.address], dead_timeout=0, retry_timeout=0)
+    key = next(
+        k for k in (f"k{n}" for n in range(1000)) if client._get_client(k).server == second.address
+    )
+    client.set(key, b"1", noreply=False)
+    second.stop()
+    with ioprofiler.profile() as down:
+        with pytest.raises((MemcacheUnexpectedCloseError, OSError)):
+            client.get(key)
+    second.restart()
+    with ioprofiler.profile() as back:
+        assert client.get(key) is None  # the server came back empty
+    client.close()
+    assert [e.op for e in down.events if e.is_call] == ["get"] and down.events[0].error
+    assert [(e.op, e.error) for e in back.events] == [("get", None), ("connect", None)]
+    assert back.events[1].server == second.address
