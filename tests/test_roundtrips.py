@@ -4,9 +4,6 @@ server's own counters: test_roundtrips_mysql.py.)"""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 import sqlalchemy as sa
 from pymemcache.client.base import Client as MemcacheClient
@@ -15,8 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import ioprofiler
 from ioprofiler.testing import IOBudgetExceeded, assert_io
-
-HOLD_S = 0.3
+from tests.poolholder import HOLD_S, PoolHolder
 
 
 def described(trace) -> list[str]:
@@ -99,19 +95,6 @@ def test_a_failed_connect_is_recorded_and_the_error_reaches_the_caller(tmp_path)
     assert connect.line().endswith("dbshard03.db [ERROR OperationalError]")
 
 
-def hold_the_only_connection(engine, held: threading.Event) -> threading.Thread:
-    def hold() -> None:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-            held.set()
-            time.sleep(HOLD_S)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    held.wait(5)
-    return thread
-
-
 def test_an_exhausted_pool_shows_one_pool_wait_with_the_pools_state(tmp_path):
     engine = sa.create_engine(
         f"sqlite:///{tmp_path / 'dbshard04.db'}", pool_size=1, max_overflow=0, pool_timeout=10
@@ -122,16 +105,14 @@ def test_an_exhausted_pool_shows_one_pool_wait_with_the_pools_state(tmp_path):
         with engine.connect() as conn:  # a checkout that did not wait: no event
             conn.exec_driver_sql("SELECT 2")
     assert [e.op for e in quiet.events] == ["execute", "rollback"]
-    held = threading.Event()
-    holder = hold_the_only_connection(engine, held)
-    with ioprofiler.profile() as trace:
+    with PoolHolder(engine) as holder, ioprofiler.profile() as trace:
+        holder.go()
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 3")
-    holder.join()
     engine.dispose()
     waits = [e for e in trace.events if e.op == "pool_wait"]
     assert len(waits) == 1 and trace.events[0] is waits[0]
-    assert waits[0].duration_ms >= HOLD_S * 1000 * 0.9  # the holder started before we asked
+    holder.assert_waited_for(waits[0])
     assert waits[0].description() == (
         "POOL WAIT (QueuePool: 1 of 1 in use, overflow 0/0, timeout 10 s)"
     )
@@ -144,12 +125,10 @@ def test_a_pool_timeout_is_recorded_with_its_error_and_raises_unchanged(tmp_path
     engine = sa.create_engine(
         f"sqlite:///{tmp_path / 'dbshard05.db'}", pool_size=1, max_overflow=0, pool_timeout=0.1
     )
-    held = threading.Event()
-    holder = hold_the_only_connection(engine, held)
-    with ioprofiler.profile() as trace:
+    with PoolHolder(engine) as holder, ioprofiler.profile() as trace:
+        holder.go()
         with pytest.raises(sa.exc.TimeoutError, match="QueuePool limit of size 1 overflow 0"):
             engine.connect()
-    holder.join()
     engine.dispose()
     (wait,) = trace.events
     assert wait.op == "pool_wait" and wait.error == "TimeoutError"
@@ -172,13 +151,18 @@ async def test_async_engines_show_connect_commit_rollback_and_pool_waits(tmp_pat
         async with engine.begin() as conn:
             await conn.exec_driver_sql("CREATE TABLE t (v INTEGER)")
 
+        held, go = asyncio.Event(), asyncio.Event()
+
         async def hold() -> None:
             async with engine.connect() as conn:
                 await conn.exec_driver_sql("SELECT 1")
-                await asyncio.sleep(HOLD_S)
+                held.set()
+                await go.wait()
+                await asyncio.sleep(HOLD_S)  # begins once our checkout below is waiting
 
         holder = asyncio.create_task(hold())
-        await asyncio.sleep(0.05)
+        await held.wait()
+        go.set()  # the holder runs again only when this task awaits: in the checkout
         async with engine.connect() as conn:
             await conn.exec_driver_sql("INSERT INTO t VALUES (1)")
             await conn.rollback()
@@ -188,7 +172,7 @@ async def test_async_engines_show_connect_commit_rollback_and_pool_waits(tmp_pat
     assert ops[0] == "connect" and "commit" in ops and "pool_wait" in ops
     waits = [e for e in trace.events if e.op == "pool_wait"]
     assert len(waits) == 1 and waits[0].target == "dbshard06"
-    assert waits[0].duration_ms >= (HOLD_S - 0.05) * 1000 * 0.9
+    assert waits[0].duration_ms >= HOLD_S * 1000
     assert "AsyncAdaptedQueuePool: 1 of 1 in use" in waits[0].description()
     assert trace.count(kind="db", op="rollback") >= 1
 
@@ -270,11 +254,10 @@ def test_the_panel_makes_a_pool_wait_stand_out(tmp_path):
     engine = sa.create_engine(
         f"sqlite:///{tmp_path / 'dbshard07.db'}", pool_size=1, max_overflow=0, pool_timeout=10
     )
-    holder = hold_the_only_connection(engine, threading.Event())
-    with ioprofiler.profile() as trace:
+    with PoolHolder(engine) as holder, ioprofiler.profile() as trace:
+        holder.go()
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 7")
-    holder.join()
     engine.dispose()
     panel = render_panel(trace)
     assert panel.count('<tr class="o pw') == 1  # the wait's row, marked (and slow)

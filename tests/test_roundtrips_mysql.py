@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
 import time
 
 import pytest
@@ -22,12 +21,12 @@ from sqlalchemy.pool import NullPool
 import ioprofiler
 from ioprofiler.render.json import render_json
 from tests.conftest import mysql_or_skip
+from tests.poolholder import HOLD_S, PoolHolder
 
 DATABASE = f"iop_roundtrips_{os.getpid()}"
 URL = f"mysql+pymysql://root@127.0.0.1:3306/{DATABASE}"
 ASYNC_URL = f"mysql+aiomysql://root@127.0.0.1:3306/{DATABASE}"
 COUNTERS = ("Com_commit", "Com_rollback", "Questions")
-HOLD_S = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -168,30 +167,14 @@ def test_connects_equal_the_servers_connections_and_never_show_the_password(admi
     bad.dispose()
 
 
-def hold(engine, held: threading.Event) -> threading.Thread:
-    def run() -> None:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-            held.set()
-            time.sleep(HOLD_S)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    held.wait(5)
-    return thread
-
-
 def test_a_pool_held_by_another_thread_shows_one_pool_wait(engine):
-    holder = hold(engine, threading.Event())
-    started = time.perf_counter()
-    with ioprofiler.profile() as trace:
+    with PoolHolder(engine) as holder, ioprofiler.profile() as trace:
+        holder.go()
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 2")
-    holder.join()
     waits = [e for e in trace.events if e.op == "pool_wait"]
     assert len(waits) == 1 and waits[0] is trace.events[0]
-    held_for_ms = (time.perf_counter() - started) * 1000
-    assert waits[0].duration_ms >= (HOLD_S - 0.05) * 1000 and waits[0].duration_ms <= held_for_ms
+    holder.assert_waited_for(waits[0])
     assert waits[0].line().startswith("[dbshard01] ")
     assert waits[0].description() == (
         "POOL WAIT (QueuePool: 1 of 1 in use, overflow 0/0, timeout 10 s)"
@@ -203,11 +186,10 @@ def test_a_pool_held_by_another_thread_shows_one_pool_wait(engine):
 
 def test_a_pool_timeout_is_recorded_and_reaches_the_caller_unchanged(admin):
     engine = sa.create_engine(URL, pool_size=1, max_overflow=0, pool_timeout=0.1)
-    holder = hold(engine, threading.Event())
-    with ioprofiler.profile() as trace:
+    with PoolHolder(engine) as holder, ioprofiler.profile() as trace:
+        holder.go()
         with pytest.raises(sa.exc.TimeoutError) as timed_out:
             engine.connect()
-    holder.join()
     engine.dispose()
     assert "QueuePool limit of size 1 overflow 0 reached" in str(timed_out.value)
     (wait,) = trace.events
@@ -239,13 +221,18 @@ async def test_async_mariadb_commit_rollback_connect_and_pool_wait(admin):
             await conn.exec_driver_sql("INSERT INTO t (v) VALUES (8)")
             await conn.rollback()
 
+        held, go = asyncio.Event(), asyncio.Event()
+
         async def hold_async() -> None:
             async with engine.connect() as conn:
                 await conn.exec_driver_sql("SELECT 1")
-                await asyncio.sleep(HOLD_S)
+                held.set()
+                await go.wait()
+                await asyncio.sleep(HOLD_S)  # begins once our checkout below is waiting
 
         holder = asyncio.create_task(hold_async())
-        await asyncio.sleep(0.05)
+        await held.wait()
+        go.set()
         async with engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 3")
         await holder
@@ -263,5 +250,5 @@ async def test_async_mariadb_commit_rollback_connect_and_pool_wait(admin):
         "Questions": trace.count(kind="db") + commits + rollbacks,
     }, trace.text()
     waits = [e for e in trace.events if e.op == "pool_wait"]
-    assert len(waits) == 1 and waits[0].duration_ms >= (HOLD_S - 0.05) * 1000 * 0.9
+    assert len(waits) == 1 and waits[0].duration_ms >= HOLD_S * 1000
     assert "AsyncAdaptedQueuePool: 1 of 1 in use" in waits[0].description()
