@@ -52,7 +52,7 @@ def label(engine: Any, name: str) -> None:
     characters (CR, LF, ESC, ...) are refused with ``ValueError``.
     """
     from ioprofiler.registry import integration
-    from ioprofiler.render.sql import visible
+    from ioprofiler.sql_text import visible
 
     if isinstance(name, str) and visible(name) != name:
         raise ValueError(f"a shard label must not contain control characters, not {name!r}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ioprofiler.event import CONNECTION_OPS, DB
-from ioprofiler.render.sql import shape
+from ioprofiler.sql_text import shape
 
 BY = ("route", "target", "statement", "wait")
 

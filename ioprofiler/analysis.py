@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
+from ioprofiler.cache_text import key_text
 from ioprofiler.event import CACHE, CONNECTION_OPS, DB, HTTP, POOL_WAIT, Event
 from ioprofiler.event import callsite_text as _callsite_text
-from ioprofiler.render.cache import key_text
-from ioprofiler.render.sql import safe_repr, shape
+from ioprofiler.sql_text import safe_repr, shape
 from ioprofiler.urls import url_shape
 
 if TYPE_CHECKING:

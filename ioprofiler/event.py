@@ -16,10 +16,10 @@ from types import CodeType
 from typing import Any
 
 from ioprofiler import config
-from ioprofiler.render.cache import describe
+from ioprofiler.cache_text import describe
 from ioprofiler.render.http import describe_http
 from ioprofiler.render.roundtrip import describe_op
-from ioprofiler.render.sql import render_statement
+from ioprofiler.sql_text import render_statement
 
 DB = "db"
 CACHE = "cache"  # memcache, Redis: calls with hits and misses

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from ioprofiler.render.sql import visible
+from ioprofiler.sql_text import visible
 
 MAX_STRING = 100  # characters of a description's text, before escaping
 MAX_TOKEN = 64

@@ -200,8 +200,8 @@ def build_document(trace: Trace, request: RequestInfo, mode: str) -> ResponsePar
 
         body = render_json(trace, request).encode("utf-8", "backslashreplace")
         return original.with_new_body(body, trace, "application/json")
-    from ioprofiler.render.sql import visible
     from ioprofiler.render.text import listing
+    from ioprofiler.sql_text import visible
 
     head = f"{visible(request.status)}\n{visible(request.method)} {visible(request.path)}\n\n"
     body = (head + listing(trace, callsites=True) + "\n").encode("utf-8", "backslashreplace")

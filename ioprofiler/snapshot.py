@@ -21,8 +21,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from ioprofiler.cache_text import key_text
 from ioprofiler.event import CACHE, HTTP, Event
-from ioprofiler.render.cache import key_text
 from ioprofiler.targets import service_of
 from ioprofiler.trace import Trace
 

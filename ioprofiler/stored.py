@@ -15,7 +15,7 @@ from typing import Any
 
 from ioprofiler.event import Event
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.render.sql import visible
+from ioprofiler.sql_text import visible
 from ioprofiler.trace import Trace, _Tally
 
 _TIMING = re.compile(r"(?:running|\d+\.\d{3} ms) ")

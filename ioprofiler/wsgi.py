@@ -37,7 +37,6 @@ from werkzeug.wrappers import Request
 import ioprofiler
 from ioprofiler import access, config, sinks
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.render.sql import visible
 from ioprofiler.response import (
     CHANGEABLE_TYPES,
     ResponseParts,
@@ -45,6 +44,7 @@ from ioprofiler.response import (
     decorate,
     render_failure,
 )
+from ioprofiler.sql_text import visible
 from ioprofiler.trace import Trace
 
 log = logging.getLogger("ioprofiler")

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from ioprofiler.render.sql import literal, render_statement, shape
+from ioprofiler.sql_text import literal, render_statement, shape
 
 
 @pytest.mark.parametrize(
@@ -125,6 +125,9 @@ def test_shape_replaces_every_value_and_collapses_in_lists():
         "SELECT * FROM t WHERE id IN (?…)"
     )
     assert shape("SELECT * FROM t2 WHERE id = 5", "qmark") == "SELECT * FROM t2 WHERE id = ?"
+    # one value or twelve through an expanding IN: the same query
+    assert shape("SELECT * FROM t WHERE id in (?)", "qmark") == "SELECT * FROM t WHERE id in (?…)"
+    assert shape("INSERT INTO t (a) VALUES (?)", "qmark") == "INSERT INTO t (a) VALUES (?)"
 
 
 def test_mysql_literals_double_their_backslashes_so_they_paste_back_unchanged():

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 import ioprofiler
 from ioprofiler.render.json import _jsonable
-from ioprofiler.render.sql import literal
+from ioprofiler.sql_text import literal
 from ioprofiler.values import MAX_BYTES, Clipped, snapshot
 
 metadata = sa.MetaData()

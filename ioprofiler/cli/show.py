@@ -12,7 +12,7 @@ from rich.text import Text
 from ioprofiler.cli.output import Output
 from ioprofiler.logread import Filter, follow, records
 from ioprofiler.render.console import trace_renderables
-from ioprofiler.render.sql import visible
+from ioprofiler.sql_text import visible
 from ioprofiler.stored import load
 
 

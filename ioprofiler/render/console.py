@@ -20,9 +20,9 @@ from ioprofiler import config
 from ioprofiler.analysis import summarize
 from ioprofiler.event import CACHE, DB, HTTP, Event
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.render.sql import visible
 from ioprofiler.render.text import summary_lines
 from ioprofiler.render.words import counted
+from ioprofiler.sql_text import visible
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace

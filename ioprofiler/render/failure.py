@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ioprofiler.render.console import event_text
-from ioprofiler.render.sql import visible
+from ioprofiler.sql_text import visible
 
 if TYPE_CHECKING:
     from ioprofiler.analysis import Repeat

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ioprofiler.render.sql import visible
+from ioprofiler.sql_text import visible
 
 
 def size_text(size: int) -> str:

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from ioprofiler import config
 from ioprofiler.analysis import summarize
+from ioprofiler.cache_text import key_text
 from ioprofiler.event import Event
-from ioprofiler.render.cache import key_text
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.roundtrip import detail_fields, ops_fields
-from ioprofiler.render.sql import render_statement
 from ioprofiler.render.text import event_line
+from ioprofiler.sql_text import render_statement
 from ioprofiler.values import Clipped
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from ioprofiler.analysis import Summary, summarize
 from ioprofiler.event import CACHE, DB, HTTP, Event
 from ioprofiler.render.roundtrip import op_count, ordered_ops
-from ioprofiler.render.sql import visible
 from ioprofiler.render.words import counted
+from ioprofiler.sql_text import visible
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
