@@ -21,6 +21,7 @@ from typing import Any
 from ioprofiler.config import Settings, configure
 from ioprofiler.event import CACHE, DB, Event
 from ioprofiler.registry import install, installed, uninstall
+from ioprofiler.thresholds import Thresholds
 from ioprofiler.trace import Trace, current, profile, propagate
 
 __version__ = "0.1.0"
@@ -30,6 +31,7 @@ __all__ = [
     "DB",
     "Event",
     "Settings",
+    "Thresholds",
     "Trace",
     "configure",
     "current",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
+from ioprofiler import config
 from ioprofiler.cache_text import key_text
 from ioprofiler.event import CACHE, CONNECTION_OPS, DB, HTTP, POOL_WAIT, Event
 from ioprofiler.event import callsite_text as _callsite_text
@@ -21,9 +22,6 @@ from ioprofiler.urls import url_shape
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
-
-# A statement shape run this many times on one target is flagged as a likely N+1.
-N_PLUS_ONE_AT = 3
 
 
 @dataclass
@@ -97,7 +95,8 @@ class Repeat:
 
     @property
     def likely_n_plus_one(self) -> bool:
-        return self.count >= N_PLUS_ONE_AT
+        """Run as often as an N+1 finding needs (``Thresholds.n_plus_one_count``)."""
+        return self.count >= config.settings.findings.n_plus_one_count
 
 
 @dataclass

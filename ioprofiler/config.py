@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
+
+# DEFAULT_SLOW_MS: calls this slow are marked in the panel and the console, and are findings
+from ioprofiler.thresholds import DEFAULT_SLOW_MS as DEFAULT_SLOW_MS
+from ioprofiler.thresholds import Thresholds
 
 DEFAULT_MAX_EVENTS = 10_000
-DEFAULT_SLOW_MS = 100.0  # calls this slow are marked in the panel and the console
 
 
 @dataclass(frozen=True)
@@ -15,6 +20,7 @@ class Settings:
     redact: bool = False
     max_events: int = DEFAULT_MAX_EVENTS
     callsite_skip: tuple[str, ...] = field(default_factory=tuple)
+    findings: Thresholds = field(default_factory=Thresholds)
 
 
 settings = Settings()
@@ -25,12 +31,14 @@ def configure(
     redact: bool | None = None,
     max_events: int | None = None,
     callsite_skip: tuple[str, ...] | list[str] | None = None,
+    findings: Thresholds | Mapping[str, Any] | None = None,
 ) -> Settings:
     """Change how traces record and render; returns the settings now in force.
 
     >>> ioprofiler.configure(redact=True)          # show ``?`` instead of SQL values
     >>> ioprofiler.configure(max_events=50_000)    # default for traces opened from now on
     >>> ioprofiler.configure(callsite_skip=["myapp.db", "myapp.shop:_query"])
+    >>> ioprofiler.configure(findings={"n_plus_one_count": 3})  # thresholds of the findings
 
     Options left out keep their current value. ``callsite_skip`` is not added to: each call
     that passes it replaces the whole list (modules, or ``module:function``; ``[]`` clears
@@ -44,6 +52,8 @@ def configure(
         changes["max_events"] = check_max_events(max_events)
     if callsite_skip is not None:
         changes["callsite_skip"] = check_callsite_skip(callsite_skip)
+    if findings is not None:
+        changes["findings"] = _thresholds(findings, settings.findings)
     settings = replace(settings, **changes)  # type: ignore[arg-type]
     if "callsite_skip" in changes:
         from ioprofiler import callsite
@@ -94,3 +104,20 @@ def check_callsite_skip(value: object) -> tuple[str, ...]:
                 f"('myapp.shop:_query'), not {entry!r}"
             )
     return tuple(value)
+
+
+def _thresholds(value: object, current: Thresholds) -> Thresholds:
+    """A :class:`Thresholds`, or a mapping of the thresholds to change in ``current``."""
+    if isinstance(value, Thresholds):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"findings takes ioprofiler.Thresholds(...) or a dict of thresholds, not {value!r}"
+        )
+    unknown = sorted(str(k) for k in value if k not in Thresholds.names())
+    if unknown:
+        raise ValueError(
+            f"unknown findings threshold {', '.join(unknown)}; "
+            f"the thresholds are: {', '.join(Thresholds.names())}"
+        )
+    return replace(current, **value)

@@ -10,6 +10,9 @@ Fixtures ``io_trace`` and ``io_snapshot``, the marker ``io_budget``, and the opt
     @pytest.mark.io_budget(db=at_most(4), cache={"memcache": at_most(5)}, no_repeats=True)
     def test_home(client): ...
 
+    @pytest.mark.no_findings                          # or io_budget(findings=[])
+    def test_shop(client): ...
+
     def test_feed(client, io_snapshot):              # compared with tests/test_feed.io
         with io_snapshot():
             client.get("/feed")
@@ -61,8 +64,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "io_budget(db=None, cache=None, *, strict=False, ignore=(), no_repeats=False, "
-        "commits=None, rollbacks=None, connects=None, pool_waits=None): "
+        "commits=None, rollbacks=None, connects=None, pool_waits=None, findings=None): "
         "fail the test when its I/O exceeds the budget (see ioprofiler.testing.assert_io)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "no_findings(*allowed_kinds): fail the test when its I/O has findings (N+1, duplicate, "
+        "serial fan-out, ...; see ioprofiler.findings), but for the kinds named",
     )
     try:
         testing.use_color(config.get_terminal_writer().hasmarkup)
@@ -114,16 +122,26 @@ def io_snapshot(request: pytest.FixtureRequest) -> Callable[..., Any]:
 
 def _budget_expectation(item: pytest.Item) -> testing.IOExpectation | None:
     marker = item.get_closest_marker("io_budget")
-    if marker is None:
+    clean = item.get_closest_marker("no_findings")
+    if marker is None and clean is None:
         return None
-    if marker.args:
+    if marker is not None and marker.args:
         raise pytest.UsageError(
             f"{item.nodeid}: io_budget takes keywords only, like io_budget(db=at_most(3))"
         )
+    options = dict(marker.kwargs) if marker is not None else {}
+    if clean is not None:
+        if clean.kwargs:
+            raise pytest.UsageError(
+                f"{item.nodeid}: no_findings takes the kinds it allows, like "
+                "no_findings('unexplained_time'), and no keywords"
+            )
+        options["findings"] = clean.args
     try:
-        return testing.IOExpectation(**marker.kwargs)
-    except TypeError as exc:
-        raise pytest.UsageError(f"{item.nodeid}: io_budget: {exc}") from None
+        return testing.IOExpectation(**options)
+    except (TypeError, ValueError) as exc:
+        name = "io_budget" if marker is not None else "no_findings"
+        raise pytest.UsageError(f"{item.nodeid}: {name}: {exc}") from None
 
 
 @pytest.hookimpl(wrapper=True)

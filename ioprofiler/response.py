@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ioprofiler import config
 from ioprofiler.analysis import summarize
 from ioprofiler.event import CACHE, DB, HTTP, POOL_WAIT
+from ioprofiler.findings import find
 from ioprofiler.headers import http_token, sf_string
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.roundtrip import op_count, ordered_ops
@@ -117,6 +118,9 @@ def server_timing(trace: Trace) -> str:
         wait_desc = sf_string(op_count(POOL_WAIT, waits.count))
         entries.append(f"pool-wait;dur={waits.ms:.3f};desc={wait_desc}")
     entries.append(f"app;dur={summary.unexplained_ms:.3f};desc={sf_string('not in I/O')}")
+    findings = findings_description(trace)
+    if findings:
+        entries.append(f"findings;desc={sf_string(findings)}")
     size = sum(len(e) + 2 for e in entries)
     left_out = 0
     for total in summary.targets:
@@ -138,6 +142,14 @@ def server_timing(trace: Trace) -> str:
 def _with_ops(text: str, ops: dict) -> str:
     """``8 queries, 1 pool wait, 2 commits``."""
     return ", ".join([text] + [op_count(op, t.count) for op, t in ordered_ops(ops)])
+
+
+def findings_description(trace: Trace) -> str:
+    """``N+1 x2, serial fan-out``: the kinds found (``sf_string`` bounds its length)."""
+    counts: dict[str, int] = {}
+    for finding in find(trace):
+        counts[finding.title] = counts.get(finding.title, 0) + 1
+    return ", ".join(f"{title} x{n}" if n > 1 else title for title, n in counts.items())
 
 
 def _inject_html(
@@ -179,7 +191,7 @@ def decorate(
         if changed is not None:
             return changed
     if media_type == "text/plain" and not parts.is_encoded:
-        text = "\n\n" + listing(trace, callsites=True) + "\n"
+        text = "\n\n" + listing(trace, callsites=True, slow_ms=slow_ms) + "\n"
         return parts.with_new_body(parts.body + _encode(text, parts.charset), trace)
     return ResponseParts(parts.status, parts.passed_through(trace), parts.body)
 
@@ -191,20 +203,23 @@ def _encode(text: str, charset: str) -> bytes:
         return text.encode("utf-8", "backslashreplace")
 
 
-def build_document(trace: Trace, request: RequestInfo, mode: str) -> ResponseParts:
+def build_document(
+    trace: Trace, request: RequestInfo, mode: str, slow_ms: float | None = None
+) -> ResponseParts:
     """``?ioprofiler=text`` or ``=json``: the trace instead of the page, under the page's
     own status, so ``curl -f`` and scripts still see a 404 or a 500."""
     original = ResponseParts(request.status or "200 OK", [], b"")
     if mode == "json":
         from ioprofiler.render.json import render_json
 
-        body = render_json(trace, request).encode("utf-8", "backslashreplace")
+        body = render_json(trace, request, slow_ms).encode("utf-8", "backslashreplace")
         return original.with_new_body(body, trace, "application/json")
     from ioprofiler.render.text import listing
     from ioprofiler.sql_text import visible
 
     head = f"{visible(request.status)}\n{visible(request.method)} {visible(request.path)}\n\n"
-    body = (head + listing(trace, callsites=True) + "\n").encode("utf-8", "backslashreplace")
+    text = listing(trace, callsites=True, slow_ms=slow_ms)
+    body = (head + text + "\n").encode("utf-8", "backslashreplace")
     return original.with_new_body(body, trace, "text/plain; charset=utf-8")
 
 

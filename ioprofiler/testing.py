@@ -3,6 +3,8 @@
 >>> from ioprofiler.testing import assert_io, at_most
 >>> with assert_io(db={"dbshard01": 1, "dbshard0[2-4]": 0}, cache=at_most(3), no_repeats=True):
 ...     client.get("/shop/7")
+>>> with assert_io(findings=[]):            # no N+1, duplicate, serial fan-out, ...
+...     client.get("/shop/7?fixed=1")
 
 A plain context manager: it works under pytest, unittest or a script. When a budget is
 exceeded it raises :class:`IOBudgetExceeded` (an ``AssertionError``) whose message shows
@@ -21,6 +23,7 @@ import ioprofiler
 from ioprofiler.analysis import Repeat, find_repeats
 from ioprofiler.config import check_flag
 from ioprofiler.event import CACHE, COMMIT, CONNECT, DB, HTTP, POOL_WAIT, ROLLBACK, Event
+from ioprofiler.findings import KINDS, Finding, find
 from ioprofiler.targets import target_matches
 from ioprofiler.trace import Trace
 
@@ -138,6 +141,7 @@ class IOExpectation:
     rollbacks: BudgetSpec = None
     connects: BudgetSpec = None
     pool_waits: BudgetSpec = None
+    findings: Iterable[str] | None = None  # the kinds allowed; None: findings not checked
     _ignore: list[re.Pattern[str]] = field(init=False, default_factory=list)
 
     def _budgets(self) -> list[tuple[str, str | None, BudgetSpec]]:
@@ -152,6 +156,16 @@ class IOExpectation:
         ] + [(word, None, getattr(self, name)) for name, (_, word) in OP_BUDGETS.items()]
 
     def __post_init__(self) -> None:
+        if self.findings is not None:
+            if isinstance(self.findings, str):
+                self.findings = [self.findings]
+            self.findings = tuple(self.findings)
+            unknown = [k for k in self.findings if k not in KINDS]
+            if unknown:
+                raise ValueError(
+                    f"findings= takes the kinds allowed, from {', '.join(KINDS)}; "
+                    f"not {', '.join(repr(k) for k in unknown)}"
+                )
         for kind, service, spec in self._budgets():
             kind = service or kind
             if isinstance(spec, Mapping):
@@ -217,6 +231,12 @@ class IOExpectation:
         repeats = find_repeats(events) if self.no_repeats else []
         return verdicts, repeats
 
+    def unexpected_findings(self, trace: Trace) -> list[Finding]:
+        """The findings of ``trace`` whose kind ``findings=`` does not allow."""
+        if self.findings is None:
+            return []
+        return [f for f in find(trace) if f.kind not in self.findings]
+
 
 def _target_matches(kind: str, target: str, pattern: str) -> bool:
     return target_matches(target, pattern) or fnmatch.fnmatchcase(target, pattern)
@@ -229,20 +249,27 @@ def _verdict(kind: str, target: str, budget: Budget, events: list[Event]) -> Ver
 
 
 class IOBudgetExceeded(AssertionError):
-    """A block made more (or fewer) I/O calls than its budget allows.
+    """A block made more (or fewer) I/O calls than its budget allows, or I/O with findings.
 
-    ``verdicts``, ``repeats`` and ``trace`` hold the details; the message shows them all.
+    ``verdicts``, ``repeats``, ``findings`` and ``trace`` hold the details; the message
+    shows them all.
     """
 
     def __init__(
-        self, verdicts: list[Verdict], repeats: list[Repeat], trace: Trace, color: bool = False
+        self,
+        verdicts: list[Verdict],
+        repeats: list[Repeat],
+        trace: Trace,
+        color: bool = False,
+        findings: list[Finding] | None = None,
     ) -> None:
         self.verdicts = verdicts
         self.repeats = repeats
+        self.findings = findings or []
         self.trace = trace
         from ioprofiler.render.failure import failure_report
 
-        super().__init__(failure_report(verdicts, repeats, trace, color))
+        super().__init__(failure_report(verdicts, repeats, trace, color, self.findings))
 
 
 def enforce(expectation: IOExpectation, trace: Trace, color: bool | None = None) -> None:
@@ -250,8 +277,10 @@ def enforce(expectation: IOExpectation, trace: Trace, color: bool | None = None)
     (in colour if ``color``; by default as :func:`use_color` said)."""
     __tracebackhide__ = True
     verdicts, repeats = expectation.check(trace)
-    if any(not v.ok for v in verdicts) or repeats:
-        raise IOBudgetExceeded(verdicts, repeats, trace, _color if color is None else color)
+    findings = expectation.unexpected_findings(trace)
+    if any(not v.ok for v in verdicts) or repeats or findings:
+        color = _color if color is None else color
+        raise IOBudgetExceeded(verdicts, repeats, trace, color, findings)
 
 
 class CheckedTrace:
@@ -290,6 +319,7 @@ def assert_io(
     rollbacks: BudgetSpec = None,
     connects: BudgetSpec = None,
     pool_waits: BudgetSpec = None,
+    findings: Iterable[str] | None = None,
 ) -> CheckedTrace:
     """Fail unless the block's I/O fits the budgets.
 
@@ -303,6 +333,8 @@ def assert_io(
     ``commits``, ``rollbacks``, ``connects``, ``pool_waits``: budgets of the same shape on
     those round trips and waits, which the budgets above do not count
     (``connects={"dbshard01": 0}``: the pool already holds a connection).
+    ``findings``: the finding kinds allowed (``[]``: none; see :mod:`ioprofiler.findings`);
+    by default findings are not checked.
 
     ``with assert_io(...) as trace`` gives the block's trace. An exception raised inside
     the block propagates as it is.
@@ -320,6 +352,7 @@ def assert_io(
         rollbacks=rollbacks,
         connects=connects,
         pool_waits=pool_waits,
+        findings=findings,
     )
     return CheckedTrace(functools.partial(enforce, expectation))
 

@@ -518,7 +518,7 @@ class ProfiledResponse(TracedBody):
         original = ResponseParts(self.status or "", self.headers, b"".join(chunks))
         try:
             if replace:
-                final = build_document(self.trace, self.request, self.mode)
+                final = build_document(self.trace, self.request, self.mode, self.middleware.slow_ms)
             else:
                 final = decorate(
                     original, self.trace, self.request, self.notice, self.middleware.slow_ms

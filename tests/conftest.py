@@ -52,7 +52,7 @@ def _installed() -> Iterator[None]:
     ioprofiler.install()
     forget_servers()
     yield
-    ioprofiler.configure(redact=False, callsite_skip=[])
+    ioprofiler.configure(redact=False, callsite_skip=[], findings=ioprofiler.Thresholds())
 
 
 @pytest.fixture

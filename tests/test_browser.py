@@ -99,3 +99,34 @@ def test_a_refused_client_sees_the_plain_page(serve, browser):
     browser.get(f"{base}/page?ioprofiler=1")
     assert browser.execute_script(f"return {PANEL} === null")
     assert browser.find_element("tag name", "h1").text == "Listing"
+
+
+def test_the_findings_block_tops_the_panel_and_its_link_highlights_the_calls(served, browser):
+    browser.get(f"{served}/n_plus_one?ioprofiler=1")
+    state = browser.execute_script(
+        f"""const root = {PANEL}.shadowRoot;
+        const block = root.querySelector('ol.f');
+        const first = root.querySelector('.body').firstElementChild;
+        const link = block.querySelector('a[data-calls]');
+        link.click();
+        return {{
+            heading: first.textContent,
+            top: block.getBoundingClientRect().top,
+            tableTop: root.querySelector('table').getBoundingClientRect().top,
+            visible: block.offsetHeight > 0,
+            text: block.innerText,
+            highlighted: Array.from(root.querySelectorAll('tr.hl')).map(r => r.id),
+            background: getComputedStyle(root.querySelector('tr.hl td')).backgroundColor,
+            url: location.href,
+        }};"""
+    )
+    assert state["heading"] == "Findings" and state["visible"]
+    assert state["top"] < state["tableTop"]
+    assert (
+        "N+1 SELECT count(*) FROM FavoriteListingUser WHERE listing_id = ? ran 6×"
+        in (state["text"])
+    )
+    assert "fix: load the rows in one query" in state["text"]
+    assert state["highlighted"] == [f"e{n}" for n in range(1, 7)]
+    assert state["background"] == "rgb(255, 243, 191)"
+    assert state["url"].endswith("/n_plus_one?ioprofiler=1")  # the page did not navigate

@@ -86,6 +86,33 @@ def test_the_n_plus_one_page_is_flagged_and_the_fixed_one_is_not(demo):
     assert {"index", "dbshard01", "dbshard02", "dbshard03", "dbshard04"} <= shards
 
 
+def findings_of(client: Client, url: str) -> list[dict]:
+    joiner = "&" if "?" in url else "?"
+    response = client.get(f"{url}{joiner}ioprofiler=json", environ_base={"REMOTE_ADDR": "::1"})
+    return json.loads(response.get_data())["findings"]
+
+
+def test_the_shop_page_shows_its_n_plus_one_and_the_fixed_page_its_serial_fan_out(demo):
+    found = findings_of(demo, "/shop/7")
+    assert [f["kind"] for f in found] == ["n_plus_one", "n_plus_one"], found
+    messages = sorted(f["message"] for f in found)
+    assert re.fullmatch(
+        r"N\+1: SELECT login FROM User WHERE user_id = \? ran 12× on dbshard0\d.* "
+        r"\(\d+\.\d{3} ms\) <- demo_app/shop\.py:\d+ in shop_fans",
+        messages[0],
+    ), messages
+    assert messages[1].startswith(
+        "N+1: SELECT shard FROM UserIndex WHERE user_id = ? ran 12× on index ("
+    )
+    fixed = findings_of(demo, "/shop/7?fixed=1")
+    assert [f["kind"] for f in fixed] == ["serial_fanout"], fixed
+    assert re.match(
+        r"serial fan-out: SELECT user_id, login FROM User WHERE user_id IN \(\?…\) sent to "
+        r"4 shards one after another",
+        fixed[0]["message"],
+    )
+
+
 def test_home_reads_the_featured_counts_in_one_get_many_and_fills_the_misses(demo):
     first = listing(demo, "/")
     reads = [what for target, what in first if target == "memcache"]
@@ -127,7 +154,7 @@ def test_the_streamed_and_slow_pages(demo):
     html = response.get_data(as_text=True)
     # The panel marks the slow call (over 100 ms): its row carries the "slow" class.
     assert re.search(
-        r'<tr class="d slow">.*?dbshard03</td><td>\d{3}\.\d{3}</td>'
+        r'<tr class="d slow" id="e\d+">.*?dbshard03</td><td>\d{3}\.\d{3}</td>'
         r"<td>SELECT SLEEP\(0\.25\)</td>",
         html,
     ), html[-3000:]

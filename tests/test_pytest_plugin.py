@@ -508,3 +508,69 @@ def test_paused_blocks_are_left_out_of_the_budget_too(project):
         """
     )
     project.runpytest().assert_outcomes(passed=1)
+
+
+def test_findings_fail_a_test_with_the_no_findings_marker_or_assert_io(project):
+    project.makepyfile(
+        """
+        import pytest
+        from conftest import item
+        from ioprofiler.testing import assert_io
+
+        def loop(shards):
+            for item_id in range(1, 6):
+                item(shards["dbshard02"], item_id)
+
+        @pytest.mark.no_findings
+        def test_marker(shards):
+            loop(shards)
+
+        @pytest.mark.no_findings("n_plus_one")
+        def test_allowed(shards):
+            loop(shards)
+
+        @pytest.mark.io_budget(db=5, findings=[])
+        def test_budget_and_findings(shards):
+            loop(shards)
+
+        def test_assert_io(shards):
+            with assert_io(findings=["duplicate"]):
+                loop(shards)
+
+        @pytest.mark.no_findings
+        def test_clean(shards):
+            item(shards["dbshard01"], 1)
+        """
+    )
+    result = project.runpytest()
+    result.assert_outcomes(passed=2, failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "E *Findings:",
+            "E *  N+1: SELECT shop FROM items WHERE id = ? ran 5× on dbshard02 (* ms)"
+            " <- conftest.py:* in item",
+            "E *    fix: load the rows in one query*; calls #1, #2, #3, #4, #5",
+            "E *Calls made (5):",
+            "E *IOBudgetExceeded: ioprofiler: I/O findings",
+        ]
+    )
+    assert "test_allowed" not in "".join(
+        line for line in result.outlines if line.startswith("FAILED")
+    )
+
+
+def test_no_findings_refuses_unknown_kinds(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.no_findings("n+1")
+        def test_typo():
+            pass
+        """
+    )
+    result = project.runpytest()
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(
+        ["*no_findings: findings= takes the kinds allowed, from n_plus_one*"]
+    )

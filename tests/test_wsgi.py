@@ -511,7 +511,7 @@ def test_a_real_server_on_a_loopback_port(shop):
 
 def test_slow_ms_decides_which_calls_the_panel_marks(shop):
     marked = panel_of(get(client(shop, slow_ms=0.0), "/page?ioprofiler=1").get_data(as_text=True))
-    assert marked.count('<tr class="d slow">') == 1 and marked.count('<tr class="k slow">') == 1
+    assert marked.count('<tr class="d slow" ') == 1 and marked.count('<tr class="k slow" ') == 1
     calm = panel_of(
         get(client(shop, slow_ms=60_000.0), "/page?ioprofiler=1").get_data(as_text=True)
     )

@@ -38,6 +38,7 @@ class ShopApp:
         "latin1",
         "csp",
         "late_start",
+        "n_plus_one",
     )
 
     def count(self, shard: str, listing_id: int) -> int:
@@ -65,6 +66,11 @@ class ShopApp:
         favorites = self.count("dbshard01", 5773453)
         self.cache.get("Etsy_Cache_Results:c812331f123321:1121231")
         return Response(PAGE.format(f"<p>{favorites} favorites</p>"), mimetype="text/html")
+
+    def n_plus_one(self, request):
+        """Favorites counted one listing at a time: an N+1 finding."""
+        counts = [self.count("dbshard01", listing_id) for listing_id in range(5773450, 5773456)]
+        return Response(PAGE.format(f"<p>{sum(counts)} favorites</p>"), mimetype="text/html")
 
     def plain(self, request):
         return Response(f"favorites: {self.count('dbshard02', 5773453)}\n", mimetype="text/plain")

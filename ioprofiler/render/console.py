@@ -19,8 +19,9 @@ from rich.text import Text
 from ioprofiler import config
 from ioprofiler.analysis import summarize
 from ioprofiler.event import CACHE, DB, HTTP, Event
+from ioprofiler.findings import find
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.render.text import summary_lines
+from ioprofiler.render.text import finding_lines, summary_lines
 from ioprofiler.render.words import counted
 from ioprofiler.sql_text import visible
 
@@ -72,6 +73,9 @@ def trace_renderables(
     lines.extend(event_text(e, slow_ms) for e in trace.events)
     for text in summary_lines(summary):
         style = "magenta" if text.startswith("repeated") else "dim"
+        lines.append(Text(text, style=style))
+    for text in finding_lines(find(trace, slow_ms=slow_ms)):
+        style = "dim" if text.startswith("    fix:") else "bold red"
         lines.append(Text(text, style=style))
     return lines
 

@@ -14,10 +14,12 @@ from rich.table import Table
 from rich.text import Text
 
 from ioprofiler.render.console import event_text
+from ioprofiler.render.text import finding_lines
 from ioprofiler.sql_text import visible
 
 if TYPE_CHECKING:
     from ioprofiler.analysis import Repeat
+    from ioprofiler.findings import Finding
     from ioprofiler.testing import Verdict
     from ioprofiler.trace import Trace
 
@@ -25,7 +27,11 @@ WIDTH = 120
 
 
 def failure_report(
-    verdicts: list[Verdict], repeats: list[Repeat], trace: Trace, color: bool = False
+    verdicts: list[Verdict],
+    repeats: list[Repeat],
+    trace: Trace,
+    color: bool = False,
+    findings: list[Finding] | None = None,
 ) -> str:
     out = io.StringIO()
     console = Console(
@@ -37,7 +43,7 @@ def failure_report(
         emoji=False,
     )
     failed = [v for v in verdicts if not v.ok]
-    headline = "I/O budget exceeded" if failed else "I/O repeated"
+    headline = "I/O budget exceeded" if failed else "I/O repeated" if repeats else "I/O findings"
     console.print(Text(f"ioprofiler: {headline}", style="bold red"))
     if verdicts:
         table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
@@ -66,6 +72,12 @@ def failure_report(
                 line.append(f"\n      <- {visible(site)}", style="dim")
             console.print(line, soft_wrap=True)
     events = trace.events
+    if findings:
+        numbers = {id(e): n for n, e in enumerate(events, start=1)}
+        console.print(Text("\nFindings:", style="bold red"))
+        for line in finding_lines(findings, numbers)[1:]:
+            style = "dim" if line.startswith("    fix:") else "red"
+            console.print(Text(line, style=style), soft_wrap=True)
     console.print(Text(f"\nCalls made ({trace.count()}):", style="bold"))
     number = 0
     for event in events:

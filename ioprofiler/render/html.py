@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 from ioprofiler import config
 from ioprofiler.analysis import Summary, summarize
 from ioprofiler.event import CACHE, CONNECTION_OPS, DB, HTTP, POOL_WAIT, Event
+from ioprofiler.findings import Finding, find
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.roundtrip import op_count, ordered_ops
+from ioprofiler.render.text import call_numbers
 from ioprofiler.render.words import counted
 
 if TYPE_CHECKING:
@@ -59,6 +61,12 @@ color:#fff;font-weight:600}
 .iop b.pw{font-size:11px;border-radius:3px;padding:0 4px;margin-right:4px;color:#fff;
 font-weight:600;background:#e8590c}
 .iop .warn{color:#c2255c}
+.iop ol.f{margin:4px 0 10px;padding-left:2em}
+.iop ol.f li{margin:3px 0}
+.iop ol.f b.n1{margin-right:6px}
+.iop ol.f .hint{color:#68708a}
+.iop ol.f a{color:#3b5bdb}
+.iop tr.hl td{background:#fff3bf}
 .iop .note{color:#b3001b;font-weight:600}
 @media (max-width:700px){.iop .l td:nth-child(3),.iop .l th:nth-child(3),
 .iop .l td:nth-child(7),.iop .l th:nth-child(7),.iop td.c,.iop th.c{display:none}}
@@ -72,14 +80,23 @@ var rows=r.querySelectorAll("table.l tr"),total=parseFloat(h.getAttribute("data-
 for(var i=1;i<rows.length;i++){var c=rows[i].cells,st=parseFloat(c[1].textContent),
 d=parseFloat(c[4].textContent)||0,bar=document.createElement("div"),b=document.createElement("i");
 bar.className="bar";bar.appendChild(b);c[2].appendChild(bar);
-b.style.left=Math.min(100,st/total*100)+"%";b.style.width=Math.min(100,d/total*100)+"%"}})();"""
+b.style.left=Math.min(100,st/total*100)+"%";b.style.width=Math.min(100,d/total*100)+"%"}
+r.addEventListener("click",function(e){var a=e.target.closest&&e.target.closest("a[data-calls]");
+if(!a)return;e.preventDefault();var first=null;
+r.querySelectorAll("tr.hl").forEach(function(x){x.classList.remove("hl")});
+a.getAttribute("data-calls").split(" ").forEach(function(n){var row=r.getElementById("e"+n);
+if(row){row.classList.add("hl");first=first||row}});
+if(first)first.scrollIntoView({block:"center"})})})();"""
+MAX_LINKED_CALLS = 1000
 
 
 def _ms(value: float | None) -> str:
     return "running" if value is None else f"{value:.3f}"
 
 
-def _header(summary: Summary, request: RequestInfo | None, elapsed_ms: float) -> str:
+def _header(
+    summary: Summary, request: RequestInfo | None, elapsed_ms: float, findings: list[Finding]
+) -> str:
     parts = []
     if request is not None:
         parts.append(f"{escape(request.method)} {escape(request.path)} → {escape(request.status)}")
@@ -98,9 +115,8 @@ def _header(summary: Summary, request: RequestInfo | None, elapsed_ms: float) ->
         parts.append(f'<b class="pw">{op_count(POOL_WAIT, waits.count)} {waits.ms:.1f} ms</b>')
     if summary.errors:
         parts.append(f'<b class="e">{counted(summary.errors, "error")}</b>')
-    n_plus_one = sum(1 for r in summary.repeats if r.kind != CACHE and r.likely_n_plus_one)
-    if n_plus_one:
-        parts.append(f'<b class="n1">{counted(n_plus_one, "likely N+1")}</b>')
+    if findings:
+        parts.append(f'<b class="n1">{counted(len(findings), "finding")}</b>')
     return "ioprofiler" + "".join(f"<span>{p}</span>" for p in parts)
 
 
@@ -125,6 +141,28 @@ def _targets_table(summary: Summary, elapsed_ms: float) -> str:
         '<th class="n">share</th><th class="n">hits/misses</th><th class="n">errors</th>'
         "<th>of which connects, pool waits, transaction ends</th></tr>" + "".join(rows) + "</table>"
     )
+
+
+def _findings_section(findings: list[Finding], numbers: dict[int, int]) -> str:
+    """Each finding with its fix; its link highlights the calls it is about in the listing."""
+    if not findings:
+        return ""
+    items = []
+    for number, finding in enumerate(findings, start=1):
+        link = ""
+        calls = [numbers[id(e)] for e in finding.events if id(e) in numbers]
+        if calls:
+            linked = " ".join(str(n) for n in calls[:MAX_LINKED_CALLS])
+            link = (
+                f' <a href="#e{calls[0]}" data-calls="{linked}">calls '
+                f"{escape(call_numbers(finding, numbers))}</a>"
+            )
+        items.append(
+            f'<li id="f{number}" data-kind="{finding.kind}"><b class="n1">'
+            f"{escape(finding.title)}</b> {escape(finding.detail)}{link}"
+            f'<br><span class="hint">fix: {escape(finding.hint)}</span></li>'
+        )
+    return '<h3 class="warn">Findings</h3><ol class="f">' + "".join(items) + "</ol>"
 
 
 def _repeats_section(summary: Summary) -> str:
@@ -182,7 +220,8 @@ def _event_rows(trace: Trace, events: list[Event], summary: Summary, slow_ms: fl
         if event.error:
             badges += f'<b class="e">{escape(event.error)}</b>'
         rows.append(
-            f'<tr class="{classes}"><td>{index}</td><td>{trace.offset_ms(event):.3f}</td><td></td>'
+            f'<tr class="{classes}" id="e{index}"><td>{index}</td>'
+            f"<td>{trace.offset_ms(event):.3f}</td><td></td>"
             f"<td>{escape(event.target)}</td><td>{_ms(duration)}</td>"
             f"<td>{badges}{escape(event.description())}</td>"
             f"<td>{escape(event.callsite or '')}</td></tr>"
@@ -202,6 +241,8 @@ def render_panel(
     summary = summarize(trace)
     elapsed_ms = trace.elapsed_ms
     events = trace.events
+    findings = find(trace, slow_ms=slow_ms)
+    numbers = {id(e): i for i, e in enumerate(events, start=1)}
     nonce_attr = f' nonce="{escape(nonce)}"' if nonce else ""
     notes = ""
     if notice:
@@ -224,8 +265,9 @@ def render_panel(
     )
     content = (
         f'<style{nonce_attr}>{_STYLE}</style><details class="iop" open>'
-        f"<summary>{_header(summary, request, elapsed_ms)}</summary>"
-        f'<div class="body">{notes}{_targets_table(summary, elapsed_ms)}'
+        f"<summary>{_header(summary, request, elapsed_ms, findings)}</summary>"
+        f'<div class="body">{notes}{_findings_section(findings, numbers)}'
+        f"{_targets_table(summary, elapsed_ms)}"
         f"{_repeats_section(summary)}{listing}</div></details>"
     )
     return (

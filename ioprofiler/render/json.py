@@ -3,6 +3,10 @@
 >>> document = json.loads(render_json(trace, RequestInfo("GET", "/", "200 OK")))
 >>> document["schema"], document["version"], document["events"][0]["target"]
 ('ioprofiler.trace', 2, 'dbshard01')
+
+Version 2: an event's ``hits``/``misses`` became ``hit_count``/``missed_keys``; ``findings``
+added; ``repeats[].likely_n_plus_one`` follows the N+1 finding's count threshold (5 by
+default, was 3).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from ioprofiler import config
 from ioprofiler.analysis import summarize
 from ioprofiler.cache_text import key_text
 from ioprofiler.event import Event
+from ioprofiler.findings import Finding, find
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.roundtrip import detail_fields, ops_fields
 from ioprofiler.render.text import event_line
@@ -25,7 +30,7 @@ if TYPE_CHECKING:
     from ioprofiler.trace import Trace
 
 SCHEMA = "ioprofiler.trace"
-VERSION = 2  # 2: an event's "hits"/"misses" became "hit_count"/"missed_keys"
+VERSION = 2  # what changed: see the module's docstring
 
 
 def _jsonable(value: Any) -> Any:
@@ -101,11 +106,31 @@ def event_dict(
     }
 
 
+def finding_dict(finding: Finding, numbers: dict[int, int], keys: bool = True) -> dict[str, Any]:
+    """A finding; ``events`` holds the ``index`` of each event it is about. Without ``keys``
+    the message names no cache key."""
+    return {
+        "kind": finding.kind,
+        "title": finding.title,
+        "message": finding.message if keys else finding.without_keys,
+        "ms": round(finding.ms, 6),
+        "hint": finding.hint,
+        "events": [numbers[id(e)] for e in finding.events if id(e) in numbers],
+    }
+
+
 def trace_dict(
-    trace: Trace, request: RequestInfo | None = None, redact: bool | None = None, keys: bool = True
+    trace: Trace,
+    request: RequestInfo | None = None,
+    redact: bool | None = None,
+    keys: bool = True,
+    slow_ms: float | None = None,
 ) -> dict[str, Any]:
-    """The trace as the schema's dict; ``redact`` and ``keys`` as in :func:`event_dict`."""
+    """The trace as the schema's dict; ``redact`` and ``keys`` as in :func:`event_dict`;
+    ``slow_ms``: the slow-call finding's threshold (default: the configured one)."""
     summary = summarize(trace)
+    events = trace.events
+    numbers = {id(e): i for i, e in enumerate(events, start=1)}
     return {
         "schema": SCHEMA,
         "version": VERSION,
@@ -156,11 +181,13 @@ def trace_dict(
             }
             for r in summary.repeats
         ],
-        "events": [
-            event_dict(trace, e, i, redact, keys) for i, e in enumerate(trace.events, start=1)
-        ],
+        "findings": [finding_dict(f, numbers, keys) for f in find(trace, slow_ms=slow_ms)],
+        "events": [event_dict(trace, e, i, redact, keys) for i, e in enumerate(events, start=1)],
     }
 
 
-def render_json(trace: Trace, request: RequestInfo | None = None) -> str:
-    return json.dumps(trace_dict(trace, request), ensure_ascii=False, indent=None)
+def render_json(
+    trace: Trace, request: RequestInfo | None = None, slow_ms: float | None = None
+) -> str:
+    document = trace_dict(trace, request, slow_ms=slow_ms)
+    return json.dumps(document, ensure_ascii=False, indent=None)

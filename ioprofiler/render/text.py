@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ioprofiler.analysis import Summary, summarize
 from ioprofiler.event import CACHE, DB, HTTP, Event
+from ioprofiler.findings import Finding, find
 from ioprofiler.render.roundtrip import op_count, ordered_ops
 from ioprofiler.render.words import counted
 from ioprofiler.sql_text import visible
@@ -104,10 +106,38 @@ def summary_lines(summary: Summary) -> list[str]:
     return lines
 
 
-def listing(trace: Trace, callsites: bool = False) -> str:
-    """The whole listing of ``trace`` as text."""
+MAX_NUMBERS_SHOWN = 8
+
+
+def call_numbers(finding: Finding, numbers: dict[int, int]) -> str:
+    """``#5, #7, #9 … (+9 more)``: the finding's calls as the listing numbers them."""
+    shown = [f"#{numbers[id(e)]}" for e in finding.events if id(e) in numbers]
+    if len(shown) > MAX_NUMBERS_SHOWN:
+        more = len(shown) - MAX_NUMBERS_SHOWN
+        return ", ".join(shown[:MAX_NUMBERS_SHOWN]) + f" … (+{more} more)"
+    return ", ".join(shown)
+
+
+def finding_lines(findings: Sequence[Finding], numbers: dict[int, int] | None = None) -> list[str]:
+    """``findings (2):`` then each finding's message and its hint; with ``numbers``
+    (``id(event)`` -> its number in the listing), the calls it is about."""
+    if not findings:
+        return []
+    lines = [f"findings ({len(findings)}):"]
+    for finding in findings:
+        lines.append(f"  {visible(finding.message)}")
+        hint = f"    fix: {finding.hint}"
+        calls = call_numbers(finding, numbers) if numbers else ""
+        lines.append(hint + (f"; calls {calls}" if calls else ""))
+    return lines
+
+
+def listing(trace: Trace, callsites: bool = False, slow_ms: float | None = None) -> str:
+    """The whole listing of ``trace`` as text: the calls, the totals, then the findings
+    (``slow_ms``: the slow-call threshold, default the configured one)."""
     lines = [event_line(event, callsite=callsites) for event in trace.events]
     if lines:
         lines.append("")
     lines.extend(summary_lines(summarize(trace)))
+    lines.extend(finding_lines(find(trace, slow_ms=slow_ms)))
     return "\n".join(lines)

@@ -1,0 +1,135 @@
+"""What the findings add to rendering a trace: ``find(trace)`` on 10,000 recorded events.
+
+    make bench            # or: python benchmarks/findings.py
+
+Traces of real calls (SQLite shard files, a private memcached), each 10,000 events:
+
+- ``n+1``: one statement shape with 5,000 different values and 5,000 single-key cache misses
+  (an N+1 finding and a low hit ratio: the detectors' work is largest when they find);
+- ``mixed``: pages of a sharded shop: cache miss, index query, per-shard queries in series,
+  the fill, a duplicate read (most finding kinds at once);
+- ``inline``: 10,000 statements with their values inline in the text, so every statement is
+  a distinct string to fold into its shape (the worst case: nothing is cached).
+
+For each: the median time of ``find`` over rounds (fastest of a few calls per round), and the
+same for rendering the panel (which calls it), so the share findings take is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable
+from time import perf_counter_ns
+
+import sqlalchemy as sa
+from pymemcache.client.base import Client
+
+import ioprofiler
+from ioprofiler.findings import find
+from ioprofiler.memcached import MemcachedProcess
+from ioprofiler.render.html import render_panel
+
+EVENTS = 10_000
+TARGET_MS = 30.0
+SHARDS = ("dbshard01", "dbshard02", "dbshard03", "dbshard04")
+
+
+def fastest_ms(call: Callable[[], object], times: int = 3) -> float:
+    gc.collect()
+    best = float("inf")
+    for _ in range(times):
+        start = perf_counter_ns()
+        call()
+        best = min(best, (perf_counter_ns() - start) / 1e6)
+    return best
+
+
+def engines(directory: str) -> dict[str, sa.Engine]:
+    made = {}
+    for name in ("index", *SHARDS):
+        engine = sa.create_engine(f"sqlite:///{directory}/{name}.db")
+        ioprofiler.label(engine, name)
+        made[name] = engine
+    return made
+
+
+def n_plus_one(db: dict[str, sa.Engine], cache: Client) -> ioprofiler.Trace:
+    statement = sa.text("SELECT :a AS listing, :b AS shop")
+    with ioprofiler.profile(max_events=EVENTS) as trace, db["dbshard01"].connect() as conn:
+        for i in range(EVENTS // 2):
+            conn.execute(statement, {"a": i, "b": f"shop {i}"})
+            cache.get(f"Etsy_Cache_Results:c812331f123321:{i}")
+    return trace
+
+
+def mixed(db: dict[str, sa.Engine], cache: Client) -> ioprofiler.Trace:
+    index = sa.text("SELECT :id AS shard")
+    per_shard = sa.text("SELECT :id AS listing, :shard AS shard")
+    with ioprofiler.profile(max_events=EVENTS) as trace:
+        page = 0
+        while len(trace) < EVENTS - 8:
+            key = f"page:{page}"
+            if cache.get(key) is None:
+                with db["index"].connect() as conn:
+                    conn.execute(index, {"id": page})
+                for shard in SHARDS:
+                    with db[shard].connect() as conn:
+                        conn.execute(per_shard, {"id": page, "shard": shard})
+                cache.set(key, b"x", expire=60)
+            cache.get(key)  # read again: a duplicate
+            page += 1
+    return trace
+
+
+def inline(db: dict[str, sa.Engine], cache: Client) -> ioprofiler.Trace:
+    with ioprofiler.profile(max_events=EVENTS) as trace, db["dbshard02"].connect() as conn:
+        for i in range(EVENTS):
+            conn.exec_driver_sql(f"SELECT {i} AS listing, 'shop {i}' AS shop")
+    return trace
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    ioprofiler.install()
+    print(
+        f"ioprofiler {ioprofiler.__version__}, SQLAlchemy {sa.__version__}, "
+        f"Python {sys.version.split()[0]}; {args.rounds} rounds, medians of the fastest of 3"
+    )
+    print(f"\n{'trace':<8}{'events':>8}{'find ms':>10}{'panel ms':>10}{'share':>8}  findings")
+    with tempfile.TemporaryDirectory() as directory, MemcachedProcess() as server:
+        db = engines(directory)
+        cache = Client(server.address)
+        for name, make in (("n+1", n_plus_one), ("mixed", mixed), ("inline", inline)):
+            cache.flush_all()
+            trace = make(db, cache)
+            finding_ms, panel_ms = [], []
+            for _ in range(args.rounds):
+                # The shape cache is warm after the first call; a fresh process is not, so
+                # clear it each time: the figure is what the first render of a trace costs.
+                from ioprofiler.sql_text import _shape
+
+                finding_ms.append(fastest_ms(lambda t=trace: (_shape.cache_clear(), find(t))))
+                panel_ms.append(fastest_ms(lambda t=trace: (_shape.cache_clear(), render_panel(t))))
+            found = ", ".join(sorted({f.kind for f in find(trace)}))
+            f_ms, p_ms = statistics.median(finding_ms), statistics.median(panel_ms)
+            verdict = "met" if f_ms < TARGET_MS else "MISSED"
+            print(
+                f"{name:<8}{len(trace):>8}{f_ms:>10.2f}{p_ms:>10.2f}{f_ms / p_ms:>8.0%}  {found}"
+                f"  (target < {TARGET_MS:g} ms: {verdict})"
+            )
+        cache.close()
+        for engine in db.values():
+            engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

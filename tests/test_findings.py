@@ -1,0 +1,391 @@
+"""Findings: each kind on a real workload made for it, and not on its near miss."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+from pymemcache.client.base import Client
+
+import ioprofiler
+from ioprofiler.findings import KINDS, find
+from ioprofiler.thresholds import Thresholds
+
+COUNT = sa.text("SELECT count(*) FROM FavoriteListingUser WHERE listing_id = :id")
+
+
+def count(engine: sa.Engine, listing_id: int) -> int:
+    with engine.connect() as conn:
+        return conn.execute(COUNT, {"id": listing_id}).scalar_one()
+
+
+def sleep_on(engine: sa.Engine, seconds: float) -> None:
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT sleep(:s)"), {"s": seconds}).scalar_one()
+
+
+@pytest.fixture
+def shards(sqlite_shards):
+    """The four SQLite shards, each with a sleep(seconds) function, as MySQL has SLEEP()."""
+
+    def add_sleep(dbapi_connection, record):
+        dbapi_connection.create_function("sleep", 1, lambda s: time.sleep(s) or 0)
+
+    for engine in sqlite_shards.values():
+        sa.event.listen(engine, "connect", add_sleep)
+        engine.dispose()
+    return sqlite_shards
+
+
+@pytest.fixture
+def cache(memcached):
+    client = Client(memcached.address, default_noreply=False)
+    client.flush_all()
+    yield client
+    client.close()
+
+
+def kinds(trace) -> list[str]:
+    return [f.kind for f in find(trace)]
+
+
+def only(trace, kind: str):
+    (finding,) = [f for f in find(trace) if f.kind == kind]
+    return finding
+
+
+# -- N+1 --------------------------------------------------------------------------------------
+
+
+def test_n_plus_one_is_five_values_of_one_shape_and_names_its_callsite(shards):
+    with ioprofiler.profile() as trace:
+        for listing_id in range(1, 6):
+            count(shards["dbshard01"], listing_id)
+    finding = only(trace, "n_plus_one")
+    assert finding.events == tuple(trace.events)
+    assert finding.message.startswith(
+        "N+1: SELECT count(*) FROM FavoriteListingUser WHERE listing_id = ? ran 5× on dbshard01 ("
+    )
+    assert "<- tests/test_findings.py:" in finding.message and "in count" in finding.message
+    assert finding.ms == pytest.approx(sum(e.duration_ms for e in trace.events))
+    assert "IN (…)" in finding.hint
+
+
+def test_four_values_or_a_cheap_loop_is_not_an_n_plus_one(shards):
+    with ioprofiler.profile() as trace:
+        for listing_id in range(1, 5):
+            count(shards["dbshard01"], listing_id)
+    assert kinds(trace) == []
+    with ioprofiler.profile() as trace:
+        for listing_id in range(1, 6):
+            count(shards["dbshard01"], listing_id)
+    assert kinds(trace) == ["n_plus_one"]
+    ioprofiler.configure(findings={"n_plus_one_ms": 60_000.0})
+    assert kinds(trace) == []
+
+
+def test_an_n_plus_one_across_shards_is_one_finding(shards):
+    with ioprofiler.profile() as trace:
+        for listing_id in range(6):
+            count(shards[f"dbshard0{listing_id % 3 + 1}"], listing_id)
+    finding = only(trace, "n_plus_one")
+    assert "ran 6× on dbshard01, dbshard02, dbshard03" in finding.message
+    assert "serial_fanout" not in kinds(trace)
+
+
+# -- duplicates -------------------------------------------------------------------------------
+
+
+def test_the_same_statement_with_the_same_values_twice_is_a_duplicate(shards):
+    with ioprofiler.profile() as trace:
+        count(shards["dbshard02"], 5773453)
+        count(shards["dbshard02"], 7)
+        count(shards["dbshard02"], 5773453)
+    finding = only(trace, "duplicate")
+    first, _, third = trace.events
+    assert finding.events == (first, third)
+    assert "ran twice with the same values on dbshard02" in finding.message
+    assert finding.ms == pytest.approx(third.duration_ms)
+
+
+def test_the_same_statement_on_two_shards_or_with_other_values_is_no_duplicate(shards):
+    with ioprofiler.profile() as trace:
+        count(shards["dbshard02"], 5773453)
+        count(shards["dbshard03"], 5773453)
+        count(shards["dbshard02"], 7)
+    assert "duplicate" not in kinds(trace)
+
+
+def test_a_cache_key_read_twice_is_a_duplicate(cache):
+    cache.set("listing:5773453", b"x")
+    with ioprofiler.profile() as trace:
+        cache.get("listing:5773453")
+        cache.get_many(["listing:1", "listing:5773453"])
+    finding = only(trace, "duplicate")
+    assert finding.message.startswith(
+        "duplicate: cache key listing:5773453 read twice on memcache ("
+    )
+    assert finding.events == tuple(trace.events)
+
+
+def test_different_keys_and_a_read_after_a_write_only_are_no_duplicate(cache):
+    with ioprofiler.profile() as trace:
+        cache.get("listing:1")
+        cache.set("listing:1", b"x")
+        cache.get_many(["listing:2", "listing:3"])
+        cache.delete("listing:1")
+    assert kinds(trace) == []
+
+
+# -- serial fan-out ---------------------------------------------------------------------------
+
+
+def test_one_query_per_shard_in_series_is_a_serial_fan_out(shards):
+    with ioprofiler.profile() as trace:
+        for name in ("dbshard01", "dbshard02", "dbshard03", "dbshard04"):
+            sleep_on(shards[name], 0.005)
+    finding = only(trace, "serial_fanout")
+    durations = [e.duration_ms for e in trace.events]
+    assert finding.ms == pytest.approx(sum(durations) - max(durations))
+    assert finding.ms > 10  # three of the four 5 ms sleeps
+    assert "sent to 4 shards one after another" in finding.message
+    assert kinds(trace) == ["serial_fanout"]
+
+
+def test_the_same_fan_out_run_concurrently_is_not_a_finding(shards):
+    names = ("dbshard01", "dbshard02", "dbshard03", "dbshard04")
+    start = threading.Barrier(len(names))
+
+    def load(name: str) -> None:
+        start.wait()
+        sleep_on(shards[name], 0.05)
+
+    with ioprofiler.profile() as trace, ThreadPoolExecutor(len(names)) as pool:
+        list(pool.map(ioprofiler.propagate(load), names))
+    assert trace.count(kind="db") == 4
+    assert "serial_fanout" not in kinds(trace)
+
+
+# -- slow calls -------------------------------------------------------------------------------
+
+
+def test_a_call_over_slow_ms_is_slow(shards):
+    with ioprofiler.profile() as trace:
+        count(shards["dbshard01"], 1)
+        sleep_on(shards["dbshard03"], 0.12)
+    finding = only(trace, "slow_call")
+    assert finding.events == (trace.events[1],)
+    assert finding.message.startswith("slow call: 1")
+    assert " ms on dbshard03: SELECT sleep(?)" in finding.message
+    assert [f.kind for f in find(trace, slow_ms=200.0)] == ["slow_call"]  # still dominant
+
+
+def test_the_slowest_call_is_a_finding_when_it_dominates_the_request(shards):
+    with ioprofiler.profile() as trace:
+        sleep_on(shards["dbshard03"], 0.03)
+    finding = only(trace, "slow_call")
+    assert "% of the request" in finding.message
+
+
+def test_a_short_call_or_one_that_does_not_dominate_is_not_slow(shards):
+    with ioprofiler.profile() as trace:
+        sleep_on(shards["dbshard03"], 0.001)  # under dominant_ms
+    assert kinds(trace) == []
+    with ioprofiler.profile() as trace:
+        sleep_on(shards["dbshard03"], 0.025)
+        time.sleep(0.1)  # now the query is a fifth of the request
+    assert "slow_call" not in kinds(trace)
+
+
+# -- cache misses that went to the database, hit ratio ----------------------------------------
+
+
+def page_through_the_cache(cache, engine, listing_ids) -> None:
+    for listing_id in listing_ids:
+        key = f"favorites:{listing_id}"
+        if cache.get(key) is None:
+            cache.set(key, str(count(engine, listing_id)).encode())
+
+
+def test_misses_filled_from_the_database_three_times_are_a_finding(cache, shards):
+    with ioprofiler.profile() as cold:
+        page_through_the_cache(cache, shards["dbshard01"], [1, 2, 3])
+    finding = only(cold, "cache_misses")
+    assert finding.message.startswith(
+        "cache misses went to the database: 3 keys missed and filled by 3 queries ("
+    )
+    assert "hit ratio 0% (0 of 3 keys found) <- tests/test_findings.py:" in finding.message
+    assert len(finding.events) == 9  # each miss, its query and its fill
+    assert finding.ms == pytest.approx(sum(e.duration_ms for e in cold.events if e.kind == "db"))
+    with ioprofiler.profile() as warm:
+        page_through_the_cache(cache, shards["dbshard01"], [1, 2, 3])
+    assert kinds(warm) == []
+
+
+def test_two_misses_filled_or_misses_left_unfilled_are_not_that_finding(cache, shards):
+    with ioprofiler.profile() as trace:
+        page_through_the_cache(cache, shards["dbshard01"], [1, 2])
+        for listing_id in (3, 4, 5):
+            cache.get(f"other:{listing_id}")
+            count(shards["dbshard01"], listing_id)
+    assert "cache_misses" not in kinds(trace)
+
+
+def test_a_low_hit_ratio_over_ten_keys_is_a_finding(cache):
+    cache.set_many({f"k{i}": b"v" for i in range(4)})
+    with ioprofiler.profile() as trace:
+        cache.get_many([f"k{i}" for i in range(10)])
+    finding = only(trace, "low_hit_ratio")
+    assert finding.message == (
+        f"low hit ratio: 40% (4 of 10 keys found) <- {trace.events[0].callsite}"
+    )
+
+
+def test_half_the_keys_found_or_fewer_than_ten_read_is_no_low_hit_ratio(cache):
+    cache.set_many({f"k{i}": b"v" for i in range(5)})
+    with ioprofiler.profile() as half:
+        cache.get_many([f"k{i}" for i in range(10)])
+    with ioprofiler.profile() as few:
+        cache.get_many([f"k{i}" for i in range(4, 9)])  # 1 of 5 found
+    assert kinds(half) == [] and kinds(few) == []
+
+
+# -- unexplained time -------------------------------------------------------------------------
+
+
+def test_a_slow_request_mostly_outside_io_is_unexplained_time(shards):
+    with ioprofiler.profile() as trace:
+        count(shards["dbshard01"], 1)
+        time.sleep(0.25)
+        count(shards["dbshard01"], 2)
+    finding = only(trace, "unexplained_time")
+    assert finding.events == (trace.events[0],)  # the longest stretch came after it
+    assert finding.ms > 240 and "outside any I/O call" in finding.message
+    assert "profile" in finding.hint
+
+
+def test_a_slow_request_spent_in_io_has_no_unexplained_time(shards):
+    with ioprofiler.profile() as trace:
+        sleep_on(shards["dbshard01"], 0.25)
+    assert kinds(trace) == ["slow_call"]
+
+
+# -- thresholds -------------------------------------------------------------------------------
+
+
+def test_thresholds_are_checked_when_made(shards):
+    with pytest.raises(ValueError, match="n_plus_one_count must be a whole number of at least 1"):
+        Thresholds(n_plus_one_count=0)
+    with pytest.raises(ValueError, match="duplicate_count must be a whole number of at least 2"):
+        ioprofiler.configure(findings={"duplicate_count": 1})
+    with pytest.raises(ValueError, match="hit_ratio_below is a share between 0 and 1"):
+        Thresholds(hit_ratio_below=50)
+    with pytest.raises(ValueError, match="unknown findings threshold n_plus_one; the thresholds"):
+        ioprofiler.configure(findings={"n_plus_one": 3})
+    with pytest.raises(TypeError, match="findings takes ioprofiler.Thresholds"):
+        ioprofiler.configure(findings=3)
+    with ioprofiler.profile() as trace:
+        for listing_id in range(3):
+            count(shards["dbshard01"], listing_id)
+    assert kinds(trace) == []
+    ioprofiler.configure(findings={"n_plus_one_count": 3})
+    assert kinds(trace) == ["n_plus_one"]
+    assert ioprofiler.configure().findings == Thresholds(n_plus_one_count=3)
+    assert kinds(trace) == ["n_plus_one"]
+    assert [f.kind for f in find(trace, Thresholds())] == []
+
+
+def test_every_kind_has_a_title():
+    from ioprofiler.findings import TITLES
+
+    assert set(TITLES) == set(KINDS)
+
+
+# -- where findings are shown -----------------------------------------------------------------
+
+
+@pytest.fixture
+def profiled(sqlite_shards, memcached):
+    from werkzeug.test import Client as WSGIClient
+
+    from ioprofiler.wsgi import IOProfilerMiddleware
+    from tests.webapp import ShopApp
+
+    app = ShopApp(sqlite_shards, memcached.address)
+    app.cache.flush_all()
+    client = WSGIClient(IOProfilerMiddleware(app))
+
+    def get(url: str):
+        return client.get(url, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+
+    return get
+
+
+def test_json_lists_findings_with_the_indexes_of_their_events(profiled):
+    document = json.loads(profiled("/n_plus_one?ioprofiler=json").get_data())
+    assert (document["schema"], document["version"]) == ("ioprofiler.trace", 2)
+    (finding,) = document["findings"]
+    assert set(finding) == {"kind", "title", "message", "ms", "hint", "events"}
+    assert (finding["kind"], finding["title"]) == ("n_plus_one", "N+1")
+    assert finding["message"].startswith(
+        "N+1: SELECT count(*) FROM FavoriteListingUser WHERE listing_id = ? ran 6× on dbshard01"
+    )
+    assert isinstance(finding["ms"], float) and isinstance(finding["hint"], str)
+    assert finding["events"] == [1, 2, 3, 4, 5, 6]
+    assert [document["events"][i - 1]["index"] for i in finding["events"]] == finding["events"]
+    assert finding["ms"] == pytest.approx(
+        sum(e["duration_ms"] for e in document["events"]), abs=1e-5
+    )
+    clean = json.loads(profiled("/page?ioprofiler=json").get_data())
+    assert clean["findings"] == []
+
+
+def test_text_listing_and_server_timing_name_the_findings(profiled):
+    response = profiled("/n_plus_one?ioprofiler=text")
+    text = response.get_data(as_text=True)
+    assert "\nfindings (1):\n  N+1: SELECT count(*) FROM FavoriteListingUser" in text
+    assert "\n    fix: load the rows in one query" in text
+    assert 'findings;desc="N+1"' in response.headers["Server-Timing"]
+    assert "findings" not in profiled("/page?ioprofiler=text").headers["Server-Timing"]
+
+
+def test_the_panel_starts_with_the_findings_linked_to_their_calls(profiled):
+    html = profiled("/n_plus_one?ioprofiler=1").get_data(as_text=True)
+    assert '<b class="n1">1 finding</b>' in html
+    findings, targets = html.index('<h3 class="warn">Findings</h3>'), html.index("<th>target")
+    assert findings < targets
+    assert '<a href="#e1" data-calls="1 2 3 4 5 6">calls #1, #2, #3, #4, #5, #6</a>' in html
+    assert '<tr class="d" id="e6">' in html
+
+
+def test_the_console_prints_the_findings(sqlite_shards):
+    import io
+
+    from rich.console import Console
+
+    with ioprofiler.profile() as trace:
+        for listing_id in range(5):
+            count(sqlite_shards["dbshard01"], listing_id)
+    out = io.StringIO()
+    Console(file=out, width=300, color_system=None).print(trace)
+    assert "findings (1):\n  N+1: SELECT count(*) FROM FavoriteListingUser" in out.getvalue()
+
+
+def test_a_findings_budget_in_assert_io(sqlite_shards):
+    from ioprofiler.testing import IOBudgetExceeded, assert_io
+
+    with pytest.raises(IOBudgetExceeded) as failed:
+        with assert_io(findings=[]):
+            for listing_id in range(5):
+                count(sqlite_shards["dbshard01"], listing_id)
+    assert [f.kind for f in failed.value.findings] == ["n_plus_one"]
+    assert "Findings:\n  N+1: SELECT count(*)" in str(failed.value)
+    with assert_io(findings=["n_plus_one"]):
+        for listing_id in range(5):
+            count(sqlite_shards["dbshard01"], listing_id)
+    with pytest.raises(ValueError, match="findings= takes the kinds allowed"):
+        assert_io(findings=["N+1"]).__enter__()
