@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ioprofiler import config
 from ioprofiler.cache_text import key_text
-from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.event import CACHE, CONNECT, DB, POOL_WAIT, Event
 from ioprofiler.event import callsite_text as _callsite_text
 from ioprofiler.sql_text import safe_repr, shape
 from ioprofiler.thresholds import Thresholds
@@ -55,9 +55,8 @@ TITLES = {
     WAITS: "waits",
     UNEXPLAINED_TIME: "unexplained time",
 }
-# Round trips that are waiting for a connection rather than asking for data
-# (the ops `roundtrips` records for SQLAlchemy's pool and new DB-API connections).
-WAIT_OPS = ("pool_wait", "connect")
+# Round trips spent waiting for a connection rather than asking for data.
+WAIT_OPS = (POOL_WAIT, CONNECT)
 # Cache writes that fill a key (memcached's and Redis's names).
 FILL_OPS = frozenset(
     {"set", "set_many", "add", "replace", "cas", "setex", "setnx", "psetex", "mset", "msetnx"}
@@ -132,7 +131,7 @@ def find(
 
 
 def _is_statement(event: Event) -> bool:
-    return event.kind == DB and event.statement is not None and event.op not in WAIT_OPS
+    return event.is_statement and event.statement is not None
 
 
 @dataclass

@@ -116,6 +116,9 @@ def test_the_findings_block_tops_the_panel_and_its_link_highlights_the_calls(ser
             visible: block.offsetHeight > 0,
             text: block.innerText,
             highlighted: Array.from(root.querySelectorAll('tr.hl')).map(r => r.id),
+            linked: link.getAttribute('data-calls').split(' ').map(n => 'e' + n),
+            queries: Array.from(root.querySelectorAll('tr.hl td:nth-child(6)'))
+                .map(td => td.textContent),
             background: getComputedStyle(root.querySelector('tr.hl td')).backgroundColor,
             url: location.href,
         }};"""
@@ -127,6 +130,7 @@ def test_the_findings_block_tops_the_panel_and_its_link_highlights_the_calls(ser
         in (state["text"])
     )
     assert "fix: load the rows in one query" in state["text"]
-    assert state["highlighted"] == [f"e{n}" for n in range(1, 7)]
+    assert state["highlighted"] == state["linked"] and len(state["linked"]) == 6
+    assert all("SELECT count(*) FROM FavoriteListingUser" in q for q in state["queries"])
     assert state["background"] == "rgb(255, 243, 191)"
     assert state["url"].endswith("/n_plus_one?ioprofiler=1")  # the page did not navigate

@@ -86,15 +86,21 @@ def test_the_n_plus_one_page_is_flagged_and_the_fixed_one_is_not(demo):
     assert {"index", "dbshard01", "dbshard02", "dbshard03", "dbshard04"} <= shards
 
 
-def findings_of(client: Client, url: str) -> list[dict]:
+def findings_of(client: Client, url: str, kinds: list[str]) -> list[dict]:
+    """The findings of ``url``'s page, asked for again (twice at most) while they are not
+    ``kinds``: a loaded machine that stalls mid-query makes a slow call out of nothing."""
     joiner = "&" if "?" in url else "?"
-    response = client.get(f"{url}{joiner}ioprofiler=json", environ_base={"REMOTE_ADDR": "::1"})
-    return json.loads(response.get_data())["findings"]
+    for _ in range(3):
+        response = client.get(f"{url}{joiner}ioprofiler=json", environ_base={"REMOTE_ADDR": "::1"})
+        found = json.loads(response.get_data())["findings"]
+        if [f["kind"] for f in found] == kinds:
+            break
+    assert [f["kind"] for f in found] == kinds, found
+    return found
 
 
 def test_the_shop_page_shows_its_n_plus_one_and_the_fixed_page_its_serial_fan_out(demo):
-    found = findings_of(demo, "/shop/7")
-    assert [f["kind"] for f in found] == ["n_plus_one", "n_plus_one"], found
+    found = findings_of(demo, "/shop/7", ["n_plus_one", "n_plus_one"])
     messages = sorted(f["message"] for f in found)
     assert re.fullmatch(
         r"N\+1: SELECT login FROM User WHERE user_id = \? ran 12× on dbshard0\d.* "
@@ -104,8 +110,7 @@ def test_the_shop_page_shows_its_n_plus_one_and_the_fixed_page_its_serial_fan_ou
     assert messages[1].startswith(
         "N+1: SELECT shard FROM UserIndex WHERE user_id = ? ran 12× on index ("
     )
-    fixed = findings_of(demo, "/shop/7?fixed=1")
-    assert [f["kind"] for f in fixed] == ["serial_fanout"], fixed
+    fixed = findings_of(demo, "/shop/7?fixed=1", ["serial_fanout"])
     assert re.match(
         r"serial fan-out: SELECT user_id, login FROM User WHERE user_id IN \(\?…\) sent to "
         r"4 shards one after another",
