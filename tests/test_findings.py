@@ -55,8 +55,14 @@ def statements(trace) -> list:
     return [e for e in trace.events if e.is_statement]
 
 
-def kinds(trace) -> list[str]:
-    return [f.kind for f in find(trace)]
+# What a busy machine's stalls can add to any trace (2 cores shared by many test runs):
+# tests of the other kinds leave these out; their own tests below look at them.
+TIMING = {"slow_call", "unexplained_time", "waits"}
+
+
+def kinds(trace, timing: bool = False) -> list[str]:
+    """The kinds found, costliest first; without ``timing``, those of :data:`TIMING` left out."""
+    return [f.kind for f in find(trace) if timing or f.kind not in TIMING]
 
 
 def only(trace, kind: str):
@@ -159,8 +165,7 @@ def test_one_query_per_shard_in_series_is_a_serial_fan_out(shards):
     assert finding.ms == pytest.approx(sum(durations) - max(durations))
     assert finding.ms > 10  # three of the four 5 ms sleeps
     assert "sent to 4 shards one after another" in finding.message
-    # nothing else, but a slow call when a busy machine stalled one of the sleeps
-    assert [k for k in kinds(trace) if k != "slow_call"] == ["serial_fanout"]
+    assert kinds(trace) == ["serial_fanout"]
 
 
 def test_the_same_fan_out_run_concurrently_is_not_a_finding(shards):
@@ -201,11 +206,11 @@ def test_the_slowest_call_is_a_finding_when_it_dominates_the_request(shards):
 def test_a_short_call_or_one_that_does_not_dominate_is_not_slow(shards):
     with ioprofiler.profile() as trace:
         sleep_on(shards["dbshard03"], 0.001)  # under dominant_ms
-    assert kinds(trace) == []
+    assert kinds(trace, timing=True) == []
     with ioprofiler.profile() as trace:
         sleep_on(shards["dbshard03"], 0.025)
         time.sleep(0.1)  # now the query is a fifth of the request
-    assert "slow_call" not in kinds(trace)
+    assert "slow_call" not in kinds(trace, timing=True)
 
 
 # -- cache misses that went to the database, hit ratio ----------------------------------------
@@ -292,18 +297,25 @@ def test_waiting_for_a_pooled_connection_is_a_finding(tmp_path):
 
 
 def test_new_connections_that_open_quickly_are_no_wait_finding(tmp_path):
-    engines = [sa.create_engine(f"sqlite:///{tmp_path / f'dbshard0{n}.db'}") for n in (1, 2, 3)]
-    with ioprofiler.profile() as trace:
+    for attempt in range(3):  # a busy machine can stall a connect past 10 ms: try again
+        engines = [
+            sa.create_engine(f"sqlite:///{tmp_path / f'dbshard0{n}_{attempt}.db'}")
+            for n in (1, 2, 3)
+        ]
+        with ioprofiler.profile() as trace:
+            for engine in engines:
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
         for engine in engines:
-            with engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-    assert trace.count(kind="db", op="connect") == 3
-    assert "waits" not in kinds(trace)
+            engine.dispose()
+        connects = [e for e in trace.events if e.op == "connect"]
+        if sum(e.duration_ms for e in connects) < 5.0:
+            break
+    assert len(connects) == 3
+    assert "waits" not in kinds(trace, timing=True)
     ioprofiler.configure(findings={"waits_ms": 0.0})
     finding = only(trace, "waits")
     assert "3 new connections" in finding.message and "reuse them" in finding.hint
-    for engine in engines:
-        engine.dispose()
 
 
 # -- unexplained time -------------------------------------------------------------------------
@@ -325,7 +337,7 @@ def test_a_slow_request_mostly_outside_io_is_unexplained_time(shards):
 def test_a_slow_request_spent_in_io_has_no_unexplained_time(shards):
     with ioprofiler.profile() as trace:
         sleep_on(shards["dbshard01"], 0.25)
-    assert kinds(trace) == ["slow_call"]
+    assert kinds(trace, timing=True) == ["slow_call"]
 
 
 # -- thresholds -------------------------------------------------------------------------------
