@@ -73,7 +73,8 @@ def failure_report(
             console.print(line, soft_wrap=True)
     events = trace.events
     if findings:
-        numbers = {id(e): n for n, e in enumerate(events, start=1)}
+        calls = (e for e in events if e.is_call)  # numbered as the listing below numbers them
+        numbers = {id(e): n for n, e in enumerate(calls, start=1)}
         console.print(Text("\nFindings:", style="bold red"))
         for line in finding_lines(findings, numbers)[1:]:
             style = "dim" if line.startswith("    fix:") else "red"
