@@ -394,17 +394,21 @@ def _connect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if event is None:
         return wrapped(*args, **kwargs)
     try:
-        event.detail = connect_address(args, kwargs)
+        event.detail = connect_address(args, kwargs, instance.name == "sqlite")
     except Exception as exc:
         profiler_failed(traces, exc)
     return _run_recorded(event, wrapped, args, kwargs)
 
 
-def connect_address(cargs: Any, cparams: Any) -> tuple[Any, Any, Any, Any]:
+def connect_address(
+    cargs: Any, cparams: Any, file_first: bool = False
+) -> tuple[Any, Any, Any, Any]:
     """(user, host, port, database) from a driver's connect arguments; never the password.
 
     The drivers name them differently: ``user``/``username``, ``database``/``db``/
-    ``dbname``; SQLite and aiosqlite take the file as the first argument.
+    ``dbname``. ``file_first``: the first positional argument is the database file
+    (SQLite, aiosqlite); other drivers' positional arguments are never read, since one
+    may be a connection string with a password in it (pyodbc's ``PWD=``).
     """
 
     def first(*names: str) -> Any:
@@ -415,7 +419,7 @@ def connect_address(cargs: Any, cparams: Any) -> tuple[Any, Any, Any, Any]:
         return None
 
     database = first("database", "db", "dbname")
-    if database is None and cargs and isinstance(cargs[0], str):
+    if database is None and file_first and cargs and isinstance(cargs[0], str):
         database = cargs[0]
     host = first("host", "unix_socket")
     return first("user", "username"), host, first("port"), database

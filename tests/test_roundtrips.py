@@ -310,3 +310,17 @@ def test_a_hashclient_server_coming_back_is_a_connect(start_memcached):
     assert [e.op for e in down.events if e.is_call] == ["get"] and down.events[0].error
     assert [(e.op, e.error) for e in back.events] == [("get", None), ("connect", None)]
     assert back.events[1].server == second.address
+
+
+def test_connect_addresses_never_take_a_password_from_any_drivers_arguments():
+    from ioprofiler.integrations.sqlalchemy import connect_address
+
+    mysqlclient = {"host": "10.0.0.5", "port": 3306, "user": "shop", "passwd": "pw", "db": "s1"}
+    assert connect_address((), mysqlclient) == ("shop", "10.0.0.5", 3306, "s1")
+    psycopg = {"host": "db", "user": "shop", "password": "pw", "dbname": "s2"}
+    assert connect_address((), psycopg) == ("shop", "db", None, "s2")
+    odbc = ("DRIVER={ODBC Driver 18};SERVER=db;UID=shop;PWD=pw",)  # pyodbc's one string
+    assert connect_address(odbc, {}) == (None, None, None, None)
+    assert connect_address(("/data/dbshard01.db",), {}, file_first=True)[3] == (
+        "/data/dbshard01.db"
+    )
