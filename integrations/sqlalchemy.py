@@ -48,6 +48,7 @@ from ioprofiler.event import (
 )
 from ioprofiler.patching import Patches
 from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
+from ioprofiler.values import first_row as _first_row
 from ioprofiler.values import snapshot
 
 EXECUTE_METHODS = ("do_execute", "do_executemany", "do_execute_no_params")
@@ -196,14 +197,6 @@ def _arguments(shape: str, args: Any, kwargs: Any) -> tuple[Any, Any, Any]:
         return statement, None, args[2] if len(args) > 2 else kwargs.get("context")
     parameters = args[2] if len(args) > 2 else kwargs.get("parameters")
     return statement, parameters, args[3] if len(args) > 3 else kwargs.get("context")
-
-
-def _first_row(parameters: Any) -> tuple[Any, int | None]:
-    """executemany: (the first row, owned; how many rows) of a list or tuple of rows.
-    Anything else is left alone: never consume the caller's iterator."""
-    if isinstance(parameters, (list, tuple)):
-        return (snapshot(parameters[0]) if parameters else None), len(parameters)
-    return None, None
 
 
 def _execution_wrapper(op: str, shape: str, override: bool):

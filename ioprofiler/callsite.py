@@ -31,6 +31,7 @@ _LIBRARY_PACKAGES = (
     "requests",
     "httpx",
     "httpcore",
+    "django",
     "wrapt",
     "greenlet",
 )

@@ -14,7 +14,7 @@ from types import ModuleType
 
 log = logging.getLogger("ioprofiler")
 
-INTEGRATIONS = ("sqlalchemy", "pymemcache", "redis", "urllib3", "httpx")
+INTEGRATIONS = ("sqlalchemy", "pymemcache", "redis", "urllib3", "httpx", "django")
 _installed: dict[str, ModuleType] = {}
 _lock = threading.Lock()
 

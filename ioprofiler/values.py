@@ -94,6 +94,14 @@ def snapshot(parameters: Any) -> Any:
     return owned(parameters)
 
 
+def first_row(parameters: Any) -> tuple[Any, int | None]:
+    """executemany: (the first row, owned; how many rows) of a list or tuple of rows.
+    Anything else is left alone: never consume the caller's iterator."""
+    if isinstance(parameters, (list, tuple)):
+        return (snapshot(parameters[0]) if parameters else None), len(parameters)
+    return None, None
+
+
 def owned(value: Any) -> Any:
     """One value as the trace keeps it; never raises."""
     kind = type(value)

@@ -78,6 +78,26 @@ def sqlite_shards(tmp_path: Path):
         engine.dispose()
 
 
+def configure_django() -> None:
+    """Django's settings for every test that uses Django: settings are made once per process,
+    whichever test comes first. Databases are added per test (tests/test_django.py)."""
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="ioprofiler-tests",
+            ROOT_URLCONF="tests.test_frameworks",
+            ALLOWED_HOSTS=["localhost", "testserver"],
+            MIDDLEWARE=[],
+            INSTALLED_APPS=[],
+            DATABASES={},
+            USE_TZ=True,
+        )
+    django.setup(set_prefix=False)
+
+
 def engine_for_dialect(dialect_class: type, path: Path):
     """An engine on a SQLite file that uses ``dialect_class``, registered under its name."""
     import sys

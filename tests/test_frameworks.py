@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from werkzeug.test import Client
 
 from ioprofiler.wsgi import IOProfilerMiddleware
+from tests.conftest import configure_django
 
 LOCAL = {"REMOTE_ADDR": "127.0.0.1"}
 QUERY = "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = :id"
@@ -34,18 +35,7 @@ def test_flask_app_wsgi_app(sqlite_shards):
 
 def test_django_wsgi_handler(sqlite_shards):
     pytest.importorskip("django")
-    from django.conf import settings
-
-    if not settings.configured:
-        settings.configure(
-            DEBUG=False,
-            SECRET_KEY="ioprofiler-tests",
-            ROOT_URLCONF=__name__,
-            ALLOWED_HOSTS=["localhost", "testserver"],
-            MIDDLEWARE=[],
-            INSTALLED_APPS=[],
-            DATABASES={},
-        )
+    configure_django()  # ROOT_URLCONF is this module
     from django.core.wsgi import get_wsgi_application
     from django.http import HttpResponse
 

@@ -262,7 +262,7 @@ def test_install_and_uninstall_are_exact():
     classes = (HTTPConnectionPool, httpx.HTTPTransport, httpx.AsyncHTTPTransport)
     ioprofiler.uninstall()
     before = {(c, n): v for c in classes for n, v in vars(c).items()}
-    assert ioprofiler.install()[-2:] == ["urllib3", "httpx"]
+    assert {"urllib3", "httpx"} <= set(ioprofiler.install())
     assert isinstance(vars(HTTPConnectionPool)["_make_request"], IOProfilerWrapper)
     assert isinstance(vars(httpx.HTTPTransport)["handle_request"], IOProfilerWrapper)
     ioprofiler.uninstall()
