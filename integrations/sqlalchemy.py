@@ -280,7 +280,6 @@ def _begin_op(traces: Any, op: str, dialect: Any, depth: int = 3):
     try:
         event = begin(traces, DB, op, _target(dialect, None), depth)
         event.dialect = dialect.name
-        event.start_ns = perf_counter_ns()
         return event
     except Exception as exc:
         profiler_failed(traces, exc)
