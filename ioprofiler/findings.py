@@ -13,13 +13,15 @@ Analysis runs when a trace is rendered, never while the application runs.
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from ioprofiler import config
 from ioprofiler.cache_text import key_text
-from ioprofiler.event import CACHE, CONNECT, DB, POOL_WAIT, Event
+from ioprofiler.event import CACHE, CONNECT, CONNECTION_OPS, DB, POOL_WAIT, Event
 from ioprofiler.event import callsite_text as _callsite_text
 from ioprofiler.sql_text import safe_repr, shape
 from ioprofiler.thresholds import Thresholds
@@ -106,6 +108,21 @@ def find(
     limits = thresholds if thresholds is not None else config.settings.findings
     if slow_ms is not None and slow_ms != limits.slow_ms:
         limits = replace(limits, slow_ms=slow_ms)
+    if trace.recording:
+        return _find(trace, limits)
+    # A closed trace is shown several times per response (panel, Server-Timing): once is enough.
+    known = _found.get(trace)
+    if known is None or known[0] != limits:
+        known = _found[trace] = (limits, _find(trace, limits))
+    return list(known[1])
+
+
+_found: weakref.WeakKeyDictionary[Trace, tuple[Thresholds, list[Finding]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _find(trace: Trace, limits: Thresholds) -> list[Finding]:
     events = trace.events
     statements = [e for e in events if _is_statement(e)]
     groups = _by_shape(statements)
@@ -131,7 +148,7 @@ def find(
 
 
 def _is_statement(event: Event) -> bool:
-    return event.is_statement and event.statement is not None
+    return event.kind == DB and event.op not in CONNECTION_OPS and event.statement is not None
 
 
 @dataclass
@@ -149,23 +166,29 @@ class _Group:
 
 def _by_shape(statements: list[Event]) -> dict[str, _Group]:
     groups: dict[str, _Group] = {}
-    shapes: dict[tuple[str, str | None, str | None], str] = {}
+    shapes: dict[tuple[str, str | None, str | None], _Group] = {}
     for event in statements:
-        statement = event.statement or ""
+        statement: str = event.statement  # type: ignore[assignment]
         key = (statement, event.paramstyle, event.dialect)
-        text = shapes.get(key)
-        if text is None:
-            text = shapes[key] = shape(statement, event.paramstyle, event.dialect)
-        group = groups.get(text)
+        group = shapes.get(key)
         if group is None:
-            group = groups[text] = _Group()
+            text = shape(statement, event.paramstyle, event.dialect)
+            group = groups.get(text)
+            if group is None:
+                group = groups[text] = _Group()
+            shapes[key] = group
         group.events.append(event)
         fingerprint: object = (statement, event.params)
         try:
             hash(fingerprint)
         except TypeError:  # a dict of parameters, a list among them
             fingerprint = f"{statement}\x00{safe_repr(event.params)}"
-        group.copies.setdefault((event._target, fingerprint), []).append(event)
+        copy = (event._target, fingerprint)
+        same = group.copies.get(copy)
+        if same is None:
+            group.copies[copy] = [event]
+        else:
+            same.append(event)
     return groups
 
 
@@ -178,7 +201,8 @@ def _key(key: Any) -> object:
 
 
 def _ms(events: list[Event] | tuple[Event, ...]) -> float:
-    return sum(e.duration_ms or 0.0 for e in events)
+    """The finished calls' time together."""
+    return sum(e.end_ns - e.start_ns for e in events if e.end_ns is not None) / 1e6
 
 
 def _short(text: str) -> str:
@@ -194,11 +218,11 @@ def _targets(events: list[Event]) -> str:
 
 def _where(events: list[Event]) -> str:
     """`` <- file.py:12 in fn``: where most of the events were made."""
-    sites = Counter((e._code, e._lineno) for e in events if e._code is not None)
+    sites = Counter(e._site for e in events if e._site is not None)
     if not sites:
         return ""
     (code, line), _ = sites.most_common(1)[0]
-    return f" <- {_callsite_text(code, line)}"  # type: ignore[arg-type]
+    return f" <- {_callsite_text(code, line)}"
 
 
 def _times(count: int) -> str:
@@ -344,13 +368,15 @@ def _serial_fanout(
 def _slow_calls(events: list[Event], elapsed_ms: float, limits: Thresholds) -> list[Finding]:
     found = []
     slowest: Event | None = None
+    slowest_ns, slow_ns = -1, limits.slow_ms * 1e6
     for event in events:
-        duration = event.duration_ms
-        if duration is None or event.op in WAIT_OPS:
+        if event.end_ns is None or event.op in WAIT_OPS:
             continue
-        if slowest is None or duration > (slowest.duration_ms or 0.0):
-            slowest = event
-        if duration >= limits.slow_ms:
+        took = event.end_ns - event.start_ns
+        if took > slowest_ns:
+            slowest, slowest_ns = event, took
+        if took >= slow_ns:
+            duration = took / 1e6
             found.append(
                 Finding(
                     SLOW_CALL,
@@ -513,7 +539,7 @@ def _unexplained_time(trace: Trace, events: list[Event], limits: Thresholds) -> 
     reach = trace.start_ns  # where the I/O seen so far ends
     gap, before_gap = 0, None  # the longest stretch without I/O, and the call before it
     last: Event | None = None
-    for event in sorted(events, key=lambda e: e.start_ns):
+    for event in sorted(events, key=attrgetter("start_ns")):
         event_end = min(end, event.end_ns if event.end_ns is not None else end)
         if event.start_ns - reach > gap:
             gap, before_gap = event.start_ns - reach, last

@@ -351,7 +351,9 @@ def shape(statement: str, paramstyle: str | None, dialect: str | None = None) ->
         return visible(" ".join(_safe_str(statement).split()))
 
 
-@functools.lru_cache(maxsize=4096)
+# Larger than a trace's max_events: the panel, the findings and Server-Timing each fold a
+# 10,000-statement trace; only the first pays for statements that all differ.
+@functools.lru_cache(maxsize=16384)
 def _shape(statement: str, paramstyle: str | None, dialect: str | None) -> str:
     text = _Binder((), redact=True).fill(_template(statement, dialect, paramstyle, True))
 
