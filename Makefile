@@ -115,6 +115,7 @@ bench: .venv-bench/.installed-bench memcached
 	$(BENCH_PY) benchmarks/top_log.py
 	$(BENCH_PY) benchmarks/roundtrips.py
 	$(BENCH_PY) benchmarks/findings.py
+	$(BENCH_PY) benchmarks/export.py
 
 clean:
 	rm -rf $(VENV) .venv-bench .venv-sqlalchemy20 .node build dist *.egg-info

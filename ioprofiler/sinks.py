@@ -19,6 +19,7 @@ elsewhere. The surface catches and logs whatever a sink raises.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
@@ -42,7 +43,9 @@ class FinishedRequest:
 
     ``query`` is the raw query string: a sink that stores or sends it drops its values
     unless the deployment opted in. ``route`` is the route template (``/listing/<int:id>``)
-    when known. ``started_at`` is ``time.time()`` when the request arrived.
+    when known. ``started_at`` is ``time.time()`` when the request arrived. ``context`` is
+    a copy of the context the application was called in, for sinks that read context-local
+    state of that moment (OpenTelemetry's current span): ``request.context.run(fn)``.
     """
 
     trace: Trace
@@ -56,6 +59,7 @@ class FinishedRequest:
     request_id: str
     host: str
     pid: int
+    context: contextvars.Context | None = None
 
 
 @runtime_checkable

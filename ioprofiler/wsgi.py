@@ -23,6 +23,7 @@ finished; responses are unchanged unless an allowed client asked with the parame
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import re
@@ -232,17 +233,11 @@ class IOProfilerMiddleware:
             raise
         return response
 
-    def _deliver(
-        self,
-        trace: Trace,
-        environ: dict[str, Any],
-        status: str | None,
-        started_at: float,
-        matched: str | None,
-    ) -> None:
+    def _deliver(self, body: TracedBody) -> None:
         """Hand the finished request to the sinks (the trace is closed by now)."""
         if not self.sinks:
             return
+        trace, environ = body.trace, body.environ
         try:
             script = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
             request = sinks.FinishedRequest(
@@ -250,13 +245,14 @@ class IOProfilerMiddleware:
                 method=environ.get("REQUEST_METHOD", "GET"),
                 path=script.encode("latin-1", "replace").decode("utf-8", "replace"),
                 query=environ.get("QUERY_STRING", ""),
-                route=sinks.route_of(environ, self.route, matched),
-                status=sinks.status_code(status),
-                started_at=started_at,
+                route=sinks.route_of(environ, self.route, body.matched),
+                status=sinks.status_code(body.status),
+                started_at=body.started_at,
                 duration_ms=trace.elapsed_ms,
                 request_id=environ["ioprofiler.request_id"],
                 host=sinks.HOST,
                 pid=os.getpid(),
+                context=body.context,
             )
         except Exception:
             log.exception("ioprofiler: could not describe the finished request for the sinks")
@@ -280,6 +276,8 @@ class TracedBody:
         self.environ = environ
         self.start_response = start_response
         self.started_at = time.time()
+        # the caller's context (an outer OpenTelemetry span, say), for the sinks
+        self.context = contextvars.copy_context() if middleware.sinks else None
         self.matched: str | None = None  # the framework's route, read when the response starts
         self.status: str | None = None
         self.body: Iterable[bytes] | None = None
@@ -308,9 +306,7 @@ class TracedBody:
         self._finished = True
         self.trace.close()
         self._closed()
-        self.middleware._deliver(
-            self.trace, self.environ, self.status, self.started_at, self.matched
-        )
+        self.middleware._deliver(self)
 
     def _closed(self) -> None:
         """What a subclass does with the closed trace before the sinks get it."""

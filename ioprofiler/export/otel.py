@@ -1,0 +1,278 @@
+"""Each request's I/O into the OpenTelemetry trace the application already sends.
+
+>>> from ioprofiler.export import OpenTelemetry
+>>> app = OpenTelemetryMiddleware(IOProfilerMiddleware(app, export=[OpenTelemetry()]))
+
+Only the OpenTelemetry API is used: unless the application configured an SDK, nothing is
+recorded and the cost is the API's no-op. The span annotated is the one that was current
+when the request reached ioprofiler's middleware (the server span of OpenTelemetry's WSGI
+middleware, or a framework instrumentation's, wrapped around it), and only while it is
+still recording.
+
+- By default the request's I/O summary becomes attributes of that span
+  (``ioprofiler.db.queries``, ``ioprofiler.db.queries.dbshard01``, cache hits and misses,
+  I/O time, likely N+1 count) and, for requests slower than ``slow_ms``, the listing (values
+  and cache keys hidden) is added as the span event ``ioprofiler.listing``.
+- ``spans=True`` also adds one CLIENT span per I/O call, a child of that span, with the
+  call's real start and end times and the stable database semantic conventions
+  (``db.system.name``, ``db.namespace`` = the shard, ``db.operation.name``,
+  ``db.query.text`` with values as ``?`` unless ``query_values=True``, ``server.address``,
+  ``server.port``, ``error.type``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from time import perf_counter_ns, time_ns
+from typing import Any
+
+from opentelemetry import trace as otel_trace
+
+import ioprofiler
+from ioprofiler import config
+from ioprofiler.analysis import N_PLUS_ONE_AT
+from ioprofiler.event import DB, Event
+from ioprofiler.export.names import NameBudget
+from ioprofiler.export.tally import POOL_WAIT, STATEMENT_OPS
+from ioprofiler.render.sql import render_statement, shape
+from ioprofiler.sinks import FinishedRequest
+from ioprofiler.trace import Trace
+
+log = logging.getLogger("ioprofiler")
+
+LISTING_EVENT = "ioprofiler.listing"
+MAX_LISTING_CHARS = 32_000
+MAX_LISTING_EVENTS = 500
+# db.system.name values of the stable conventions, by SQLAlchemy dialect / service name
+SYSTEMS = {
+    "postgresql": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mariadb",
+    "sqlite": "sqlite",
+    "mssql": "microsoft.sql_server",
+    "oracle": "oracle.db",
+    "memcache": "memcached",
+    "redis": "redis",
+}
+
+
+class OpenTelemetry:
+    """Put each request's I/O on its OpenTelemetry server span. Options:
+
+    - ``spans``: also one CLIENT span per I/O call (default False: attributes only).
+    - ``slow_ms``: requests at least this slow get the listing as a span event
+      (default: the middleware's default ``slow_ms``); ``listing=False`` never adds it.
+    - ``query_values``: put bound values in ``db.query.text`` (default False: ``?``).
+    - ``max_names``: distinct shards named in attribute keys before ``other``.
+    - ``tracer_provider``: default the global one the application configured.
+    """
+
+    def __init__(
+        self,
+        spans: bool = False,
+        *,
+        slow_ms: float = config.DEFAULT_SLOW_MS,
+        listing: bool = True,
+        query_values: bool = False,
+        max_names: int = 100,
+        tracer_provider: otel_trace.TracerProvider | None = None,
+    ) -> None:
+        if not isinstance(slow_ms, (int, float)) or isinstance(slow_ms, bool) or slow_ms < 0:
+            raise ValueError(f"slow_ms must be milliseconds >= 0, not {slow_ms!r}")
+        if not isinstance(max_names, int) or isinstance(max_names, bool) or max_names < 1:
+            raise ValueError(f"max_names must be a whole number >= 1, not {max_names!r}")
+        self.spans = bool(spans)
+        self.slow_ms = float(slow_ms)
+        self.listing = bool(listing)
+        self.query_values = bool(query_values)
+        self.targets = NameBudget("shard", max_names)
+        self.tracer = otel_trace.get_tracer(
+            "ioprofiler", ioprofiler.__version__, tracer_provider=tracer_provider
+        )
+
+    def __repr__(self) -> str:
+        return f"<OpenTelemetry spans={self.spans}>"
+
+    def handle(self, request: FinishedRequest) -> None:
+        """Annotate the request's span (and add its I/O spans); nothing without an SDK."""
+        if request.context is None:
+            return
+        span = request.context.run(otel_trace.get_current_span)
+        if not span.is_recording():
+            return
+        trace = request.trace
+        span.set_attributes(self.attributes(trace))
+        if self.listing and request.duration_ms >= self.slow_ms:
+            span.add_event(LISTING_EVENT, {LISTING_EVENT: listing_text(trace)})
+        if self.spans:
+            self.add_spans(trace, span)
+
+    def close(self) -> None:
+        """Nothing to send: the application's SDK exports the spans."""
+
+    # -- attributes ---------------------------------------------------------------------
+
+    def attributes(self, trace: Trace) -> dict[str, Any]:
+        """The I/O summary as span attributes, from one pass over the events:
+        ``ioprofiler.io.time_ms`` (every round trip, pool waits excluded),
+        ``ioprofiler.db.queries`` and per shard ``ioprofiler.db.queries.<shard>``,
+        ``ioprofiler.<kind>.calls`` for other kinds, ``ioprofiler.cache.hits``/``misses``,
+        and when non-zero ``ioprofiler.errors``, ``ioprofiler.n_plus_one`` (statements
+        run at least three times with the same text on one shard), ``ioprofiler.dropped``."""
+        per_shard: dict[Any, int] = {}
+        per_kind: dict[str, int] = {}
+        statements: dict[tuple[Any, str], int] = {}
+        io_ns = errors = hits = misses = 0
+        for event in trace._events:
+            end = event.end_ns
+            if event.kind == DB:
+                op = event.op
+                if op in STATEMENT_OPS:
+                    shard = event._target
+                    per_shard[shard] = per_shard.get(shard, 0) + 1
+                    key = (shard, event.statement)
+                    statements[key] = statements.get(key, 0) + 1
+                elif op == POOL_WAIT:
+                    continue
+            else:
+                per_kind[event.kind] = per_kind.get(event.kind, 0) + 1
+                if event.hit is not None:
+                    missed = len(event.missed_keys or ())
+                    misses += missed
+                    hits += len(event.keys) - missed
+            if end is not None:
+                io_ns += end - event.start_ns
+            if event.error is not None:
+                errors += 1
+        out: dict[str, Any] = {
+            "ioprofiler.io.time_ms": round(io_ns / 1e6, 3),
+            "ioprofiler.db.queries": sum(per_shard.values()),
+        }
+        for shard, count in per_shard.items():
+            out[f"ioprofiler.db.queries.{self.targets.name(str(shard))}"] = count
+        for kind, count in per_kind.items():
+            out[f"ioprofiler.{kind}.calls"] = count
+        if hits or misses:
+            out["ioprofiler.cache.hits"] = hits
+            out["ioprofiler.cache.misses"] = misses
+        if errors:
+            out["ioprofiler.errors"] = errors
+        repeated = sum(1 for count in statements.values() if count >= N_PLUS_ONE_AT)
+        if repeated:
+            out["ioprofiler.n_plus_one"] = repeated
+        if trace._overflow:
+            out["ioprofiler.dropped"] = trace.dropped
+        return out
+
+    # -- spans --------------------------------------------------------------------------
+
+    def add_spans(self, trace: Trace, parent: otel_trace.Span) -> None:
+        """One CLIENT span per I/O call, child of ``parent``, at the call's real times."""
+        context = otel_trace.set_span_in_context(parent)
+        to_epoch = perf_counter_to_epoch_ns()
+        closed_at = trace.end_ns or perf_counter_ns()
+        for event in trace.events:
+            if event.op == POOL_WAIT:
+                continue
+            name, attributes = self.conventions(event)
+            span = self.tracer.start_span(
+                name,
+                context=context,
+                kind=otel_trace.SpanKind.CLIENT,
+                attributes=attributes,
+                start_time=event.start_ns + to_epoch,
+            )
+            if event.error is not None:
+                span.set_status(otel_trace.Status(otel_trace.StatusCode.ERROR))
+            end = event.end_ns
+            if end is None:
+                span.set_attribute("ioprofiler.unfinished", True)
+                end = closed_at
+            span.end(end_time=end + to_epoch)
+
+    def conventions(self, event: Event) -> tuple[str, Mapping[str, Any]]:
+        """The span name and attributes of one call, per the database semantic conventions."""
+        attributes: dict[str, Any] = {}
+        target = event.target
+        service = getattr(event._target, "service", None)
+        if event.kind == DB:
+            system = SYSTEMS.get(event.dialect or "", event.dialect or "other_sql")
+            operation = sql_operation(event)
+            attributes["db.namespace"] = target
+            if event.statement is not None:
+                attributes["db.query.text"] = self.query_text(event)
+            if event.op == "executemany" and event.rows is not None:
+                attributes["db.operation.batch.size"] = event.rows
+            name = f"{operation} {target}"
+        else:
+            service_name = getattr(service, "name", event.kind)
+            system = SYSTEMS.get(service_name, service_name)
+            operation = event.op
+            name = operation
+            if event.hit is not None:
+                attributes["ioprofiler.cache.hit"] = event.hit_count == len(event.keys)
+                attributes["ioprofiler.cache.hits"] = event.hit_count or 0
+                attributes["ioprofiler.cache.misses"] = event.miss_count or 0
+            if event.keys:
+                attributes["ioprofiler.cache.key_count"] = len(event.keys)
+        attributes["db.system.name"] = system
+        attributes["db.operation.name"] = operation
+        server = server_of(event)
+        if server is not None:
+            attributes["server.address"], attributes["server.port"] = server
+        if event.error is not None:
+            attributes["error.type"] = event.error
+        return name, attributes
+
+    def query_text(self, event: Event) -> str:
+        assert event.statement is not None
+        if self.query_values:
+            return render_statement(
+                event.statement, event.params, event.paramstyle, event.rows, False, event.dialect
+            )
+        return shape(event.statement, event.paramstyle, event.dialect)
+
+
+def perf_counter_to_epoch_ns() -> int:
+    """What to add to a ``perf_counter_ns()`` reading to get nanoseconds since the epoch:
+    both clocks read back to back, the wall clock between two readings of the other."""
+    before = perf_counter_ns()
+    wall = time_ns()
+    after = perf_counter_ns()
+    return wall - (before + after) // 2
+
+
+def sql_operation(event: Event) -> str:
+    """``SELECT``, ``INSERT``…; ``BATCH INSERT`` for executemany; ``COMMIT`` for the
+    round trips that are not statements."""
+    if event.op not in STATEMENT_OPS or not event.statement:
+        return event.op.upper()
+    words = event.statement.split(None, 1)
+    verb = words[0].upper() if words else "UNKNOWN"
+    return f"BATCH {verb}" if event.op == "executemany" else verb
+
+
+def server_of(event: Event) -> tuple[str, int] | None:
+    """A cache server's host and port, when its address is ``(host, port)``."""
+    address = event.server
+    if isinstance(address, tuple) and len(address) == 2 and isinstance(address[1], int):
+        return str(address[0]), address[1]
+    return None
+
+
+def listing_text(trace: Trace) -> str:
+    """The listing with bound values and cache keys hidden, cut to a bounded size."""
+    from ioprofiler.render.json import event_dict
+
+    events = trace.events
+    lines = [
+        event_dict(trace, event, index, redact=True, keys=False)["line"]
+        for index, event in enumerate(events[:MAX_LISTING_EVENTS])
+    ]
+    if len(events) > MAX_LISTING_EVENTS:
+        lines.append(f"… {len(events) - MAX_LISTING_EVENTS} more calls")
+    text = "\n".join(lines)
+    if len(text) > MAX_LISTING_CHARS:
+        text = text[:MAX_LISTING_CHARS] + "\n…"
+    return text

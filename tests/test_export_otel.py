@@ -1,0 +1,162 @@
+"""The OpenTelemetry exporter with the SDK's in-memory exporter, behind OpenTelemetry's own
+WSGI middleware: attributes on the server span, the listing as a span event, CLIENT spans
+with the database semantic conventions, their parents and times; no SDK, nothing."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
+from werkzeug.test import Client
+
+from ioprofiler.export import OpenTelemetry
+from ioprofiler.wsgi import IOProfilerMiddleware
+from tests.fleetapp import Collect, FleetShop
+
+
+@pytest.fixture
+def spans():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
+    provider.shutdown()
+
+
+@pytest.fixture
+def shop(sqlite_shards, memcached):
+    app = FleetShop(sqlite_shards, memcached.address)
+    app.cache.flush_all()
+    return app
+
+
+def serve(shop, provider, *urls: str, **options):
+    """The URLs through OpenTelemetry's WSGI middleware around ioprofiler's; the traces."""
+    collect = Collect()
+    exporter = OpenTelemetry(tracer_provider=provider, **options)
+    app = IOProfilerMiddleware(shop, export=[exporter, collect])
+    client = Client(OpenTelemetryMiddleware(app, tracer_provider=provider))
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200
+        response.close()
+    return [request.trace for request in collect.requests]
+
+
+def server_span(exporter):
+    (span,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    return span
+
+
+def test_the_io_summary_becomes_attributes_of_the_server_span(shop, spans):
+    provider, exporter = spans
+    (trace,) = serve(shop, provider, "/listing/7")
+    attributes = server_span(exporter).attributes
+    assert attributes["ioprofiler.db.queries"] == 4
+    assert attributes["ioprofiler.db.queries.dbshard01"] == 3
+    assert attributes["ioprofiler.db.queries.dbshard02"] == 1
+    assert attributes["ioprofiler.cache.calls"] == 3
+    assert (attributes["ioprofiler.cache.hits"], attributes["ioprofiler.cache.misses"]) == (1, 1)
+    assert attributes["ioprofiler.n_plus_one"] == 1  # one statement three times on dbshard01
+    assert attributes["ioprofiler.io.time_ms"] == pytest.approx(trace.duration_ms(), abs=0.002)
+    assert "ioprofiler.errors" not in attributes
+    assert not server_span(exporter).events  # a fast request: no listing
+    assert [s.kind for s in exporter.get_finished_spans()] == [SpanKind.SERVER]
+
+
+def test_a_slow_request_carries_its_listing_with_values_and_keys_hidden(shop, spans):
+    provider, exporter = spans
+    serve(shop, provider, "/listing/5773453", slow_ms=0)
+    (event,) = server_span(exporter).events
+    assert event.name == "ioprofiler.listing"
+    lines = event.attributes["ioprofiler.listing"].splitlines()
+    assert len(lines) == 7
+    assert lines[0].startswith("[dbshard01] ")
+    assert lines[0].endswith("SELECT count(*) FROM FavoriteListingUser WHERE listing_id = ?")
+    assert any(line.startswith("[memcache] ") and "MISS" in line for line in lines)
+    assert "5773453" not in event.attributes["ioprofiler.listing"]  # neither value nor key
+
+
+def test_errors_are_counted_on_the_server_span(shop, spans):
+    provider, exporter = spans
+    serve(shop, provider, "/cart")
+    attributes = server_span(exporter).attributes
+    assert attributes["ioprofiler.db.queries"] == 3
+    assert attributes["ioprofiler.errors"] == 1
+
+
+def test_spans_mode_adds_one_client_span_per_call_with_the_semantic_conventions(
+    shop, spans, memcached
+):
+    provider, exporter = spans
+    (trace,) = serve(shop, provider, "/listing/7", spans=True)
+    server = server_span(exporter)
+    clients = sorted(
+        (s for s in exporter.get_finished_spans() if s.kind == SpanKind.CLIENT),
+        key=lambda s: s.start_time,
+    )
+    events = trace.events
+    assert len(clients) == len(events) == 7
+    for span, event in zip(clients, events, strict=True):
+        assert span.parent.span_id == server.context.span_id
+        assert span.context.trace_id == server.context.trace_id
+        # real times: the call's own duration, inside the server span, in call order
+        assert span.end_time - span.start_time == event.end_ns - event.start_ns
+        assert server.start_time <= span.start_time <= span.end_time <= server.end_time
+    offsets = [span.start_time - clients[0].start_time for span in clients]
+    assert offsets == [event.start_ns - events[0].start_ns for event in events]
+
+    select = clients[0].attributes
+    assert clients[0].name == "SELECT dbshard01"
+    assert select["db.system.name"] == "sqlite"
+    assert select["db.namespace"] == "dbshard01"
+    assert select["db.operation.name"] == "SELECT"
+    assert select["db.query.text"] == (
+        "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = ?"
+    )
+    cache = [s for s in clients if s.attributes["db.system.name"] == "memcached"]
+    assert [s.name for s in cache] == ["get", "set", "get"]
+    assert [s.attributes.get("ioprofiler.cache.hit") for s in cache] == [False, None, True]
+    host, port = memcached.address
+    assert all(s.attributes["server.address"] == host for s in cache)
+    assert all(s.attributes["server.port"] == port for s in cache)
+
+
+def test_a_failed_call_is_an_error_span(shop, spans):
+    provider, exporter = spans
+    serve(shop, provider, "/cart", spans=True)
+    (failed,) = [s for s in exporter.get_finished_spans() if "error.type" in s.attributes]
+    assert failed.attributes["error.type"] == "OperationalError"
+    assert failed.status.status_code == StatusCode.ERROR
+    assert failed.attributes["db.query.text"] == "SELECT * FROM no_such_table"
+
+
+def test_query_values_puts_the_values_in_when_asked(shop, spans):
+    provider, exporter = spans
+    serve(shop, provider, "/listing/7", spans=True, query_values=True)
+    texts = {s.attributes.get("db.query.text") for s in exporter.get_finished_spans()}
+    assert "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = 7" in texts
+
+
+def test_without_an_sdk_nothing_is_recorded(shop, spans):
+    _, exporter = spans
+    otel = OpenTelemetry(spans=True, slow_ms=0)  # the global provider: no SDK configured
+    app = IOProfilerMiddleware(shop, export=[otel])
+    noop = Client(OpenTelemetryMiddleware(app, tracer_provider=NoOpTracerProvider()))
+    assert noop.get("/listing/7").status_code == 200
+    bare = Client(app)  # and with no OpenTelemetry middleware at all
+    assert bare.get("/cart").status_code == 200
+    assert otel.targets._names == {}  # handed the requests, it added nothing up
+    assert exporter.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize(
+    "options, word",
+    [({"slow_ms": -1}, "slow_ms"), ({"max_names": 0}, "max_names")],
+)
+def test_bad_options_are_refused(options, word):
+    with pytest.raises(ValueError, match=word):
+        OpenTelemetry(**options)
