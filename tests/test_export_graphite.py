@@ -40,6 +40,8 @@ def expected_metrics(requests, prefix: str):
         trace, base = request.trace, f"{prefix}.{request.route}"
         counters[f"{base}.requests"] += 1
         timers[f"{base}.request_time"].append(request.duration_ms)
+        counters[f"{base}.connects"] += trace.count(op="connect")
+        counters[f"{base}.pool_waits"] += trace.count(op="pool_wait")
         round_trips = [e for e in trace.events if e.op != "pool_wait"]
         timers[f"{base}.io_time"].append(sum(_ms(e) for e in round_trips))
         for target in {e.target for e in round_trips}:
@@ -77,6 +79,8 @@ def test_graphite_holds_what_the_profiler_recorded_per_route_and_shard(
 ):
     shop = FleetShop(sqlite_shards, memcached.address)
     shop.cache.flush_all()
+    for engine in sqlite_shards.values():
+        engine.dispose()  # the first request to each shard connects
     prefix = f"e2e{os.getpid()}"
     exporter = StatsD("127.0.0.1", statsd_daemon.port, prefix=prefix)
     collect = Collect()
@@ -96,6 +100,7 @@ def test_graphite_holds_what_the_profiler_recorded_per_route_and_shard(
     assert counters[f"{prefix}.listing_show.cache.memcache.hits"] == 7
     assert counters[f"{prefix}.cart.db.dbshard03.queries"] == 9
     assert counters[f"{prefix}.cart.db.dbshard03.errors"] == 3
+    assert counters[f"{prefix}.listing_show.connects"] >= 2  # each shard's first connection
 
     graphite = statsd_daemon.graphite
     want = {name: float(value) for name, value in counters.items()}

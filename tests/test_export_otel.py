@@ -61,7 +61,9 @@ def test_the_io_summary_becomes_attributes_of_the_server_span(shop, spans):
     assert attributes["ioprofiler.cache.calls"] == 3
     assert (attributes["ioprofiler.cache.hits"], attributes["ioprofiler.cache.misses"]) == (1, 1)
     assert attributes["ioprofiler.n_plus_one"] == 1  # one statement three times on dbshard01
-    assert attributes["ioprofiler.io.time_ms"] == pytest.approx(trace.duration_ms(), abs=0.002)
+    round_trips = [e for e in trace.events if e.op != "pool_wait"]  # connects, rollbacks too
+    io_ms = sum(e.end_ns - e.start_ns for e in round_trips) / 1e6
+    assert attributes["ioprofiler.io.time_ms"] == pytest.approx(io_ms, abs=0.002)
     assert "ioprofiler.errors" not in attributes
     assert not server_span(exporter).events  # a fast request: no listing
     assert [s.kind for s in exporter.get_finished_spans()] == [SpanKind.SERVER]
@@ -69,11 +71,11 @@ def test_the_io_summary_becomes_attributes_of_the_server_span(shop, spans):
 
 def test_a_slow_request_carries_its_listing_with_values_and_keys_hidden(shop, spans):
     provider, exporter = spans
-    serve(shop, provider, "/listing/5773453", slow_ms=0)
+    (trace,) = serve(shop, provider, "/listing/5773453", slow_ms=0)
     (event,) = server_span(exporter).events
     assert event.name == "ioprofiler.listing"
     lines = event.attributes["ioprofiler.listing"].splitlines()
-    assert len(lines) == 7
+    assert len(lines) == len(trace.events) >= 7
     assert lines[0].startswith("[dbshard01] ")
     assert lines[0].endswith("SELECT count(*) FROM FavoriteListingUser WHERE listing_id = ?")
     assert any(line.startswith("[memcache] ") and "MISS" in line for line in lines)
@@ -98,8 +100,8 @@ def test_spans_mode_adds_one_client_span_per_call_with_the_semantic_conventions(
         (s for s in exporter.get_finished_spans() if s.kind == SpanKind.CLIENT),
         key=lambda s: s.start_time,
     )
-    events = trace.events
-    assert len(clients) == len(events) == 7
+    events = [e for e in trace.events if e.op != "pool_wait"]
+    assert len(clients) == len(events) >= 7
     for span, event in zip(clients, events, strict=True):
         assert span.parent.span_id == server.context.span_id
         assert span.context.trace_id == server.context.trace_id
@@ -109,8 +111,9 @@ def test_spans_mode_adds_one_client_span_per_call_with_the_semantic_conventions(
     offsets = [span.start_time - clients[0].start_time for span in clients]
     assert offsets == [event.start_ns - events[0].start_ns for event in events]
 
-    select = clients[0].attributes
-    assert clients[0].name == "SELECT dbshard01"
+    (select_span, *_) = [s for s in clients if s.name.startswith("SELECT")]
+    select = select_span.attributes
+    assert select_span.name == "SELECT dbshard01"
     assert select["db.system.name"] == "sqlite"
     assert select["db.namespace"] == "dbshard01"
     assert select["db.operation.name"] == "SELECT"

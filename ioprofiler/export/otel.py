@@ -32,9 +32,8 @@ from opentelemetry import trace as otel_trace
 import ioprofiler
 from ioprofiler import config
 from ioprofiler.analysis import N_PLUS_ONE_AT
-from ioprofiler.event import DB, Event
+from ioprofiler.event import CONNECTION_OPS, DB, POOL_WAIT, Event
 from ioprofiler.export.names import NameBudget
-from ioprofiler.export.tally import POOL_WAIT, STATEMENT_OPS
 from ioprofiler.render.sql import render_statement, shape
 from ioprofiler.sinks import FinishedRequest
 from ioprofiler.trace import Trace
@@ -126,15 +125,15 @@ class OpenTelemetry:
         io_ns = errors = hits = misses = 0
         for event in trace._events:
             end = event.end_ns
-            if event.kind == DB:
-                op = event.op
-                if op in STATEMENT_OPS:
-                    shard = event._target
-                    per_shard[shard] = per_shard.get(shard, 0) + 1
-                    key = (shard, event.statement)
-                    statements[key] = statements.get(key, 0) + 1
-                elif op == POOL_WAIT:
+            op = event.op
+            if op in CONNECTION_OPS:
+                if op == POOL_WAIT:
                     continue
+            elif event.kind == DB:
+                shard = event._target
+                per_shard[shard] = per_shard.get(shard, 0) + 1
+                key = (shard, event.statement)
+                statements[key] = statements.get(key, 0) + 1
             else:
                 per_kind[event.kind] = per_kind.get(event.kind, 0) + 1
                 if event.hit is not None:
@@ -246,7 +245,7 @@ def perf_counter_to_epoch_ns() -> int:
 def sql_operation(event: Event) -> str:
     """``SELECT``, ``INSERT``…; ``BATCH INSERT`` for executemany; ``COMMIT`` for the
     round trips that are not statements."""
-    if event.op not in STATEMENT_OPS or not event.statement:
+    if event.op in CONNECTION_OPS or not event.statement:
         return event.op.upper()
     words = event.statement.split(None, 1)
     verb = words[0].upper() if words else "UNKNOWN"

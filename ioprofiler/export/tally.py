@@ -1,9 +1,10 @@
 """One request's I/O added up per target, in one cheap pass over its events.
 
 Exporters run this on the request's thread, so it only counts: names are made later,
-elsewhere. Statements (``execute``, ``executemany``) count as queries; the other database
-round trips (commits, connects) add to their target's I/O time, and pool waits and
-connects are also counted for the request as a whole.
+elsewhere. The application's calls (statements, cache commands) count as calls; the round
+trips around them (connects, commits, rollbacks) add to their target's I/O time only; pool
+waits and connects are also counted for the request as a whole, and pool waits are not
+I/O time.
 
 >>> tally = RequestTally.of(trace)
 >>> tally.targets[("db", engine_name)].calls
@@ -14,12 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ioprofiler.event import DB
+from ioprofiler.event import CONNECT, CONNECTION_OPS, POOL_WAIT
 from ioprofiler.trace import Trace
-
-STATEMENT_OPS = frozenset({"execute", "executemany"})
-POOL_WAIT = "pool_wait"
-CONNECT = "connect"
 
 
 class TargetTally:
@@ -60,9 +57,8 @@ class RequestTally:
         for event in trace._events:
             end = event.end_ns
             ns = 0 if end is None else end - event.start_ns
-            kind = event.kind
             op = event.op
-            if kind == DB and op not in STATEMENT_OPS:
+            if op in CONNECTION_OPS:
                 if op == POOL_WAIT:
                     tally.pool_waits += 1
                     tally.pool_wait_ns += ns
@@ -72,7 +68,7 @@ class RequestTally:
                 counted = 0
             else:
                 counted = 1
-            key = (kind, event._target)
+            key = (event.kind, event._target)
             target = targets.get(key)
             if target is None:
                 target = targets[key] = TargetTally()
@@ -91,12 +87,19 @@ class RequestTally:
         return tally
 
     def _add_overflow(self, trace: Trace) -> None:
-        """Calls past ``max_events``: counted per target, without their ops."""
-        for key, counted in trace._overflow_items():
-            target = self.targets.get(key)
+        """Calls past ``max_events``: counted per target and op."""
+        for (kind, raw, op), counted in trace._overflow_items():
+            if op == POOL_WAIT:
+                self.pool_waits += counted.calls
+                self.pool_wait_ns += counted.ns
+                continue
+            if op == CONNECT:
+                self.connects += counted.calls
+            target = self.targets.get((kind, raw))
             if target is None:
-                target = self.targets[key] = TargetTally()
-            target.calls += counted.calls
+                target = self.targets[(kind, raw)] = TargetTally()
+            if op not in CONNECTION_OPS:
+                target.calls += counted.calls
             target.ns += counted.ns
             target.hits += counted.hits
             target.misses += counted.misses
