@@ -207,7 +207,7 @@ class OpenTelemetry:
         else:
             service_name = getattr(service, "name", event.kind)
             system = SYSTEMS.get(service_name, service_name)
-            operation = event.op
+            operation = event.op.upper() if event.op in CONNECTION_OPS else event.op
             name = operation
             if event.hit is not None:
                 attributes["ioprofiler.cache.hit"] = event.hit_count == len(event.keys)
