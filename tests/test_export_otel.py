@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 from werkzeug.test import Client
 
+import ioprofiler
 from ioprofiler.export import OpenTelemetry
 from ioprofiler.wsgi import IOProfilerMiddleware
 from tests.fleetapp import Collect, FleetShop
@@ -53,6 +54,7 @@ def server_span(exporter):
 
 def test_the_io_summary_becomes_attributes_of_the_server_span(shop, spans):
     provider, exporter = spans
+    ioprofiler.configure(findings={"n_plus_one_count": 3})  # conftest resets it
     (trace,) = serve(shop, provider, "/listing/7")
     attributes = server_span(exporter).attributes
     assert attributes["ioprofiler.db.queries"] == 4
@@ -60,7 +62,7 @@ def test_the_io_summary_becomes_attributes_of_the_server_span(shop, spans):
     assert attributes["ioprofiler.db.queries.dbshard02"] == 1
     assert attributes["ioprofiler.cache.calls"] == 3
     assert (attributes["ioprofiler.cache.hits"], attributes["ioprofiler.cache.misses"]) == (1, 1)
-    assert attributes["ioprofiler.n_plus_one"] == 1  # one statement three times on dbshard01
+    assert attributes["ioprofiler.n_plus_one"] == 1  # one statement 3 times on dbshard01
     round_trips = [e for e in trace.events if e.op != "pool_wait"]  # connects, rollbacks too
     io_ms = sum(e.end_ns - e.start_ns for e in round_trips) / 1e6
     assert attributes["ioprofiler.io.time_ms"] == pytest.approx(io_ms, abs=0.002)

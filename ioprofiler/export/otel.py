@@ -31,7 +31,6 @@ from opentelemetry import trace as otel_trace
 
 import ioprofiler
 from ioprofiler import config
-from ioprofiler.analysis import N_PLUS_ONE_AT
 from ioprofiler.event import CONNECTION_OPS, DB, POOL_WAIT, Event
 from ioprofiler.export.names import NameBudget
 from ioprofiler.render.sql import render_statement, shape
@@ -117,8 +116,9 @@ class OpenTelemetry:
         ``ioprofiler.io.time_ms`` (every round trip, pool waits excluded),
         ``ioprofiler.db.queries`` and per shard ``ioprofiler.db.queries.<shard>``,
         ``ioprofiler.<kind>.calls`` for other kinds, ``ioprofiler.cache.hits``/``misses``,
-        and when non-zero ``ioprofiler.errors``, ``ioprofiler.n_plus_one`` (statements
-        run at least three times with the same text on one shard), ``ioprofiler.dropped``."""
+        and when non-zero ``ioprofiler.errors``, ``ioprofiler.n_plus_one`` (statements run
+        at least ``n_plus_one_count`` times with the same text on one shard) and
+        ``ioprofiler.dropped``."""
         per_shard: dict[Any, int] = {}
         per_kind: dict[str, int] = {}
         statements: dict[tuple[Any, str], int] = {}
@@ -157,7 +157,8 @@ class OpenTelemetry:
             out["ioprofiler.cache.misses"] = misses
         if errors:
             out["ioprofiler.errors"] = errors
-        repeated = sum(1 for count in statements.values() if count >= N_PLUS_ONE_AT)
+        at_least = config.settings.findings.n_plus_one_count
+        repeated = sum(1 for count in statements.values() if count >= at_least)
         if repeated:
             out["ioprofiler.n_plus_one"] = repeated
         if trace._overflow:
