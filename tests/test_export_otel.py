@@ -167,3 +167,35 @@ def test_without_an_sdk_nothing_is_recorded(shop, spans):
 def test_bad_options_are_refused(options, word):
     with pytest.raises(ValueError, match=word):
         OpenTelemetry(**options)
+
+
+def test_a_database_span_names_the_server_its_connect_reached(spans):
+    import sqlalchemy as sa
+
+    from tests.conftest import mysql_or_skip
+
+    mysql_or_skip().close()
+    provider, exporter = spans
+    engine = sa.create_engine("mysql+pymysql://root@127.0.0.1:3306/")
+    ioprofiler.label(engine, "mariashard")
+
+    def app(environ, start_response):
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    otel = OpenTelemetry(spans=True, tracer_provider=provider)
+    client = Client(
+        OpenTelemetryMiddleware(IOProfilerMiddleware(app, export=[otel]), tracer_provider=provider)
+    )
+    try:
+        client.get("/").close()
+    finally:
+        engine.dispose()
+    by_name = {s.name: s.attributes for s in exporter.get_finished_spans()}
+    assert by_name["CONNECT mariashard"]["server.address"] == "127.0.0.1"
+    select = by_name["SELECT mariashard"]
+    assert (select["server.address"], select["server.port"]) == ("127.0.0.1", 3306)
+    assert select["db.system.name"] == "mysql"
+    assert select["db.namespace"] == "mariashard"

@@ -17,7 +17,7 @@ still recording.
   call's real start and end times and the stable database semantic conventions
   (``db.system.name``, ``db.namespace`` = the shard, ``db.operation.name``,
   ``db.query.text`` with values as ``?`` unless ``query_values=True``, ``server.address``,
-  ``server.port``, ``error.type``).
+  ``server.port`` (a database's as its connects named it), ``error.type``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from opentelemetry import trace as otel_trace
 
 import ioprofiler
 from ioprofiler import config
-from ioprofiler.event import CONNECTION_OPS, DB, POOL_WAIT, Event
+from ioprofiler.event import CONNECT, CONNECTION_OPS, DB, POOL_WAIT, Event
 from ioprofiler.export.names import NameBudget
 from ioprofiler.render.sql import render_statement, shape
 from ioprofiler.sinks import FinishedRequest
@@ -85,6 +85,8 @@ class OpenTelemetry:
         self.listing = bool(listing)
         self.query_values = bool(query_values)
         self.targets = NameBudget("shard", max_names)
+        # a shard's server, as its connects named it: (host or socket path, port or None)
+        self._db_servers: dict[str, tuple[str, int | None]] = {}
         self.tracer = otel_trace.get_tracer(
             "ioprofiler", ioprofiler.__version__, tracer_provider=tracer_provider
         )
@@ -218,12 +220,23 @@ class OpenTelemetry:
                 attributes["ioprofiler.cache.key_count"] = len(event.keys)
         attributes["db.system.name"] = system
         attributes["db.operation.name"] = operation
-        server = server_of(event)
+        server = server_of(event) if event.kind != DB else self._db_server(event, target)
         if server is not None:
-            attributes["server.address"], attributes["server.port"] = server
+            attributes["server.address"] = server[0]
+            if server[1] is not None:
+                attributes["server.port"] = server[1]
         if event.error is not None:
             attributes["error.type"] = event.error
         return name, attributes
+
+    def _db_server(self, event: Event, target: str) -> tuple[str, int | None] | None:
+        """The shard's server: learnt from its connects (this request's or an earlier one's),
+        since statements do not name it."""
+        if event.op == CONNECT and event.detail is not None:
+            _, host, port, _ = event.detail
+            if host and len(self._db_servers) < 4 * self.targets.limit:
+                self._db_servers[target] = (str(host), port if isinstance(port, int) else None)
+        return self._db_servers.get(target)
 
     def query_text(self, event: Event) -> str:
         assert event.statement is not None
