@@ -85,6 +85,7 @@ class OpenTelemetry:
         self.listing = bool(listing)
         self.query_values = bool(query_values)
         self.targets = NameBudget("shard", max_names)
+        self._shard_keys: dict[Any, str] = {}  # attribute key per shard name
         # a shard's server, as its connects named it: (host or socket path, port or None)
         self._db_servers: dict[str, tuple[str, int | None]] = {}
         self.tracer = otel_trace.get_tracer(
@@ -125,23 +126,25 @@ class OpenTelemetry:
         per_kind: dict[str, int] = {}
         statements: dict[tuple[Any, str], int] = {}
         io_ns = errors = hits = misses = 0
+        connection_ops, db = CONNECTION_OPS, DB  # locals: this loop is the exporter's cost
         for event in trace._events:
-            end = event.end_ns
             op = event.op
-            if op in CONNECTION_OPS:
+            if op in connection_ops:
                 if op == POOL_WAIT:
                     continue
-            elif event.kind == DB:
+            elif event.kind == db:
                 shard = event._target
                 per_shard[shard] = per_shard.get(shard, 0) + 1
                 key = (shard, event.statement)
                 statements[key] = statements.get(key, 0) + 1
             else:
-                per_kind[event.kind] = per_kind.get(event.kind, 0) + 1
+                kind = event.kind
+                per_kind[kind] = per_kind.get(kind, 0) + 1
                 if event.hit is not None:
                     missed = len(event.missed_keys or ())
                     misses += missed
                     hits += len(event.keys) - missed
+            end = event.end_ns
             if end is not None:
                 io_ns += end - event.start_ns
             if event.error is not None:
@@ -150,8 +153,14 @@ class OpenTelemetry:
             "ioprofiler.io.time_ms": round(io_ns / 1e6, 3),
             "ioprofiler.db.queries": sum(per_shard.values()),
         }
+        keys = self._shard_keys
         for shard, count in per_shard.items():
-            out[f"ioprofiler.db.queries.{self.targets.name(str(shard))}"] = count
+            key = keys.get(shard)
+            if key is None:
+                key = f"ioprofiler.db.queries.{self.targets.name(str(shard))}"
+                if len(keys) < 4 * self.targets.limit:
+                    keys[shard] = key
+            out[key] = out.get(key, 0) + count  # shards past the budget share "other"
         for kind, count in per_kind.items():
             out[f"ioprofiler.{kind}.calls"] = count
         if hits or misses:
