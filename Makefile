@@ -114,6 +114,7 @@ bench: .venv-bench/.installed-bench memcached
 	PYTHONPATH=. $(BENCH_PY) benchmarks/recorder.py
 	$(BENCH_PY) benchmarks/top_log.py
 	$(BENCH_PY) benchmarks/roundtrips.py
+	$(BENCH_PY) benchmarks/integrations.py
 	$(BENCH_PY) benchmarks/findings.py
 	$(BENCH_PY) benchmarks/export.py
 
