@@ -1,10 +1,10 @@
 """ioprofiler: tcpdump for the application layer.
 
-Every database shard query and memcache call a block of code makes, timed, in order::
+Every database query, cache call and HTTP call a block of code makes, timed, in order::
 
     import ioprofiler
 
-    ioprofiler.install()                      # patch SQLAlchemy and pymemcache
+    ioprofiler.install()                      # patch every supported library installed
     ioprofiler.label(engine, "dbshard01")     # optional: name a shard
 
     with ioprofiler.profile() as trace:
