@@ -225,3 +225,45 @@ def test_the_sender_thread_sends_without_being_asked(shop, receiver):
     receiver.settimeout(5)
     assert b"ioprofiler.cart.requests:1|c" in receiver.recv(65536)
     exporter.close()
+
+
+def test_pool_waits_and_connects_are_counted_per_route(tmp_path, receiver):
+    import threading
+
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(
+        f"sqlite:///{tmp_path / 'dbshard09.db'}", pool_size=1, max_overflow=0, pool_timeout=10
+    )
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_only_connection():
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+            holding.set()
+            release.wait(10)
+
+    def app(environ, start_response):
+        environ["ioprofiler.route"] = "report"
+        threading.Timer(0.05, release.set).start()
+        with engine.connect() as conn:  # waits for the holder, on the pool's one connection
+            conn.exec_driver_sql("SELECT 2")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    holder = threading.Thread(target=hold_the_only_connection)
+    holder.start()
+    assert holding.wait(10)
+    exporter = StatsD("127.0.0.1", receiver.getsockname()[1])
+    Client(IOProfilerMiddleware(app, export=[exporter])).get("/report").close()
+    holder.join(10)
+    engine.dispose()
+    exporter.flush()
+    lines = b"\n".join(datagrams(receiver)).decode().split("\n")
+    values = {line.split(":")[0]: line.split(":", 1)[1] for line in lines}
+    assert values["ioprofiler.report.pool_waits"] == "1|c"
+    waited = float(values["ioprofiler.report.pool_wait_time"].split("|")[0])
+    assert waited >= 40  # the holder let go after 50 ms
+    assert float(values["ioprofiler.report.io_time"].split("|")[0]) < waited  # not I/O
+    assert values["ioprofiler.report.db.dbshard09.queries"] == "1|c"
+    assert "ioprofiler.report.connects" not in values  # the holder opened the connection
