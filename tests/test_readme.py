@@ -5,6 +5,9 @@ land there). An HTML comment on the line before a block says what else it needs:
 
 ``<!-- readme-test: app -->``
     a stand-in WSGI application named ``app`` is defined before the snippet runs;
+``<!-- readme-test: serves -->``
+    after the snippet, its ``app`` must answer ``/?ioprofiler=1`` from 127.0.0.1 with the
+    panel: the page a new user should reach;
 ``<!-- readme-test: memcached -->``
     a private memcached is started and the snippet's ``127.0.0.1:11211`` points at it;
 ``<!-- readme-test: pytest -->``
@@ -30,7 +33,7 @@ import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MEMCACHED_ADDRESS = "127.0.0.1:11211"
-MARKS = {"app", "memcached", "pytest"}
+MARKS = {"app", "memcached", "pytest", "serves"}
 BLOCK = re.compile(
     r"(?:^<!--\s*readme-test:\s*(?P<marks>.*?)\s*-->\n)?^```python\n(?P<code>.*?)^```",
     re.S | re.M,
@@ -40,6 +43,13 @@ def app(environ, start_response):  # the stand-in WSGI application
     start_response("200 OK", [("Content-Type", "text/html")])
     return [b"<html><body>Hello</body></html>"]
 
+"""
+
+SERVES_CHECK = """
+from werkzeug.test import Client as _Client
+
+_page = _Client(app).get("/?ioprofiler=1", environ_base={"REMOTE_ADDR": "127.0.0.1"})
+assert _page.status_code == 200 and b'id="ioprofiler-panel"' in _page.data, _page.data[:300]
 """
 
 
@@ -90,6 +100,8 @@ def test_snippet_runs_as_written(snippet: Snippet, tmp_path, request):
         code = code.replace(MEMCACHED_ADDRESS, f"{host}:{port}")
     if "app" in snippet.marks:
         code = APP_STANDIN + code
+    if "serves" in snippet.marks:
+        code += SERVES_CHECK
     if "pytest" in snippet.marks:
         (tmp_path / "test_snippet.py").write_text(code)
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
