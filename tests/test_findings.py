@@ -456,3 +456,39 @@ def test_a_findings_budget_in_assert_io(sqlite_shards):
             count(sqlite_shards["dbshard01"], listing_id)
     with pytest.raises(ValueError, match="findings= takes the kinds allowed"):
         assert_io(findings=["N+1"]).__enter__()
+
+
+def test_the_recorder_keeps_requests_with_findings_and_logs_them_without_keys(
+    sqlite_shards, memcached, tmp_path
+):
+    from werkzeug.test import Client as WSGIClient
+
+    from ioprofiler.recorder import Recorder
+    from ioprofiler.wsgi import IOProfilerMiddleware
+    from tests.webapp import ShopApp
+
+    app = ShopApp(sqlite_shards, memcached.address)
+    recorder = Recorder(
+        tmp_path / "io.jsonl",
+        slow_ms=60_000,
+        keys=False,
+        keep=lambda trace, request, status: any(f.kind == "n_plus_one" for f in find(trace)),
+    )
+    client = WSGIClient(IOProfilerMiddleware(app, record=recorder))
+    for url in ("/page", "/n_plus_one"):
+        client.get(url, headers={"X-Request-Id": url}).close()
+    app.cache.set("findings:private-key", b"x")
+    with ioprofiler.profile() as trace:
+        app.cache.get("findings:private-key")
+        app.cache.get("findings:private-key")
+    (duplicate,) = find(trace)
+    assert "private" in duplicate.message and "private" not in duplicate.without_keys
+    from ioprofiler.render.json import trace_dict
+
+    assert "private" not in json.dumps(trace_dict(trace, keys=False)["findings"])
+    app.cache.delete("findings:private-key")
+    recorder.flush()
+    (record,) = [json.loads(line) for line in recorder.path.read_text().splitlines()]
+    assert (record["id"], record["reasons"]) == ("/n_plus_one", ["keep"])
+    (finding,) = [f for f in record["findings"] if f["kind"] not in TIMING]
+    assert finding["kind"] == "n_plus_one" and finding["message"].startswith("N+1: SELECT")
