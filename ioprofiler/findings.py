@@ -376,38 +376,34 @@ def _slow_calls(events: list[Event], elapsed_ms: float, limits: Thresholds) -> l
         if took > slowest_ns:
             slowest, slowest_ns = event, took
         if took >= slow_ns:
-            duration = took / 1e6
-            found.append(
-                Finding(
-                    SLOW_CALL,
-                    f"slow call: {duration:.3f} ms on {event.target}: "
-                    f"{_short(_what(event))}{_where([event])}",
-                    (event,),
-                    duration,
-                    _slow_hint(event),
-                )
-            )
+            found.append(_slow_call(event, took / 1e6, ""))
     if slowest is not None and not found and elapsed_ms > 0:
-        duration = slowest.duration_ms or 0.0
+        duration = slowest_ns / 1e6
         share = duration / elapsed_ms
         if duration >= limits.dominant_ms and share >= limits.dominant_share:
-            found.append(
-                Finding(
-                    SLOW_CALL,
-                    f"slow call: {duration:.3f} ms on {slowest.target} is {share:.0%} of the "
-                    f"request: {_short(_what(slowest))}{_where([slowest])}",
-                    (slowest,),
-                    duration,
-                    _slow_hint(slowest),
-                )
-            )
+            found.append(_slow_call(slowest, duration, f" is {share:.0%} of the request"))
     return found
 
 
-def _what(event: Event) -> str:
+def _slow_call(event: Event, duration: float, share: str) -> Finding:
+    head = f"slow call: {duration:.3f} ms on {event.target}{share}: "
+    where = _where([event])
+    keyless = None
     if event.kind == DB and event.statement is not None:
-        return shape(event.statement, event.paramstyle, event.dialect)
-    return event.description()
+        what = shape(event.statement, event.paramstyle, event.dialect)
+    else:
+        what = event.description()
+        if event.keys:  # a cache call names its keys; logs that keep none get their count
+            keyless = f"{head}{event.op} of {len(event.keys)} key{'s' * (len(event.keys) != 1)}"
+            keyless += where
+    return Finding(
+        SLOW_CALL,
+        f"{head}{_short(what)}{where}",
+        (event,),
+        duration,
+        _slow_hint(event),
+        keyless_message=keyless,
+    )
 
 
 def _slow_hint(event: Event) -> str:

@@ -213,6 +213,14 @@ def test_a_short_call_or_one_that_does_not_dominate_is_not_slow(shards):
     assert "slow_call" not in kinds(trace, timing=True)
 
 
+def test_a_slow_cache_call_names_its_key_except_where_keys_are_not_kept(cache):
+    with ioprofiler.profile() as trace:
+        cache.get("user:private-key")
+    (finding,) = find(trace, slow_ms=0.0)
+    assert finding.kind == "slow_call" and "user:private-key" in finding.message
+    assert "private" not in finding.without_keys and "get of 1 key" in finding.without_keys
+
+
 # -- cache misses that went to the database, hit ratio ----------------------------------------
 
 
