@@ -496,7 +496,7 @@ def test_the_recorder_keeps_requests_with_findings_and_logs_them_without_keys(
     with ioprofiler.profile() as trace:
         app.cache.get("findings:private-key")
         app.cache.get("findings:private-key")
-    (duplicate,) = find(trace)
+    duplicate = only(trace, "duplicate")
     assert "private" in duplicate.message and "private" not in duplicate.without_keys
     from ioprofiler.render.json import trace_dict
 
