@@ -36,6 +36,7 @@ from ioprofiler.render.json import trace_dict
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.sinks import FinishedRequest
 from ioprofiler.trace import Trace
+from ioprofiler.urls import redact_url
 
 log = logging.getLogger("ioprofiler")
 
@@ -51,11 +52,6 @@ def _number(name: str, value: object, minimum: float, whole: bool = False) -> An
         kind = "a whole number" if whole else "a number"
         raise ValueError(f"{name} must be {kind} of at least {minimum:g}, not {value!r}")
     return value
-
-
-def query_names(query: str) -> str:
-    """``q=shoes&page=2`` -> ``q=&page=``: the parameter names without their values."""
-    return "&".join(part.split("=", 1)[0] + "=" for part in query.split("&") if part)
 
 
 class Recorder:
@@ -168,7 +164,9 @@ class Recorder:
 
     def encode(self, request: FinishedRequest, reasons: list[str]) -> bytes:
         """One log line for a kept request."""
-        query = request.query if self.values else query_names(request.query)
+        query = request.query
+        if query and not self.values:
+            query = redact_url(f"?{query}")[1:]  # names stay: q=?&page=?
         path = request.path + (f"?{query}" if query else "")
         info = RequestInfo(request.method, path, str(request.status))
         record = trace_dict(request.trace, info, redact=not self.values, keys=self.keys)

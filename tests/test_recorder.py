@@ -97,8 +97,10 @@ def test_a_kept_line_holds_the_schema_and_the_request_without_values(io_trace, t
     recorder = Recorder(tmp_path / "io.jsonl", slow_ms=1)
     recorder.handle(finished(io_trace, duration_ms=7.5, query="q=shoes&token=abc", rid="req-7"))
     recorder.handle(finished(io_trace, duration_ms=0.5))  # fast: not kept
+    recorder.handle(finished(io_trace, duration_ms=9, rid="no-query"))
     recorder.flush()
-    (record,) = lines(recorder.path)
+    record, plain = lines(recorder.path)
+    assert plain["query"] == "" and plain["request"]["path"] == "/listing/5773453"
     assert (record["schema"], record["version"], record["record_version"]) == (
         "ioprofiler.trace",
         2,
@@ -111,7 +113,8 @@ def test_a_kept_line_holds_the_schema_and_the_request_without_values(io_trace, t
         "/listing/<id>",
     )
     assert (
-        record["query"] == "q=&token=" and record["request"]["path"] == "/listing/5773453?q=&token="
+        record["query"] == "q=?&token=?"
+        and record["request"]["path"] == "/listing/5773453?q=?&token=?"
     )
     assert (record["status"], record["duration_ms"], record["host"]) == (200, 7.5, "web1")
     assert record["pid"] == os.getpid() and record["time"].startswith(
