@@ -258,3 +258,22 @@ def test_bad_settings_are_refused_at_construction(tmp_path):
         Recorder(tmp_path / "a", values="no")
     with pytest.raises(ValueError, match="directory"):
         Recorder(tmp_path)
+
+
+def _handle_in_child(recorder: Recorder, trace) -> None:
+    recorder.handle(finished(trace, duration_ms=900, rid="child"))
+    recorder.flush()  # multiprocessing's children leave by os._exit: no atexit
+
+
+def test_a_forked_worker_starts_its_own_writer(io_trace, tmp_path):
+    recorder = Recorder(tmp_path / "io.jsonl", slow_ms=100)
+    recorder.handle(finished(io_trace, duration_ms=900, rid="parent"))
+    recorder.flush()  # the parent's writer thread is running now: the child has none
+    child = multiprocessing.get_context("fork").Process(
+        target=_handle_in_child, args=(recorder, io_trace)
+    )
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert [r["id"] for r in lines(recorder.path)] == ["parent", "child"]
+    assert len({r["pid"] for r in lines(recorder.path)}) == 2
