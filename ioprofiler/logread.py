@@ -152,12 +152,18 @@ def follow(
     at_end = not from_start and path.exists()  # a log that appears later is read whole
     while deadline is None or time.monotonic() < deadline:
         if handle is None:
+            following, expected = _successor(path, inode)
             try:
-                handle = open(_successor(path, inode), "rb")
+                handle = open(following, "rb")
             except FileNotFoundError:
                 time.sleep(poll)
                 continue
-            inode = _inode(os.fstat(handle.fileno()))
+            opened = _inode(os.fstat(handle.fileno()))
+            if expected is not None and opened != expected:  # renamed meanwhile: look again
+                handle.close()
+                handle = None
+                continue
+            inode = opened
             if at_end:
                 handle.seek(0, os.SEEK_END)
                 at_end = False
@@ -183,22 +189,24 @@ def _inode(stat: os.stat_result) -> tuple[int, int]:
     return (stat.st_dev, stat.st_ino)
 
 
-def _successor(path: Path, inode: tuple[int, int] | None) -> Path:
-    """The file written after the one with ``inode``: the next newer rotated file, or the
-    log itself (also when that file is gone, or there was none yet)."""
+def _successor(path: Path, inode: tuple[int, int] | None) -> tuple[Path, tuple[int, int] | None]:
+    """The file written after the one with ``inode`` and its inode: the next newer rotated
+    file, or the log itself (also when that file is gone, or there was none yet)."""
     if inode is None:
-        return path
-    try:
-        files = [f for f in log_files(path) if f.suffix != ".gz"]
-    except FileNotFoundError:
-        return path
-    for older, newer in zip(files, files[1:]):  # noqa: B905 (one shorter on purpose)
+        return path, None
+    for _ in range(1000):
         try:
-            if _inode(os.stat(older)) == inode:
-                return newer
-        except FileNotFoundError:
-            continue
-    return path
+            files = [f for f in log_files(path) if f.suffix != ".gz"]
+            inodes = [_inode(os.stat(f)) for f in files]
+            break
+        except FileNotFoundError:  # a writer is rotating right now: look again
+            time.sleep(0.001)
+    else:
+        return path, None
+    for older, newer, newer_inode in zip(inodes, files[1:], inodes[1:]):  # noqa: B905
+        if older == inode:
+            return newer, newer_inode
+    return path, None
 
 
 def _replaced(path: Path, inode: tuple[int, int] | None) -> bool:

@@ -139,18 +139,21 @@ def test_follow_reads_across_rotation_without_losing_a_line(tmp_path):
     log = SharedLog(path, max_bytes=2000, backups=100)
     log.append([b'{"id": "before"}\n'])
     seen = []
-    reader = threading.Thread(
-        target=lambda: seen.extend(
-            r["id"] for r in follow(path, poll=0.01, stop_after=timedelta(seconds=3))
-        )
-    )
+
+    def read() -> None:
+        for record in follow(path, poll=0.01, stop_after=timedelta(seconds=60)):
+            seen.append(record["id"])
+            if len(seen) == 300:
+                return
+
+    reader = threading.Thread(target=read)
     reader.start()
     time.sleep(0.2)
     for n in range(300):  # about 20 rotations
         log.append([json.dumps({"id": f"n{n}", "pad": "p" * 80}).encode() + b"\n"])
         if n % 50 == 0:
             time.sleep(0.02)
-    reader.join()
+    reader.join(90)
     log.close()
     assert seen == [f"n{n}" for n in range(300)]  # not "before": it starts at the end
     assert len(list(tmp_path.glob("io.jsonl.*[0-9]"))) > 10
