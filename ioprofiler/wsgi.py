@@ -24,180 +24,57 @@ finished; responses are unchanged unless an allowed client asked with the parame
 from __future__ import annotations
 
 import contextvars
-import logging
-import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus
 
-from rich.console import Console
-from werkzeug.wrappers import Request
-
-import ioprofiler
-from ioprofiler import access, config, sinks
-from ioprofiler.render.request import RequestInfo
-from ioprofiler.response import (
-    CHANGEABLE_TYPES,
-    ResponseParts,
-    build_document,
-    decorate,
-    render_failure,
+from ioprofiler import access, sinks
+from ioprofiler.profiling import (
+    DEFAULT_MAX_INJECT_BYTES,
+    MODES,
+    OFF,
+    PASS,
+    REPLACE,
+    RequestProfiler,
+    not_shown,
+    request_line,
 )
-from ioprofiler.sql_text import visible
+from ioprofiler.render.request import RequestInfo
+from ioprofiler.response import ResponseParts
 from ioprofiler.trace import Trace
 
-log = logging.getLogger("ioprofiler")
-
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-MODES = {
-    "1": "html",
-    "": "html",
-    "on": "html",
-    "true": "html",
-    "yes": "html",
-    "html": "html",
-    "text": "text",
-    "txt": "text",
-    "json": "json",
-}
-OFF = {"0", "off", "false", "no"}
-DEFAULT_MAX_INJECT_BYTES = 5 * 1024 * 1024
-_PARAM_NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
+__all__ = ["DEFAULT_MAX_INJECT_BYTES", "MODES", "OFF", "IOProfilerMiddleware"]
 
 
-class IOProfilerMiddleware:
+class IOProfilerMiddleware(RequestProfiler):
     """Profile the requests that ask for it, and show their I/O in the response.
 
-    Options (all keyword, with safe defaults):
-
-    - ``allow``: a rule from :mod:`ioprofiler.access` or any callable taking a
-      ``werkzeug.Request``; default :func:`ioprofiler.access.loopback`.
-    - ``param``: the query parameter's name; default ``ioprofiler``.
-    - ``trusted_proxies``: networks of the proxies whose ``X-Forwarded-For`` is believed.
-    - ``strip_param``: hide the parameter from the application; default False.
-    - ``console``: also print each profiled request's listing to the terminal (rich).
-    - ``max_inject_bytes``: a response longer than this streams through unchanged.
-    - ``max_events``: events kept per request (default: ``ioprofiler.configure``'s).
-    - ``record``: a sink such as :class:`ioprofiler.recorder.Recorder`; ``export``: a list
-      of sinks (exporters). With any sink, every request is traced and handed to each.
-    - ``route``: a callable ``(environ) -> str | None`` naming the route template, for
-      sinks; the application may also set ``environ["ioprofiler.route"]`` itself.
+    Takes the options of :class:`ioprofiler.profiling.RequestProfiler` (``allow``,
+    ``param``, ``trusted_proxies``, ``strip_param``, ``console``, ``max_inject_bytes``,
+    ``max_events``, ``slow_ms``, ``record``, ``export``, ``route``), all with safe defaults.
     """
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        allow: access.Rule | None = None,
-        *,
-        param: str = "ioprofiler",
-        trusted_proxies: Iterable[str] = (),
-        strip_param: bool = False,
-        console: bool | Console = False,
-        max_inject_bytes: int = DEFAULT_MAX_INJECT_BYTES,
-        max_events: int | None = None,
-        slow_ms: float = config.DEFAULT_SLOW_MS,
-        install: bool = True,
-        record: sinks.Sink | None = None,
-        export: Iterable[sinks.Sink] | None = None,
-        route: sinks.RouteOf | None = None,
-    ) -> None:
+    def __init__(self, app: WSGIApp, allow: access.Rule | None = None, **options: Any) -> None:
         if not callable(app):
             raise TypeError(f"IOProfilerMiddleware wraps a WSGI application, not {app!r}")
-        if allow is not None and not callable(allow):
-            raise TypeError(
-                "allow must be a rule such as ioprofiler.access.networks('10.0.0.0/8') "
-                f"or a callable taking the request, not {allow!r}"
-            )
-        if not isinstance(param, str) or not _PARAM_NAME.match(param):
-            raise ValueError(f"param must be a plain query parameter name, not {param!r}")
-        config.check_max_events(max_inject_bytes, "max_inject_bytes")
-        if max_events is not None:
-            config.check_max_events(max_events)
-        config.check_ms("slow_ms", slow_ms)
-        config.check_flag("strip_param", strip_param)
-        config.check_flag("install", install)
-        if not isinstance(console, (bool, Console)):
-            raise TypeError(f"console must be True, False or a rich Console, not {console!r}")
-        if route is not None and not callable(route):
-            raise TypeError(f"route must be a callable taking the environ, not {route!r}")
-        self.sinks = sinks.check_sinks(record, export)
-        self.route = route
+        super().__init__(allow, **options)
         self.app = app
-        self.allow = allow if allow is not None else access.loopback()
-        self.param = param
-        self.trusted_proxies = access.parse_networks(trusted_proxies)
-        self.strip_param = strip_param
-        self.max_inject_bytes = max_inject_bytes
-        self.max_events = max_events
-        self.slow_ms = float(slow_ms)
-        if console is True:
-            self.console: Console | None = Console(stderr=True, highlight=False)
-        else:
-            self.console = console or None
-        if install:
-            ioprofiler.install()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         query = environ.get("QUERY_STRING", "")
         mode = notice = None
         if self.param in query:
-            mode, notice = self._mode(query)
-            if mode is not None and not self._allowed(environ):
+            mode, notice = self.mode(query)
+            if mode is not None and not self.allowed(environ):
                 mode = None
         if mode is None:
             if self.sinks:
                 return self._record(environ, start_response)
             return self.app(environ, start_response)
         if self.strip_param:
-            environ = self._without_param(environ)
+            environ = dict(environ, QUERY_STRING=self.without_param(query))
         return self._profile(environ, start_response, mode, notice)
-
-    def close(self) -> None:
-        """Close the sinks (a recorder flushes its log); also done at interpreter exit."""
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except Exception:
-                log.exception("ioprofiler: closing the sink %r failed", sink)
-
-    # -- deciding --------------------------------------------------------------------
-
-    def _mode(self, query: str) -> tuple[str | None, str | None]:
-        values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == self.param]
-        if not values:
-            return None, None
-        value = values[-1].strip().lower()
-        if value in OFF or (value.isdecimal() and int(value) == 0):  # "00" is zero too
-            return None, None
-        if value in MODES:
-            return MODES[value], None
-        shown = values[-1][:40]
-        return "html", f"unknown ioprofiler mode {shown!r}: use {self.param}=1, text or json"
-
-    def _allowed(self, environ: dict[str, Any]) -> bool:
-        try:
-            request = Request(dict(environ, **{"ioprofiler.trusted_proxies": self.trusted_proxies}))
-            if self.allow(request):
-                return True
-            if log.isEnabledFor(logging.DEBUG):
-                reason = access.why_refused(environ, self.trusted_proxies, self.allow)
-                log.debug("ioprofiler: %s not profiled: %s", _request_line(environ), reason)
-            return False
-        except Exception:
-            log.exception("ioprofiler: the access rule failed; the request is not profiled")
-            return False
-
-    def _without_param(self, environ: dict[str, Any]) -> dict[str, Any]:
-        """The environ with the parameter taken out of the query string, and nothing else
-        changed: the other parameters stay exactly as the client sent them."""
-        kept = [
-            part
-            for part in environ.get("QUERY_STRING", "").split("&")
-            if unquote_plus(part.split("=", 1)[0]) != self.param
-        ]
-        return dict(environ, QUERY_STRING="&".join(kept))
 
     # -- profiling -------------------------------------------------------------------
 
@@ -237,27 +114,19 @@ class IOProfilerMiddleware:
         """Hand the finished request to the sinks (the trace is closed by now)."""
         if not self.sinks:
             return
-        trace, environ = body.trace, body.environ
-        try:
-            script = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-            request = sinks.FinishedRequest(
-                trace=trace,
-                method=environ.get("REQUEST_METHOD", "GET"),
-                path=script.encode("latin-1", "replace").decode("utf-8", "replace"),
-                query=environ.get("QUERY_STRING", ""),
-                route=sinks.route_of(environ, self.route, body.matched),
-                status=sinks.status_code(body.status),
-                started_at=body.started_at,
-                duration_ms=trace.elapsed_ms,
-                request_id=environ["ioprofiler.request_id"],
-                host=sinks.HOST,
-                pid=os.getpid(),
-                context=body.context,
-            )
-        except Exception:
-            log.exception("ioprofiler: could not describe the finished request for the sinks")
-            return
-        sinks.deliver(self.sinks, request)
+        environ = body.environ
+        script = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        self.deliver(
+            body.trace,
+            method=environ.get("REQUEST_METHOD", "GET"),
+            path=script.encode("latin-1", "replace").decode("utf-8", "replace"),
+            query=environ.get("QUERY_STRING", ""),
+            route=sinks.route_of(environ, self.route, body.matched),
+            status=sinks.status_code(body.status),
+            started_at=body.started_at,
+            request_id=environ["ioprofiler.request_id"],
+            context=body.context,
+        )
 
 
 class TracedBody:
@@ -339,25 +208,6 @@ class RecordedResponse(TracedBody):
             yield chunk
 
 
-def _request_line(environ: dict[str, Any]) -> str:
-    """``GET /path`` for a log line: no query string (its values may be private)."""
-    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-    return visible(f"{environ.get('REQUEST_METHOD', 'GET')} {path}")
-
-
-def _why_unchanged(parts: ResponseParts, method: str, exc_info: Any) -> str | None:
-    """Why a response's body must go out as it is, or None when it may be changed."""
-    if exc_info is not None:
-        return "the application reported an error (start_response with exc_info)"
-    if method == "HEAD":
-        return "a HEAD response has no body"
-    if parts.status_code in (204, 206, 304):
-        return f"a {parts.status_code} response's body is not changed"
-    if parts.is_encoded:
-        return f"the body is compressed (Content-Encoding: {parts.header('Content-Encoding')})"
-    return None
-
-
 def _size(chunks: list[bytes]) -> int:
     return sum(len(chunk) for chunk in chunks)
 
@@ -426,9 +276,9 @@ class ProfiledResponse(TracedBody):
             size += _size(written)
             if decision is None and self.status is not None:
                 decision = self._decide()
-                if decision == "replace":
+                if decision == REPLACE:
                     chunks, size = [], 0  # the page is replaced by the trace: keep nothing
-            if decision == "pass":
+            if decision == PASS:
                 break
             if size > limit:
                 self._not_shown(f"the body grew past max_inject_bytes ({limit:,} bytes)")
@@ -441,7 +291,7 @@ class ProfiledResponse(TracedBody):
             written = self._drain_written(decision)
             chunks += written
             size += _size(written)
-            if decision != "replace":
+            if decision != REPLACE:
                 chunks.append(chunk)
                 size += len(chunk)
         if self.status is None:
@@ -450,7 +300,7 @@ class ProfiledResponse(TracedBody):
         if exhausted:
             self._close_body()
             self.trace.close()
-            yield from self._send_final(chunks, decision == "replace")
+            yield from self._send_final(chunks, decision == REPLACE)
             return
         self._send_headers(self._passed_through_headers())
         yield from chunks
@@ -468,40 +318,24 @@ class ProfiledResponse(TracedBody):
         if not self.written:
             return []
         written, self.written[:] = list(self.written), []
-        return [] if decision == "replace" else written
+        return [] if decision == REPLACE else written
 
     def _decide(self) -> str:
         """Once the status and headers are known: keep, replace or pass the body through."""
-        parts = ResponseParts(self.status or "", self.headers, b"")
-        method = self.environ.get("REQUEST_METHOD", "GET").upper()
-        reason = _why_unchanged(parts, method, self.exc_info)
-        if reason is not None:
-            self._not_shown(reason)
-            return "pass"
-        if self.mode in ("text", "json"):
-            return "replace"
-        if parts.media_type in CHANGEABLE_TYPES:
-            return "keep"
-        param = self.middleware.param
-        self._not_shown(
-            f"{parts.media_type or 'a body without Content-Type'} is not HTML or text/plain "
-            f"(?{param}=text or ?{param}=json show the trace instead)"
+        return self.middleware.decide(
+            request_line(self.environ),
+            self.mode,
+            self.environ.get("REQUEST_METHOD", "GET"),
+            self.status or "",
+            self.headers,
+            self.exc_info,
         )
-        return "pass"
 
     def _not_shown(self, reason: str) -> None:
-        log.debug(
-            "ioprofiler: %s profiled, but sent without the trace: %s",
-            _request_line(self.environ),
-            reason,
-        )
+        not_shown(request_line(self.environ), reason)
 
     def _passed_through_headers(self) -> list[tuple[str, str]]:
-        try:
-            return ResponseParts(self.status or "", self.headers, b"").passed_through(self.trace)
-        except Exception:
-            log.exception("ioprofiler: could not add Server-Timing; the response is unchanged")
-            return self.headers
+        return self.middleware.passed_through_headers(self.trace, self.status or "", self.headers)
 
     def _send_headers(self, headers: list[tuple[str, str]], status: str | None = None) -> None:
         self._headers_sent = True
@@ -512,29 +346,13 @@ class ProfiledResponse(TracedBody):
 
     def _send_final(self, chunks: list[bytes], replace: bool) -> Iterator[bytes]:
         original = ResponseParts(self.status or "", self.headers, b"".join(chunks))
-        try:
-            if replace:
-                final = build_document(self.trace, self.request, self.mode, self.middleware.slow_ms)
-            else:
-                final = decorate(
-                    original, self.trace, self.request, self.notice, self.middleware.slow_ms
-                )
-                if final.body is original.body:
-                    self._not_shown(f"the page's charset ({original.charset}) is not ASCII-based")
-        except Exception as exc:
-            log.exception("ioprofiler: rendering the trace failed")
-            # The page itself was dropped in text and json modes: say what went wrong.
-            final = original if not replace else render_failure(exc)
+        line = request_line(self.environ)
+        final = self.middleware.final(
+            self.trace, line, self.request, self.mode, self.notice, original, replace
+        )
         self._send_headers(final.headers, final.status)
         yield final.body
 
     def _closed(self) -> None:
         """Print the trace to the console, when asked."""
-        console = self.middleware.console
-        if console is not None:
-            try:
-                from ioprofiler.render.console import print_trace
-
-                print_trace(self.trace, self.request, console, self.middleware.slow_ms)
-            except Exception:
-                log.exception("ioprofiler: could not print the trace to the console")
+        self.middleware.print_to_console(self.trace, self.request)

@@ -1,0 +1,311 @@
+"""The request-profiling core that every web surface shares: WSGI, ASGI, Flask, Django.
+
+A surface translates its framework's request and response into the few facts this module
+decides on, and back:
+
+>>> class MyMiddleware(RequestProfiler):
+...     def __call__(self, request):
+...         mode, notice = self.mode(query_string)          # None: not asked for
+...         if mode and not self.allowed(environ):          # WSGI-style environ
+...             mode = None
+...         trace = self.new_trace()
+...         ...                                             # run the app in trace
+...         decision = self.decide(request_line, method, status, headers)
+...         final = self.final(trace, info, mode, notice, status, headers, body, decision)
+
+Options are checked once, here, so every surface refuses bad input the same way.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qsl, unquote_plus
+
+from rich.console import Console
+from werkzeug.wrappers import Request
+
+import ioprofiler
+from ioprofiler import access, config, sinks
+from ioprofiler.render.request import RequestInfo
+from ioprofiler.response import (
+    CHANGEABLE_TYPES,
+    ResponseParts,
+    build_document,
+    decorate,
+    render_failure,
+)
+from ioprofiler.sql_text import visible
+from ioprofiler.trace import Trace
+
+log = logging.getLogger("ioprofiler")
+
+MODES = {
+    "1": "html",
+    "": "html",
+    "on": "html",
+    "true": "html",
+    "yes": "html",
+    "html": "html",
+    "text": "text",
+    "txt": "text",
+    "json": "json",
+}
+OFF = {"0", "off", "false", "no"}
+DEFAULT_MAX_INJECT_BYTES = 5 * 1024 * 1024
+KEEP, REPLACE, PASS = "keep", "replace", "pass"  # what happens to a profiled body
+_PARAM_NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
+
+
+class RequestProfiler:
+    """The options of a profiling surface and the decisions made with them.
+
+    Options (all keyword, with safe defaults):
+
+    - ``allow``: a rule from :mod:`ioprofiler.access` or any callable taking a
+      ``werkzeug.Request``; default :func:`ioprofiler.access.loopback`.
+    - ``param``: the query parameter's name; default ``ioprofiler``.
+    - ``trusted_proxies``: networks of the proxies whose ``X-Forwarded-For`` is believed.
+    - ``strip_param``: hide the parameter from the application; default False.
+    - ``console``: also print each profiled request's listing to the terminal (rich).
+    - ``max_inject_bytes``: a response longer than this streams through unchanged.
+    - ``max_events``: events kept per request (default: ``ioprofiler.configure``'s).
+    - ``record``: a sink such as :class:`ioprofiler.recorder.Recorder`; ``export``: a list
+      of sinks (exporters). With any sink, every request is traced and handed to each.
+    - ``route``: a callable ``(environ) -> str | None`` naming the route template, for
+      sinks (ASGI: it gets the scope); the application may also set
+      ``environ["ioprofiler.route"]`` (ASGI: ``scope["ioprofiler.route"]``) itself.
+    """
+
+    def __init__(
+        self,
+        allow: access.Rule | None = None,
+        *,
+        param: str = "ioprofiler",
+        trusted_proxies: Iterable[str] = (),
+        strip_param: bool = False,
+        console: bool | Console = False,
+        max_inject_bytes: int = DEFAULT_MAX_INJECT_BYTES,
+        max_events: int | None = None,
+        slow_ms: float = config.DEFAULT_SLOW_MS,
+        install: bool = True,
+        record: sinks.Sink | None = None,
+        export: Iterable[sinks.Sink] | None = None,
+        route: sinks.RouteOf | None = None,
+    ) -> None:
+        if allow is not None and not callable(allow):
+            raise TypeError(
+                "allow must be a rule such as ioprofiler.access.networks('10.0.0.0/8') "
+                f"or a callable taking the request, not {allow!r}"
+            )
+        if not isinstance(param, str) or not _PARAM_NAME.match(param):
+            raise ValueError(f"param must be a plain query parameter name, not {param!r}")
+        config.check_max_events(max_inject_bytes, "max_inject_bytes")
+        if max_events is not None:
+            config.check_max_events(max_events)
+        config.check_ms("slow_ms", slow_ms)
+        config.check_flag("strip_param", strip_param)
+        config.check_flag("install", install)
+        if not isinstance(console, (bool, Console)):
+            raise TypeError(f"console must be True, False or a rich Console, not {console!r}")
+        if route is not None and not callable(route):
+            raise TypeError(f"route must be a callable taking the environ, not {route!r}")
+        self.sinks = sinks.check_sinks(record, export)
+        self.route = route
+        self.allow = allow if allow is not None else access.loopback()
+        self.param = param
+        self.trusted_proxies = access.parse_networks(trusted_proxies)
+        self.strip_param = strip_param
+        self.max_inject_bytes = max_inject_bytes
+        self.max_events = max_events
+        self.slow_ms = float(slow_ms)
+        if console is True:
+            self.console: Console | None = Console(stderr=True, highlight=False)
+        else:
+            self.console = console or None
+        if install:
+            ioprofiler.install()
+
+    def close(self) -> None:
+        """Close the sinks (a recorder flushes its log); also done at interpreter exit."""
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception:
+                log.exception("ioprofiler: closing the sink %r failed", sink)
+
+    # -- deciding --------------------------------------------------------------------
+
+    def mode(self, query: str) -> tuple[str | None, str | None]:
+        """The mode the query string asks for (``html``, ``text``, ``json``) or None, and
+        a notice for the panel when the value is not a known mode."""
+        values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == self.param]
+        if not values:
+            return None, None
+        value = values[-1].strip().lower()
+        if value in OFF or (value.isdecimal() and int(value) == 0):  # "00" is zero too
+            return None, None
+        if value in MODES:
+            return MODES[value], None
+        shown = values[-1][:40]
+        return "html", f"unknown ioprofiler mode {shown!r}: use {self.param}=1, text or json"
+
+    def allowed(self, environ: dict[str, Any]) -> bool:
+        """Whether the ``allow`` rule lets this client see the trace; a refusal is logged
+        at DEBUG with its reason. ``environ`` is WSGI's, or one made like it (ASGI)."""
+        try:
+            request = Request(dict(environ, **{"ioprofiler.trusted_proxies": self.trusted_proxies}))
+            if self.allow(request):
+                return True
+            if log.isEnabledFor(logging.DEBUG):
+                reason = access.why_refused(environ, self.trusted_proxies, self.allow)
+                log.debug("ioprofiler: %s not profiled: %s", request_line(environ), reason)
+            return False
+        except Exception:
+            log.exception("ioprofiler: the access rule failed; the request is not profiled")
+            return False
+
+    def without_param(self, query: str) -> str:
+        """The query string with the parameter taken out, and nothing else changed: the
+        other parameters stay exactly as the client sent them."""
+        kept = [p for p in query.split("&") if unquote_plus(p.split("=", 1)[0]) != self.param]
+        return "&".join(kept)
+
+    def new_trace(self) -> Trace:
+        return Trace(max_events=self.max_events, name="request").start()
+
+    def decide(
+        self,
+        line: str,
+        mode: str,
+        method: str,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: Any = None,
+    ) -> str:
+        """Once the status and headers are known: :data:`KEEP` the body to change it,
+        :data:`REPLACE` it by the trace, or :data:`PASS` it through as it is."""
+        parts = ResponseParts(status, headers, b"")
+        reason = _why_unchanged(parts, method.upper(), exc_info)
+        if reason is not None:
+            not_shown(line, reason)
+            return PASS
+        if mode in ("text", "json"):
+            return REPLACE
+        if parts.media_type in CHANGEABLE_TYPES:
+            return KEEP
+        param = self.param
+        not_shown(
+            line,
+            f"{parts.media_type or 'a body without Content-Type'} is not HTML or text/plain "
+            f"(?{param}=text or ?{param}=json show the trace instead)",
+        )
+        return PASS
+
+    def passed_through_headers(
+        self, trace: Trace, status: str, headers: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """The headers of a profiled body sent as it is: with Server-Timing."""
+        try:
+            return ResponseParts(status, headers, b"").passed_through(trace)
+        except Exception:
+            log.exception("ioprofiler: could not add Server-Timing; the response is unchanged")
+            return headers
+
+    def final(
+        self,
+        trace: Trace,
+        line: str,
+        request: RequestInfo,
+        mode: str,
+        notice: str | None,
+        original: ResponseParts,
+        replace: bool,
+    ) -> ResponseParts:
+        """The response to send once the whole body is known and the trace closed."""
+        try:
+            if replace:
+                return build_document(trace, request, mode, self.slow_ms)
+            final = decorate(original, trace, request, notice, self.slow_ms)
+            if final.body is original.body:
+                not_shown(line, f"the page's charset ({original.charset}) is not ASCII-based")
+            return final
+        except Exception as exc:
+            log.exception("ioprofiler: rendering the trace failed")
+            # The page itself was dropped in text and json modes: say what went wrong.
+            return original if not replace else render_failure(exc)
+
+    def print_to_console(self, trace: Trace, request: RequestInfo) -> None:
+        """Print the closed trace to the console, when asked."""
+        if self.console is None:
+            return
+        try:
+            from ioprofiler.render.console import print_trace
+
+            print_trace(trace, request, self.console, self.slow_ms)
+        except Exception:
+            log.exception("ioprofiler: could not print the trace to the console")
+
+    def deliver(
+        self,
+        trace: Trace,
+        *,
+        method: str,
+        path: str,
+        query: str,
+        route: str | None,
+        status: int,
+        started_at: float,
+        request_id: str,
+        context: contextvars.Context | None = None,
+    ) -> None:
+        """Hand the finished request to the sinks (the trace is closed by now); ``context``
+        is a copy of the context the application was called in."""
+        if not self.sinks:
+            return
+        try:
+            request = sinks.FinishedRequest(
+                trace=trace,
+                method=method,
+                path=path,
+                query=query,
+                route=route,
+                status=status,
+                started_at=started_at,
+                duration_ms=trace.elapsed_ms,
+                request_id=request_id,
+                host=sinks.HOST,
+                pid=os.getpid(),
+                context=context,
+            )
+        except Exception:
+            log.exception("ioprofiler: could not describe the finished request for the sinks")
+            return
+        sinks.deliver(self.sinks, request)
+
+
+def request_line(environ: dict[str, Any]) -> str:
+    """``GET /path`` for a log line: no query string (its values may be private)."""
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    return visible(f"{environ.get('REQUEST_METHOD', 'GET')} {path}")
+
+
+def not_shown(line: str, reason: str) -> None:
+    log.debug("ioprofiler: %s profiled, but sent without the trace: %s", line, reason)
+
+
+def _why_unchanged(parts: ResponseParts, method: str, exc_info: Any) -> str | None:
+    """Why a response's body must go out as it is, or None when it may be changed."""
+    if exc_info is not None:
+        return "the application reported an error (start_response with exc_info)"
+    if method == "HEAD":
+        return "a HEAD response has no body"
+    if parts.status_code in (204, 206, 304):
+        return f"a {parts.status_code} response's body is not changed"
+    if parts.is_encoded:
+        return f"the body is compressed (Content-Encoding: {parts.header('Content-Encoding')})"
+    return None
