@@ -22,7 +22,7 @@ import contextvars
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -59,6 +59,20 @@ OFF = {"0", "off", "false", "no"}
 DEFAULT_MAX_INJECT_BYTES = 5 * 1024 * 1024
 KEEP, REPLACE, PASS = "keep", "replace", "pass"  # what happens to a profiled body
 _PARAM_NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
+OPTIONS = (
+    "allow",
+    "param",
+    "trusted_proxies",
+    "strip_param",
+    "console",
+    "max_inject_bytes",
+    "max_events",
+    "slow_ms",
+    "install",
+    "record",
+    "export",
+    "route",
+)
 
 
 class RequestProfiler:
@@ -286,6 +300,23 @@ class RequestProfiler:
             log.exception("ioprofiler: could not describe the finished request for the sinks")
             return
         sinks.deliver(self.sinks, request)
+
+
+def options_from(settings: Mapping[str, Any], prefix: str, where: str) -> dict[str, Any]:
+    """The options named in a framework's settings: ``IOPROFILER_ALLOW`` (Flask's
+    ``app.config``, ``prefix="IOPROFILER_"``) or ``{"ALLOW": ...}`` (Django's
+    ``settings.IOPROFILER``, no prefix) -> ``{"allow": ...}``. A name that is not an
+    option is an error that lists the ones there are."""
+    options = {}
+    for key, value in settings.items():
+        if not isinstance(key, str) or not key.startswith(prefix):
+            continue
+        name = key[len(prefix) :].lower()
+        if name not in OPTIONS:
+            known = ", ".join(prefix + option.upper() for option in OPTIONS)
+            raise ValueError(f"{where}: {key} is not an ioprofiler option; they are {known}")
+        options[name] = value
+    return options
 
 
 def request_line(environ: dict[str, Any]) -> str:

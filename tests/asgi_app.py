@@ -1,9 +1,14 @@
-"""A FastAPI shop for the ASGI tests: async and sync routes, streaming, tasks, a
+"""The shops of the framework tests (FastAPI here; Flask and Django in their tests) and
+what they share. The FastAPI shop: async and sync routes, streaming, tasks, a
 background task, each querying SQLite shards (and memcached where a cache belongs)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -11,11 +16,34 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Str
 from pymemcache.client.base import Client as MemcacheClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.background import BackgroundTask
+from werkzeug.serving import make_server
 
 import ioprofiler
 
 QUERY = "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = :id"
 PAGE = "<html><head><title>shop</title></head><body><p>{} favorites</p></body></html>"
+
+
+def look_up(cache_address: tuple[str, int], listing: int) -> None:
+    """One memcached round trip, on a client of its own (views run in many threads)."""
+    cache = MemcacheClient(cache_address)
+    try:
+        cache.get(f"listing:{listing}")
+    finally:
+        cache.close()
+
+
+@contextlib.contextmanager
+def serving(wsgi_app: Any) -> Iterator[str]:
+    """A WSGI app served by werkzeug on a loopback port, threaded; yields its base URL."""
+    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
 
 
 def make_app(
@@ -36,11 +64,7 @@ def make_app(
 
     @app.get("/sync/{listing}", response_class=HTMLResponse)
     def sync_listing(listing: int) -> str:  # FastAPI runs it in its thread pool
-        cache = MemcacheClient(cache_address)
-        try:
-            cache.get(f"listing:{listing}")
-        finally:
-            cache.close()
+        look_up(cache_address, listing)
         with engines["dbshard03"].connect() as conn:
             count = conn.execute(sa.text(QUERY), {"id": listing}).scalar_one()
         return PAGE.format(count)
