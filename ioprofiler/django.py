@@ -1,0 +1,168 @@
+"""``?ioprofiler=1`` for Django, sync and async, as a middleware:
+
+>>> MIDDLEWARE = [
+...     "django.middleware.security.SecurityMiddleware",
+...     "django.middleware.gzip.GZipMiddleware",       # before: ioprofiler sees plain HTML
+...     "ioprofiler.django.IOProfilerMiddleware",
+...     "django.contrib.sessions.middleware.SessionMiddleware",
+...     "django.middleware.csrf.CsrfViewMiddleware",   # after: a refused POST is traced too
+...     ...
+... ]
+>>> IOPROFILER = {"ALLOW": ioprofiler.access.networks("10.0.0.0/8"), "PARAM": "ioprofiler"}
+
+``settings.IOPROFILER`` takes every option of :class:`ioprofiler.wsgi.IOProfilerMiddleware`
+by its upper-case name. Under WSGI and ASGI alike; with async views the middleware is async
+(Django's ``sync_and_async_middleware``), and sync views that Django runs in a thread carry
+the request's trace. Sinks see the resolver's route (``listing/<int:listing>``).
+A streaming response passes through with ``Server-Timing``; its trace ends with the view.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase, QueryDict
+
+from ioprofiler import sinks
+from ioprofiler.profiling import KEEP, REPLACE, RequestProfiler, options_from, request_line
+from ioprofiler.render.request import RequestInfo
+from ioprofiler.response import ResponseParts
+from ioprofiler.trace import Trace, active
+
+log = logging.getLogger("ioprofiler")
+GetResponse = Callable[[HttpRequest], Any]
+
+
+class IOProfilerMiddleware(RequestProfiler):
+    """Django's middleware: list ``"ioprofiler.django.IOProfilerMiddleware"`` in
+    ``MIDDLEWARE``; options from ``settings.IOPROFILER``."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        configured = getattr(settings, "IOPROFILER", {})
+        if not isinstance(configured, dict):
+            raise TypeError(f"settings.IOPROFILER must be a dict of options, not {configured!r}")
+        super().__init__(**options_from(configured, "", "settings.IOPROFILER"))
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        mode, notice = self._asked(request)
+        if mode is None and not self.sinks:
+            return self.get_response(request)
+        trace, started_at = self._open(request, mode)
+        try:
+            response = trace.call(self.get_response, request)
+        finally:
+            trace.close()
+        return self._finish(request, response, trace, started_at, mode, notice)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        mode, notice = self._asked(request)
+        if mode is None and not self.sinks:
+            return await self.get_response(request)
+        trace, started_at = self._open(request, mode)
+        active.set(active.get() + (trace,))
+        try:
+            response = await self.get_response(request)
+        finally:
+            active.set(tuple(t for t in active.get() if t is not trace))
+            trace.close()
+        return self._finish(request, response, trace, started_at, mode, notice)
+
+    def _asked(self, request: HttpRequest) -> tuple[str | None, str | None]:
+        query = request.META.get("QUERY_STRING", "")
+        if self.param not in query:
+            return None, None
+        mode, notice = self.mode(query)
+        if mode is not None and not self.allowed(request.META):
+            return None, None
+        return mode, notice
+
+    def _open(self, request: HttpRequest, mode: str | None) -> tuple[Trace, float]:
+        if mode is not None and self.strip_param:
+            query = self.without_param(request.META.get("QUERY_STRING", ""))
+            request.META["QUERY_STRING"] = query
+            request.GET = QueryDict(query)
+        trace = self.new_trace()
+        request.META["ioprofiler.trace"] = trace
+        if self.sinks:
+            request.META["ioprofiler.request_id"] = sinks.request_id(
+                request.META.get("HTTP_X_REQUEST_ID")
+            )
+        return trace, time.time()
+
+    def _finish(
+        self,
+        request: HttpRequest,
+        response: HttpResponseBase,
+        trace: Trace,
+        started_at: float,
+        mode: str | None,
+        notice: str | None,
+    ) -> HttpResponseBase:
+        if mode is not None:
+            try:
+                self._change(request, response, trace, mode, notice)
+            except Exception:
+                log.exception("ioprofiler: could not show the trace; the response is unchanged")
+        if self.sinks:
+            match = getattr(request, "resolver_match", None)
+            self.deliver(
+                trace,
+                method=request.method or "GET",
+                path=request.path,
+                query=request.META.get("QUERY_STRING", ""),
+                route=sinks.route_of(request.META, self.route, getattr(match, "route", None)),
+                status=response.status_code,
+                started_at=started_at,
+                request_id=request.META["ioprofiler.request_id"],
+            )
+        return response
+
+    def _change(
+        self,
+        request: HttpRequest,
+        response: HttpResponseBase,
+        trace: Trace,
+        mode: str,
+        notice: str | None,
+    ) -> None:
+        status = f"{response.status_code} {response.reason_phrase}"
+        headers = list(response.items())
+        line = request_line(request.META)
+        decision = self.decide(line, mode, request.method or "GET", status, headers)
+        info = RequestInfo(request.method or "GET", request.get_full_path(), status)
+        self.print_to_console(trace, info)
+        if decision in (KEEP, REPLACE) and not response.streaming:
+            original = ResponseParts(status, headers, response.content)  # type: ignore[attr-defined]
+            final = self.final(trace, line, info, mode, notice, original, decision == REPLACE)
+            _replace(response, final)
+        else:
+            _replace_headers(response, self.passed_through_headers(trace, status, headers))
+
+
+def _replace(response: HttpResponseBase, final: ResponseParts) -> None:
+    code, _, reason = final.status.partition(" ")
+    response.content = final.body  # type: ignore[attr-defined]
+    response.status_code = int(code)
+    response.reason_phrase = reason or response.reason_phrase
+    _replace_headers(response, final.headers)
+
+
+def _replace_headers(response: HttpResponseBase, headers: list[tuple[str, str]]) -> None:
+    for name in list(response.headers):
+        del response.headers[name]
+    for name, value in headers:
+        response.headers[name] = value

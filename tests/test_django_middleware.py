@@ -1,0 +1,181 @@
+"""ioprofiler.django.IOProfilerMiddleware in MIDDLEWARE: sync and async views using
+SQLAlchemy (sync and aiosqlite) and pymemcache, through Django's test clients (WSGI-style
+and ASGI handlers) and a real server thread."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+import ioprofiler
+from tests.asgi_app import PAGE, QUERY, look_up, serving
+from tests.conftest import SHARDS, configure_django
+from tests.test_asgi import Collected
+
+pytest.importorskip("django")
+configure_django()
+
+from django.http import HttpResponse, JsonResponse  # noqa: E402
+from django.test import AsyncClient, Client, override_settings  # noqa: E402
+from django.urls import path  # noqa: E402
+
+PROFILER = "ioprofiler.django.IOProfilerMiddleware"
+GZIP = "django.middleware.gzip.GZipMiddleware"
+FAR = "10.1.2.3"
+world: dict = {}  # the engines and cache of the running test, for the views
+
+
+def listing(request, listing: int) -> HttpResponse:
+    look_up(world["cache"], listing)
+    with world["engines"]["dbshard02"].connect() as conn:
+        count = conn.execute(sa.text(QUERY), {"id": listing}).scalar_one()
+    return HttpResponse(PAGE.format(count))
+
+
+async def async_listing(request, listing: int) -> HttpResponse:
+    async def favorites(shard: str) -> int:
+        async with world["aengines"][shard].connect() as conn:
+            return (await conn.execute(sa.text(QUERY), {"id": listing})).scalar_one()
+
+    counts = await asyncio.gather(favorites("dbshard01"), favorites("dbshard04"))
+    return HttpResponse(PAGE.format(sum(counts)))
+
+
+def api(request, listing: int) -> JsonResponse:
+    with world["engines"]["dbshard03"].connect() as conn:
+        return JsonResponse(
+            {"favorites": conn.execute(sa.text(QUERY), {"id": listing}).scalar_one()}
+        )
+
+
+def long_page(request, number: int) -> HttpResponse:  # long enough for GZipMiddleware
+    return HttpResponse(long_html(listing(request, number).content.decode()))
+
+
+def long_html(page: str) -> str:
+    return page.replace("<body>", "<body>" + "<p>filler</p>" * 30)
+
+
+urlpatterns = [
+    path("long/<int:number>", long_page),
+    path("listing/<int:listing>", listing),
+    path("async/<int:listing>", async_listing),
+    path("api/<int:listing>", api),
+]
+
+
+@pytest.fixture
+def shop(sqlite_shards, tmp_path, memcached):
+    aengines = {
+        name: create_async_engine(f"sqlite+aiosqlite:///{tmp_path / name}.db", poolclass=NullPool)
+        for name in SHARDS
+    }
+    for name in SHARDS:
+        ioprofiler.label(sqlite_shards[name], name)
+        ioprofiler.label(aengines[name], name)
+    world.update(engines=sqlite_shards, aengines=aengines, cache=memcached.address)
+    with override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[PROFILER], IOPROFILER={}):
+        yield
+    world.clear()
+
+
+def executed(body: bytes) -> list[tuple[str, object]]:
+    return [(e["target"], e["params"]) for e in json.loads(body)["events"] if e["op"] == "execute"]
+
+
+def test_every_mode_with_a_sync_view(shop):
+    http = Client()
+    plain = http.get("/listing/5773453")
+    panel = http.get("/listing/5773453?ioprofiler=1")
+    text = http.get("/listing/5773453?ioprofiler=text")
+    as_json = http.get("/listing/5773453?ioprofiler=json")
+    api_json = http.get("/api/5773453?ioprofiler=1")
+    assert plain.content.decode() == PAGE.format(2) and not plain.has_header("Server-Timing")
+    html = panel.content.decode()
+    assert html.index('id="ioprofiler-panel"') < html.index("</body>")
+    assert panel["Content-Length"] == str(len(panel.content))
+    assert "db;dur=" in panel["Server-Timing"] and panel["Cache-Control"] == "no-store"
+    assert "[dbshard02]" in text.content.decode() and "Cache MISS" in text.content.decode()
+    assert text["Content-Type"] == "text/plain; charset=utf-8"
+    assert executed(as_json.content) == [("dbshard02", [5773453])]
+    assert api_json.json() == {"favorites": 3} and "dbshard03" in api_json["Server-Timing"]
+
+
+async def test_every_mode_with_async_and_sync_views_under_asgi(shop):
+    http = AsyncClient()
+    plain = await http.get("/async/5773453")
+    panel = await http.get("/async/5773453?ioprofiler=1")
+    as_json = await http.get("/async/5773453?ioprofiler=json")
+    sync_json = await http.get("/listing/5773453?ioprofiler=json")  # in Django's thread
+    assert plain.content.decode() == PAGE.format(5)
+    assert 'id="ioprofiler-panel"' in panel.content.decode()
+    assert sorted(executed(as_json.content)) == [("dbshard01", [5773453]), ("dbshard04", [5773453])]
+    assert executed(sync_json.content) == [("dbshard02", [5773453])]
+
+
+async def test_concurrent_async_requests_keep_their_own_events(shop):
+    http = AsyncClient()
+    listings = range(4000, 4020)
+    responses = await asyncio.gather(
+        *(http.get(f"/async/{n}?ioprofiler=json") for n in listings),
+        *(http.get(f"/listing/{n}?ioprofiler=json") for n in listings),
+    )
+    for n, response in zip([*listings, *listings], responses, strict=True):
+        params = [p for _, p in executed(response.content)]
+        assert params and all(p == [n] for p in params)
+
+
+def test_refused_clients_get_exactly_the_unprofiled_response(shop):
+    for url in ("/listing/5773453?ioprofiler=1", "/api/1?ioprofiler=json"):
+        got = Client(REMOTE_ADDR=FAR).get(url)
+        with override_settings(MIDDLEWARE=[]):
+            expected = Client(REMOTE_ADDR=FAR).get(url)
+        assert got.status_code == expected.status_code
+        assert list(got.items()) == list(expected.items())
+        assert got.content == expected.content
+
+
+def test_settings_options_and_route_for_sinks(shop):
+    sink = Collected()
+    options = {"PARAM": "prof", "EXPORT": [sink], "ALLOW": ioprofiler.access.networks("10.0.0.0/8")}
+    with override_settings(IOPROFILER=options):
+        far = Client(REMOTE_ADDR=FAR).get("/listing/5773453?prof=text")
+        local = Client().get("/listing/5773453?prof=text")
+    assert "[dbshard02]" in far.content.decode() and local.content.decode() == PAGE.format(2)
+    assert [r.route for r in sink.requests] == ["listing/<int:listing>"] * 2
+    assert [r.path for r in sink.requests] == ["/listing/5773453"] * 2
+
+
+def test_bad_settings_fail_when_the_middleware_loads(shop):
+    with override_settings(IOPROFILER={"ALOW": "x"}):
+        with pytest.raises(ValueError, match="ALOW is not an ioprofiler option"):
+            Client().get("/listing/1")
+
+
+def test_inside_gzip_it_sees_plain_html_and_outside_it_passes_through(shop):
+    gzipped = {"HTTP_ACCEPT_ENCODING": "gzip"}
+    with override_settings(MIDDLEWARE=[GZIP, PROFILER]):
+        inside = Client().get("/long/5773453?ioprofiler=1", **gzipped)
+    with override_settings(MIDDLEWARE=[PROFILER, GZIP]):
+        outside = Client().get("/long/5773453?ioprofiler=1", **gzipped)
+    assert inside["Content-Encoding"] == outside["Content-Encoding"] == "gzip"
+    assert 'id="ioprofiler-panel"' in gzip.decompress(inside.content).decode()
+    assert gzip.decompress(outside.content).decode() == long_html(PAGE.format(2))
+    assert "db;dur=" in outside["Server-Timing"]
+
+
+def test_real_server_thread_concurrent_requests(shop):
+    from django.core.wsgi import get_wsgi_application
+
+    with serving(get_wsgi_application()) as base, ThreadPoolExecutor(8) as pool:
+        urls = [f"{base}/listing/{n}?ioprofiler=json" for n in range(5000, 5030)]
+        for n, response in zip(range(5000, 5030), pool.map(httpx.get, urls), strict=True):
+            assert executed(response.content) == [("dbshard02", [n])]
