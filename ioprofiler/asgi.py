@@ -16,6 +16,7 @@ sent: I/O after that (a Starlette ``BackgroundTask``) is not the request's.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
@@ -126,6 +127,8 @@ class TracedExchange:
         self.downstream = send
         self.trace: Trace = middleware.new_trace()
         self.started_at = time.time()
+        # the caller's context (an outer OpenTelemetry span, say), for the sinks
+        self.context = contextvars.copy_context() if middleware.sinks else None
         self.status: int | None = None
         self.request_id = ""
         scope["ioprofiler.trace"] = self.trace
@@ -175,6 +178,7 @@ class TracedExchange:
             status=self.status if self.status is not None else 500,
             started_at=self.started_at,
             request_id=self.request_id,
+            context=self.context,
         )
 
 

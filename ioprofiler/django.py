@@ -19,6 +19,7 @@ A streaming response passes through with ``Server-Timing``; its trace ends with 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -91,6 +92,8 @@ class IOProfilerMiddleware(RequestProfiler):
         return mode, notice
 
     def _open(self, request: HttpRequest, mode: str | None) -> tuple[Trace, float]:
+        # the caller's context (an outer OpenTelemetry span, say), for the sinks
+        request.META["ioprofiler.context"] = contextvars.copy_context() if self.sinks else None
         if mode is not None and self.strip_param:
             query = self.without_param(request.META.get("QUERY_STRING", ""))
             request.META["QUERY_STRING"] = query
@@ -128,6 +131,7 @@ class IOProfilerMiddleware(RequestProfiler):
                 status=response.status_code,
                 started_at=started_at,
                 request_id=request.META["ioprofiler.request_id"],
+                context=request.META["ioprofiler.context"],
             )
         return response
 

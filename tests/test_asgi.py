@@ -5,9 +5,9 @@ engines), memcached and MariaDB."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 
@@ -20,7 +20,7 @@ from sqlalchemy.pool import NullPool
 import ioprofiler
 from ioprofiler.asgi import IOProfilerMiddleware
 from ioprofiler.sinks import FinishedRequest
-from tests.asgi_app import PAGE, label_all, make_app
+from tests.asgi_app import PAGE, label_all, make_app, serving_asgi
 from tests.conftest import SHARDS, mysql_or_skip
 
 LOCAL = ("127.0.0.1", 51000)
@@ -186,9 +186,13 @@ async def test_background_task_runs_after_the_trace_closed(shop):
         assert request.status == 200 and request.path == "/background/5773453"
 
 
+OUTER = contextvars.ContextVar("outer_span", default=None)
+
+
 async def test_sinks_get_every_request_and_responses_stay_unchanged(shop):
     sink = Collected()
     app = IOProfilerMiddleware(shop, record=sink)
+    OUTER.set("span-1")  # what a server-side OpenTelemetry middleware outside would set
     async with client(app) as http:
         plain = await http.get("/listing/5773453", headers={"X-Request-Id": "abc-123"})
         missing = await http.get("/nowhere")
@@ -198,6 +202,7 @@ async def test_sinks_get_every_request_and_responses_stay_unchanged(shop):
     assert (first.route, first.status, first.request_id) == ("/listing/{listing}", 200, "abc-123")
     assert [e.target for e in first.trace.events if e.op == "execute"] == ["dbshard02"]
     assert (second.route, second.status, second.path) == (None, 404, "/nowhere")
+    assert first.context is not None and first.context.run(OUTER.get) == "span-1"
 
 
 async def test_concurrent_requests_keep_their_own_events(shop):
@@ -326,22 +331,8 @@ async def test_bare_starlette_every_mode(sqlite_shards):
 @pytest.fixture
 def served(shop) -> Iterator[str]:
     """The FastAPI shop under uvicorn on a loopback port."""
-    import uvicorn
-
-    config = uvicorn.Config(
-        IOProfilerMiddleware(shop), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving_asgi(IOProfilerMiddleware(shop)) as base:
+        yield base
 
 
 def test_under_uvicorn_every_route_and_mode(served, shop):
