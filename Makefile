@@ -111,6 +111,7 @@ BENCH_PY := .venv-bench/bin/python
 bench: .venv-bench/.installed-bench memcached
 	$(BENCH_PY) benchmarks/overhead.py
 	$(BENCH_PY) benchmarks/middleware.py
+	$(BENCH_PY) benchmarks/asgi.py
 	PYTHONPATH=. $(BENCH_PY) benchmarks/recorder.py
 	$(BENCH_PY) benchmarks/top_log.py
 	$(BENCH_PY) benchmarks/roundtrips.py
