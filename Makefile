@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench memcached browser statsd carbon screenshot clean
+.PHONY: demo test lint bench memcached browser statsd carbon screenshot clean coexist peer
 
 DEMO_INSTALLED := $(VENV)/.installed-demo
 
@@ -119,5 +119,18 @@ bench: .venv-bench/.installed-bench memcached
 	$(BENCH_PY) benchmarks/findings.py
 	$(BENCH_PY) benchmarks/export.py
 
+# OpenTelemetry's and ddtrace's instrumentations beside ioprofiler, both install orders, in
+# their own environment (OpenTelemetry's SQLAlchemy instrumentation refuses SQLAlchemy 2.1).
+COEXIST_PY := .venv-coexist/bin/python
+
+.venv-coexist/.installed-coexist: pyproject.toml
+	$(PYTHON) -m venv .venv-coexist
+	$(COEXIST_PY) -m pip install --quiet --upgrade pip
+	$(COEXIST_PY) -m pip install --quiet -e '.[test,coexist]'
+	touch .venv-coexist/.installed-coexist
+
+coexist: .venv-coexist/.installed-coexist memcached
+	IOPROFILER_REQUIRE_COEXIST=1 $(COEXIST_PY) -m pytest tests/test_coexist_opentelemetry.py tests/test_coexist_ddtrace.py
+
 clean:
-	rm -rf $(VENV) .venv-bench .venv-sqlalchemy20 .node build dist *.egg-info
+	rm -rf $(VENV) .venv-bench .venv-sqlalchemy20 .venv-coexist .node build dist *.egg-info

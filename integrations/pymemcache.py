@@ -65,8 +65,7 @@ def available() -> bool:
 
 
 def install() -> bool:
-    from pymemcache.client.base import Client
-
+    Client = base_client()
     for name in READS:
         _patches.wrap(Client, name, _READ_WRAPPERS[CANONICAL_OP.get(name, name)])
     for name, keys_shape in WRITES.items():
@@ -77,6 +76,22 @@ def install() -> bool:
 
 def uninstall() -> None:
     _patches.unwrap_all()
+
+
+def base_client() -> type:
+    """pymemcache's own base ``Client`` class, even where another tool has put something
+    else under its name (ddtrace puts a proxy class there; ``PooledClient`` and
+    ``HashClient`` still make real ``Client`` objects, so that class is where to patch)."""
+    from pymemcache.client import base
+
+    for candidate in (base.Client, base.PooledClient.client_class):
+        if (
+            isinstance(candidate, type)
+            and candidate.__module__ == base.__name__
+            and candidate.__qualname__ == "Client"
+        ):
+            return candidate
+    return base.Client
 
 
 def _begin(traces: Any, op: str, client: Any, keys: tuple[Any, ...]):

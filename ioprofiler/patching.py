@@ -3,6 +3,15 @@
 Our wrappers are instances of :class:`IOProfilerWrapper`, so double patching is
 detected by type (another agent's wrapt wrapper also has ``__wrapped__``), and an
 attribute is restored only while it is still ours.
+
+Beside other instrumentation, in either install order:
+
+- A method bound to an instance (``client.get``) does not show ``__wrapped__``:
+  OpenTelemetry's pymemcache wrappers skip any method that has it (their guard
+  against wrapping twice), so with ioprofiler installed first their spans vanished.
+- A tool that unwraps by putting back ``getattr(cls, name).__wrapped__`` (as
+  OpenTelemetry's ``unwrap`` does) leaves our wrapper on the class in its bound
+  form; it is still ours, and ``uninstall()`` takes it off.
 """
 
 from __future__ import annotations
@@ -20,23 +29,40 @@ log = logging.getLogger("ioprofiler")
 
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
+# wrapt's pure-Python wrappers read __wrapped__ to call through; only the C ones may hide it.
+_HIDE_WRAPPED = bool(getattr(getattr(wrapt, "__wrapt__", None), "_using_c_extension", False))
+_WRAPPED = wrapt.BoundFunctionWrapper.__wrapped__
+
 
 class BoundIOProfilerWrapper(wrapt.BoundFunctionWrapper):  # type: ignore[misc]
     """A patched method as read from a class or an instance (``Client.get``, ``client.get``)."""
 
+    if _HIDE_WRAPPED:
+
+        @property
+        def __wrapped__(self) -> Any:
+            if self._self_instance is not None:
+                raise AttributeError("__wrapped__")
+            return _WRAPPED.__get__(self)
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "__wrapped__":  # hidden above: not looked up on the wrapped either
+                raise AttributeError(name)
+            return super().__getattr__(name)
+
     # Pickled and copied like the plain function or bound method: by name, on its owner.
 
     def __reduce_ex__(self, protocol: object) -> tuple[object, tuple[object, str]]:
-        return getattr, (self._owner(), self.__wrapped__.__name__)
+        return getattr, (self._owner(), self.__name__)
 
     def __copy__(self) -> object:
-        return getattr(self._owner(), self.__wrapped__.__name__)
+        return getattr(self._owner(), self.__name__)
 
     def __deepcopy__(self, memo: dict[int, object]) -> object:
         owner = self._owner()
         if self._self_instance is not None:
             owner = copy.deepcopy(owner, memo)
-        return getattr(owner, self.__wrapped__.__name__)
+        return getattr(owner, self.__name__)
 
     def _owner(self) -> object:
         return self._self_instance if self._self_instance is not None else self._self_owner
@@ -68,7 +94,7 @@ class Patches:
         every call. Returns False when it is already ours or ``owner`` does not define it.
         """
         original = owner.__dict__.get(name)
-        if original is None or isinstance(original, IOProfilerWrapper):
+        if original is None or _ours(original) is not None:
             return False
         wrapped = IOProfilerWrapper(original, wrapper, enabled=None if always else active.get)
         setattr(owner, name, wrapped)
@@ -76,13 +102,13 @@ class Patches:
         return True
 
     def is_wrapped(self, owner: type, name: str) -> bool:
-        return isinstance(owner.__dict__.get(name), IOProfilerWrapper)
+        return _ours(owner.__dict__.get(name)) is not None
 
     def unwrap_all(self) -> None:
         """Restore every attribute still ours, newest first."""
         while self._applied:
             owner, name, original, wrapped = self._applied.pop()
-            if owner.__dict__.get(name) is wrapped:
+            if _ours(owner.__dict__.get(name)) is wrapped:
                 setattr(owner, name, original)
             else:
                 log.warning(
@@ -91,3 +117,14 @@ class Patches:
                     owner.__qualname__,
                     name,
                 )
+
+
+def _ours(attribute: Any) -> IOProfilerWrapper | None:
+    """Our wrapper, when ``attribute`` is it, or it in the bound form that a tool unwrapping
+    a wrapper of its own above ours puts back (``setattr(cls, name, cls.name.__wrapped__)``)."""
+    if isinstance(attribute, IOProfilerWrapper):
+        return attribute
+    if isinstance(attribute, BoundIOProfilerWrapper) and attribute._self_instance is None:
+        parent = attribute._self_parent
+        return parent if isinstance(parent, IOProfilerWrapper) else None
+    return None

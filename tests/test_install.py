@@ -236,3 +236,38 @@ def test_works_when_an_optional_library_is_absent(missing, memcached, tmp_path):
     present = "pymemcache" if missing == "sqlalchemy" else "sqlalchemy"
     assert repr(present) in installed and repr(missing) not in installed
     assert line == ("Cache MISS, keys: x" if present == "pymemcache" else "SELECT 1")
+
+
+def test_a_wrapper_above_ours_sees_the_method_as_unwrapped(memcached):
+    """OpenTelemetry's pymemcache wrappers skip any method with ``__wrapped__``."""
+    seen = []
+
+    def guarded(wrapped, instance, args, kwargs):
+        seen.append(hasattr(wrapped, "__wrapped__"))
+        return wrapped(*args, **kwargs)
+
+    ours = vars(Client)["delete"]
+    wrapt.wrap_function_wrapper(Client, "delete", guarded)
+    try:
+        with ioprofiler.profile() as trace:
+            Client(memcached.address).delete("k")
+        assert seen == [False] and trace.count() == 1
+        assert vars(Client)["delete"].__wrapped__ is ours  # on the class, it is there
+    finally:
+        Client.delete = ours
+
+
+def test_uninstall_is_exact_after_a_tool_above_ours_unwrapped_itself(memcached):
+    """OpenTelemetry's unwrap() puts back ``getattr(cls, name).__wrapped__``: our wrapper in
+    its bound form. It still records, and uninstall() takes it off."""
+    ioprofiler.uninstall()
+    plain = vars(Client)["delete"]
+    ioprofiler.install()
+    wrapt.wrap_function_wrapper(Client, "delete", counting_wrapper([]))
+    Client.delete = Client.delete.__wrapped__
+    with ioprofiler.profile() as trace:
+        Client(memcached.address).delete("k")
+    assert trace.count() == 1
+    ioprofiler.uninstall()
+    assert vars(Client)["delete"] is plain
+    ioprofiler.install()
