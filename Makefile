@@ -92,8 +92,8 @@ carbon:
 	fi
 
 lint: $(INSTALLED)
-	$(PY) -m ruff check ioprofiler integrations demo_app tests benchmarks
-	$(PY) -m ruff format --check ioprofiler integrations demo_app tests benchmarks
+	$(PY) -m ruff check ioprofiler integrations demo_app tests benchmarks peer
+	$(PY) -m ruff format --check ioprofiler integrations demo_app tests benchmarks peer
 
 test: $(INSTALLED) memcached browser statsd lint
 	$(PY) -m pytest
@@ -131,6 +131,11 @@ COEXIST_PY := .venv-coexist/bin/python
 
 coexist: .venv-coexist/.installed-coexist memcached
 	IOPROFILER_REQUIRE_COEXIST=1 $(COEXIST_PY) -m pytest tests/test_coexist_opentelemetry.py tests/test_coexist_ddtrace.py
+
+# SQLAlchemy's own test suite (a subset, from the sdist of the installed version), bare and
+# with ioprofiler recording around every test; fails when any test ends differently.
+peer: $(INSTALLED)
+	$(PY) peer/run.py $(PEER_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-bench .venv-sqlalchemy20 .venv-coexist .node build dist *.egg-info
