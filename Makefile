@@ -130,7 +130,8 @@ COEXIST_PY := .venv-coexist/bin/python
 	touch .venv-coexist/.installed-coexist
 
 coexist: .venv-coexist/.installed-coexist memcached
-	IOPROFILER_REQUIRE_COEXIST=1 $(COEXIST_PY) -m pytest tests/test_coexist_opentelemetry.py tests/test_coexist_ddtrace.py
+	IOPROFILER_REQUIRE_COEXIST=1 $(COEXIST_PY) -m pytest tests/test_coexist_opentelemetry.py tests/test_coexist_ddtrace.py \
+		tests/test_coexist_export.py
 
 # SQLAlchemy's own test suite (a subset, from the sdist of the installed version), bare and
 # with ioprofiler recording around every test; fails when any test ends differently.
