@@ -27,9 +27,9 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(INSTALLED)
 
-# Debian packages are installed by tools/apt-install, which waits for another apt-get or
+# Debian packages are installed by .ci/apt-install, which waits for another apt-get or
 # dpkg to finish (up to APT_LOCK_TIMEOUT seconds) rather than failing on its lock.
-APT_INSTALL := tools/apt-install
+APT_INSTALL := .ci/apt-install
 
 # The tests start their own memcached processes: the binary must be installed.
 memcached:
@@ -92,8 +92,8 @@ carbon:
 	fi
 
 lint: $(INSTALLED)
-	$(PY) -m ruff check ioprofiler integrations demo_app tests benchmarks peer
-	$(PY) -m ruff format --check ioprofiler integrations demo_app tests benchmarks peer
+	$(PY) -m ruff check ioprofiler integrations demo_app tests benchmarks
+	$(PY) -m ruff format --check ioprofiler integrations demo_app tests benchmarks
 
 test: $(INSTALLED) memcached browser statsd lint
 	$(PY) -m pytest
@@ -136,7 +136,7 @@ coexist: .venv-coexist/.installed-coexist memcached
 # SQLAlchemy's own test suite (a subset, from the sdist of the installed version), bare and
 # with ioprofiler recording around every test; fails when any test ends differently.
 peer: $(INSTALLED)
-	$(PY) peer/run.py $(PEER_ARGS)
+	$(PY) tests/peer/run.py $(PEER_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-bench .venv-sqlalchemy20 .venv-coexist .node build dist *.egg-info

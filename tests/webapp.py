@@ -89,7 +89,7 @@ class ShopApp:
         return Response(generate(), mimetype="text/html")
 
     def gzip(self, request):
-        data = gzip.compress(PAGE.format(self.count("dbshard01", 1)).encode())
+        data = gzip.compress(PAGE.format(self.count("dbshard01", 1)).encode(), mtime=0)
         response = Response(data, mimetype="text/html")
         response.headers["Content-Encoding"] = "gzip"
         return response

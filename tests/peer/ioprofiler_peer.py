@@ -1,6 +1,6 @@
 """pytest plugin for ``make peer``: SQLAlchemy's own test suite under ioprofiler.
 
-Loaded into SQLAlchemy's suite with ``-p ioprofiler_peer`` (``peer/`` on PYTHONPATH):
+Loaded into SQLAlchemy's suite with ``-p ioprofiler_peer`` (``tests/peer/`` on PYTHONPATH):
 
 - ``--peer-outcomes=FILE`` writes each test's outcome as JSON: ``{"outcomes": {node id:
   outcome}, "reasons": {node id: failure text}, "recorded": {"tests": n, "events": n}}``;

@@ -2,13 +2,13 @@
 
 Fetches the sdist of the SQLAlchemy installed here into ``build/peer/``, runs a subset of
 its suite on SQLite twice against the installed library, once bare and once with a trace
-open around every test (``peer/ioprofiler_peer.py``), and compares the outcomes test by
+open around every test (``tests/peer/ioprofiler_peer.py``), and compares the outcomes test by
 test. Any difference fails the run and is listed with the recording run's failure::
 
-    python peer/run.py                 # the subset below, two pytest-xdist workers
-    python peer/run.py --jobs 0 test/ext/test_horizontal_shard.py
+    python tests/peer/run.py                 # the subset below, two pytest-xdist workers
+    python tests/peer/run.py --jobs 0 test/ext/test_horizontal_shard.py
 
-Ids in ``peer/flaky.txt`` (one per line, ``# reason`` after it) are reported, not failed.
+Ids in ``tests/peer/flaky.txt`` (one per line, ``# reason`` after it) are reported, not failed.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 PEER = Path(__file__).resolve().parent
-BUILD = PEER.parent / "build" / "peer"
+BUILD = PEER.parents[1] / "build" / "peer"
 
 # What runs, and against which database (SQLAlchemy's setup.cfg names them): the core
 # and ORM suites and the SQLite dialect on the sync driver; asyncio on the async one.
