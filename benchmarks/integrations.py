@@ -22,9 +22,18 @@ from ioprofiler.integrations import django as django_integration
 from ioprofiler.integrations import httpx as httpx_integration
 from ioprofiler.integrations import redis as redis_integration
 from ioprofiler.integrations import urllib3 as urllib3_integration
-from paired import Config, Paired, Scenario, Spread, paired, run_rounds
+from paired import (
+    Config,
+    Paired,
+    Scenario,
+    Spread,
+    installed,
+    paired,
+    raw,
+    recording,
+    run_rounds,
+)
 
-import ioprofiler
 from ioprofiler.event import COMMIT
 from ioprofiler.patching import Patches
 from ioprofiler.trace import active
@@ -76,27 +85,6 @@ def wrappers_alone(rounds: int, n: int) -> dict[str, Paired]:
     scenario = Scenario("trivial", lambda: target.call(None, "GET", "x"), n)
     run_rounds(configs, [scenario], rounds)
     return {name: paired(scenario, name) for name in configs if name != "raw"}
-
-
-@contextlib.contextmanager
-def raw() -> Iterator[None]:
-    ioprofiler.uninstall()
-    yield
-
-
-@contextlib.contextmanager
-def installed() -> Iterator[None]:
-    ioprofiler.install()
-    yield
-    ioprofiler.uninstall()
-
-
-@contextlib.contextmanager
-def recording() -> Iterator[None]:
-    ioprofiler.install()
-    with ioprofiler.profile(max_events=sys.maxsize):
-        yield
-    ioprofiler.uninstall()
 
 
 def redis_scenario(calls: int) -> Scenario | None:

@@ -40,7 +40,7 @@ import wrapt
 from breakdown import ablations, cache_breakdown, sql_breakdown
 from ioprofiler.integrations import pymemcache as pymemcache_integration
 from middleware import run_wsgi, shop_page
-from paired import Config, Scenario, Spread, paired, run_rounds
+from paired import Config, Scenario, Spread, installed, paired, raw, recording, run_rounds
 from pymemcache.client.base import Client
 
 import ioprofiler
@@ -65,31 +65,6 @@ SQL = "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = :x"
 
 
 # -- configurations --------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def raw() -> Iterator[None]:
-    ioprofiler.uninstall()
-    yield
-
-
-@contextlib.contextmanager
-def installed() -> Iterator[None]:
-    ioprofiler.install()
-    try:
-        yield
-    finally:
-        ioprofiler.uninstall()
-
-
-@contextlib.contextmanager
-def recording() -> Iterator[None]:
-    ioprofiler.install()
-    try:
-        with ioprofiler.profile(max_events=sys.maxsize):
-            yield
-    finally:
-        ioprofiler.uninstall()
 
 
 def opentelemetry_configs(

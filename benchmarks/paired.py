@@ -17,9 +17,12 @@ import contextlib
 import gc
 import random
 import statistics
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from time import perf_counter_ns, thread_time_ns
+
+import ioprofiler
 
 Config = Callable[[], contextlib.AbstractContextManager]
 
@@ -123,3 +126,31 @@ def paired(scenario: Scenario, name: str, baseline: str = "raw") -> Paired:
         added=Spread.of([m[0] - b[0] for m, b in pairs]),
         added_cpu=Spread.of([m[1] - b[1] for m, b in pairs]),
     )
+
+
+# -- the configurations every benchmark compares ---------------------------------------
+
+
+@contextlib.contextmanager
+def raw() -> Iterator[None]:
+    ioprofiler.uninstall()
+    yield
+
+
+@contextlib.contextmanager
+def installed() -> Iterator[None]:
+    ioprofiler.install()
+    try:
+        yield
+    finally:
+        ioprofiler.uninstall()
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[None]:
+    ioprofiler.install()
+    try:
+        with ioprofiler.profile(max_events=sys.maxsize):
+            yield
+    finally:
+        ioprofiler.uninstall()

@@ -27,35 +27,23 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 import wrapt
 from ioprofiler.integrations import sqlalchemy as sqlalchemy_integration
-from paired import Config, Paired, Scenario, Spread, paired, run_rounds
+from paired import (
+    Config,
+    Paired,
+    Scenario,
+    Spread,
+    installed,
+    paired,
+    raw,
+    recording,
+    run_rounds,
+)
 
-import ioprofiler
 from ioprofiler.event import COMMIT
 from ioprofiler.patching import Patches
 from ioprofiler.trace import active
 
 ROUND_TRIPS_PER_CALL = 3  # checkout, commit, rollback on check-in
-
-
-@contextlib.contextmanager
-def raw() -> Iterator[None]:
-    ioprofiler.uninstall()
-    yield
-
-
-@contextlib.contextmanager
-def installed() -> Iterator[None]:
-    ioprofiler.install()
-    yield
-    ioprofiler.uninstall()
-
-
-@contextlib.contextmanager
-def recording() -> Iterator[None]:
-    ioprofiler.install()
-    with ioprofiler.profile(max_events=sys.maxsize):
-        yield
-    ioprofiler.uninstall()
 
 
 class Trivial:
