@@ -53,7 +53,7 @@ _NOT_FOUND = object()  # our own default for get/gets, so a stored falsy value i
 
 _patches = Patches()
 # [memcache] while the process has used one server, [memcache 10.0.0.5:11211] once it has used more
-MEMCACHE = Service("memcache", address="when_many")
+MEMCACHE = Service("memcache", address="when_many", batch_read="get_many")
 
 
 def available() -> bool:

@@ -38,7 +38,7 @@ def _address_text(address: Any) -> str:
     return f"{format_server(tuple(server) if len(server) == 2 else server[0])}/{db}"
 
 
-REDIS = Service("redis", describe=_address_text)
+REDIS = Service("redis", describe=_address_text, batch_read="MGET")
 
 # Where a command's keys are, for the commands that have keys.
 _SINGLE_KEY = frozenset(

@@ -229,8 +229,8 @@ def _covered_ns(events: list[Event], end_ns: int | None) -> int:
 
 def find_repeats(events: list[Event]) -> list[Repeat]:
     """Statement shapes run more than once per target, single-key cache reads of one
-    target that could have been one ``get_many``, and HTTP calls to one URL shape (ids in the
-    path folded); the most repeated first."""
+    target that could have been one batched read (``get_many``, ``MGET``), and HTTP calls
+    to one URL shape (ids in the path folded); the most repeated first."""
     groups: dict[tuple[str, str, str], list[Event]] = {}
     for event in events:
         if event.kind == DB and event.statement is not None:

@@ -3,8 +3,8 @@
 A database integration passes the shard's name (a ``str``). A client of a network
 service asks its :class:`Service` for the server's target, once per call (a dict lookup)::
 
-    MEMCACHE = Service("memcache", address="when_many")   # [memcache], or [memcache 10.0.0.5:11211]
-    REDIS = Service("redis", describe=redis_address)      # [redis 10.0.0.5:6379/0]
+    MEMCACHE = Service("memcache", address="when_many", batch_read="get_many")
+    REDIS = Service("redis", describe=redis_address, batch_read="MGET")   # [redis 10.0.0.5:6379/0]
 
     event = begin(traces, CACHE, "get", MEMCACHE.target(client.server))
 
@@ -20,6 +20,7 @@ from typing import Literal
 
 _services: list[Service] = []
 _service_names: set[str] = set()
+_batch_reads: dict[str, str] = {}  # service name -> its many-keys-in-one-round-trip read
 _lock = threading.Lock()
 
 
@@ -57,6 +58,8 @@ class Service:
     ``"when_many"`` shows it only once the process has talked to more than one server
     of this service (``memcache``, then ``memcache 10.0.0.5:11211``).
     ``describe``: the address as text (default: ``host:port``, or a socket path as is).
+    ``batch_read``: the call that reads many keys in one round trip (``get_many``, ``MGET``),
+    named where single-key reads of one server could have been one.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class Service:
         name: str,
         address: Literal["always", "when_many"] = "always",
         describe: Callable[[Hashable], str] = format_server,
+        batch_read: str | None = None,
     ) -> None:
         if not name or " " in name:
             raise ValueError(f"a service name is one word, not {name!r}")
@@ -76,6 +80,8 @@ class Service:
         with _lock:
             _services.append(self)
             _service_names.add(name)
+            if batch_read:
+                _batch_reads[name] = batch_read
 
     def target(self, address: Hashable) -> ServerTarget:
         """The target for the server at ``address`` (the same object for the same address)."""
@@ -112,3 +118,9 @@ def target_matches(target: str, wanted: str) -> bool:
 def service_of(target: str) -> str:
     """The service part of a server's target: ``redis 10.0.0.5:6379/0`` -> ``redis``."""
     return target.split(" ", 1)[0]
+
+
+def batch_read_of(target: str) -> str:
+    """The read that takes many keys in one round trip on ``target``'s service:
+    ``memcache 10.0.0.5:11211`` -> ``get_many``; ``a multi-key read`` when not told."""
+    return _batch_reads.get(service_of(target), "a multi-key read")

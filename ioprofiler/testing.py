@@ -329,7 +329,7 @@ def assert_io(
     ``strict=True``: targets the dicts do not name may make no calls.
     ``ignore``: regular expressions of statements not to count (``"^BEGIN"``, ``"SAVEPOINT"``).
     ``no_repeats=True``: fail on a statement shape run more than once on a target, and on
-    single-key cache reads that could have been one ``get_many``.
+    single-key cache reads that could have been one batched read (``get_many``, ``MGET``).
     ``commits``, ``rollbacks``, ``connects``, ``pool_waits``: budgets of the same shape on
     those round trips and waits, which the budgets above do not count
     (``connects={"dbshard01": 0}``: the pool already holds a connection).

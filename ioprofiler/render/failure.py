@@ -16,6 +16,7 @@ from rich.text import Text
 from ioprofiler.render.console import event_text
 from ioprofiler.render.text import finding_lines
 from ioprofiler.sql_text import visible
+from ioprofiler.targets import batch_read_of
 
 if TYPE_CHECKING:
     from ioprofiler.analysis import Repeat
@@ -65,7 +66,7 @@ def failure_report(
         for repeat in repeats:
             what = repeat.shape
             if repeat.kind == "cache":
-                what = "single-key reads: could be one get_many"
+                what = f"single-key reads: could be one {batch_read_of(repeat.target)}"
             line = Text(f"  {repeat.count}x on {visible(repeat.target)}: ", style="magenta")
             line.append(what)
             for site in repeat.callsites:

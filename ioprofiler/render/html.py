@@ -21,6 +21,7 @@ from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.roundtrip import op_count, ordered_ops
 from ioprofiler.render.text import call_numbers
 from ioprofiler.render.words import counted
+from ioprofiler.targets import batch_read_of
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
@@ -175,7 +176,7 @@ def _repeats_section(summary: Summary) -> str:
             what = escape(repeat.shape)
         else:
             flag = ""
-            what = "single-key reads: one get_many would do"
+            what = f"single-key reads: one {escape(batch_read_of(repeat.target))} would do"
         same = f", {repeat.identical} identical" if repeat.identical else ""
         sites = ", ".join(escape(s) for s in repeat.callsites)
         items.append(

@@ -19,6 +19,7 @@ from ioprofiler.findings import Finding, find
 from ioprofiler.render.roundtrip import op_count, ordered_ops
 from ioprofiler.render.words import counted
 from ioprofiler.sql_text import visible
+from ioprofiler.targets import batch_read_of
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
@@ -89,7 +90,7 @@ def summary_lines(summary: Summary) -> list[str]:
             same = f", {repeat.identical} for a key already read" if repeat.identical else ""
             line = (
                 f"{repeat.count} single-key reads on {visible(repeat.target)}{same}: "
-                "could be one get_many"
+                f"could be one {batch_read_of(repeat.target)}"
             )
         if repeat.callsites:
             line += f"  <- {visible(repeat.callsites[0])}"
