@@ -14,7 +14,10 @@
 by its upper-case name. Under WSGI and ASGI alike; with async views the middleware is async
 (Django's ``sync_and_async_middleware``), and sync views that Django runs in a thread carry
 the request's trace. Sinks see the resolver's route (``listing/<int:listing>``).
-A streaming response passes through with ``Server-Timing``; its trace ends with the view.
+A streaming response passes through with ``Server-Timing`` (the view's I/O); its trace records
+while the server reads the stream, so I/O of a generator view is in it, and ends (the sinks get
+the request) when the stream ends or the response is closed. A ``FileResponse`` is left as it
+is (the server may send its file with ``sendfile``): its trace ends with the view.
 """
 
 from __future__ import annotations
@@ -65,8 +68,9 @@ class IOProfilerMiddleware(RequestProfiler):
         trace, started_at = self._open(request, mode)
         try:
             response = trace.call(self.get_response, request)
-        finally:
+        except BaseException:
             trace.close()
+            raise
         return self._finish(request, response, trace, started_at, mode, notice)
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
@@ -77,9 +81,11 @@ class IOProfilerMiddleware(RequestProfiler):
         active.set(active.get() + (trace,))
         try:
             response = await self.get_response(request)
+        except BaseException:
+            trace.close()
+            raise
         finally:
             active.set(tuple(t for t in active.get() if t is not trace))
-            trace.close()
         return self._finish(request, response, trace, started_at, mode, notice)
 
     def _asked(self, request: HttpRequest) -> tuple[str | None, str | None]:
@@ -115,11 +121,32 @@ class IOProfilerMiddleware(RequestProfiler):
         mode: str | None,
         notice: str | None,
     ) -> HttpResponseBase:
+        """Show the trace in the response, then close it and hand the request to the sinks:
+        at once, or, for a streamed response, once the server has read the stream."""
+        streamed = _streams_application_code(response)
+        if not streamed:
+            trace.close()
         if mode is not None:
             try:
                 self._change(request, response, trace, mode, notice)
             except Exception:
                 log.exception("ioprofiler: could not show the trace; the response is unchanged")
+        if not streamed:
+            self._deliver(request, response, trace, started_at)
+            return response
+        try:
+            response.streaming_content = _traced_stream(  # type: ignore[attr-defined]
+                response, trace, lambda: self._deliver(request, response, trace, started_at)
+            )
+        except Exception:
+            log.exception("ioprofiler: could not follow the stream; its trace ends here")
+            self._deliver(request, response, trace, started_at)
+        return response
+
+    def _deliver(
+        self, request: HttpRequest, response: HttpResponseBase, trace: Trace, started_at: float
+    ) -> None:
+        trace.close()
         if self.sinks:
             match = getattr(request, "resolver_match", None)
             self.deliver(
@@ -133,7 +160,6 @@ class IOProfilerMiddleware(RequestProfiler):
                 request_id=request.META["ioprofiler.request_id"],
                 context=request.META["ioprofiler.context"],
             )
-        return response
 
     def _change(
         self,
@@ -170,3 +196,62 @@ def _replace_headers(response: HttpResponseBase, headers: list[tuple[str, str]])
         del response.headers[name]
     for name, value in headers:
         response.headers[name] = value
+
+
+def _streams_application_code(response: HttpResponseBase) -> bool:
+    """A streamed body whose reading may run the application's code (a generator view);
+    not a ``FileResponse``'s file, which the server may send with ``sendfile``."""
+    return response.streaming and getattr(response, "file_to_stream", None) is None
+
+
+def _traced_stream(response: Any, trace: Trace, finish: Callable[[], None]) -> Any:
+    content = response.streaming_content
+    if response.is_async:
+        return _TracedAsyncStream(content, trace, finish)
+    return _TracedStream(content, trace, finish)
+
+
+class _Followed:
+    """A streamed body read with the request's trace recording; ``finish`` runs once, when
+    the body ends, fails, or is closed (Django closes it with the response)."""
+
+    def __init__(self, content: Any, trace: Trace, finish: Callable[[], None]) -> None:
+        self._content = content
+        self._trace = trace
+        self._finish: Callable[[], None] | None = finish
+
+    def close(self) -> None:
+        finish, self._finish = self._finish, None
+        if finish is not None:
+            try:
+                finish()
+            except Exception:
+                log.exception("ioprofiler: could not hand on a streamed request's trace")
+
+
+class _TracedStream(_Followed):
+    def __iter__(self) -> _TracedStream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return self._trace.call(next, self._content)
+        except BaseException:  # StopIteration included: the body ended
+            self.close()
+            raise
+
+
+class _TracedAsyncStream(_Followed):
+    def __aiter__(self) -> _TracedAsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        trace = self._trace
+        active.set(active.get() + (trace,))
+        try:
+            return await self._content.__anext__()
+        except BaseException:  # StopAsyncIteration included: the body ended
+            self.close()
+            raise
+        finally:
+            active.set(tuple(t for t in active.get() if t is not trace))

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 import ioprofiler
+from ioprofiler.trace import active
 from tests.asgi_app import PAGE, QUERY, look_up, serving
 from tests.conftest import SHARDS, configure_django
 from tests.test_asgi import Collected
@@ -23,7 +24,12 @@ from tests.test_asgi import Collected
 pytest.importorskip("django")
 configure_django()
 
-from django.http import HttpResponse, JsonResponse  # noqa: E402
+from django.http import (  # noqa: E402
+    FileResponse,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
@@ -64,7 +70,42 @@ def long_html(page: str) -> str:
     return page.replace("<body>", "<body>" + "<p>filler</p>" * 30)
 
 
+def favorites_of(shard: str, listing: int) -> int:
+    with world["engines"][shard].connect() as conn:
+        return conn.execute(sa.text(QUERY), {"id": listing}).scalar_one()
+
+
+def export(request, first: int) -> StreamingHttpResponse:
+    """A CSV export: one query per row, run while the server reads the body."""
+
+    def rows():
+        yield "listing,favorites\n"
+        for listing in range(first, first + 3):
+            yield f"{listing},{favorites_of('dbshard03', listing)}\n"
+
+    return StreamingHttpResponse(rows(), content_type="text/csv")
+
+
+async def async_export(request, first: int) -> StreamingHttpResponse:
+    async def rows():
+        yield "listing,favorites\n"
+        for listing in range(first, first + 3):
+            async with world["aengines"]["dbshard04"].connect() as conn:
+                count = (await conn.execute(sa.text(QUERY), {"id": listing})).scalar_one()
+            yield f"{listing},{count}\n"
+
+    return StreamingHttpResponse(rows(), content_type="text/csv")
+
+
+def download(request) -> FileResponse:
+    favorites_of("dbshard01", 5773453)
+    return FileResponse(open(__file__, "rb"))  # noqa: SIM115 - the response closes it
+
+
 urlpatterns = [
+    path("export/<int:first>", export),
+    path("async-export/<int:first>", async_export),
+    path("download", download),
     path("long/<int:number>", long_page),
     path("listing/<int:listing>", listing),
     path("async/<int:listing>", async_listing),
@@ -179,3 +220,62 @@ def test_real_server_thread_concurrent_requests(shop):
         urls = [f"{base}/listing/{n}?ioprofiler=json" for n in range(5000, 5030)]
         for n, response in zip(range(5000, 5030), pool.map(httpx.get, urls), strict=True):
             assert executed(response.content) == [("dbshard02", [n])]
+
+
+def streamed_queries(request) -> list[object]:
+    return [e.params for e in request.trace.events if e.op == "execute"]
+
+
+def test_a_streamed_body_s_queries_are_in_its_trace_which_ends_with_the_stream(shop):
+    sink = Collected()
+    with override_settings(IOPROFILER={"EXPORT": [sink]}):
+        response = Client().get("/export/4000?ioprofiler=1")
+        assert "db;dur=" in response["Server-Timing"]  # the view's part, sent before the body
+        assert sink.requests == []  # nothing is handed on while the body is still to be read
+        body = b"".join(response.streaming_content).decode()
+        response.close()
+    assert body.splitlines()[1:] == ["4000,0", "4001,0", "4002,0"]
+    [request] = sink.requests
+    assert streamed_queries(request) == [(4000,), (4001,), (4002,)]
+    assert {e.target for e in request.trace.events if e.op == "execute"} == {"dbshard03"}
+    assert not request.trace.recording and request.route == "export/<int:first>"
+    assert active.get() == ()  # nothing of the request's trace is left open
+
+
+def test_a_stream_closed_before_its_end_hands_on_what_was_read(shop):
+    sink = Collected()
+    with override_settings(IOPROFILER={"EXPORT": [sink]}):
+        response = Client().get("/export/4000")
+        stream = iter(response.streaming_content)
+        assert next(stream) == b"listing,favorites\n" and next(stream) == b"4000,0\n"
+        response.close()  # the client went away
+        response.close()
+    [request] = sink.requests
+    assert streamed_queries(request) == [(4000,)]
+
+
+async def test_an_async_streamed_body_s_queries_are_in_its_trace(shop):
+    sink = Collected()
+    with override_settings(IOPROFILER={"EXPORT": [sink]}):
+        response = await AsyncClient().get("/async-export/4000")
+        body = b"".join([chunk async for chunk in response.streaming_content]).decode()
+    assert body.splitlines()[1:] == ["4000,0", "4001,0", "4002,0"]
+    [request] = sink.requests
+    assert streamed_queries(request) == [(4000,), (4001,), (4002,)]
+    assert {e.target for e in request.trace.events if e.op == "execute"} == {"dbshard04"}
+
+
+def test_a_file_response_keeps_its_file_for_the_server(shop):
+    from django.test import RequestFactory
+
+    from ioprofiler.django import IOProfilerMiddleware
+
+    sink = Collected()
+    with override_settings(IOPROFILER={"EXPORT": [sink]}):
+        response = IOProfilerMiddleware(download)(RequestFactory().get("/download"))
+    assert response.file_to_stream is not None  # wsgi.file_wrapper can still send it
+    [request] = sink.requests  # its trace ended with the view
+    assert streamed_queries(request) == [(5773453,)]
+    with open(__file__, "rb") as source:
+        assert b"".join(response.streaming_content) == source.read()
+    response.close()
