@@ -36,21 +36,45 @@ from ioprofiler.snapshot import snapshot_lines
 from ioprofiler.testing import IOBudgetExceeded, assert_io
 
 ITEMS = b'{"items": "%s"}' % (b"x" * 3087)  # 3,100 bytes: "3.1 kB"
+CHUNKS = (b"first chunk;", b"x" * 2000, b"y" * 1000)  # 3,012 bytes, sent chunked
+GATE_WAIT_S = 10  # how long the server waits for the test to open a gate, at most
 
 
-@Request.application
-def api(request: Request) -> Response:
+def app(request: Request, gate: threading.Event) -> Response:
     if request.path == "/redirect":
         return Response(status=302, headers={"Location": "/v1/items"})
     if request.path == "/flaky":
         return Response(b"try again", status=503)
+    if request.path == "/chunked":  # no Content-Length: HTTP/1.1 chunked encoding
+        return Response(iter(CHUNKS), content_type="application/octet-stream")
+    if request.path == "/gated":  # the first chunk, then the rest once the test opens the gate
+
+        def gated() -> Iterator[bytes]:
+            yield CHUNKS[0]
+            gate.wait(GATE_WAIT_S)
+            yield from CHUNKS[1:]
+
+        return Response(gated(), content_type="application/octet-stream")
+    if request.path == "/broken":  # promises 3,100 bytes, sends 12 and drops the connection
+
+        def broken() -> Iterator[bytes]:
+            yield CHUNKS[0]
+            raise ConnectionAbortedError("the test server gives up")
+
+        return Response(broken(), headers={"Content-Length": str(len(ITEMS))})
     return Response(ITEMS, content_type="application/json")
 
 
 class Server:
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.requests: list[str] = []
+        self.gate = threading.Event()
         log = self.requests
+        gate = self.gate
+
+        @Request.application
+        def api(request: Request) -> Response:
+            return app(request, gate)
 
         class Handler(WSGIRequestHandler):
             def log_request(self, code: object = "-", size: object = "-") -> None:
@@ -74,6 +98,7 @@ class Server:
         return list(self.requests)
 
     def stop(self) -> None:
+        self.gate.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -18,10 +18,20 @@ def size_text(size: int) -> str:
 
 
 def describe_http(event: Any) -> str:
-    """``GET /v1/items?id=? → 200 (3.1 kB)`` for an HTTP event (without the error suffix)."""
+    """``GET /v1/items?id=? → 200 (3.1 kB)`` for an HTTP event (without the error suffix).
+
+    A body not read to its end says so: ``→ 200 (time to headers, body not read to the
+    end)`` while it was never finished, ``→ 200 (1.2 kB read, closed before the end of the
+    body)`` when the application closed it early.
+    """
     text = f"{visible(event.op)} {visible(event.statement or '')}"
     if event.status is not None:
         text += f" → {event.status}"
+        parts = []
         if event.size is not None:
-            text += f" ({size_text(event.size)})"
+            parts.append(size_text(event.size) + (" read" if event.note else ""))
+        if event.note:
+            parts.append(visible(event.note))
+        if parts:
+            text += f" ({', '.join(parts)})"
     return text
