@@ -34,7 +34,7 @@ from paired import (
     run_rounds,
 )
 
-from ioprofiler.event import COMMIT
+from ioprofiler.event import CONNECT
 from ioprofiler.patching import Patches
 from ioprofiler.trace import active
 
@@ -58,7 +58,8 @@ WRAPPERS: dict[str, Callable[..., object]] = {
     "urllib3 HTTPResponse._handle_chunk": urllib3_integration._handle_chunk,
     "httpx HTTPTransport.handle_request": httpx_integration._handle_request,
     "django CursorWrapper.execute": django_integration._statement("execute"),
-    "django BaseDatabaseWrapper._commit": django_integration._connection_op(COMMIT),
+    "django BaseDatabaseWrapper.connect": django_integration._connection_op(CONNECT),
+    "django base.debug_transaction": django_integration._debug_transaction,
 }
 
 

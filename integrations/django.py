@@ -7,9 +7,18 @@ alias (``[dbshard01]`` for ``DATABASES["dbshard01"]``):
 - ``CursorWrapper.execute``, ``executemany`` and ``callproc``; ``CursorDebugWrapper``
   (``DEBUG=True``, ``assertNumQueries``) calls them through ``super()``, so one statement
   is one event either way. Savepoints are statements, listed as they are.
-- ``BaseDatabaseWrapper._commit`` and ``_rollback`` (when a connection is open): COMMIT
-  and ROLLBACK events; ``BaseDatabaseWrapper.connect``: a CONNECT event, the statements
-  Django runs to set the new connection up included.
+- ``django.db.backends.base.base.debug_transaction``, the block in which Django's
+  connection sends BEGIN (turning autocommit off, on backends other than SQLite, which
+  sends ``BEGIN`` as a statement), COMMIT and ROLLBACK through the driver: BEGIN, COMMIT and
+  ROLLBACK events, timed as Django times them for ``connection.queries``. Oracle's
+  backend imports it under its own name: its transactions are not seen.
+- ``BaseDatabaseWrapper.connect``: a CONNECT event, the statements Django runs to set the
+  new connection up included.
+
+So the queries Django counts (``assertNumQueries``, ``CaptureQueriesContext``) are these
+events less ``callproc`` (which Django does not log): ``ioprofiler.django.query_count``.
+Turning autocommit back on after a transaction (a ``SET autocommit=1`` round trip on
+MySQL, not in Django's log either) is not an event.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any
 
-from ioprofiler.event import COMMIT, CONNECT, DB, ROLLBACK
+from ioprofiler.event import BEGIN, COMMIT, CONNECT, DB, ROLLBACK
 from ioprofiler.patching import Patches
 from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
 from ioprofiler.registry import importable
@@ -33,16 +42,19 @@ def available() -> bool:
     return importable("django.db.backends.utils")
 
 
+# What Django's debug_transaction() calls each, as it logs it -> our op
+_TRANSACTION_OPS = {"BEGIN": BEGIN, "COMMIT": COMMIT, "ROLLBACK": ROLLBACK}
+
+
 def install() -> bool:
-    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.backends.base import base
     from django.db.backends.utils import CursorWrapper
 
     _patches.wrap(CursorWrapper, "execute", _statement("execute"))
     _patches.wrap(CursorWrapper, "executemany", _statement("executemany"))
     _patches.wrap(CursorWrapper, "callproc", _statement("callproc"))
-    _patches.wrap(BaseDatabaseWrapper, "connect", _connection_op(CONNECT))
-    _patches.wrap(BaseDatabaseWrapper, "_commit", _connection_op(COMMIT))
-    _patches.wrap(BaseDatabaseWrapper, "_rollback", _connection_op(ROLLBACK))
+    _patches.wrap(base.BaseDatabaseWrapper, "connect", _connection_op(CONNECT))
+    _patches.wrap(base, "debug_transaction", _debug_transaction)
     return bool(_patches)
 
 
@@ -102,14 +114,12 @@ def _statement(op: str):
 
 
 def _connection_op(op: str):
-    """connect(), _commit(), _rollback(): one round trip each, when it reaches the server."""
+    """connect(): the new connection, its setup statements included."""
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         traces = active.get()
         if not traces or _inside_op.get():
             return wrapped(*args, **kwargs)
-        if op != CONNECT and instance.connection is None:
-            return wrapped(*args, **kwargs)  # nothing to commit: Django does nothing
         try:
             event = begin(traces, DB, op, instance.alias)
             event.dialect = instance.vendor
@@ -130,3 +140,60 @@ def _connection_op(op: str):
         return result
 
     return wrapper
+
+
+def _bind_transaction(connection: Any, sql: Any) -> tuple[Any, Any]:
+    return connection, sql
+
+
+def _debug_transaction(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``debug_transaction(connection, "COMMIT")``: a context manager around the driver's
+    call; ours times the same block and hands the outcome on unchanged."""
+    traces = active.get()
+    context = wrapped(*args, **kwargs)
+    if not traces or _inside_op.get():
+        return context
+    try:
+        connection, sql = _bind_transaction(*args, **kwargs)
+        op = _TRANSACTION_OPS[sql]
+    except Exception as exc:
+        profiler_failed(traces, exc)
+        return context
+    return _TimedTransaction(context, traces, op, connection)
+
+
+class _TimedTransaction:
+    """Django's ``debug_transaction`` block, as one event."""
+
+    __slots__ = ("_context", "_traces", "_op", "_connection", "_event", "_token")
+
+    def __init__(self, context: Any, traces: Any, op: str, connection: Any) -> None:
+        self._context = context
+        self._traces = traces
+        self._op = op
+        self._connection = connection
+        self._event: Any = None
+        self._token: Any = None
+
+    def __enter__(self) -> Any:
+        entered = self._context.__enter__()
+        try:
+            event = begin(self._traces, DB, self._op, self._connection.alias, depth=2)
+            event.dialect = self._connection.vendor
+            self._token = _inside_op.set(True)
+            self._event = event
+            event.start_ns = perf_counter_ns()
+        except Exception as exc:
+            profiler_failed(self._traces, exc)
+        return entered
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        event = self._event
+        if event is not None:
+            _inside_op.reset(self._token)
+            if exc is not None:
+                failed(event, exc)
+            else:
+                event.end_ns = perf_counter_ns()
+                done(event)
+        return self._context.__exit__(exc_type, exc, tb)

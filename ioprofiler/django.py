@@ -18,6 +18,9 @@ A streaming response passes through with ``Server-Timing`` (the view's I/O); its
 while the server reads the stream, so I/O of a generator view is in it, and ends (the sinks get
 the request) when the stream ends or the response is closed. A ``FileResponse`` is left as it
 is (the server may send its file with ``sendfile``): its trace ends with the view.
+
+:func:`query_count` counts what Django's ``assertNumQueries`` counts, for tests that hold
+ioprofiler's budgets and Django's assertions side by side.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, QueryDict
 
 from ioprofiler import sinks
+from ioprofiler.event import BEGIN, COMMIT, DB, ROLLBACK
 from ioprofiler.profiling import KEEP, REPLACE, RequestProfiler, options_from, request_line
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.response import ResponseParts
@@ -40,6 +44,27 @@ from ioprofiler.trace import Trace, active
 
 log = logging.getLogger("ioprofiler")
 GetResponse = Callable[[HttpRequest], Any]
+
+
+# The events Django logs in connection.queries: statements through execute() and
+# executemany() (savepoints, SQLite's BEGIN included) and the transaction calls it times
+# itself; not callproc() (Django does not log it), not a CONNECT.
+DJANGO_LOGGED_OPS = ("execute", "executemany", BEGIN, COMMIT, ROLLBACK)
+
+
+def query_count(trace: Trace, using: str = "default") -> int:
+    """The queries on the database alias ``using`` as Django counts them
+    (``assertNumQueries(n, using=using)``, ``CaptureQueriesContext(connections[using])``)::
+
+        with ioprofiler.profile() as trace, self.assertNumQueries(7):
+            self.client.get("/listing/5773453")
+        assert ioprofiler.django.query_count(trace) == 7
+
+    ``trace.count(kind="db", target=using)`` counts the statements only: COMMIT, ROLLBACK
+    and a BEGIN Django sends by turning autocommit off (MySQL, PostgreSQL) are connection
+    ops there, counted with ``op="commit"`` and so on; SQLite's BEGIN is a statement.
+    """
+    return sum(trace.count(kind=DB, target=using, op=op) for op in DJANGO_LOGGED_OPS)
 
 
 class IOProfilerMiddleware(RequestProfiler):

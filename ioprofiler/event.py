@@ -31,6 +31,7 @@ HTTP = "http"
 # (``trace.count(kind="db", op="commit")``), so a query count stays a query count.
 CONNECT = "connect"
 POOL_WAIT = "pool_wait"
+BEGIN = "begin"  # a transaction begun by a call of its own (Django turning autocommit off)
 COMMIT = "commit"
 ROLLBACK = "rollback"
 BEGIN_TWOPHASE = "begin_twophase"
@@ -42,6 +43,7 @@ CONNECTION_OPS = frozenset(
     (
         CONNECT,
         POOL_WAIT,
+        BEGIN,
         COMMIT,
         ROLLBACK,
         BEGIN_TWOPHASE,

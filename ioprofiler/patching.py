@@ -114,7 +114,7 @@ class Patches:
                 log.warning(
                     "ioprofiler: %s.%s was re-wrapped by someone else after ioprofiler; "
                     "leaving it in place",
-                    owner.__qualname__,
+                    getattr(owner, "__qualname__", getattr(owner, "__name__", owner)),
                     name,
                 )
 

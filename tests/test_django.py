@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 import ioprofiler
+from ioprofiler.django import query_count
+from ioprofiler.event import CONNECTION_OPS
 from ioprofiler.patching import IOProfilerWrapper
 from tests.conftest import configure_django, mysql_or_skip
 
@@ -20,7 +22,7 @@ django = pytest.importorskip("django")
 configure_django()
 
 from django.db import connections, models, transaction  # noqa: E402
-from django.db.utils import OperationalError  # noqa: E402
+from django.db.utils import DatabaseError, OperationalError  # noqa: E402
 from django.test import TransactionTestCase  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
@@ -131,6 +133,68 @@ def test_transactions_savepoints_and_connects(shards):
     assert statements == ["BEGIN", "INSERT", "SAVEPOINT", "INSERT", "RELEASE", "BEGIN", "INSERT"]
     assert Favorite.objects.using("dbshard01").filter(listing_id=3).count() == 0
     assert trace.count(kind="db", op="commit") == 1
+    assert all(e.callsite.startswith("tests/test_django.py:") for e in trace.events)
+
+
+def transactions_page(alias: str) -> None:
+    """Queries, a transaction with a savepoint kept and one rolled back after a failing
+    query, a transaction rolled back, an executemany."""
+    objects = favorite_model().objects.using(alias)
+    objects.filter(listing_id=5773453).count()
+    with transaction.atomic(using=alias):
+        objects.create(listing_id=1)
+        with transaction.atomic(using=alias):
+            objects.create(listing_id=2)
+        with pytest.raises(DatabaseError):
+            with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+                cursor.execute("SELECT * FROM missing WHERE id = %s", [5])
+    with pytest.raises(ZeroDivisionError):
+        with transaction.atomic(using=alias):
+            objects.create(listing_id=3)
+            1 / 0  # noqa: B018
+    with connections[alias].cursor() as cursor:
+        cursor.executemany("UPDATE favorite SET user_id = %s WHERE id = %s", [(7, 1), (8, 2)])
+
+
+def django_logged(trace, alias: str) -> list:
+    return [e for e in trace.events if e.target == alias and e.op != "connect"]
+
+
+def first_words(captured) -> list[str]:
+    # executemany is logged as "2 times: UPDATE …"
+    return [q["sql"].split(" times: ")[-1].split()[0] for q in captured]
+
+
+def assert_counts_agree_with_django(alias: str) -> list[str]:
+    """Django's log and ioprofiler's events, one for one; the first words of Django's."""
+    with ioprofiler.profile() as trace, CaptureQueriesContext(connections[alias]) as django_log:
+        transactions_page(alias)
+    assert query_count(trace, alias) == len(django_log.captured_queries)
+    words = first_words(django_log.captured_queries)
+    events = django_logged(trace, alias)
+    ours = [e.op.upper() if e.op in CONNECTION_OPS else e.statement.split()[0] for e in events]
+    # a failed statement: SQLite's last_executed_query() gives Django None to log
+    assert [w if w != "None" else "SELECT" for w in words] == ours
+    failed = [e.statement for e in events if e.error is not None]
+    assert failed == ["SELECT * FROM missing WHERE id = %s"]  # recorded, counted by both
+    statements = sum(1 for e in events if e.is_statement)
+    assert trace.count(kind="db", target=alias) == statements
+    return ours
+
+
+def test_query_count_is_what_assert_num_queries_counts_on_sqlite(shards):
+    words = assert_counts_agree_with_django("dbshard01")
+    # SQLite: BEGIN is a statement; the failing query is counted by both
+    assert words == [
+        "SELECT", "BEGIN", "INSERT", "SAVEPOINT", "INSERT", "RELEASE", "SAVEPOINT", "SELECT",
+        "ROLLBACK", "RELEASE", "COMMIT", "BEGIN", "INSERT", "ROLLBACK", "UPDATE",
+    ]  # fmt: skip
+    with ioprofiler.profile() as trace:
+        with TransactionTestCase().assertNumQueries(15, using="dbshard01"):
+            transactions_page("dbshard01")
+    assert query_count(trace, "dbshard01") == 15
+    assert trace.count(kind="db", target="dbshard01") == 13  # the statements
+    assert trace.count(kind="db", target="dbshard01", op="commit") == 1
 
 
 def test_an_error_is_recorded_and_reraised_unchanged(shards):
@@ -203,26 +267,44 @@ def test_mariadb_counts_the_statements_ioprofiler_lists(mariadb_shard):
     )
 
 
+def test_query_count_is_what_assert_num_queries_counts_on_mariadb(mariadb_shard):
+    connection = connections[mariadb_shard]
+    with connection.cursor() as cursor:
+        before = session_status(cursor, "Com_commit"), session_status(cursor, "Com_rollback")
+        words = assert_counts_agree_with_django(mariadb_shard)
+        after = session_status(cursor, "Com_commit"), session_status(cursor, "Com_rollback")
+    # MySQL: BEGIN is Django turning autocommit off, a connection op of ours
+    assert words == [
+        "SELECT", "BEGIN", "INSERT", "SAVEPOINT", "INSERT", "RELEASE", "SAVEPOINT", "SELECT",
+        "ROLLBACK", "RELEASE", "COMMIT", "BEGIN", "INSERT", "ROLLBACK", "UPDATE",
+    ]  # fmt: skip
+    # the server's own counters: one COMMIT, one ROLLBACK (ROLLBACK TO SAVEPOINT is a statement)
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+
+
 def test_a_stored_procedure_call_is_one_event(mariadb_shard):
     connection = connections[mariadb_shard]
     with connection.cursor() as cursor:
         cursor.execute("CREATE PROCEDURE count_favorites() SELECT COUNT(*) FROM favorite")
-        with ioprofiler.profile() as trace:
+        with ioprofiler.profile() as trace, CaptureQueriesContext(connection) as django_log:
             cursor.callproc("count_favorites")
             assert cursor.fetchone() == (3,)
     assert whats(trace) == ["CALL count_favorites"]
     assert trace.events[0].op == "callproc"
+    assert len(django_log.captured_queries) == query_count(trace, mariadb_shard) == 0
 
 
 def test_install_and_uninstall_are_exact():
+    from django.db.backends.base import base
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
-    classes = (CursorWrapper, CursorDebugWrapper, BaseDatabaseWrapper)
+    classes = (CursorWrapper, CursorDebugWrapper, BaseDatabaseWrapper, base)
     ioprofiler.uninstall()
     before = {(c, n): v for c in classes for n, v in vars(c).items()}
     assert "django" in ioprofiler.install()
     assert isinstance(vars(CursorWrapper)["execute"], IOProfilerWrapper)
+    assert isinstance(base.debug_transaction, IOProfilerWrapper)
     assert "execute" not in {
         n for n, v in vars(CursorDebugWrapper).items() if isinstance(v, IOProfilerWrapper)
     }

@@ -283,12 +283,15 @@ def test_nothing_is_recorded_without_a_trace(server):
 
 def test_install_and_uninstall_are_exact():
     from urllib3.connectionpool import HTTPConnectionPool
+    from urllib3.response import HTTPResponse
 
-    classes = (HTTPConnectionPool, httpx.HTTPTransport, httpx.AsyncHTTPTransport)
+    classes = (HTTPConnectionPool, HTTPResponse, httpx.HTTPTransport, httpx.AsyncHTTPTransport)
     ioprofiler.uninstall()
     before = {(c, n): v for c in classes for n, v in vars(c).items()}
     assert {"urllib3", "httpx"} <= set(ioprofiler.install())
     assert isinstance(vars(HTTPConnectionPool)["_make_request"], IOProfilerWrapper)
+    for name in ("release_conn", "close", "_raw_read", "_handle_chunk"):
+        assert isinstance(vars(HTTPResponse)[name], IOProfilerWrapper)
     assert isinstance(vars(httpx.HTTPTransport)["handle_request"], IOProfilerWrapper)
     ioprofiler.uninstall()
     after = {(c, n): v for c in classes for n, v in vars(c).items()}

@@ -15,6 +15,7 @@ from typing import Any
 from ioprofiler.sql_text import visible
 
 _WORDS = {
+    "begin": "BEGIN",
     "commit": "COMMIT",
     "rollback": "ROLLBACK",
     "begin_twophase": "BEGIN TWO-PHASE",
@@ -72,6 +73,7 @@ def pool_text(detail: Any) -> str:
 _NOUNS = {
     "pool_wait": ("pool wait", "pool waits"),
     "connect": ("connect", "connects"),
+    "begin": ("begin", "begins"),
     "commit": ("commit", "commits"),
     "rollback": ("rollback", "rollbacks"),
     "begin_twophase": ("two-phase begin", "two-phase begins"),
