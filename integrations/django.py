@@ -113,6 +113,20 @@ def _statement(op: str):
     return wrapper
 
 
+def _address(settings: Any) -> tuple[Any, Any, Any, Any] | None:
+    """``(user, host, port, database)`` of a connection's settings: never its password."""
+    try:
+        port = settings.get("PORT")
+        return (
+            settings.get("USER") or None,
+            settings.get("HOST") or None,
+            int(port) if port else None,
+            str(settings.get("NAME")) if settings.get("NAME") else None,
+        )
+    except Exception:
+        return None
+
+
 def _connection_op(op: str):
     """connect(): the new connection, its setup statements included."""
 
@@ -123,6 +137,7 @@ def _connection_op(op: str):
         try:
             event = begin(traces, DB, op, instance.alias)
             event.dialect = instance.vendor
+            event.detail = _address(instance.settings_dict) if op == CONNECT else None
             event.start_ns = perf_counter_ns()
         except Exception as exc:
             profiler_failed(traces, exc)
@@ -140,6 +155,20 @@ def _connection_op(op: str):
         return result
 
     return wrapper
+
+
+def _address(settings: Any) -> tuple[Any, Any, Any, Any] | None:
+    """``(user, host, port, database)`` of a connection's settings: never its password."""
+    try:
+        port = settings.get("PORT")
+        return (
+            settings.get("USER") or None,
+            settings.get("HOST") or None,
+            int(port) if port else None,
+            str(settings.get("NAME")) if settings.get("NAME") else None,
+        )
+    except Exception:
+        return None
 
 
 def _bind_transaction(connection: Any, sql: Any) -> tuple[Any, Any]:

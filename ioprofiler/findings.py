@@ -3,6 +3,7 @@
 >>> for finding in find(trace):
 ...     print(finding.kind, finding.message)
 n_plus_one N+1: SELECT shard FROM UserIndex WHERE user_id = ? ran 12× on index (0.3 ms) <- …
+n_plus_one N+1 API calls: GET /v1/items/# called 5× on http api.example.com:443 (84.1 ms) <- …
 serial_fanout serial fan-out: SELECT … WHERE user_id IN (?…) sent to 4 shards one after …
 
 Every finding has a ``kind`` (one of :data:`KINDS`), a one-line ``message``, the ``events``
@@ -21,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from ioprofiler import config
 from ioprofiler.cache_text import key_text
-from ioprofiler.event import CACHE, CONNECT, CONNECTION_OPS, DB, POOL_WAIT, Event
+from ioprofiler.event import CACHE, CONNECT, CONNECTION_OPS, DB, HTTP, POOL_WAIT, Event
 from ioprofiler.event import callsite_text as _callsite_text
 from ioprofiler.sql_text import safe_repr, shape
 from ioprofiler.thresholds import Thresholds
+from ioprofiler.urls import url_shape
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
@@ -129,6 +131,7 @@ def _find(trace: Trace, limits: Thresholds) -> list[Finding]:
     found: list[Finding] = []
     n_plus_ones = _n_plus_one(groups, limits)
     found += n_plus_ones
+    found += _n_plus_one_api(events, limits)
     found += _duplicate_statements(groups, limits)
     found += _duplicate_reads(events, limits)
     flagged = {id(f.events[0]) for f in n_plus_ones}
@@ -252,6 +255,35 @@ def _n_plus_one(groups: dict[str, _Group], limits: Thresholds) -> list[Finding]:
                 ms,
                 "load the rows in one query (WHERE … IN (…) or a join; with the ORM, "
                 "selectinload or joinedload), one query per shard at most",
+            )
+        )
+    return found
+
+
+def _n_plus_one_api(events: list[Event], limits: Thresholds) -> list[Finding]:
+    """HTTP calls to one URL shape (ids in the path folded) on one server, as many as an
+    N+1 needs. Query-string values are never kept, so calls are not told apart by them."""
+    groups: dict[tuple[Any, str], list[Event]] = {}
+    for event in events:
+        if event.kind == HTTP and event.statement is not None:
+            key = (event._target, f"{event.op} {url_shape(event.statement)}")
+            groups.setdefault(key, []).append(event)
+    found = []
+    for (_, text), members in groups.items():
+        if len(members) < limits.n_plus_one_count:
+            continue
+        ms = _ms(members)
+        if ms < limits.n_plus_one_ms:
+            continue
+        found.append(
+            Finding(
+                N_PLUS_ONE,
+                f"N+1 API calls: {_short(text)} called {len(members)}× on {_targets(members)} "
+                f"({ms:.3f} ms){_where(members)}",
+                tuple(members),
+                ms,
+                "fetch them in one request (a batch or list endpoint), or all at once "
+                "(asyncio.gather with httpx.AsyncClient) when the API has none",
             )
         )
     return found

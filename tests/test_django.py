@@ -129,6 +129,7 @@ def test_transactions_savepoints_and_connects(shards):
                 1 / 0  # noqa: B018
     ops = [e.op for e in trace.events]
     assert ops[0] == "connect" and ops.count("commit") == 1 and ops.count("rollback") == 1
+    assert whats(trace)[0] == f"CONNECT {connections['dbshard01'].settings_dict['NAME']}"
     statements = [e.statement.split(" ")[0] for e in trace.events if e.is_statement]
     assert statements == ["BEGIN", "INSERT", "SAVEPOINT", "INSERT", "RELEASE", "BEGIN", "INSERT"]
     assert Favorite.objects.using("dbshard01").filter(listing_id=3).count() == 0
@@ -280,6 +281,18 @@ def test_query_count_is_what_assert_num_queries_counts_on_mariadb(mariadb_shard)
     ]  # fmt: skip
     # the server's own counters: one COMMIT, one ROLLBACK (ROLLBACK TO SAVEPOINT is a statement)
     assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+
+
+def test_a_new_connection_is_a_connect_event_naming_its_server(mariadb_shard):
+    connection = connections[mariadb_shard]
+    connection.close()
+    with ioprofiler.profile() as trace:
+        assert favorite_model().objects.using(mariadb_shard).count() == 3
+    assert [e.op for e in trace.events] == ["connect", "execute"]
+    database = connection.settings_dict["NAME"]
+    assert whats(trace)[0] == f"CONNECT root@127.0.0.1:3306/{database}"
+    assert trace.count(kind="db", target=mariadb_shard) == 1
+    assert trace.count(kind="db", target=mariadb_shard, op="connect") == 1
 
 
 def test_a_stored_procedure_call_is_one_event(mariadb_shard):

@@ -7,6 +7,7 @@ round trip" is checked against the server rather than against ourselves.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import json
@@ -29,7 +30,9 @@ from werkzeug.wrappers import Request, Response
 
 import ioprofiler
 from ioprofiler.analysis import summarize
+from ioprofiler.findings import find
 from ioprofiler.patching import IOProfilerWrapper
+from ioprofiler.render.html import render_panel
 from ioprofiler.render.json import render_json
 from ioprofiler.response import server_timing
 from ioprofiler.snapshot import snapshot_lines
@@ -188,6 +191,24 @@ def test_each_redirect_is_a_round_trip_of_its_own(server):
     assert len(server.answered(4)) == trace.count(kind="http") == 4
 
 
+def test_urllib3_redirects_are_round_trips_of_their_own(server):
+    with urllib3.PoolManager() as pool, ioprofiler.profile() as trace:
+        assert pool.request("GET", server.url + "/redirect").data == ITEMS
+        streamed = pool.request("GET", server.url + "/redirect", preload_content=False)
+        assert streamed.read() == ITEMS
+    hops = ["GET /redirect → 302 (0 B)", "GET /v1/items → 200 (3.1 kB)"]
+    assert whats(trace) == hops + hops
+    assert len(server.answered(4)) == 4
+
+
+def test_each_connect_retry_is_a_round_trip_of_its_own():
+    retries = urllib3.Retry(total=2, connect=2, backoff_factor=0)
+    with urllib3.PoolManager(retries=retries) as pool, ioprofiler.profile() as trace:
+        with pytest.raises(urllib3.exceptions.MaxRetryError):
+            pool.request("GET", "http://127.0.0.1:1/v1/items?id=7")
+    assert whats(trace) == ["GET /v1/items?id=? [ERROR NewConnectionError]"] * 3
+
+
 def test_each_retry_is_a_round_trip_of_its_own(server):
     retries = urllib3.Retry(
         total=2, status_forcelist=[503], backoff_factor=0, raise_on_status=False
@@ -196,6 +217,43 @@ def test_each_retry_is_a_round_trip_of_its_own(server):
         assert pool.request("GET", server.url + "/flaky?attempt=1").status == 503
     assert whats(trace) == ["GET /flaky?attempt=? → 503 (9 B)"] * 3
     assert len(server.answered(3)) == 3
+
+
+def test_no_client_shows_credentials_auth_headers_or_query_values(server):
+    secret_headers = {
+        "Authorization": "Bearer s3cret-header",
+        "Proxy-Authorization": "Basic s3cret-proxy",
+        "Cookie": "session=s3cret-cookie",
+    }
+    path = "/v1/items?id=7&token=s3cret-token"
+    with_userinfo = f"http://ann:s3cret-pw@127.0.0.1:{server.port}{path}"
+
+    async def fetch_async() -> int:
+        async with httpx.AsyncClient(auth=("ann", "s3cret-auth")) as client:
+            response = await client.get(with_userinfo, headers=secret_headers)
+            return response.status_code
+
+    with ioprofiler.profile() as trace:
+        with urllib3.PoolManager() as pool:
+            assert pool.request("GET", with_userinfo, headers=secret_headers).status == 200
+        assert requests.get(with_userinfo, headers=secret_headers, auth=("ann", "x")).ok
+        assert httpx.get(with_userinfo, headers=secret_headers).status_code == 200
+        response = httpx.get(
+            server.url + "/v1/items", params={"id": 7, "token": "s3cret-token"}, auth=("a", "b")
+        )
+        assert response.status_code == 200
+        assert asyncio.run(fetch_async()) == 200
+    assert whats(trace) == ["GET /v1/items?id=?&token=? → 200 (3.1 kB)"] * 5
+    assert len(server.answered(5)) == 5
+    everything = (
+        trace.text(callsites=True)
+        + render_json(trace)
+        + render_panel(trace)
+        + server_timing(trace)
+        + "".join(snapshot_lines(trace))
+        + repr(trace.events)
+    )
+    assert "s3cret" not in everything and "id=7" not in everything and "ann" not in everything
 
 
 def test_a_refused_connection_is_recorded_and_reraised_unchanged():
@@ -217,8 +275,6 @@ def test_httpx_sync_and_async_clients(server):
             response = await client.post("/v1/items?page=2", json={"a": 1})
             return response.status_code
 
-    import asyncio
-
     with ioprofiler.profile() as trace:
         with httpx.Client(base_url=server.url) as client:
             assert client.get("/v1/items", params={"id": 7}).status_code == 200
@@ -234,15 +290,24 @@ def test_httpx_sync_and_async_clients(server):
 def test_https_with_a_self_signed_certificate(tls_server, certificate):
     cert_path, _ = certificate
     context = ssl.create_default_context(cafile=str(cert_path))
+
+    async def fetch_async() -> int:
+        async with httpx.AsyncClient(verify=context) as client:
+            return (await client.get(tls_server.url + "/v1/items")).status_code
+
     with ioprofiler.profile() as trace:
         assert requests.get(tls_server.url + "/v1/items", verify=str(cert_path)).ok
         assert httpx.get(tls_server.url + "/v1/items", verify=context).status_code == 200
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(tls_server.url + "/v1/items")  # not trusted without the certificate
+        streamed = requests.get(tls_server.url + "/chunked", verify=str(cert_path), stream=True)
+        assert b"".join(streamed.iter_content(chunk_size=None)) == b"".join(CHUNKS)
+        assert asyncio.run(fetch_async()) == 200
     assert whats(trace)[:2] == ["GET /v1/items → 200 (3.1 kB)"] * 2
     assert trace.events[2].error == "SSLError"
+    assert whats(trace)[3:] == ["GET /chunked → 200 (3.0 kB)", "GET /v1/items → 200 (3.1 kB)"]
     assert {e.target for e in trace.events} == {f"http 127.0.0.1:{tls_server.port}"}
-    assert len(tls_server.answered(2)) == 2
+    assert len(tls_server.answered(4)) == 4
 
 
 def test_repeated_calls_to_one_url_shape_are_a_likely_n_plus_one(server):
@@ -264,6 +329,24 @@ def test_repeated_calls_to_one_url_shape_are_a_likely_n_plus_one(server):
     assert (summary["http_calls"], summary["calls"]) == (5, 5)
     assert "http;dur=" in server_timing(trace) and 'desc="5 calls"' in server_timing(trace)
     assert snapshot_lines(trace) == ["http|http: GET /v#/items/#"] * 5
+    (finding,) = [f for f in find(trace) if f.kind == "n_plus_one"]
+    assert finding.message.startswith(
+        f"N+1 API calls: GET /v1/items/# called 5× on http 127.0.0.1:{server.port} ("
+    )
+    assert finding.events == tuple(trace.events)
+    panel = render_panel(trace)
+    assert "N+1 API calls: GET /v1/items/# called 5×" in panel and "likely N+1" in panel
+    document = json.loads(render_json(trace))
+    assert [f["events"] for f in document["findings"] if f["kind"] == "n_plus_one"] == [
+        [1, 2, 3, 4, 5]
+    ]
+
+
+def test_four_calls_to_one_shape_are_no_n_plus_one_finding(server):
+    with ioprofiler.profile() as trace, requests.Session() as session:
+        for item in (1, 2, 3, 4):
+            session.get(f"{server.url}/v1/items/{item}")
+    assert not [f for f in find(trace) if f.kind == "n_plus_one"]
 
 
 def test_http_budgets(server):
