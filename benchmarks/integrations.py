@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 
 import wrapt
+from ioprofiler.integrations import _redis_cluster as redis_cluster
 from ioprofiler.integrations import django as django_integration
 from ioprofiler.integrations import httpx as httpx_integration
 from ioprofiler.integrations import redis as redis_integration
@@ -50,7 +51,13 @@ class Trivial:
 WRAPPERS: dict[str, Callable[..., object]] = {
     "redis Redis._send_command_parse_response": redis_integration._command,
     "redis Pipeline._execute_pipeline": redis_integration._pipeline("pipeline"),
-    "redis AbstractConnection.connect": redis_integration._connect,
+    "redis AbstractConnection.connect_check_health": redis_integration._connect,
+    "redis Redis.parse_response (cluster attempts)": redis_cluster._attempt_reply,
+    "redis cluster.get_connection": redis_cluster._attempt_connection,
+    "redis RedisCluster._execute_command": redis_cluster._command,
+    "redis NodeCommands.write": redis_cluster._node_write,
+    "redis NodeCommands.read": redis_cluster._node_read,
+    "redis ClusterNode.execute_command (asyncio)": redis_cluster._async_node_command,
     "urllib3 HTTPConnectionPool._make_request": urllib3_integration._make_request,
     "urllib3 HTTPResponse.release_conn": urllib3_integration._release_conn,
     "urllib3 HTTPResponse.close": urllib3_integration._close,

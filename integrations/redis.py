@@ -9,18 +9,23 @@ server that answered (``[redis 10.0.0.5:6379/0]``), whichever client chose it (a
   (``BLPOP``…) are timed as they are, waiting included.
 - ``Pipeline._execute_pipeline`` and ``_execute_transaction``: a pipeline (or a
   ``MULTI``/``EXEC`` transaction) is one round trip, one event listing its commands.
-- ``AbstractConnection.connect`` when it opens a connection (its handshake included), as a
-  ``connect`` event: a server that cannot be reached shows there.
+- ``AbstractConnection.connect_check_health`` (``connect`` before redis-py 6) when it opens a
+  connection (its handshake included), as a ``connect`` event: a server that cannot be
+  reached shows there.
+- ``RedisCluster`` and its pipelines: see ``_redis_cluster.py``.
 - ``PubSub.execute_command`` (``SUBSCRIBE``…) and ``PubSub.parse_response`` when it hands
   back a message.
 
 Reads (``GET``, ``MGET``, ``HGET``, ``HMGET``, ``EXISTS``) report hits and misses per key
-(per field for hashes) like memcache. Only keys are kept: never values, never the
-arguments of commands whose key positions are not known here (``AUTH``…).
+(per field for hashes) like memcache, alone or inside a pipeline (hits out of the keys its
+reads looked up). A multi-key ``EXISTS`` is answered with a count: its misses are counted
+(``event.counts``), not named. Only keys are kept: never values, never the arguments of
+commands whose key positions are not known here (``AUTH``…).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ioprofiler.event import CACHE
@@ -61,16 +66,6 @@ _FIELDS = frozenset(("HGET", "HMGET"))  # hit or miss per field: the keys are (h
 _READS = frozenset(("GET", "MGET", "HGET", "HMGET", "EXISTS"))
 
 
-class _Unnamed:
-    """A key missed by a multi-key EXISTS: the reply counts them without naming them."""
-
-    def __str__(self) -> str:
-        return "?"
-
-
-_UNNAMED = _Unnamed()
-
-
 def available() -> bool:
     return importable("redis.client")
 
@@ -84,20 +79,32 @@ def install() -> bool:
         import redis.asyncio.connection as async_connection
     except ImportError:  # pragma: no cover - redis-py without asyncio support
         asynchronous = async_connection = None
-    _patches.wrap(sync_connection.AbstractConnection, "connect", _connect)
+    _patches.wrap(sync_connection.AbstractConnection, _connect_method(sync_connection), _connect)
     _patches.wrap(sync.Redis, "_send_command_parse_response", _command)
     _patches.wrap(sync.Pipeline, "_execute_pipeline", _pipeline("pipeline"))
     _patches.wrap(sync.Pipeline, "_execute_transaction", _pipeline("transaction"))
     _patches.wrap(sync.PubSub, "execute_command", _pubsub_command)
     _patches.wrap(sync.PubSub, "parse_response", _pubsub_message)
     if asynchronous is not None:
-        _patches.wrap(async_connection.AbstractConnection, "connect", _async_connect)
+        _patches.wrap(
+            async_connection.AbstractConnection, _connect_method(async_connection), _async_connect
+        )
         _patches.wrap(asynchronous.Redis, "_send_command_parse_response", _async_command)
         _patches.wrap(asynchronous.Pipeline, "_execute_pipeline", _async_pipeline("pipeline"))
         _patches.wrap(asynchronous.Pipeline, "_execute_transaction", _async_pipeline("transaction"))
         _patches.wrap(asynchronous.PubSub, "execute_command", _async_pubsub_command)
         _patches.wrap(asynchronous.PubSub, "parse_response", _async_pubsub_message)
+    from ioprofiler.integrations import _redis_cluster
+
+    _redis_cluster.install(_patches)
     return bool(_patches)
+
+
+def _connect_method(module: Any) -> str:
+    """Where a connection opens: ``connect_check_health`` from redis-py 6 (``connect()`` calls
+    it; a ``Sentinel``'s connection and the asyncio client's lazy connect call it directly)."""
+    defined = vars(module.AbstractConnection)
+    return "connect_check_health" if "connect_check_health" in defined else "connect"
 
 
 def uninstall() -> None:
@@ -158,19 +165,37 @@ def _begin_command(traces: Any, connection: Any, args: Any, options: Any):
     return _begin(traces, connection, name.lower(), keys), name
 
 
+def read_outcome(name: str, keys: tuple[Any, ...], result: Any) -> tuple[int, int, tuple] | None:
+    """``(hits, misses, missed keys)`` of a read's reply; None when ``name`` is no read or the
+    reply is an error. A multi-key ``EXISTS`` counts the keys that exist without naming the
+    others: its missed keys are known only for a single key."""
+    if name not in _READS or isinstance(result, BaseException):
+        return None
+    if name in ("GET", "HGET"):
+        return (1, 0, ()) if result is not None else (0, len(keys), keys)
+    if name in ("MGET", "HMGET"):
+        missed = tuple(k for k, v in zip(keys, result, strict=False) if v is None)
+        return len(keys) - len(missed), len(missed), missed
+    if isinstance(result, int):  # EXISTS: how many of the keys exist (a repeated key counts)
+        found = min(max(result, 0), len(keys))
+        missing = len(keys) - found
+        return found, missing, keys if missing and len(keys) == 1 else ()
+    return None
+
+
 def _read_outcome(event: Any, name: str, result: Any) -> None:
     """Hits and misses of a read, from its reply."""
     if name in ("GET", "HGET"):
         event.hit = result is not None
         event.missed_keys = () if event.hit else event.keys
-    elif name in ("MGET", "HMGET"):
-        event.missed_keys = tuple(k for k, v in zip(event.keys, result, strict=False) if v is None)
-        event.hit = not event.missed_keys
-    elif name == "EXISTS" and isinstance(result, int):
-        missing = max(len(event.keys) - result, 0)
-        unnamed = (_UNNAMED,) * missing
-        event.missed_keys = event.keys if len(event.keys) == 1 and missing else unnamed
-        event.hit = not missing
+        return
+    outcome = read_outcome(name, event.keys, result)
+    if outcome is not None:
+        hits, misses, missed = outcome
+        event.missed_keys = missed
+        if misses != len(missed):
+            event.counts = (hits, misses)
+        event.hit = not misses
 
 
 def _finish(event: Any, name: str, result: Any) -> None:
@@ -179,12 +204,13 @@ def _finish(event: Any, name: str, result: Any) -> None:
         try:
             _read_outcome(event, name, result)
         except Exception as exc:
-            profiler_failed(event._traces or (), exc)
+            profiler_failed(active.get() or (), exc)
     done(event)
 
 
-def _pipeline_facts(event: Any, commands: Any) -> None:
-    """The commands as (name, keys) pairs, and every key, on the pipeline's event."""
+def batch_facts(event: Any, commands: Any) -> None:
+    """A batch's commands (``(args, options)`` pairs) as (name, keys) pairs, and every key,
+    on its event."""
     listed = []
     keys: list[Any] = []
     for args, options in commands:
@@ -194,6 +220,35 @@ def _pipeline_facts(event: Any, commands: Any) -> None:
         keys.extend(these)
     event.params = tuple(listed)
     event.keys = tuple(keys)
+
+
+def batch_outcome(event: Any, results: Any) -> None:
+    """Hits and misses of a batch's reads (``GET``… among its commands), from its replies:
+    keys found out of keys read, across the batch."""
+    hits = misses = 0
+    missed: list[Any] = []
+    reads = False
+    for (name, keys), result in zip(event.params or (), results, strict=False):
+        outcome = read_outcome(name, keys, result)
+        if outcome is not None:
+            reads = True
+            hits += outcome[0]
+            misses += outcome[1]
+            missed.extend(outcome[2])
+    if reads:
+        event.missed_keys = tuple(missed)
+        event.counts = (hits, misses)
+        event.hit = not misses
+
+
+def finish_batch(event: Any, results: Any) -> None:
+    event.end_ns = perf_counter_ns()
+    try:
+        if isinstance(results, (list, tuple)):
+            batch_outcome(event, results)
+    except Exception as exc:
+        profiler_failed(active.get() or (), exc)
+    done(event)
 
 
 # -- sync --------------------------------------------------------------------------------
@@ -221,7 +276,7 @@ def _begin_pipeline(traces: Any, op: str, args: Any):
     event = _begin(traces, args[0], op, ())
     if event is not None:
         try:
-            _pipeline_facts(event, args[1])
+            batch_facts(event, args[1])
         except Exception as exc:
             profiler_failed(traces, exc)
     return event
@@ -240,7 +295,7 @@ def _pipeline(op: str):
         except BaseException as exc:
             failed(event, exc)
             raise
-        _finish(event, "", result)
+        finish_batch(event, result)
         return result
 
     return wrapper
@@ -258,8 +313,18 @@ def _connect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     except BaseException as exc:
         failed(event, exc)
         raise
-    _finish(event, "", result)
+    _connected(event, instance)
     return result
+
+
+def _connected(event: Any, connection: Any, result: Any = None) -> None:
+    """A connect that succeeded: named after the server it reached (a ``Sentinel``'s
+    connection learns its server's address while connecting)."""
+    try:
+        event._target = _target(connection)
+    except Exception as exc:
+        profiler_failed(active.get() or (), exc)
+    _finish(event, "", None)
 
 
 def _pubsub_command(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -333,14 +398,32 @@ def _record_message(traces: Any, pubsub: Any, start_ns: int, message: Any) -> No
 # -- asyncio -----------------------------------------------------------------------------
 
 
-async def _awaited(event: Any, name: str, pending: Any) -> Any:
+async def awaited(event: Any, pending: Any, finish: Callable[..., None], *facts: Any) -> Any:
+    """The wrapped coroutine ``pending`` awaited for ``event``: ``finish(event, *facts, result)``
+    when it returns, ``failed`` when it raises (``settle(event)`` first, when a fact is
+    ``Settle``: a transaction learns its target late)."""
     try:
         result = await pending
     except BaseException as exc:
+        if facts and isinstance(facts[0], Settle):
+            facts[0](event)
         failed(event, exc)
         raise
-    _finish(event, name, result)
+    finish(event, *facts, result)
     return result
+
+
+class Settle:
+    """A fact for :func:`awaited` to apply to the event whether the call returns or raises."""
+
+    __slots__ = ("apply", "subject")
+
+    def __init__(self, apply: Callable[[Any, Any], None], subject: Any) -> None:
+        self.apply = apply
+        self.subject = subject
+
+    def __call__(self, event: Any) -> None:
+        self.apply(event, self.subject)
 
 
 def _async_command(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -350,7 +433,7 @@ def _async_command(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     event, name = _begin_command(traces, args[0], args[2:], kwargs)
     if event is None:
         return wrapped(*args, **kwargs)
-    return _awaited(event, name, wrapped(*args, **kwargs))
+    return awaited(event, wrapped(*args, **kwargs), _finish, name)
 
 
 def _async_pipeline(op: str):
@@ -361,7 +444,7 @@ def _async_pipeline(op: str):
         event = _begin_pipeline(traces, op, args)
         if event is None:
             return wrapped(*args, **kwargs)
-        return _awaited(event, "", wrapped(*args, **kwargs))
+        return awaited(event, wrapped(*args, **kwargs), finish_batch)
 
     return wrapper
 
@@ -373,7 +456,7 @@ def _async_connect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     event = _begin(traces, instance, "connect", ())
     if event is None:
         return wrapped(*args, **kwargs)
-    return _awaited(event, "", wrapped(*args, **kwargs))
+    return awaited(event, wrapped(*args, **kwargs), _connected, instance)
 
 
 def _async_pubsub_command(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -383,7 +466,7 @@ def _async_pubsub_command(wrapped: Any, instance: Any, args: Any, kwargs: Any) -
     event, name = _begin_pubsub(traces, instance, args)
     if event is None:
         return wrapped(*args, **kwargs)
-    return _awaited(event, name, wrapped(*args, **kwargs))
+    return awaited(event, wrapped(*args, **kwargs), _finish, name)
 
 
 def _async_pubsub_message(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

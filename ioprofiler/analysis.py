@@ -178,7 +178,7 @@ def summarize(trace: Trace) -> Summary:
         total.add(event.op, event.is_call, 1, ms, failed, _inside(event, last_call.get(key)))
         if event.hit is not None:
             total.hits += event.hit_count or 0
-            total.misses += len(event.missed_keys or ())
+            total.misses += event.miss_count or 0
     overflow_ms = 0.0
     for (kind, target, op), (calls, ms, hits, misses, errs) in trace.overflow().items():
         total = totals.get((kind, target))

@@ -18,6 +18,8 @@ _READS = {
     "exists": "EXISTS ",
 }
 _BATCHES = {"pipeline": "PIPELINE", "transaction": "MULTI/EXEC"}
+# Ops of a batch of commands: its keys are every command's, written or read.
+BATCH_OPS = frozenset(_BATCHES)
 _VERBS = {
     "set": "SET",
     "set_many": "SET",
@@ -69,11 +71,12 @@ def describe(event: Any) -> str:
         elif not op.endswith("_many") and len(keys) == 1:
             text = f"Cache {prefix}{'HIT' if event.hit else 'MISS'}"
         else:
-            hits = event.hit_count
-            outcome = "HIT" if hits else "MISS"
-            text = f"Cache {prefix}{outcome} {hits}/{len(keys)}"
+            text = f"Cache {prefix}{_outcome(event)}"
     elif op in _BATCHES:
-        return _batch(_BATCHES[op], event.params or ())
+        text = _batch(_BATCHES[op], event.params or ())
+        if event.hit is not None:
+            text += f"; reads {_outcome(event)}{_missed(event)}"
+        return text
     else:
         text = f"Cache {_VERBS.get(op, op.upper())}"
     if event.note:
@@ -82,9 +85,26 @@ def describe(event: Any) -> str:
         return f"{text}, command: {key_text(keys[0])}"
     if keys:
         text += f", keys: {keys_text(keys)}"
-        if event.missed_keys and len(keys) > 1:
-            text += f" (missed: {keys_text(event.missed_keys)})"
+        if len(keys) > 1:
+            text += _missed(event)
     return text
+
+
+def _outcome(event: Any) -> str:
+    """``HIT 2/3``: keys found out of keys looked up."""
+    hits = event.hit_count or 0
+    return f"{'HIT' if hits else 'MISS'} {hits}/{hits + (event.miss_count or 0)}"
+
+
+def _missed(event: Any) -> str:
+    """`` (missed: c)``; misses the reply counted without naming them are counted instead
+    (`` (missed: c and 1 unnamed)``: a multi-key EXISTS tells how many keys exist, not which)."""
+    named = event.missed_keys or ()
+    unnamed = (event.miss_count or 0) - len(named)
+    if unnamed > 0:
+        count = f"{unnamed} unnamed"
+        return f" (missed: {keys_text(named)} and {count})" if named else f" (missed: {count})"
+    return f" (missed: {keys_text(named)})" if named else ""
 
 
 def _batch(verb: str, commands: tuple[tuple[str, tuple[Any, ...]], ...]) -> str:

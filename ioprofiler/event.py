@@ -84,6 +84,7 @@ class Event:
         "keys",
         "hit",
         "missed_keys",
+        "counts",
         "note",
         "detail",
         "error",
@@ -109,6 +110,9 @@ class Event:
         self.keys: tuple[Any, ...] = ()
         self.hit: bool | None = None
         self.missed_keys: tuple[Any, ...] | None = None
+        # (hits, misses) of a read whose keys and missed keys do not tell them: a pipeline's
+        # reads among its writes, a multi-key EXISTS whose reply counts misses unnamed.
+        self.counts: tuple[int, int] | None = None
         self.note: str | None = None
         # Raw facts of a connection op, formatted late: the address of a CONNECT, the
         # pool's state at a POOL WAIT, True for a rollback the pool made on check-in.
@@ -157,13 +161,18 @@ class Event:
         """How many of the keys were found, for cache reads; None for writes."""
         if self.hit is None:
             return None
+        if self.counts is not None:
+            return self.counts[0]
         return len(self.keys) - len(self.missed_keys or ())
 
     @property
     def miss_count(self) -> int | None:
-        """How many of the keys were not found, for cache reads; None for writes."""
+        """How many of the keys were not found, for cache reads; None for writes. It may
+        exceed ``len(missed_keys)``: a multi-key ``EXISTS`` counts misses without naming them."""
         if self.hit is None:
             return None
+        if self.counts is not None:
+            return self.counts[1]
         return len(self.missed_keys or ())
 
     @property

@@ -21,7 +21,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from ioprofiler import config
-from ioprofiler.cache_text import key_text
+from ioprofiler.cache_text import BATCH_OPS, key_text
 from ioprofiler.event import CACHE, CONNECT, CONNECTION_OPS, DB, HTTP, POOL_WAIT, Event
 from ioprofiler.event import callsite_text as _callsite_text
 from ioprofiler.sql_text import safe_repr, shape
@@ -323,8 +323,8 @@ def _duplicate_reads(events: list[Event], limits: Thresholds) -> list[Finding]:
     reads: dict[str, dict[object, list[Event]]] = {}
     shown: dict[object, Any] = {}
     for event in events:
-        if event.kind != CACHE or event.hit is None:
-            continue
+        if event.kind != CACHE or event.hit is None or event.op in BATCH_OPS:
+            continue  # a batch's keys are its writes' too
         per_key = reads.setdefault(event.target, {})
         for key in event.keys:
             marker = _key(key)
@@ -501,9 +501,8 @@ def _read_counts(events: list[Event]) -> tuple[int, int]:
     hits = misses = 0
     for event in events:
         if event.kind == CACHE and event.hit is not None:
-            missed = len(event.missed_keys or ())
-            misses += missed
-            hits += len(event.keys) - missed
+            misses += event.miss_count or 0
+            hits += event.hit_count or 0
     return hits, misses
 
 
@@ -517,7 +516,7 @@ def _low_hit_ratio(events: list[Event], limits: Thresholds) -> list[Finding]:
     reads = hits + misses
     if reads < limits.hit_ratio_reads or hits / reads >= limits.hit_ratio_below:
         return []
-    missing = [e for e in events if e.kind == CACHE and e.missed_keys]
+    missing = [e for e in events if e.kind == CACHE and e.miss_count]
     ms = _ms(missing)
     return [
         Finding(

@@ -55,9 +55,10 @@ def event_line(event: Event, hits: bool = False) -> str:
         line = f"cache|{service_of(event.target)}|{event.op}: [{_keys(event.keys)}]"
         if hits and event.hit is not None:
             found = event.hit_count or 0
+            looked_up = found + (event.miss_count or 0)
             line += f" {'HIT' if found else 'MISS'}"
-            if len(event.keys) > 1:
-                line += f" {found}/{len(event.keys)}"
+            if looked_up != 1:
+                line += f" {found}/{looked_up}"
     elif event.kind == HTTP:
         line = f"http|{service_of(event.target)}: {event.op} {normalise_key(event.statement or '')}"
     else:

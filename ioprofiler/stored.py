@@ -55,6 +55,8 @@ def _event(data: dict[str, Any]) -> StoredEvent:
     event.hit = data.get("hit")
     missed = data.get("missed_keys")
     event.missed_keys = None if missed is None else tuple(missed)
+    if data.get("miss_count") is not None and data.get("hit_count") is not None:
+        event.counts = (data["hit_count"], data["miss_count"])
     event.rows = data.get("rows")
     event.note = data.get("note")
     event.error = data.get("error")

@@ -244,7 +244,7 @@ def _target_matches(kind: str, target: str, pattern: str) -> bool:
 
 def _verdict(kind: str, target: str, budget: Budget, events: list[Event]) -> Verdict:
     hits = sum(e.hit_count or 0 for e in events)
-    misses = sum(len(e.missed_keys or ()) for e in events)
+    misses = sum(e.miss_count or 0 for e in events)
     return Verdict(kind, target, budget, len(events), hits, misses)
 
 

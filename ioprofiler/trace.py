@@ -218,7 +218,7 @@ class Trace:
     def cache_misses(self, target: str | None = None) -> int:
         """Keys not found by cache reads."""
         misses = sum(
-            len(e.missed_keys or ())
+            e.miss_count or 0
             for e in self._events
             if _matches(e.kind, e.target, e.op, CACHE, target)
         )
@@ -270,9 +270,8 @@ class Trace:
             if event.end_ns is not None:
                 tally.ns += event.end_ns - event.start_ns
             if event.hit is not None:
-                missed = len(event.missed_keys or ())
-                tally.misses += missed
-                tally.hits += len(event.keys) - missed
+                tally.misses += event.miss_count or 0
+                tally.hits += event.hit_count or 0
             if event.error is not None:
                 tally.errors += 1
 

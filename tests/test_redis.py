@@ -2,8 +2,9 @@
 
 Each test session claims a database number of its own (other sessions may run at the
 same time) and flushes only that one. Redis's counters (``INFO stats``, ``INFO
-commandstats``) are server-wide, so comparisons use deltas and are retried when another
-client's traffic got in between.
+commandstats``) are server-wide, and other sessions' tests keep the shared server busy: the
+tests that compare them run against a redis-server of this session's own
+(tests/redis_servers.py), whose counters count only their commands.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from redis.retry import Retry
 import ioprofiler
 from ioprofiler.patching import IOProfilerWrapper
 from ioprofiler.render.json import render_json
+from ioprofiler.stored import load
 from ioprofiler.testing import IOBudgetExceeded, assert_io, at_most
+from tests.redis_servers import RedisServer, free_port, server_or_skip
 
 HOST, PORT = "127.0.0.1", 6379
 _CLAIM = "ioprofiler:test-session"
@@ -60,13 +63,32 @@ def r(redis_db) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def own_server(tmp_path_factory) -> Iterator[RedisServer]:
+    """A redis-server of this session's own, on a free port."""
+    server = RedisServer(server_or_skip(), tmp_path_factory.mktemp("redis-own"), free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own(own_server) -> Iterator[redis.Redis]:
+    """A client of :func:`own_server`, connected."""
+    client = redis.Redis(HOST, own_server.port)
+    client.ping()
+    yield client
+    client.close()
+
+
 @pytest.fixture
 def key() -> str:
     return f"k{uuid.uuid4().hex[:12]}"
 
 
-def info(section: str) -> dict:
-    return redis.Redis(HOST, PORT).info(section)
+def info(client: redis.Redis, section: str) -> dict:
+    kwargs = client.get_connection_kwargs()
+    with redis.Redis(kwargs["host"], kwargs["port"]) as other:
+        return other.info(section)
 
 
 def deltas(before: dict, after: dict, names: list[str]) -> dict[str, int]:
@@ -77,13 +99,16 @@ def deltas(before: dict, after: dict, names: list[str]) -> dict[str, int]:
     return {n: calls(after, n) - calls(before, n) for n in names}
 
 
-def measured(section: str, names: list[str], run) -> tuple[dict[str, int], object]:
-    """Run ``run`` (returning a trace) until the server's counters moved by exactly what this
-    run did: another client's traffic in between shows as a larger delta, and is retried."""
+def measured(
+    client: redis.Redis, section: str, names: list[str], run
+) -> tuple[dict[str, int], object]:
+    """Run ``run`` (returning a trace) until ``client``'s server's counters moved by exactly
+    what this run did: another client's traffic in between shows as a larger delta, and is
+    retried."""
     for _ in range(5):
-        before = info(section)
+        before = info(client, section)
         trace, expected = run()
-        moved = deltas(before, info(section), names)
+        moved = deltas(before, info(client, section), names)
         if moved == expected:
             return moved, trace
     return moved, trace
@@ -93,7 +118,8 @@ def whats(trace) -> list[str]:
     return [e.line().split(" ms ", 1)[1] for e in trace.events]
 
 
-def test_reads_report_hits_out_of_keys_as_the_server_counts_them(r, key):
+def test_reads_report_hits_out_of_keys_as_the_server_counts_them(own, key):
+    r = own
     r.set(key + "a", "1")
     r.set(key + "b", "")  # an empty value is still a hit
     r.hset(key + "h", mapping={"f": "v", "g": "w"})
@@ -110,21 +136,70 @@ def test_reads_report_hits_out_of_keys_as_the_server_counts_them(r, key):
         expected = {"keyspace_hits": trace.cache_hits(), "keyspace_misses": trace.cache_misses()}
         return trace, expected
 
-    moved, trace = measured("stats", ["keyspace_hits", "keyspace_misses"], run)
+    moved, trace = measured(r, "stats", ["keyspace_hits", "keyspace_misses"], run)
     assert moved == {"keyspace_hits": 6, "keyspace_misses": 4}
     assert (trace.cache_hits(), trace.cache_misses()) == (6, 4)
     assert whats(trace) == [
         f"Cache HIT, keys: {key}a",
         f"Cache MISS, keys: {key}zz",
         f"Cache HIT 2/3, keys: {key}a, {key}b, {key}c (missed: {key}c)",
-        f"Cache EXISTS HIT 1/2, keys: {key}a, {key}nope (missed: ?)",
+        f"Cache EXISTS HIT 1/2, keys: {key}a, {key}nope (missed: 1 unnamed)",
         f"Cache HGET HIT, keys: {key}h f",
         f"Cache HMGET HIT, keys: {key}h f",
         f"Cache HGET MISS, keys: {key}absent f",
     ]
     assert {e.target for e in trace.events} == {
-        f"redis {HOST}:{PORT}/{r.get_connection_kwargs()['db']}"
+        f"redis {HOST}:{r.get_connection_kwargs()['port']}/0"
     }
+
+
+def test_exists_names_a_missed_key_only_when_the_reply_tells_which(r, key):
+    r.set(key + "a", "1")
+    with ioprofiler.profile() as trace:
+        r.exists(key + "nope")
+        r.exists(key + "a", key + "nope", key + "gone")
+        r.exists(key + "a", key + "a")  # Redis counts a repeated key each time
+    one, many, repeated = trace.events
+    assert (one.hit_count, one.miss_count, one.missed_keys) == (0, 1, (key + "nope",))
+    assert (many.hit_count, many.miss_count, many.missed_keys) == (1, 2, ())
+    assert (repeated.hit_count, repeated.miss_count) == (2, 0)
+    assert whats(trace) == [
+        f"Cache EXISTS MISS, keys: {key}nope",
+        f"Cache EXISTS HIT 1/3, keys: {key}a, {key}nope, {key}gone (missed: 2 unnamed)",
+        f"Cache EXISTS HIT 2/2, keys: {key}a, {key}a",
+    ]
+    document = json.loads(render_json(trace))
+    event = document["events"][1]
+    assert (event["hit_count"], event["miss_count"], event["missed_keys"]) == (1, 2, [])
+    stored, _ = load(document)  # as `ioprofiler show` reads it back from a log
+    counts = (trace.cache_hits(), trace.cache_misses())
+    assert (stored.cache_hits(), stored.cache_misses()) == counts == (3, 3)
+
+
+@pytest.mark.parametrize("transaction", [True, False])
+def test_pipeline_reads_count_hits_out_of_keys_as_the_server_does(own, key, transaction):
+    r = own
+    r.set(key + "a", "1")
+    r.hset(key + "h", "f", "v")
+
+    def run():
+        with ioprofiler.profile() as trace:
+            with r.pipeline(transaction=transaction) as pipe:
+                pipe.get(key + "a").get(key + "x").set(key + "y", "2")
+                pipe.mget(key + "a", key + "y", key + "z").hget(key + "h", "f")
+                pipe.exists(key + "a", key + "q").exists(key + "q")
+                pipe.execute()
+        expected = {"keyspace_hits": trace.cache_hits(), "keyspace_misses": trace.cache_misses()}
+        return trace, expected
+
+    moved, trace = measured(r, "stats", ["keyspace_hits", "keyspace_misses"], run)
+    assert moved == {"keyspace_hits": 5, "keyspace_misses": 4}  # y was set before MGET read it
+    (event,) = trace.events
+    assert (event.hit_count, event.miss_count, event.hit) == (5, 4, False)
+    assert event.missed_keys == (key + "x", key + "z", key + "q")  # EXISTS a q: q unnamed
+    assert event.description().endswith(
+        f"; reads HIT 5/9 (missed: {key}x, {key}z, {key}q and 1 unnamed)"
+    )
 
 
 def test_hash_fields_are_hits_and_misses_one_by_one(r, key):
@@ -138,7 +213,8 @@ def test_hash_fields_are_hits_and_misses_one_by_one(r, key):
     )
 
 
-def test_one_event_per_round_trip_as_the_server_counts_commands(r, key):
+def test_one_event_per_round_trip_as_the_server_counts_commands(own, key):
+    r = own
     names = ["cmdstat_set", "cmdstat_get", "cmdstat_incrby", "cmdstat_del", "cmdstat_hset"]
 
     def run():
@@ -151,7 +227,7 @@ def test_one_event_per_round_trip_as_the_server_counts_commands(r, key):
         ops = [e.op for e in trace.events]
         return trace, {n: ops.count(n.removeprefix("cmdstat_")) for n in names}
 
-    moved, trace = measured("commandstats", names, run)
+    moved, trace = measured(r, "commandstats", names, run)
     assert moved == dict.fromkeys(names, 1)
     assert whats(trace) == [
         f"Cache SET, keys: {key}",
@@ -163,7 +239,8 @@ def test_one_event_per_round_trip_as_the_server_counts_commands(r, key):
 
 
 @pytest.mark.parametrize("transaction", [True, False])
-def test_a_pipeline_is_one_event_listing_its_commands(r, key, transaction):
+def test_a_pipeline_is_one_event_listing_its_commands(own, key, transaction):
+    r = own
     names = ["cmdstat_get", "cmdstat_set", "cmdstat_hget", "cmdstat_multi", "cmdstat_exec"]
 
     def run():
@@ -175,11 +252,14 @@ def test_a_pipeline_is_one_event_listing_its_commands(r, key, transaction):
         expected = dict.fromkeys(names[:3], 1) | dict.fromkeys(names[3:], extra)
         return trace, expected
 
-    moved, trace = measured("commandstats", names, run)
-    assert moved["cmdstat_get"] == 1
+    moved, trace = measured(r, "commandstats", names, run)
+    extra = 1 if transaction else 0
+    assert moved == dict.fromkeys(names[:3], 1) | dict.fromkeys(names[3:], extra)
     (event,) = trace.events
     verb = "MULTI/EXEC" if transaction else "PIPELINE"
-    assert event.description() == f"{verb} 3 commands: SET {key}, GET {key}, HGET {key}h f"
+    assert event.description() == (
+        f"{verb} 3 commands: SET {key}, GET {key}, HGET {key}h f; reads HIT 1/2 (missed: {key}h f)"
+    )
     assert event.op == ("transaction" if transaction else "pipeline")
 
 
@@ -281,7 +361,7 @@ async def test_asyncio_client_commands_pipelines_and_errors(redis_db, key):
     assert whats(trace) == [
         f"Cache HIT, keys: {key}",
         f"Cache HIT 1/2, keys: {key}, {key}x (missed: {key}x)",
-        f"MULTI/EXEC 2 commands: GET {key}, INCRBY {key}n",
+        f"MULTI/EXEC 2 commands: GET {key}, INCRBY {key}n; reads HIT 1/1",
         f"Cache LPUSH, keys: {key} [ERROR ResponseError]",
     ]
     assert all(e.callsite and "test_redis.py" in e.callsite for e in trace.events)
@@ -306,7 +386,11 @@ def test_budgets_and_counts_name_redis_by_its_service(r, key):
 
 
 def test_install_and_uninstall_are_exact():
+    import redis.cluster as cluster
+    from redis import connection
     from redis.asyncio import client as async_client
+    from redis.asyncio import cluster as async_cluster
+    from redis.asyncio import connection as async_connection
     from redis.client import Pipeline, PubSub, Redis
 
     classes = (
@@ -316,13 +400,54 @@ def test_install_and_uninstall_are_exact():
         async_client.Redis,
         async_client.Pipeline,
         async_client.PubSub,
+        connection.AbstractConnection,
+        async_connection.AbstractConnection,
+        cluster,  # the module: its get_connection function
+        cluster.RedisCluster,
+        cluster.NodeCommands,
+        cluster.TransactionStrategy,
+        async_cluster.ClusterNode,
+        async_cluster.TransactionStrategy,
     )
     ioprofiler.uninstall()
     before = {(c, n): v for c in classes for n, v in vars(c).items()}
     ioprofiler.install()
     assert isinstance(vars(Redis)["_send_command_parse_response"], IOProfilerWrapper)
+    assert isinstance(vars(cluster)["get_connection"], IOProfilerWrapper)
+    assert isinstance(vars(async_cluster.ClusterNode)["execute_pipeline"], IOProfilerWrapper)
     assert "redis" in ioprofiler.installed()
     integration.install()  # twice: nothing wrapped twice
     ioprofiler.uninstall()
     after = {(c, n): v for c in classes for n, v in vars(c).items()}
     assert after.keys() == before.keys() and all(after[k] is v for k, v in before.items())
+
+
+def test_a_pipeline_writing_then_reading_a_key_is_no_duplicate_read(r, key):
+    from ioprofiler.findings import find
+
+    with ioprofiler.profile() as trace:
+        with r.pipeline(transaction=False) as pipe:
+            pipe.set(key, "v").get(key).execute()
+    assert [f.kind for f in find(trace)] == []
+
+
+async def test_asyncio_pub_sub_and_blocking_commands(redis_db, key):
+    client = aredis.Redis(host=HOST, port=PORT, db=redis_db)
+    await client.ping()
+    pubsub = client.pubsub()
+    await pubsub.subscribe(key)  # connected and subscribed before the trace
+    assert (await pubsub.get_message(timeout=1))["type"] == "subscribe"
+    with ioprofiler.profile() as trace:
+        assert await client.blpop([key + "l"], timeout=0.2) is None
+        assert await client.publish(key, "hello") == 1
+        assert (await pubsub.get_message(timeout=1))["data"] == b"hello"
+        assert await pubsub.get_message(timeout=0.05) is None  # no message: no round trip
+    await pubsub.aclose()
+    await client.aclose()
+    assert whats(trace) == [
+        "CONNECT",  # the pub/sub holds the connection the PING used
+        f"Cache BLPOP, keys: {key}l",
+        f"Cache PUBLISH, keys: {key}",
+        f"Cache RECEIVED (message), keys: {key}",
+    ]
+    assert trace.events[1].duration_ms >= 150  # the wait is the round trip's

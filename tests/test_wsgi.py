@@ -141,6 +141,7 @@ def test_json_mode_has_a_versioned_schema_with_every_event_field(shop):
         "keys",
         "hit",
         "hit_count",
+        "miss_count",
         "missed_keys",
         "note",
         "detail",
@@ -152,8 +153,8 @@ def test_json_mode_has_a_versioned_schema_with_every_event_field(shop):
     assert db["target"] == "dbshard01" and db["params"] == [5773453]
     assert db["sql"] == "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = 5773453"
     assert cache["keys"] == ["Etsy_Cache_Results:c812331f123321:1121231"] and cache["hit"] is False
-    assert (cache["hit_count"], cache["missed_keys"]) == (0, cache["keys"])
-    assert (db["hit"], db["hit_count"], db["missed_keys"]) == (None, None, None)
+    assert (cache["hit_count"], cache["miss_count"], cache["missed_keys"]) == (0, 1, cache["keys"])
+    assert (db["hit"], db["hit_count"], db["miss_count"], db["missed_keys"]) == (None,) * 4
 
 
 def test_a_refused_client_gets_the_unprofiled_response_byte_for_byte(shop):

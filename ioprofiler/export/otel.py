@@ -141,9 +141,8 @@ class OpenTelemetry:
                 kind = event.kind
                 per_kind[kind] = per_kind.get(kind, 0) + 1
                 if event.hit is not None:
-                    missed = len(event.missed_keys or ())
-                    misses += missed
-                    hits += len(event.keys) - missed
+                    misses += event.miss_count or 0
+                    hits += event.hit_count or 0
             end = event.end_ns
             if end is not None:
                 io_ns += end - event.start_ns
@@ -222,7 +221,7 @@ class OpenTelemetry:
             operation = event.op.upper() if event.op in CONNECTION_OPS else event.op
             name = operation
             if event.hit is not None:
-                attributes["ioprofiler.cache.hit"] = event.hit_count == len(event.keys)
+                attributes["ioprofiler.cache.hit"] = not event.miss_count
                 attributes["ioprofiler.cache.hits"] = event.hit_count or 0
                 attributes["ioprofiler.cache.misses"] = event.miss_count or 0
             if event.keys:

@@ -76,9 +76,8 @@ class RequestTally:
             target.ns += ns
             io_ns += ns
             if event.hit is not None:
-                missed = len(event.missed_keys or ())
-                target.misses += missed
-                target.hits += len(event.keys) - missed
+                target.misses += event.miss_count or 0
+                target.hits += event.hit_count or 0
             if event.error is not None:
                 target.errors += 1
         tally.io_ns = io_ns

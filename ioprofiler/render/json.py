@@ -94,6 +94,7 @@ def event_dict(
         "keys": [key_text(k) for k in seen.keys],
         "hit": event.hit,
         "hit_count": event.hit_count,
+        "miss_count": event.miss_count,
         "missed_keys": None
         if seen.missed_keys is None
         else [key_text(k) for k in seen.missed_keys],
