@@ -104,7 +104,7 @@ def test_gunicorn_workers_log_exactly_the_kept_requests_and_the_command_reads_th
 ):
     base, log, server = gunicorn
     tail = subprocess.Popen(
-        [str(BIN / "ioprofiler"), "tail", str(log), "--json"],
+        [str(BIN / "ioprofiler"), "tail", str(log), "--json", "--from-start"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -112,8 +112,16 @@ def test_gunicorn_workers_log_exactly_the_kept_requests_and_the_command_reads_th
     reader = threading.Thread(target=lambda: tailed.extend(map(json.loads, tail.stdout)))
     reader.start()
     try:
+        # the load begins once tail has printed one slow request, so every record is written
+        # while it follows the log (a busy machine can take seconds to start it)
+        assert get(base, SLOW_EVERY) == 200
+        deadline = time.monotonic() + 30
+        while not tailed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [r["id"] for r in tailed] == [f"req-{SLOW_EVERY}"]
+        rest = [n for n in range(1, REQUESTS + 1) if n != SLOW_EVERY]
         with ThreadPoolExecutor(THREADS) as pool:
-            statuses = list(pool.map(lambda n: get(base, n), range(1, REQUESTS + 1)))
+            statuses = [200, *pool.map(lambda n: get(base, n), rest)]
         server.send_signal(signal.SIGTERM)  # graceful: the workers flush their queues
         assert server.wait(timeout=30) == 0
         slow = {f"req-{n}" for n in range(1, REQUESTS + 1) if n % SLOW_EVERY == 0}
