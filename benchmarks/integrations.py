@@ -52,7 +52,7 @@ WRAPPERS: dict[str, Callable[..., object]] = {
     "redis Redis._send_command_parse_response": redis_integration._command,
     "redis Pipeline._execute_pipeline": redis_integration._pipeline("pipeline"),
     "redis AbstractConnection.connect_check_health": redis_integration._connect,
-    "redis Redis.parse_response (cluster attempts)": redis_cluster._attempt_reply,
+    "redis a cluster node client's parse_response": redis_cluster._attempt_reply,
     "redis cluster.get_connection": redis_cluster._attempt_connection,
     "redis RedisCluster._execute_command": redis_cluster._command,
     "redis NodeCommands.write": redis_cluster._node_write,

@@ -7,8 +7,10 @@ pipeline is one event per node it wrote to, listing that node's commands. Wrappe
 
 - sync: ``RedisCluster._execute_command`` marks a command in flight (its retry loop runs
   inside); ``redis.cluster.get_connection`` starts each attempt's clock with the connection
-  in hand and ``Redis.parse_response`` ends it, only for that connection (a round trip made
-  meanwhile by the cluster's own refresh is recorded as the plain command it is);
+  in hand and the node client's ``parse_response`` ends it, only for that connection (a round
+  trip made meanwhile by the cluster's own refresh is recorded as the plain command it is).
+  ``parse_response`` is wrapped on the cluster's node clients only, as an attribute of each
+  when a recorded command first uses it: a plain ``Redis`` client never pays for it;
   ``NodeCommands.write``/``read``: one node's share of a pipeline; the transaction strategy's
   ``_execute_transaction`` (``MULTI``…``EXEC`` on the slot's node) and
   ``_send_command_parse_response`` (commands after ``WATCH``).
@@ -54,18 +56,17 @@ _in_flight: contextvars.ContextVar[_InFlight | None] = contextvars.ContextVar(
     "ioprofiler_redis_cluster_command", default=None
 )
 _written: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_hooked_nodes: weakref.WeakSet[Any] = weakref.WeakSet()  # node clients with a reply hook
 
 
 def install(patches: Patches) -> None:
     """Wrap what the installed redis-py has of the cluster's round trips."""
     try:
-        import redis.client as client
         import redis.cluster as cluster
     except ImportError:  # pragma: no cover - redis-py without cluster support
         return
     patches.wrap(cluster.RedisCluster, "_execute_command", _command)
     patches.wrap(cluster, "get_connection", _attempt_connection)
-    patches.wrap(client.Redis, "parse_response", _attempt_reply)
     patches.wrap(cluster.NodeCommands, "write", _node_write)
     patches.wrap(cluster.NodeCommands, "read", _node_read)
     strategy = getattr(cluster, "TransactionStrategy", None)
@@ -87,8 +88,17 @@ def install(patches: Patches) -> None:
 # -- sync: one command, each attempt ---------------------------------------------------
 
 
+def uninstall() -> None:
+    """Take the reply hooks off the node clients that got one."""
+    for node in list(_hooked_nodes):
+        vars(node).pop("parse_response", None)
+    _hooked_nodes.clear()
+
+
 def _command(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """``_execute_command(target_node, *args, **kwargs)``: its attempts are recorded."""
+    if not active.get():
+        return wrapped(*args, **kwargs)
     token = _in_flight.set(_InFlight(args[1:], kwargs))
     try:
         return wrapped(*args, **kwargs)
@@ -101,13 +111,33 @@ def _attempt_connection(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
     connection = wrapped(*args, **kwargs)
     flight = _in_flight.get()
     if flight is not None:
+        try:
+            node = args[0] if args else kwargs["redis_node"]
+            if "parse_response" not in vars(node):
+                _hook_replies(node)
+        except Exception as exc:
+            profiler_failed(active.get(), exc)
         flight.connection = connection
         flight.start_ns = perf_counter_ns()
     return connection
 
 
+def _hook_replies(node: Any) -> None:
+    """Wrap one node client's ``parse_response`` (an attribute of its own, taken off by
+    ``uninstall``), so an attempt's reply ends its event."""
+    cls = type(node)
+
+    def parse_response(*args: Any, **kwargs: Any) -> Any:
+        # the class's method as it is now: a patch another tool makes later still runs
+        return _attempt_reply(cls.parse_response.__get__(node, cls), node, args, kwargs)
+
+    node.parse_response = parse_response
+    _hooked_nodes.add(node)
+
+
 def _attempt_reply(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """``Redis.parse_response(connection, command_name, **options)``: an attempt's reply."""
+    """A node client's ``parse_response(connection, command_name, **options)``: an
+    attempt's reply."""
     flight = _in_flight.get()
     if flight is None or not args or args[0] is not flight.connection:
         return wrapped(*args, **kwargs)

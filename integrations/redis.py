@@ -109,6 +109,9 @@ def _connect_method(module: Any) -> str:
 
 def uninstall() -> None:
     _patches.unwrap_all()
+    from ioprofiler.integrations import _redis_cluster
+
+    _redis_cluster.uninstall()
 
 
 # -- what a command is -------------------------------------------------------------------

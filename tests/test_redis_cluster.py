@@ -9,6 +9,7 @@ compared exactly. Skipped with the reason without ``redis-server``; a failure un
 
 from __future__ import annotations
 
+import types
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -294,3 +295,22 @@ async def test_asyncio_sentinel_clients_name_the_server_that_answered(sentinel_s
     await master.aclose()
     for client in sentinel.sentinels:
         await client.aclose()
+
+
+def test_plain_clients_pay_nothing_for_the_cluster_and_uninstall_takes_every_hook_off(cluster):
+    ioprofiler.uninstall()
+    try:
+        client = RedisCluster(HOST, cluster.ports[0])  # made before install(): hooked when used
+        ioprofiler.install()
+        # plain clients' replies go through redis-py's own method, unwrapped
+        assert isinstance(vars(redis.Redis)["parse_response"], types.FunctionType)
+        with ioprofiler.profile() as trace:
+            client.set("plain-or-cluster", 1)
+        assert [e.op for e in trace.events if e.op != "connect"] == ["set"]
+        nodes = [node.redis_connection for node in client.get_nodes()]
+        assert any("parse_response" in vars(node) for node in nodes)
+        ioprofiler.uninstall()
+        assert not any("parse_response" in vars(node) for node in nodes)
+        client.close()
+    finally:
+        ioprofiler.install()
