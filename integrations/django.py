@@ -23,18 +23,27 @@ MySQL, not in Django's log either) is not an event.
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from typing import Any
 
 from ioprofiler.event import BEGIN, COMMIT, CONNECT, DB, ROLLBACK
 from ioprofiler.patching import Patches
-from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
+from ioprofiler.recording import (
+    active,
+    begin,
+    below,
+    done,
+    failed,
+    inside,
+    perf_counter_ns,
+    profiler_failed,
+)
 from ioprofiler.registry import importable
 from ioprofiler.values import first_row, snapshot
 
 _patches = Patches()
-# True while a connection op runs: the statements it sends are part of it.
-_inside_op: ContextVar[bool] = ContextVar("ioprofiler_django_op", default=False)
+# True while a connection op runs: the statements it sends are part of it; and while a
+# statement runs with a driver integration installed (the driver's call is this statement).
+_inside_op = inside
 PARAMSTYLE = "format"  # every backend takes %s at the cursor wrapper; sqlite converts below
 
 
@@ -101,11 +110,15 @@ def _statement(op: str):
         event = _begin_statement(traces, op, instance, args, kwargs)
         if event is None:
             return wrapped(*args, **kwargs)
+        token = _inside_op.set(True) if below else None
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             failed(event, exc)
             raise
+        finally:
+            if token is not None:
+                _inside_op.reset(token)
         event.end_ns = perf_counter_ns()
         done(event)
         return result

@@ -31,7 +31,6 @@ import importlib
 import os
 import sys
 import weakref
-from contextvars import ContextVar
 from typing import Any
 
 from ioprofiler.event import (
@@ -47,16 +46,25 @@ from ioprofiler.event import (
     ROLLBACK_TWOPHASE,
 )
 from ioprofiler.patching import Patches
-from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
+from ioprofiler.recording import (
+    active,
+    begin,
+    below,
+    done,
+    failed,
+    inside,
+    perf_counter_ns,
+    profiler_failed,
+)
 from ioprofiler.values import first_row as _first_row
 from ioprofiler.values import snapshot
 
 EXECUTE_METHODS = ("do_execute", "do_executemany", "do_execute_no_params")
 
 _patches = Patches()
-_recording_statement: ContextVar[bool] = ContextVar(
-    "ioprofiler_sqlalchemy_statement", default=False
-)
+# Set while a statement or connection op is recorded: what it sends below (a dialect's
+# override calling super(), the DB-API driver's own patched methods) is part of its event.
+_recording_statement = inside
 # Shard name per dialect instance: create_engine() makes one dialect per engine,
 # and the dialect is what every execution method receives, with or without a context.
 # Keyed by id(), removed by a finalizer when the dialect goes: a WeakKeyDictionary
@@ -205,7 +213,7 @@ def _execution_wrapper(op: str, shape: str, override: bool):
     ``override``: the method is a dialect's own, which may call the base class's method
     through super(); while it runs, the base's wrapper lets the call through (one statement,
     one event). DefaultDialect's methods call only the DB-API cursor, so their wrappers
-    need not say so.
+    say so only while a driver integration is installed below (``recording.below``).
     """
     positional = 3 if shape == "no_params" else 4  # how SQLAlchemy itself calls them
     many = shape == "many"
@@ -242,7 +250,7 @@ def _execution_wrapper(op: str, shape: str, override: bool):
         except Exception as exc:
             profiler_failed(traces, exc)
             return wrapped(*args, **kwargs)
-        token = _recording_statement.set(True) if override else None
+        token = _recording_statement.set(True) if override or below else None
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
