@@ -45,18 +45,21 @@ __all__ = [
 
 
 def label(engine: Any, name: str) -> None:
-    """Name the shard a SQLAlchemy ``Engine`` or ``AsyncEngine`` talks to.
+    """Name the shard a SQLAlchemy ``Engine`` / ``AsyncEngine``, or a raw DB-API connection
+    (PyMySQL's, psycopg's ``Connection`` / ``AsyncConnection``: ``engine`` keeps its name
+    for the callers that pass it by keyword), talks to.
 
     >>> ioprofiler.label(create_engine("mysql+pymysql://db7/shop"), "dbshard07")
+    >>> ioprofiler.label(pymysql.connect(host="db7", database="shop"), "dbshard07")
 
-    Without a label an engine is named after its database (``dbshard01`` for
-    ``sqlite:///data/dbshard01.db``). A label is one line of printable text: control
+    Without a label an engine or a connection is named after its database (``dbshard01``
+    for ``sqlite:///data/dbshard01.db``). A label is one line of printable text: control
     characters (CR, LF, ESC, ...) are refused with ``ValueError``.
     """
-    from ioprofiler.registry import integration
+    from ioprofiler.registry import labeller
     from ioprofiler.sql_text import visible
 
     if isinstance(name, str) and visible(name) != name:
         raise ValueError(f"a shard label must not contain control characters, not {name!r}")
 
-    integration("sqlalchemy").label(engine, name)
+    labeller(engine).label(engine, name)

@@ -32,6 +32,9 @@ _LIBRARY_PACKAGES = (
     "httpx",
     "httpcore",
     "django",
+    "pymysql",
+    "psycopg",
+    "psycopg_pool",
     "wrapt",
     "greenlet",
 )

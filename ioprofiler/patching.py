@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import wrapt
@@ -80,28 +81,39 @@ class Patches:
     """The attributes one integration has wrapped, so it can unwrap exactly those."""
 
     def __init__(self) -> None:
-        self._applied: list[tuple[type, str, Any, IOProfilerWrapper]] = []
+        self._applied: list[tuple[type | ModuleType, str, Any, IOProfilerWrapper]] = []
 
     def __bool__(self) -> bool:
         return bool(self._applied)
 
-    def wrap(self, owner: type, name: str, wrapper: Wrapper, always: bool = False) -> bool:
-        """Wrap ``owner.name`` where ``owner`` itself defines it.
+    def wrap(
+        self,
+        owner: type | ModuleType,
+        name: str,
+        wrapper: Wrapper,
+        always: bool = False,
+        enabled: Callable[[], Any] | None = None,
+    ) -> bool:
+        """Wrap ``owner.name`` where ``owner`` (a class, or a module) itself defines it.
 
         The wrapper runs only while a trace is open in the calling context: wrapt
         asks ``active.get`` (a C call) and, when it returns no traces, calls the
-        original without entering Python code of ours. ``always=True`` runs it on
-        every call. Returns False when it is already ours or ``owner`` does not define it.
+        original without entering Python code of ours. ``enabled``: another such test
+        (a ContextVar's ``get``: the wrapper runs only while it holds a true value).
+        ``always=True`` runs it on every call. Returns False when it is already ours or
+        ``owner`` does not define it.
         """
         original = owner.__dict__.get(name)
         if original is None or _ours(original) is not None:
             return False
-        wrapped = IOProfilerWrapper(original, wrapper, enabled=None if always else active.get)
+        if enabled is None and not always:
+            enabled = active.get
+        wrapped = IOProfilerWrapper(original, wrapper, enabled=enabled)
         setattr(owner, name, wrapped)
         self._applied.append((owner, name, original, wrapped))
         return True
 
-    def is_wrapped(self, owner: type, name: str) -> bool:
+    def is_wrapped(self, owner: type | ModuleType, name: str) -> bool:
         return _ours(owner.__dict__.get(name)) is not None
 
     def unwrap_all(self) -> None:

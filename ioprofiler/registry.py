@@ -14,7 +14,16 @@ from types import ModuleType
 
 log = logging.getLogger("ioprofiler")
 
-INTEGRATIONS = ("sqlalchemy", "pymemcache", "redis", "urllib3", "httpx", "django")
+INTEGRATIONS = (
+    "sqlalchemy",
+    "pymemcache",
+    "redis",
+    "urllib3",
+    "httpx",
+    "django",
+    "pymysql",
+    "psycopg",
+)
 _installed: dict[str, ModuleType] = {}
 _lock = threading.Lock()
 
@@ -34,6 +43,17 @@ def integration(name: str) -> ModuleType:
             f"unknown integration {name!r}; ioprofiler supports: {', '.join(INTEGRATIONS)}"
         )
     return importlib.import_module(f"ioprofiler.integrations.{name}")
+
+
+def labeller(target: object) -> ModuleType:
+    """The integration that names ``target``'s shard: a driver integration whose ``owns()``
+    recognises it (a DB-API connection), else SQLAlchemy's (an engine; it refuses others)."""
+    for name in INTEGRATIONS:
+        module = integration(name)
+        owns = getattr(module, "owns", None)
+        if owns is not None and owns(target):
+            return module
+    return integration("sqlalchemy")
 
 
 def install(only: str | list[str] | tuple[str, ...] | None = None) -> list[str]:

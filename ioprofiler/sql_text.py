@@ -6,7 +6,7 @@
 Placeholders are found with a small scanner that steps over string literals,
 quoted identifiers and comments, for every DB-API paramstyle SQLAlchemy
 dialects use: qmark ``?``, format ``%s``, pyformat ``%(name)s``, named ``:name``,
-numeric ``:1`` and numeric_dollar ``$1``.
+numeric ``:1`` and numeric_dollar ``$1``; and psycopg 3's (pyformat with ``%b``, ``%t``).
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ _PLACEHOLDERS = {
     "qmark": r"(?P<q>\?)",
     "format": r"(?P<pct>%%)|(?P<q>%s)",
     "pyformat": r"(?P<pct>%%)|%\((?P<name>[^)]+)\)s|(?P<q>%s)",
+    # psycopg 3: pyformat, and %b / %t (a value passed in binary / text format)
+    "psycopg": r"(?P<pct>%%)|%\((?P<name>[^)]+)\)[sbt]|(?P<q>%[sbt])",
     "named": r"(?P<cast>::)|(?<![:\w]):(?P<name>[A-Za-z_]\w*)",
     "numeric": r"(?P<cast>::)|(?<![:\w]):(?P<num>\d+)",
     "numeric_dollar": r"\$(?P<num>\d+)",
@@ -173,7 +175,7 @@ def _template(
     """Tokenize a statement once: the same text recurs in every call of an N+1."""
     scanner = _scanner(dialect, paramstyle if bound else None)
     # format and pyformat drivers apply Python's % to the whole text, literals included.
-    unescape_percent = bound and paramstyle in ("format", "pyformat")
+    unescape_percent = bound and paramstyle in ("format", "pyformat", "psycopg")
     parts: list[str | Placeholder] = []
     text: list[str] = []
     position = 0

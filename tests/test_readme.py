@@ -10,6 +10,9 @@ land there). An HTML comment on the line before a block says what else it needs:
     panel: the page a new user should reach;
 ``<!-- readme-test: memcached -->``
     a private memcached is started and the snippet's ``127.0.0.1:11211`` points at it;
+``<!-- readme-test: mysql -->``
+    the snippet talks to MariaDB at 127.0.0.1:3306 (root, no password): skipped when none
+    answers, as the MariaDB tests are;
 ``<!-- readme-test: pytest -->``
     the block is a test module: pytest runs it (snapshots written, then checked), and
     every test must pass;
@@ -31,9 +34,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import mysql_or_skip
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 MEMCACHED_ADDRESS = "127.0.0.1:11211"
-MARKS = {"app", "memcached", "pytest", "serves"}
+MARKS = {"app", "memcached", "mysql", "pytest", "serves"}
 BLOCK = re.compile(
     r"(?:^<!--\s*readme-test:\s*(?P<marks>.*?)\s*-->\n)?^```python\n(?P<code>.*?)^```",
     re.S | re.M,
@@ -94,6 +99,8 @@ def test_snippet_runs_as_written(snippet: Snippet, tmp_path, request):
     if snippet.skip:
         pytest.skip(snippet.skip)
     code = snippet.code
+    if "mysql" in snippet.marks:
+        mysql_or_skip().close()
     if "memcached" in snippet.marks:
         assert MEMCACHED_ADDRESS in code, "a memcached snippet names 127.0.0.1:11211"
         host, port = request.getfixturevalue("memcached").address

@@ -1,0 +1,297 @@
+"""No double counting: SQLAlchemy and Django send their statements through PyMySQL and
+psycopg, whose integrations are installed too. Each statement the server saw is one event,
+recorded by the layer the application called: the ORM's (named by its label or alias), or
+the driver's for what goes to the driver straight (named by the database).
+
+The servers' own counters judge: MariaDB's per-session ``Questions``, PostgreSQL's statement
+log (tests/pglog.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import ioprofiler
+from ioprofiler.recording import below
+from tests.conftest import mysql_or_skip
+from tests.pglog import StatementLog, admin_or_skip, log_all
+
+pymysql = pytest.importorskip("pymysql")
+psycopg = pytest.importorskip("psycopg")
+
+DATABASE = f"iop_dbapi_layers_{os.getpid()}"
+HIDDEN = ("BEGIN", "DEALLOCATE ALL")  # psycopg's own, inside another call's event
+
+
+@pytest.fixture(autouse=True)
+def _drivers_installed():
+    assert {"ioprofiler.integrations.pymysql", "ioprofiler.integrations.psycopg"} <= below
+
+
+@pytest.fixture(scope="module")
+def mariadb():
+    admin = mysql_or_skip()
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {DATABASE}")
+        cursor.execute(f"CREATE TABLE {DATABASE}.t (id INTEGER PRIMARY KEY AUTO_INCREMENT, v INT)")
+    yield DATABASE
+    with admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
+    admin.close()
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    admin = admin_or_skip()
+    admin.execute(f"CREATE DATABASE {DATABASE}")
+    with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={DATABASE}") as conn:
+        conn.execute("CREATE TABLE t (id SERIAL PRIMARY KEY, v INT)")
+    yield StatementLog(admin)
+    admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    admin.close()
+
+
+def questions(dbapi_connection) -> int:
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SHOW SESSION STATUS LIKE 'Questions'")
+        return int(cursor.fetchone()[1])
+
+
+def statements_and_ends(trace) -> int:
+    """Statements, commits and rollbacks: what MariaDB counts as Questions."""
+    return sum(1 for e in trace.events if e.op != "connect")
+
+
+# -- SQLAlchemy ---------------------------------------------------------------------------
+
+
+def test_sqlalchemy_on_pymysql_one_event_per_question(mariadb):
+    engine = sa.create_engine(
+        f"mysql+pymysql://root@127.0.0.1:3306/{mariadb}", pool_size=1, max_overflow=0
+    )
+    ioprofiler.label(engine, "dbshard01")
+    try:
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection  # the pooled PyMySQL connection
+            before = questions(raw)
+            with ioprofiler.profile() as trace:
+                conn.exec_driver_sql("INSERT INTO t (v) VALUES (%s)", (1,))
+                conn.exec_driver_sql("INSERT INTO t (v) VALUES (%s)", [(2,), (3,)])
+                conn.execute(sa.text("SELECT count(*) FROM t WHERE v > :v"), {"v": 0}).all()
+                conn.commit()
+                with raw.cursor() as cursor:  # straight to the driver: the driver's event
+                    cursor.execute("SELECT %s", (7,))
+                raw.commit()
+            seen = questions(raw) - before - 1
+    finally:
+        engine.dispose()
+    assert seen == statements_and_ends(trace) == 6, trace.text()
+    assert [(e.target, e.line().split(" ms ", 1)[1]) for e in trace.events] == [
+        ("dbshard01", "INSERT INTO t (v) VALUES (1)"),
+        ("dbshard01", "INSERT INTO t (v) VALUES (2) -- executemany: 2 rows"),
+        ("dbshard01", "SELECT count(*) FROM t WHERE v > 0"),
+        ("dbshard01", "COMMIT"),
+        (mariadb, "SELECT 7"),
+        (mariadb, "COMMIT"),
+    ]
+
+
+def test_sqlalchemy_on_psycopg_sync_and_async_one_event_per_statement(postgres):
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
+    engine = sa.create_engine(url, pool_size=1, max_overflow=0)
+    ioprofiler.label(engine, "dbshard09")
+    try:
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            log_all(raw)
+            since = postgres.end()
+            with ioprofiler.profile() as trace:
+                conn.exec_driver_sql("INSERT INTO t (v) VALUES (%(v)s)", {"v": 1})
+                conn.execute(sa.text("SELECT count(*) FROM t WHERE v > :v"), {"v": 0}).all()
+                conn.commit()
+                raw.execute("SELECT %s::int", (7,))  # straight to the driver
+                raw.commit()
+                conn.rollback()
+            ran = postgres.statements(raw.info.backend_pid, since, expected=8)
+    finally:
+        engine.dispose()
+    assert [(e.target, e.line().split(" ms ", 1)[1]) for e in trace.events] == [
+        ("dbshard09", "INSERT INTO t (v) VALUES (1)"),
+        ("dbshard09", "SELECT count(*) FROM t WHERE v > 0"),
+        ("dbshard09", "COMMIT"),
+        (DATABASE, "SELECT 7::int"),
+        (DATABASE, "COMMIT"),
+    ]
+    # the last rollback found no transaction open: psycopg sent nothing, SQLAlchemy listed it
+    assert ran == [
+        "BEGIN",
+        "INSERT INTO t (v) VALUES ($1)",
+        "SELECT count(*) FROM t WHERE v > $1",
+        "COMMIT",
+        "BEGIN",
+        "SELECT $1::int",
+        "COMMIT",
+    ]
+
+    async def run_async() -> tuple[object, list[str]]:
+        engine = create_async_engine(url.replace("psycopg", "psycopg_async"), pool_size=1)
+        ioprofiler.label(engine, "dbshard10")
+        try:
+            async with engine.connect() as conn:
+                raw = (await conn.get_raw_connection()).driver_connection
+                await raw.execute("SET log_statement = 'all'")
+                await raw.commit()
+                since = postgres.end()
+                with ioprofiler.profile() as trace:
+                    await conn.exec_driver_sql("SELECT %(v)s::int", {"v": 5})
+                    await conn.commit()
+                    await raw.execute("SELECT %s::int", (6,))
+                    await raw.rollback()
+                ran = postgres.statements(raw.info.backend_pid, since, expected=6)
+        finally:
+            await engine.dispose()
+        return trace, ran
+
+    trace, ran = asyncio.run(run_async())
+    assert [(e.target, e.line().split(" ms ", 1)[1]) for e in trace.events] == [
+        ("dbshard10", "SELECT 5::int"),
+        ("dbshard10", "COMMIT"),
+        (DATABASE, "SELECT 6::int"),
+        (DATABASE, "ROLLBACK"),
+    ]
+    assert [s for s in ran if s not in HIDDEN] == [
+        "SELECT $1::int",
+        "COMMIT",
+        "SELECT $1::int",
+        "ROLLBACK",
+    ]
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "pymysql"])
+def test_sqlalchemy_connects_once(postgres, mariadb, driver):
+    if driver == "psycopg":
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
+        raw_on_connect = []
+    else:
+        url = f"mysql+pymysql://root@127.0.0.1:3306/{mariadb}"
+        # SQLAlchemy's MySQL dialect sets the character set on every new connection on the
+        # DB-API cursor itself, outside its statements: the driver's event, named by database
+        raw_on_connect = [(DATABASE, "SET NAMES utf8mb4")]
+    engine = sa.create_engine(url)
+    ioprofiler.label(engine, "dbshard11")
+    try:
+        with engine.connect() as conn:  # the first connect initialises the dialect
+            conn.exec_driver_sql("SELECT 1")
+        engine.dispose()
+        with ioprofiler.profile() as trace:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+    finally:
+        engine.dispose()
+    lines = [(e.target, e.line().split(" ms ", 1)[1]) for e in trace.events]
+    assert lines[0][0] == "dbshard11" and lines[0][1].startswith("CONNECT ")
+    assert lines[1:-1] == [*raw_on_connect, ("dbshard11", "SELECT 1")]
+    assert lines[-1][0] == "dbshard11" and lines[-1][1].startswith("ROLLBACK")
+
+
+# -- Django -------------------------------------------------------------------------------
+
+
+django = pytest.importorskip("django")
+
+
+@pytest.fixture
+def django_alias(request, mariadb, postgres):
+    from tests.test_django import add_database, create_table, remove_database
+
+    engine = request.param
+    alias = f"dbshard_{engine}"
+    if engine == "mysql":
+        pymysql.install_as_MySQLdb()
+        settings = {"ENGINE": "django.db.backends.mysql", "NAME": mariadb}
+        settings.update(USER="root", HOST="127.0.0.1", PORT=3306)
+    else:
+        settings = {"ENGINE": "django.db.backends.postgresql", "NAME": DATABASE}
+        settings.update(USER="postgres", HOST="127.0.0.1", PORT=5432)
+    add_database(alias, settings)
+    try:
+        create_table(alias)
+        yield alias
+    finally:
+        from django.db import connections
+
+        with connections[alias].cursor() as cursor:
+            cursor.execute("DROP TABLE favorite")
+        remove_database(alias)
+
+
+def _server_statements(alias: str, postgres_log: StatementLog, work) -> tuple[object, list]:
+    """Run ``work`` in a trace; what the server ran on that connection meanwhile."""
+    from django.db import connections
+
+    connection = connections[alias]
+    connection.ensure_connection()
+    raw = connection.connection
+    if connection.vendor == "mysql":
+        before = questions(raw)
+        with ioprofiler.profile() as trace:
+            work()
+        return trace, questions(raw) - before - 1
+    log_all(raw)
+    since = postgres_log.end()
+    with ioprofiler.profile() as trace:
+        work()
+    return trace, postgres_log.statements(raw.info.backend_pid, since)
+
+
+@pytest.mark.parametrize("django_alias", ["mysql", "postgresql"], indirect=True)
+def test_django_one_event_per_statement(django_alias, postgres):
+    from django.db import connections, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.test_django import favorite_model
+
+    Favorite = favorite_model()
+    connection = connections[django_alias]
+
+    def work() -> None:
+        with CaptureQueriesContext(connection) as captured:
+            for user in range(3):
+                Favorite.objects.using(django_alias).filter(user_id=user).count()
+            with transaction.atomic(using=django_alias):
+                Favorite.objects.using(django_alias).create(listing_id=9, user_id=9)
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    "UPDATE favorite SET user_id = %s WHERE id = %s", [(7, 1), (8, 2)]
+                )
+        work.captured = [query["sql"] for query in captured.captured_queries]
+        with connection.connection.cursor() as cursor:  # straight to the driver
+            cursor.execute("SELECT %s", (5,))
+        connection.connection.rollback()
+
+    trace, server = _server_statements(django_alias, postgres, work)
+    ours = [e for e in trace.events if e.target == django_alias]
+    drivers = [(e.target, e.line().split(" ms ", 1)[1]) for e in trace.events if e not in ours]
+    if connection.vendor == "mysql":
+        # Django's transaction switches autocommit off and on: PyMySQL sends each switch
+        assert drivers == [
+            (DATABASE, "SET AUTOCOMMIT = 0"),
+            (DATABASE, "SET AUTOCOMMIT = 1"),
+            (DATABASE, "SELECT 5"),
+            (DATABASE, "ROLLBACK"),
+        ], trace.text()
+    else:  # psycopg switches autocommit without a round trip, and rolls back nothing
+        assert drivers == [(DATABASE, "SELECT 5")], trace.text()
+    # Django's own count: its statements, COMMIT, and a BEGIN for set_autocommit(False)
+    assert len(ours) == len(work.captured) - 1 and "BEGIN" in work.captured
+    if connection.vendor == "mysql":
+        # Django lists its executemany as one event; PyMySQL sent the UPDATE once per row
+        assert server == statements_and_ends(trace) + 1, trace.text()
+    else:
+        executed = [s for s in server if s not in HIDDEN]
+        # Django lists its executemany as one event; psycopg ran both rows
+        assert len(executed) == statements_and_ends(trace) + 1, (executed, trace.text())
