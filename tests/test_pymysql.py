@@ -13,6 +13,9 @@ from ioprofiler.testing import assert_io
 from tests.conftest import mysql_or_skip
 
 pymysql = pytest.importorskip("pymysql")
+# pymysql.ProgrammingError, not pymysql.err.ProgrammingError: once Django's MySQL backend has
+# imported MySQLdb.converters (pymysql.install_as_MySQLdb()), pymysql.err names a second copy
+# of that module, whose classes are not the ones PyMySQL raises.
 
 DATABASE = f"iop_dbapi_{os.getpid()}"
 COUNTERS = ("Questions", "Com_select", "Com_insert", "Com_update", "Com_commit", "Com_rollback")
@@ -109,10 +112,10 @@ def test_one_event_per_statement_the_server_counted(conn):
 
 def test_a_failing_statement_is_an_event_with_its_error_and_raises_unchanged(conn):
     with conn.cursor() as cursor:
-        with pytest.raises(pymysql.err.ProgrammingError) as raw:
+        with pytest.raises(pymysql.ProgrammingError) as raw:
             cursor.execute("SELEC 1")
         with ioprofiler.profile() as trace:
-            with pytest.raises(pymysql.err.ProgrammingError) as recorded:
+            with pytest.raises(pymysql.ProgrammingError) as recorded:
                 cursor.execute("SELEC 1")
             cursor.execute("SELECT 2")  # the connection still works
             assert cursor.fetchone() == (2,)
@@ -147,7 +150,7 @@ def test_connect_is_an_event_with_its_set_up_statements_inside(database):
 
 def test_a_connect_that_fails_is_an_event_with_its_error():
     with ioprofiler.profile() as trace:
-        with pytest.raises(pymysql.err.OperationalError):
+        with pytest.raises(pymysql.OperationalError):
             pymysql.connect(host="127.0.0.1", port=1, user="root", connect_timeout=2)
     (event,) = trace.events
     assert event.op == "connect" and event.error == "OperationalError"
