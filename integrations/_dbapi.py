@@ -219,7 +219,8 @@ def transaction_wrapper(
     sends: Callable[[Any], bool] | None = None,
     asynchronous: bool = False,
 ):
-    """``connection.commit()`` / ``rollback()``: one COMMIT or ROLLBACK round trip.
+    """``connection.begin()`` / ``commit()`` / ``rollback()``: one BEGIN, COMMIT or ROLLBACK
+    round trip.
 
     ``sends(connection)``: False when the driver will send nothing (no transaction open),
     and so there is no event.

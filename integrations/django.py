@@ -18,7 +18,8 @@ alias (``[dbshard01]`` for ``DATABASES["dbshard01"]``):
 So the queries Django counts (``assertNumQueries``, ``CaptureQueriesContext``) are these
 events less ``callproc`` (which Django does not log): ``ioprofiler.django.query_count``.
 Turning autocommit back on after a transaction (a ``SET autocommit=1`` round trip on
-MySQL, not in Django's log either) is not an event.
+MySQL, not in Django's log either) is not an event here (with the PyMySQL integration
+installed it is that integration's event).
 """
 
 from __future__ import annotations

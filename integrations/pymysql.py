@@ -15,8 +15,8 @@ is covered (``DictCursor``, ``SSCursor``…), made before or after ``install()``
 - ``Cursor.callproc``: ``SET @_p_0=…`` (when there are arguments) and ``CALL p(…)``, the
   two statements PyMySQL sends, an event each (``Cursor._query`` is wrapped for them,
   entered only while a ``callproc`` runs).
-- ``Connection.commit``, ``rollback``: COMMIT and ROLLBACK events; ``Connection.begin``:
-  a ``BEGIN`` statement; ``Connection.autocommit(value)``, when it changes the mode: the
+- ``Connection.begin``, ``commit``, ``rollback``: BEGIN, COMMIT and ROLLBACK events;
+  ``Connection.autocommit(value)``, when it changes the mode: the
   ``SET AUTOCOMMIT = 0`` (or 1) statement it sends (Django's transactions make these);
   ``Connection.connect`` (also a reconnecting ``ping``): a CONNECT
   event, the set-up statements it sends (``init_command``, ``sql_mode``) part of it.
@@ -41,7 +41,7 @@ from ioprofiler.integrations._dbapi import (
     transaction_wrapper,
 )
 
-from ioprofiler.event import COMMIT, CONNECT, ROLLBACK
+from ioprofiler.event import BEGIN, COMMIT, CONNECT, ROLLBACK
 from ioprofiler.patching import Patches
 from ioprofiler.recording import active, below, inside, profiler_failed
 from ioprofiler.registry import importable
@@ -81,7 +81,7 @@ def install() -> bool:
     _patches.wrap(Connection, "connect", _connect)
     _patches.wrap(Connection, "commit", _commit)
     _patches.wrap(Connection, "rollback", _rollback)
-    _patches.wrap(Connection, "begin", _begin_statement)
+    _patches.wrap(Connection, "begin", _begin)
     _patches.wrap(Connection, "autocommit", _autocommit)
     # Entered only while a callproc is recorded: not on any other statement's path.
     for cursor_class in (Cursor, SSCursor):  # PyMySQL's two definitions of _query
@@ -225,10 +225,10 @@ def _autocommit_text(connection: Any, args: Any, kwargs: Any) -> str | None:
     return f"SET AUTOCOMMIT = {int(value)}"
 
 
-_begin_statement = _connection_statement(lambda connection, args, kwargs: "BEGIN")
 _autocommit = _connection_statement(_autocommit_text)
 
 
+_begin = transaction_wrapper(BEGIN, _names, DIALECT)
 _commit = transaction_wrapper(COMMIT, _names, DIALECT)
 _rollback = transaction_wrapper(ROLLBACK, _names, DIALECT)
 

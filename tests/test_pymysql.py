@@ -18,7 +18,15 @@ pymysql = pytest.importorskip("pymysql")
 # of that module, whose classes are not the ones PyMySQL raises.
 
 DATABASE = f"iop_dbapi_{os.getpid()}"
-COUNTERS = ("Questions", "Com_select", "Com_insert", "Com_update", "Com_commit", "Com_rollback")
+COUNTERS = (
+    "Questions",
+    "Com_select",
+    "Com_insert",
+    "Com_update",
+    "Com_begin",
+    "Com_commit",
+    "Com_rollback",
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +95,7 @@ def test_one_event_per_statement_the_server_counted(conn):
         "Com_select": 2,  # and the procedure's own SELECT
         "Com_insert": 2,
         "Com_update": 2,
+        "Com_begin": trace.count(kind="db", op="begin"),
         "Com_commit": trace.count(kind="db", op="commit"),
         "Com_rollback": trace.count(kind="db", op="rollback"),
     }, trace.text()
@@ -103,7 +112,7 @@ def test_one_event_per_statement_the_server_counted(conn):
         "ROLLBACK",
     ]
     assert {e.target for e in trace.events} == {DATABASE}
-    assert trace.count(kind="db") == 8  # statements: budgets leave COMMIT/ROLLBACK out
+    assert trace.count(kind="db") == 7  # statements: budgets leave BEGIN/COMMIT/ROLLBACK out
     assert all(e.callsite.startswith("tests/test_pymysql.py:") for e in trace.events)
     with conn.cursor() as cursor:
         cursor.execute("DELETE FROM t")
@@ -242,6 +251,7 @@ def test_install_and_uninstall_are_exact():
         (Connection, "commit"),
         (Connection, "rollback"),
         (Connection, "begin"),
+        (Connection, "autocommit"),
     ]:
         assert isinstance(vars(owner)[name], IOProfilerWrapper), (owner, name)
     ioprofiler.install()  # idempotent: nothing wrapped twice
