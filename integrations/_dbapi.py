@@ -3,6 +3,7 @@
 - :class:`Names`: each connection's shard name: its label, or its database's name.
 - :func:`statement_wrapper`: ``cursor.execute`` / ``executemany``, sync or async, one event.
 - :func:`transaction_wrapper`: ``connection.commit`` / ``rollback``, a COMMIT or ROLLBACK event.
+- :func:`name_below`: a connection an ORM made gets the ORM's shard name.
 
 Every wrapper lets a call through unrecorded while ``recording.inside`` is set: an ORM
 integration (SQLAlchemy, Django) recording the statement this call sends, or a connect
@@ -12,6 +13,8 @@ recording the set-up statements it runs. A driver integration adds its name to
 
 from __future__ import annotations
 
+import logging
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +23,7 @@ from ioprofiler.event import DB
 from ioprofiler.recording import (
     active,
     begin,
+    below,
     done,
     failed,
     inside,
@@ -27,6 +31,8 @@ from ioprofiler.recording import (
     profiler_failed,
 )
 from ioprofiler.values import first_row, snapshot
+
+log = logging.getLogger("ioprofiler")
 
 
 class Names:
@@ -60,6 +66,25 @@ class Names:
             except TypeError:  # no weak references to it: named afresh on every call
                 return
         self._names[key] = name
+
+
+def name_below(connection: Any, name: str) -> None:
+    """Name a DB-API connection that an ORM integration made (SQLAlchemy's pool, Django's
+    connection) after the ORM's shard, so that what the ORM sends straight through it (a
+    dialect's set-up statements, a pool's ping) is listed by the driver's integration under
+    the same target as the ORM's own statements. Does nothing without a driver integration
+    installed that owns the connection; never raises."""
+    # SQLAlchemy's asyncio dialects hand out an adapter around the driver's connection
+    driver_connection = getattr(connection, "driver_connection", None)
+    for module_name in tuple(below):
+        module = sys.modules.get(module_name)
+        try:
+            for candidate in (connection, driver_connection):
+                if module is not None and candidate is not None and module.owns(candidate):
+                    module.label(candidate, name)
+                    return
+        except Exception:
+            log.debug("ioprofiler could not name a driver connection %r", name, exc_info=True)
 
 
 def text_of(query: Any) -> Any:

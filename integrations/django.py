@@ -142,7 +142,11 @@ def _address(settings: Any) -> tuple[Any, Any, Any, Any] | None:
 
 
 def _connection_op(op: str):
-    """connect(): the new connection, its setup statements included."""
+    """connect(): the new connection, its setup statements included.
+
+    Its DB-API connection keeps the database's name for a driver integration: what the
+    driver sends on its own (PyMySQL's ``SET AUTOCOMMIT = 1`` after a transaction) is not
+    one of Django's queries, and ``query_count`` counts by the alias."""
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         traces = active.get()

@@ -33,6 +33,8 @@ import sys
 import weakref
 from typing import Any
 
+from ioprofiler.integrations._dbapi import name_below
+
 from ioprofiler.event import (
     BEGIN_TWOPHASE,
     COMMIT,
@@ -157,7 +159,9 @@ def _patch_dialect_class(dialect_class: type) -> None:
                 _patches.wrap(base, name, wrappers[name])
         for name, wrapper in _ROUND_TRIP_WRAPPERS.items():
             if name in base.__dict__ and not _patches.is_wrapped(base, name):
-                _patches.wrap(base, name, wrapper)
+                # a new connection is named for the driver's integration even with no trace
+                # open (name_below); connects are rare, so that costs nothing per statement
+                _patches.wrap(base, name, wrapper, always=name == "connect")
 
 
 def _dialect_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -386,18 +390,27 @@ def _record_step(traces: Any, op: str, dialect: Any, start_ns: int, exc: Any) ->
 
 
 def _connect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """``dialect.connect(*cargs, **cparams)``: a new DB-API connection."""
+    """``dialect.connect(*cargs, **cparams)``: a new DB-API connection. With a driver
+    integration installed, the connection gets the engine's shard name (``name_below``)."""
     traces = active.get()
     if not traces or _recording_statement.get():
-        return wrapped(*args, **kwargs)
-    event = _begin_op(traces, CONNECT, instance)
-    if event is None:
-        return wrapped(*args, **kwargs)
-    try:
-        event.detail = connect_address(args, kwargs, instance.name == "sqlite")
-    except Exception as exc:
-        profiler_failed(traces, exc)
-    return _run_recorded(event, wrapped, args, kwargs)
+        connection = wrapped(*args, **kwargs)
+    else:
+        event = _begin_op(traces, CONNECT, instance)
+        if event is None:
+            connection = wrapped(*args, **kwargs)
+        else:
+            try:
+                event.detail = connect_address(args, kwargs, instance.name == "sqlite")
+            except Exception as exc:
+                profiler_failed(traces, exc)
+            connection = _run_recorded(event, wrapped, args, kwargs)
+    if below:
+        try:
+            name_below(connection, _target(instance, None))
+        except Exception as exc:
+            profiler_failed(traces, exc)
+    return connection
 
 
 def connect_address(

@@ -1,6 +1,6 @@
-"""One request that uses Django's ORM on two shards (a SQLite file and MariaDB), Redis and an
-HTTP API: every round trip is in its listing, in order, with its target and time, and the
-servers' own counters agree with it.
+"""One request that uses Django's ORM on two shards (a SQLite file and MariaDB), Redis, an
+HTTP API and a raw PyMySQL connection: every round trip is in its listing, in order, with its
+target and time, and the servers' own counters agree with it.
 
 The page is served by Django's WSGI handler behind ``IOProfilerMiddleware`` and read as
 ``?ioprofiler=json``, the way a person or a script reads it.
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from werkzeug.test import Client
 
+import ioprofiler
 from ioprofiler.wsgi import IOProfilerMiddleware
 from tests.conftest import configure_django
 from tests.test_django import (
@@ -28,6 +29,7 @@ from tests.test_http import Server
 from tests.test_redis import redis_db  # noqa: F401 - a fixture, asked for by name
 
 django = pytest.importorskip("django")
+pymysql = pytest.importorskip("pymysql")
 redis = pytest.importorskip("redis")
 requests = pytest.importorskip("requests")
 configure_django()
@@ -92,6 +94,16 @@ def test_a_request_lists_every_round_trip_of_every_library(sqlite_shard, api, re
             counted["selects"] = session_status(cursor, "Com_select") - before
         cached = cache.get("listing:5773453"), cache.get("listing:missing")
         response = http.get(f"{api.url}/v1/items?id=7&token=s3cret")
+        database = connections[mariadb_alias].settings_dict["NAME"]
+        raw = pymysql.connect(host="127.0.0.1", user="root", database=database)
+        ioprofiler.label(raw, "dbshard06")
+        try:
+            with raw.cursor() as cursor:
+                before = session_status(cursor, "Com_select")
+                cursor.execute("SELECT user_id FROM favorite WHERE listing_id = %s", (5773453,))
+                counted["raw selects"] = session_status(cursor, "Com_select") - before
+        finally:
+            raw.close()
         return HttpResponse(
             f"<html><body>{local} {remote} {cached} {response.status_code}</body></html>"
         )
@@ -99,7 +111,7 @@ def test_a_request_lists_every_round_trip_of_every_library(sqlite_shard, api, re
     client, override = serve(page)
     try:
         body = client.get("/page?ioprofiler=json", environ_base=LOCAL).get_data(as_text=True)
-        selects = counted["selects"]
+        selects, raw_selects = counted["selects"], counted["raw selects"]
         text = client.get("/page?ioprofiler=text", environ_base=LOCAL).get_data(as_text=True)
     finally:
         override.disable()
@@ -120,20 +132,23 @@ def test_a_request_lists_every_round_trip_of_every_library(sqlite_shard, api, re
         ("cache", redis_target),
         ("cache", redis_target),
         ("http", f"http 127.0.0.1:{api.port}"),
+        ("db", "dbshard06"),
     ]
     assert all(e["duration_ms"] > 0 for e in document["events"])
     starts = [e["start_ms"] for e in document["events"]]
     assert starts == sorted(starts)
-    db_local, db_remote, hit, miss, call = calls
+    db_local, db_remote, hit, miss, call, db_raw = calls
     assert 'WHERE "favorite"."listing_id" = 5773453' in db_local["line"]
     assert "WHERE `favorite`.`listing_id` = 5773453" in db_remote["line"]
     assert (hit["hit"], miss["hit"]) == (True, False)
     assert hit["line"].endswith("Cache HIT, keys: listing:5773453")
     assert (call["status"], call["size"]) == (200, 3100)
     assert "s3cret" not in body and "token=?" in call["line"]
+    assert db_raw["line"].endswith("SELECT user_id FROM favorite WHERE listing_id = 5773453")
 
-    # The servers' own counts: MariaDB saw the one SELECT listed, the API one request.
-    assert selects == 1
+    # The servers' own counts: MariaDB saw the one SELECT listed on each of its connections,
+    # the API one request.
+    assert selects == raw_selects == 1
     assert api.answered(2)[0] == "GET /v1/items?id=7&token=s3cret 200"
 
     # The repeated single-key reads are named in the service's own words.
