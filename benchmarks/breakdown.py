@@ -30,7 +30,7 @@ import wrapt
 from ioprofiler.integrations import sqlalchemy as sqlalchemy_integration
 
 from ioprofiler import callsite, recording
-from ioprofiler.event import CACHE, DB, Event
+from ioprofiler.event import CACHE, DB, new_event
 from ioprofiler.trace import active
 from ioprofiler.values import snapshot
 
@@ -113,7 +113,7 @@ def _trace_steps(kind: str, op: str, target: Any) -> dict[str, Step]:
     origin = traces[-1].start_ns
 
     def append_and_done() -> None:
-        event = Event(kind, op, target, origin)
+        event = new_event(kind, op, target, origin)
         for trace in traces:
             if trace._open and len(trace._events) < trace.max_events:
                 trace._events.append(event)
@@ -121,7 +121,7 @@ def _trace_steps(kind: str, op: str, target: Any) -> dict[str, Step]:
 
     return {
         "trace lookup (ContextVar.get)": active.get,
-        "event object": lambda: Event(kind, op, target, origin),
+        "event object": lambda: new_event(kind, op, target, origin),
         "callsite lookup": _callsite_step(),
         "clock reads (2)": lambda: (perf_counter_ns(), perf_counter_ns()),
         "trace append + done (event object incl.)": append_and_done,

@@ -54,6 +54,7 @@ _NOT_FOUND = object()  # our own default for get/gets, so a stored falsy value i
 _patches = Patches()
 # [memcache] while the process has used one server, [memcache 10.0.0.5:11211] once it has used more
 MEMCACHE = Service("memcache", address="when_many", batch_read="get_many")
+_targets = MEMCACHE.targets  # read before calling MEMCACHE.target(): a dict lookup, no call
 
 
 def available() -> bool:
@@ -97,7 +98,8 @@ def base_client() -> type:
 def _begin(traces: Any, op: str, client: Any, keys: tuple[Any, ...]):
     """begin() for a call to ``client``'s server, called by a wrapper; None if it failed."""
     try:
-        event = begin(traces, CACHE, op, MEMCACHE.target(client.server))
+        server = client.server
+        event = begin(traces, CACHE, op, _targets.get(server) or MEMCACHE.target(server))
         event.keys = keys
         return event
     except Exception as exc:
@@ -128,8 +130,12 @@ def _single_read(op: str):
                 key, defaults = bind(*args, **kwargs)
             except TypeError:
                 return wrapped(*args, **kwargs)  # let the library raise its own error
-        event = _begin(traces, op, instance, (key,))
-        if event is None:
+        try:  # _begin(), without the call: this is the call most applications make most
+            server = instance.server
+            event = begin(traces, CACHE, op, _targets.get(server) or MEMCACHE.target(server), 2)
+            event.keys = (key,)
+        except Exception as exc:
+            profiler_failed(traces, exc)
             return wrapped(*args, **kwargs)
         try:
             if op == "get":
@@ -149,7 +155,8 @@ def _single_read(op: str):
             event.missed_keys = event.keys
             result = defaults[0] if op == "get" else defaults
             _note_hidden_error(event, instance)
-        done(event)
+        if event._overflow is not None:  # done(event), without the call when it does nothing
+            done(event)
         return result
 
     return wrapper
@@ -268,10 +275,13 @@ def _write_wrapper(op: str, shape: str):
             event.note = f"{len(result)} not stored"
         else:
             try:
-                event.note = _WRITE_NOTES.get((op, result))
+                note = _WRITE_NOTES.get((op, result))
             except TypeError:
-                pass
-        done(event)
+                note = None
+            if note is not None:
+                event.note = note
+        if event._overflow is not None:  # done(event), without the call when it does nothing
+            done(event)
         return result
 
     return wrapper

@@ -264,7 +264,8 @@ def _execution_wrapper(op: str, shape: str, override: bool):
             if token is not None:
                 _recording_statement.reset(token)
         event.end_ns = perf_counter_ns()
-        done(event)
+        if event._overflow is not None:  # done(event), without the call when it does nothing
+            done(event)
         return result
 
     return wrapper

@@ -1,4 +1,6 @@
-"""One intercepted I/O call: a database statement or a cache round trip.
+"""One intercepted I/O call: a database statement, a cache command, an HTTP exchange, or a
+round trip around them (a connect, a commit). One class per kind (``Statement``,
+``ConnectionOp``, ``CacheCall``, ``HTTPExchange``), all of them ``Event``.
 
 Events hold raw facts taken at call time (integers from ``perf_counter_ns``, the
 statement, the parameters in owned form (:mod:`ioprofiler.values`), the keys, the
@@ -67,60 +69,62 @@ class Event:
     '[memcache] 0.041 ms Cache MISS, keys: user:1'
     """
 
+    # The fields every kind of call has. Each kind has a class of its own below, which
+    # keeps its own fields in slots as well: a statement has no keys, a cache call no SQL
+    # (fewer bytes per kept event, fewer stores per recorded call). Every other field reads
+    # as the class-level default below (``event.hit`` on a statement is None), and writing
+    # one keeps it in the event's ``__dict__``, made only then: an error, a note on a call
+    # that rarely has one.
     __slots__ = (
-        "kind",
         "op",
         "_target",
         "_origin_ns",
         "start_ns",
         "end_ns",
-        "statement",
-        "params",
-        "paramstyle",
-        "dialect",
-        "rows",
-        "status",
-        "size",
-        "keys",
-        "hit",
-        "missed_keys",
-        "counts",
-        "note",
-        "detail",
-        "error",
-        "error_message",
         "_site",
         "_overflow",
+        "__dict__",
     )
 
-    def __init__(self, kind: str, op: str, target: Any, origin_ns: int) -> None:
-        self.kind = kind
-        self.op = op
-        self._target = target
-        self._origin_ns = origin_ns
-        self.start_ns = 0
-        self.end_ns: int | None = None
-        self.statement: str | None = None
-        self.params: Any = None
-        self.paramstyle: str | None = None
-        self.dialect: str | None = None
-        self.rows: int | None = None
-        self.status: int | None = None  # HTTP: the response's status code
-        self.size: int | None = None  # HTTP: the response body's length in bytes, when told
-        self.keys: tuple[Any, ...] = ()
-        self.hit: bool | None = None
-        self.missed_keys: tuple[Any, ...] | None = None
-        # (hits, misses) of a read whose keys and missed keys do not tell them: a pipeline's
-        # reads among its writes, a multi-key EXISTS whose reply counts misses unnamed.
-        self.counts: tuple[int, int] | None = None
-        self.note: str | None = None
-        # Raw facts of a connection op, formatted late: the address of a CONNECT, the
-        # pool's state at a POOL WAIT, True for a rollback the pool made on check-in.
-        self.detail: Any = None
-        self.error: str | None = None
-        self.error_message: str | None = None
-        self._site: tuple[CodeType, int] | None = None  # the callsite's (code, line)
-        self._overflow: Any = None
+    kind: str | None = None
+    statement: str | None = None
+    params: Any = None
+    paramstyle: str | None = None
+    dialect: str | None = None
+    rows: int | None = None
+    status: int | None = None  # HTTP: the response's status code
+    size: int | None = None  # HTTP: the response body's length in bytes, when told
+    keys: tuple[Any, ...] = ()
+    hit: bool | None = None
+    missed_keys: tuple[Any, ...] | None = None
+    # (hits, misses) of a read whose keys and missed keys do not tell them: a pipeline's
+    # reads among its writes, a multi-key EXISTS whose reply counts misses unnamed.
+    counts: tuple[int, int] | None = None
+    note: str | None = None
+    # Raw facts of a connection op, formatted late: the address of a CONNECT, the
+    # pool's state at a POOL WAIT, True for a rollback the pool made on check-in.
+    detail: Any = None
+    error: str | None = None
+    error_message: str | None = None
+
+    def __new__(
+        cls, kind: str | None = None, op: str = "", target: Any = None, origin_ns: int = 0
+    ) -> Event:
+        """``Event(kind, op, target, origin_ns)``: an event of the class for ``kind``
+        (:func:`new_event`), not yet started (``start_ns`` 0) and not finished."""
+        if cls is Event:
+            return new_event(kind, op, target, origin_ns)
+        event = _new(cls)  # a subclass made directly (a stored event), or being unpickled
+        event.op = op
+        event._target = target
+        event._origin_ns = origin_ns
+        event.start_ns = 0
+        event.end_ns = None
+        event._site = None  # the callsite's (code, line)
+        event._overflow = None
+        if kind is not None and kind != cls.kind:
+            event.kind = kind
+        return event
 
     # -- what the application sees --------------------------------------------------
 
@@ -251,6 +255,70 @@ class Event:
 
     def __repr__(self) -> str:
         return f"<Event {self.line()}>"
+
+
+class Statement(Event):
+    """A database statement (``execute``, ``executemany``)."""
+
+    __slots__ = ("statement", "params", "paramstyle", "dialect", "rows")
+    kind = DB
+
+
+class ConnectionOp(Event):
+    """A database round trip around the statements: a connect, a pool wait, a commit…"""
+
+    __slots__ = ("dialect", "detail")
+    kind = DB
+
+
+class CacheCall(Event):
+    """A cache command (memcache, Redis): its keys, and for reads which were found."""
+
+    __slots__ = ("keys", "hit", "missed_keys", "note")
+    kind = CACHE
+
+
+class HTTPExchange(Event):
+    """One HTTP request and its response's status (the URL is in ``statement``)."""
+
+    __slots__ = ("statement", "status", "size")
+    kind = HTTP
+
+
+_new = object.__new__
+
+
+def new_event(kind: str | None, op: str, target: Any, origin_ns: int) -> Event:
+    """An event of the class for ``kind`` and ``op``, every field at its default.
+
+    Runs for every recorded call (``recording.begin``): it writes each slot once, and
+    makes the event without calling a class (a type call with ``__init__`` costs twice
+    this function).
+    """
+    if kind == DB:
+        if op in CONNECTION_OPS:
+            event = _new(ConnectionOp)
+            event.dialect = event.detail = None
+        else:
+            event = _new(Statement)
+            event.statement = event.params = event.paramstyle = event.dialect = None
+            event.rows = None
+    elif kind == CACHE:
+        event = _new(CacheCall)
+        event.keys = ()
+        event.hit = event.missed_keys = event.note = None
+    elif kind == HTTP:
+        event = _new(HTTPExchange)
+        event.statement = event.status = event.size = None
+    else:
+        event = _new(Event)
+        event.kind = kind
+    event.op = op
+    event._target = target
+    event._origin_ns = origin_ns
+    event.start_ns = 0
+    event.end_ns = event._site = event._overflow = None
+    return event
 
 
 def _deprecated(old: str, new: str) -> None:

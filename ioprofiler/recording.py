@@ -23,8 +23,14 @@ The shape every wrapper follows::
         return result
 
 Every step here runs for every recorded call: keep work out of it (``make bench`` shows
-the recording path step by step). A wrapper that starts its events in a helper of its own
-passes ``depth=3`` (the default).
+the recording path step by step; ``benchmarks/instructions.py`` counts its instructions). A
+wrapper that starts its events in a helper of its own passes ``depth=3`` (the default).
+``done(event)`` only settles an event that a full trace could not keep; the busiest wrappers
+(SQLAlchemy's statements, memcache's get) write ``if event._overflow is not None:
+done(event)`` and save the call.
+
+``begin`` returns an event of the class for ``kind`` (:mod:`ioprofiler.event`): any field
+can be written on it, a field of another kind too (kept in the event's ``__dict__``).
 
 Layers: a statement an ORM integration records (SQLAlchemy, Django) goes on to its DB-API
 driver, whose integration (PyMySQL, psycopg) would record it a second time. An integration
@@ -51,8 +57,10 @@ from time import perf_counter_ns
 from typing import Any
 
 from ioprofiler import callsite
-from ioprofiler.event import Event
+from ioprofiler.event import CACHE, CONNECTION_OPS, DB, CacheCall, Event, Statement, new_event
 from ioprofiler.trace import Trace, active
+
+_new = object.__new__
 
 __all__ = [
     "active",
@@ -84,7 +92,22 @@ def begin(traces: tuple[Trace, ...], kind: str, op: str, target: Any, depth: int
     wrapper calls ``begin`` itself (the shape above), 3 (the default) when it calls a helper
     that calls ``begin``. The callsite lookup starts there.
     """
-    event = Event(kind, op, target, traces[-1].start_ns)
+    # new_event(), without the call for the kinds most calls are (the same fields, the
+    # same defaults: tests/test_event.py holds them together)
+    if kind == DB and op not in CONNECTION_OPS:
+        event = _new(Statement)
+        event.statement = event.params = event.paramstyle = event.dialect = event.rows = None
+    elif kind == CACHE:
+        event = _new(CacheCall)
+        event.keys = ()
+        event.hit = event.missed_keys = event.note = None
+    else:
+        event = new_event(kind, op, target, 0)
+    event.op = op
+    event._target = target
+    event._origin_ns = traces[-1].start_ns
+    event.start_ns = 0  # until the clock starts below: readers in other threads may see it
+    event.end_ns = event._overflow = None
     event._site = callsite.find(depth)
     for trace in traces:
         if trace._open:

@@ -76,7 +76,9 @@ class Service:
         self.name = name
         self.address = address
         self.describe = describe
-        self._targets: dict[Hashable, ServerTarget] = {}
+        # address -> target, the same dict for the service's life: hot paths read it before
+        # calling target() (``service.targets.get(a) or service.target(a)``)
+        self.targets: dict[Hashable, ServerTarget] = {}
         with _lock:
             _services.append(self)
             _service_names.add(name)
@@ -85,18 +87,18 @@ class Service:
 
     def target(self, address: Hashable) -> ServerTarget:
         """The target for the server at ``address`` (the same object for the same address)."""
-        target = self._targets.get(address)
+        target = self.targets.get(address)
         if target is None:
-            target = self._targets.setdefault(address, ServerTarget(self, address))
+            target = self.targets.setdefault(address, ServerTarget(self, address))
         return target
 
     def name_of(self, address: Hashable) -> str:
-        if self.address == "when_many" and len(self._targets) < 2:
+        if self.address == "when_many" and len(self.targets) < 2:
             return self.name
         return f"{self.name} {self.describe(address)}"
 
     def forget(self) -> None:
-        self._targets.clear()
+        self.targets.clear()
 
 
 def forget_servers() -> None:
