@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench memcached browser statsd carbon screenshot clean coexist peer
+.PHONY: demo test lint bench bench-callsite memcached browser statsd carbon screenshot clean coexist peer
 
 DEMO_INSTALLED := $(VENV)/.installed-demo
 
@@ -21,7 +21,8 @@ demo: $(DEMO_INSTALLED) memcached
 screenshot: $(INSTALLED) memcached browser
 	$(PY) -m demo_app.screenshot
 
-$(INSTALLED): pyproject.toml
+# pip install -e . also builds the optional callsite accelerator (ioprofiler/_speedups.c).
+$(INSTALLED): pyproject.toml ioprofiler/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -102,7 +103,7 @@ test: $(INSTALLED) memcached browser statsd lint
 # instrumentations (which refuse SQLAlchemy 2.1), so both are measured side by side.
 BENCH_PY := .venv-bench/bin/python
 
-.venv-bench/.installed-bench: pyproject.toml
+.venv-bench/.installed-bench: pyproject.toml ioprofiler/_speedups.c
 	$(PYTHON) -m venv .venv-bench
 	$(BENCH_PY) -m pip install --quiet --upgrade pip
 	$(BENCH_PY) -m pip install --quiet -e '.[bench]'
@@ -119,11 +120,16 @@ bench: .venv-bench/.installed-bench memcached
 	$(BENCH_PY) benchmarks/findings.py
 	$(BENCH_PY) benchmarks/export.py
 
+# Instructions per recorded call under valgrind's callgrind (repeatable on a loaded machine):
+# the callsite lookup compiled and pure, per scenario. Needs valgrind; takes minutes.
+bench-callsite: .venv-bench/.installed-bench memcached
+	$(BENCH_PY) benchmarks/callsite_instructions.py
+
 # OpenTelemetry's and ddtrace's instrumentations beside ioprofiler, both install orders, in
 # their own environment (OpenTelemetry's SQLAlchemy instrumentation refuses SQLAlchemy 2.1).
 COEXIST_PY := .venv-coexist/bin/python
 
-.venv-coexist/.installed-coexist: pyproject.toml
+.venv-coexist/.installed-coexist: pyproject.toml ioprofiler/_speedups.c
 	$(PYTHON) -m venv .venv-coexist
 	$(COEXIST_PY) -m pip install --quiet --upgrade pip
 	$(COEXIST_PY) -m pip install --quiet -e '.[test,coexist]'
@@ -139,4 +145,4 @@ peer: $(INSTALLED)
 	$(PY) tests/peer/run.py $(PEER_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-bench .venv-sqlalchemy20 .venv-coexist .node build dist *.egg-info
+	rm -rf $(VENV) .venv-bench .venv-sqlalchemy20 .venv-coexist .node build dist *.egg-info ioprofiler/*.so

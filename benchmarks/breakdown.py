@@ -5,7 +5,9 @@
    wrapper that runs Python code), and ioprofiler recording with the callsite lookup
    switched off. Against raw and full recording these split the recorded call's cost into
    the wrapper, the callsite lookup, and everything else (event object, clocks, trace
-   append, parameter snapshot, the wrapper's own code).
+   append, parameter snapshot, the wrapper's own code). When the compiled lookup
+   (ioprofiler._speedups) is in use, recording with the pure-Python lookup runs in the same
+   rounds, so the two lookups are compared paired.
 
 2. Step by step (:func:`sql_breakdown`, :func:`cache_breakdown`): a probe (a wrapt wrapper
    standing where ioprofiler's stands) catches one real call: SQLAlchemy's
@@ -74,7 +76,20 @@ def ablations(recording_config: Callable[[], Any]) -> dict[str, Callable[[], Any
         finally:
             callsite.find = find
 
-    return {"wrapper only": bare_wrapper, "no callsite": without_callsite}
+    @contextlib.contextmanager
+    def pure_callsite() -> Iterator[None]:
+        find = callsite.find
+        callsite.find = callsite._find_pure
+        try:
+            with recording_config():
+                yield
+        finally:
+            callsite.find = find
+
+    configs = {"wrapper only": bare_wrapper, "no callsite": without_callsite}
+    if callsite.accelerated:  # the same rounds measure the lookup compiled and pure
+        configs["pure callsite"] = pure_callsite
+    return configs
 
 
 def _ns_per_call(step: Step, n: int, repeats: int = 5) -> float:
@@ -101,11 +116,11 @@ def _time_steps(steps: dict[str, Step], n: int) -> dict[str, float]:
     return {name: max(0.0, _ns_per_call(step, n) - floor) for name, step in steps.items()}
 
 
-def _callsite_step() -> Step:
+def _callsite_step(find: Callable[[int], object]) -> Step:
     # find() is called by _ns_per_call (through a partial, which has no frame), called
     # by _time_steps, called by the probe: the probe's caller, the library frame that
     # called the wrapped method, is where ioprofiler's own lookup starts too.
-    return functools.partial(callsite.find, 3)
+    return functools.partial(find, 3)
 
 
 def _trace_steps(kind: str, op: str, target: Any) -> dict[str, Step]:
@@ -119,13 +134,16 @@ def _trace_steps(kind: str, op: str, target: Any) -> dict[str, Step]:
                 trace._events.append(event)
         recording.done(event)
 
-    return {
+    steps = {
         "trace lookup (ContextVar.get)": active.get,
         "event object": lambda: new_event(kind, op, target, origin),
-        "callsite lookup": _callsite_step(),
+        "callsite lookup": _callsite_step(callsite.find),
         "clock reads (2)": lambda: (perf_counter_ns(), perf_counter_ns()),
         "trace append + done (event object incl.)": append_and_done,
     }
+    if callsite.accelerated:
+        steps["callsite lookup (pure Python)"] = _callsite_step(callsite._find_pure)
+    return steps
 
 
 def _sql_steps(instance: Any, args: tuple[Any, ...]) -> dict[str, Step]:

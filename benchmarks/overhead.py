@@ -44,6 +44,7 @@ from paired import Config, Scenario, Spread, installed, paired, raw, recording, 
 from pymemcache.client.base import Client
 
 import ioprofiler
+from ioprofiler import callsite
 from ioprofiler.memcached import MemcachedProcess
 from ioprofiler.patching import Patches
 from ioprofiler.trace import active
@@ -467,6 +468,7 @@ def report(args, names, scenarios, page, wrapper, memory, steps, load_before) ->
         "the recording path taken apart in the real calls: CPU µs added per call against raw, "
         "median of the paired rounds [quartiles]"
     )
+    lookup = "compiled" if callsite.accelerated else "pure Python, the accelerator not in use"
     for scenario in scenarios:
         whole = paired(scenario, "recording").added_cpu
         wrapper_only = paired(scenario, "wrapper only").added_cpu
@@ -474,8 +476,21 @@ def report(args, names, scenarios, page, wrapper, memory, steps, load_before) ->
         print(
             f"  {scenario.name:<21}recording {_cpu(whole)} = wrapper {_cpu(wrapper_only)} "
             f"+ event, clocks, trace, snapshot {no_callsite.median - wrapper_only.median:+.2f} "
-            f"+ callsite {whole.median - no_callsite.median:+.2f}"
+            f"+ callsite {whole.median - no_callsite.median:+.2f} ({lookup})"
         )
+    if callsite.accelerated:
+        print(
+            "  the callsite lookup compiled against pure Python, paired in the same rounds "
+            "(CPU µs per call, median [quartiles] of the rounds):"
+        )
+        for scenario in scenarios:
+            more = paired(scenario, "pure callsite", baseline="recording").added_cpu
+            pure = paired(scenario, "pure callsite").added_cpu.median
+            no_callsite = paired(scenario, "no callsite").added_cpu.median
+            print(
+                f"  {scenario.name:<21}recording with the pure-Python lookup costs "
+                f"{_cpu(more)} more; its callsite {pure - no_callsite:+.2f}"
+            )
     print()
     print(
         "step by step, inside one real call, warm (in a loop: lower bounds), ns per call; "

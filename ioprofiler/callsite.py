@@ -40,9 +40,11 @@ _LIBRARY_PACKAGES = (
 )
 Site = tuple[CodeType, int]  # (code, line): one per line that made calls, shared by its events
 
-# id(code) -> (code, is it a library's?, the application's sites in it by line);
-# callsite_skip can name modules or single functions
-_is_library: dict[int, tuple[CodeType, bool, dict[int, Site]]] = {}
+# id(code) -> (code, is it a library's?, the application's sites in it by line, the same by
+# instruction offset); callsite_skip can name modules or single functions. Only the compiled
+# lookup (ioprofiler._speedups) fills the sites by offset: it then needs no line-table walk.
+Known = tuple[CodeType, bool, dict[int, Site], dict[int, Site]]
+_is_library: dict[int, Known] = {}
 _library_dirs: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 _lock = threading.Lock()
 _MAX_REMEMBERED = 20_000
@@ -133,18 +135,18 @@ def forget() -> None:
         _hints.clear()
 
 
-def _decision(frame: FrameType) -> tuple[CodeType, bool, dict[int, Site]]:
+def _decision(frame: FrameType) -> Known:
     code = frame.f_code
     known = _is_library.get(id(code))
     if known is None:
         if len(_is_library) >= _MAX_REMEMBERED:
             _is_library.clear()  # generated code (exec) must not grow this forever
-        known = (code, _classify(code, frame.f_globals.get("__name__")), {})
+        known = (code, _classify(code, frame.f_globals.get("__name__")), {}, {})
         _is_library[id(code)] = known
     return known
 
 
-def _site(known: tuple[CodeType, bool, dict[int, Site]], lineno: int) -> Site:
+def _site(known: Known, lineno: int) -> Site:
     """The one (code, line) tuple for this line: events share it, and its line number."""
     sites = known[2]
     site = sites.get(lineno)
@@ -155,6 +157,10 @@ def _site(known: tuple[CodeType, bool, dict[int, Site]], lineno: int) -> Site:
 
 def find(depth: int) -> Site | None:
     """The first application frame above the caller's ``depth``-th caller, as (code, line).
+
+    ``ioprofiler._speedups.find`` replaces this function when the accelerator is built (see
+    the end of this module): the same walk over the interpreter's frames, without making
+    frame objects, that hands anything not decided yet back to this function.
 
     SQLAlchemy's stack is deep, and deciding "library or application?" for each frame costs
     a call and a lookup per level. So each library entry point remembers the chains of
@@ -231,3 +237,16 @@ def _parent_greenlet_frame() -> FrameType | None:
     except Exception:
         return None
     return getattr(parent, "gr_frame", None) if parent is not None else None
+
+
+_find_pure = find
+accelerated = False
+if os.environ.get("IOPROFILER_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from ioprofiler import _speedups
+    except ImportError:  # not built, or not CPython 3.11/3.12: pure Python
+        pass
+    else:
+        _speedups.install(_hints, _is_library, _find_pure, _parent_greenlet_frame)
+        find = _speedups.find  # noqa: F811
+        accelerated = True
