@@ -86,9 +86,26 @@ def ablations(recording_config: Callable[[], Any]) -> dict[str, Callable[[], Any
         finally:
             callsite.find = find
 
+    @contextlib.contextmanager
+    def pure_begin() -> Iterator[None]:
+        from ioprofiler.integrations import pymemcache, sqlalchemy
+
+        users = (recording, pymemcache, sqlalchemy)  # begin, as each imported it
+        compiled = [user.begin for user in users]
+        for user in users:
+            user.begin = recording.begin_pure
+        try:
+            with recording_config():
+                yield
+        finally:
+            for user, begin in zip(users, compiled, strict=True):
+                user.begin = begin
+
     configs = {"wrapper only": bare_wrapper, "no callsite": without_callsite}
     if callsite.accelerated:  # the same rounds measure the lookup compiled and pure
         configs["pure callsite"] = pure_callsite
+    if recording.compiled_begin:  # and begin compiled and pure
+        configs["pure begin"] = pure_begin
     return configs
 
 
@@ -143,6 +160,15 @@ def _trace_steps(kind: str, op: str, target: Any) -> dict[str, Step]:
     }
     if callsite.accelerated:
         steps["callsite lookup (pure Python)"] = _callsite_step(callsite._find_pure)
+    if recording.compiled_begin:
+        begin = recording.begin
+        # the whole of begin, as a wrapper calls it (one frame nearer the library frame)
+        steps["begin, compiled (event, callsite, append, clock)"] = functools.partial(
+            begin, traces, kind, op, target, 2
+        )
+        steps["begin, pure Python"] = functools.partial(
+            recording.begin_pure, traces, kind, op, target, 3
+        )
     return steps
 
 

@@ -491,6 +491,14 @@ def report(args, names, scenarios, page, wrapper, memory, steps, load_before) ->
                 f"  {scenario.name:<21}recording with the pure-Python lookup costs "
                 f"{_cpu(more)} more; its callsite {pure - no_callsite:+.2f}"
             )
+    if all("pure begin" in s.rounds for s in scenarios):
+        print(
+            "  recording.begin (event, callsite, trace append, clock) compiled against pure "
+            "Python, paired in the same rounds (CPU µs per call, median [quartiles]):"
+        )
+        for scenario in scenarios:
+            more = paired(scenario, "pure begin", baseline="recording").added_cpu
+            print(f"  {scenario.name:<21}recording with the pure-Python begin: {_cpu(more)} more")
     print()
     print(
         "step by step, inside one real call, warm (in a loop: lower bounds), ns per call; "

@@ -45,11 +45,12 @@ from ioprofiler.event import COMMIT, CONNECT, ROLLBACK
 from ioprofiler.patching import Patches
 from ioprofiler.recording import (
     active,
-    below,
+    add_below,
     done,
     inside,
     perf_counter_ns,
     profiler_failed,
+    remove_below,
 )
 from ioprofiler.registry import importable
 
@@ -102,12 +103,12 @@ def install() -> bool:
     _patches.wrap(AsyncConnection, "commit", _async_commit)
     _patches.wrap(AsyncConnection, "rollback", _async_rollback)
     _patches.wrap(AsyncConnection, "connect", _async_connect)
-    below.add(__name__)
+    add_below(__name__, "psycopg")
     return bool(_patches)
 
 
 def uninstall() -> None:
-    below.discard(__name__)
+    remove_below(__name__)
     _patches.unwrap_all()
 
 

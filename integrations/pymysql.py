@@ -43,7 +43,7 @@ from ioprofiler.integrations._dbapi import (
 
 from ioprofiler.event import BEGIN, COMMIT, CONNECT, ROLLBACK
 from ioprofiler.patching import Patches
-from ioprofiler.recording import active, below, inside, profiler_failed
+from ioprofiler.recording import active, add_below, inside, profiler_failed, remove_below
 from ioprofiler.registry import importable
 from ioprofiler.values import snapshot
 
@@ -86,12 +86,12 @@ def install() -> bool:
     # Entered only while a callproc is recorded: not on any other statement's path.
     for cursor_class in (Cursor, SSCursor):  # PyMySQL's two definitions of _query
         _patches.wrap(cursor_class, "_query", _callproc_query, enabled=_callproc.get)
-    below.add(__name__)
+    add_below(__name__, "pymysql")
     return bool(_patches)
 
 
 def uninstall() -> None:
-    below.discard(__name__)
+    remove_below(__name__)
     _patches.unwrap_all()
 
 

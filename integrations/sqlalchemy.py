@@ -52,11 +52,13 @@ from ioprofiler.recording import (
     active,
     begin,
     below,
+    cursor_reaches_below,
     done,
     failed,
     inside,
     perf_counter_ns,
     profiler_failed,
+    reaches_below,
 )
 from ioprofiler.values import first_row as _first_row
 from ioprofiler.values import snapshot
@@ -217,7 +219,8 @@ def _execution_wrapper(op: str, shape: str, override: bool):
     ``override``: the method is a dialect's own, which may call the base class's method
     through super(); while it runs, the base's wrapper lets the call through (one statement,
     one event). DefaultDialect's methods call only the DB-API cursor, so their wrappers
-    say so only while a driver integration is installed below (``recording.below``).
+    say so only when a driver integration installed below records that cursor's driver
+    (``recording.reaches_below``: not for sqlite3's cursors, say).
     """
     positional = 3 if shape == "no_params" else 4  # how SQLAlchemy itself calls them
     many = shape == "many"
@@ -245,6 +248,12 @@ def _execution_wrapper(op: str, shape: str, override: bool):
                 params, rows = _first_row(parameters)
             else:
                 params = snapshot(parameters)
+            mark = override
+            if below and not override:  # a driver integration is installed: this cursor's?
+                cursor = args[0] if args else kwargs.get("cursor")
+                mark = cursor_reaches_below.get(cursor.__class__)
+                if mark is None:
+                    mark = reaches_below(cursor)
             event = begin(traces, DB, op, name, 2)
             event.statement = statement
             event.params = params
@@ -254,7 +263,7 @@ def _execution_wrapper(op: str, shape: str, override: bool):
         except Exception as exc:
             profiler_failed(traces, exc)
             return wrapped(*args, **kwargs)
-        token = _recording_statement.set(True) if override or below else None
+        token = _recording_statement.set(True) if mark else None
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:

@@ -271,6 +271,46 @@ PyDoc_STRVAR(find_doc,
 ioprofiler.callsite.find, walking the interpreter's frames: the first application frame\n\
 above the caller's ``depth``-th caller. Anything not decided yet goes to the pure path.");
 
+/* find(depth) for a depth counted from the Python function calling our caller's C code. */
+static PyObject *
+find_at(long depth)
+{
+    IFrame *entry = depth < 0 ? NULL : frame_at(depth);
+    PyObject *site = entry == NULL ? ASK_PYTHON : match_hints(entry);
+    if (site == ASK_PYTHON && entry != NULL) {
+        site = walk(entry);
+    }
+    if (site == STACK_ENDED) {
+        /* A greenlet's stack ended (SQLAlchemy's asyncio engines run the statement in one):
+         * the walk goes on in the frame that switched to it, once. */
+        PyObject *parent = PyObject_CallNoArgs(parent_frame);
+        if (parent == NULL || parent == Py_None) {
+            return parent;
+        }
+        if (!PyFrame_Check(parent)) {
+            Py_DECREF(parent);
+            site = ASK_PYTHON;
+        }
+        else {
+            site = walk(((PyFrameObject *)parent)->f_frame);
+            Py_DECREF(parent);
+            if (site == STACK_ENDED) {
+                Py_RETURN_NONE;
+            }
+        }
+    }
+    if (site != ASK_PYTHON) {
+        return site;
+    }
+    PyObject *depth_obj = PyLong_FromLong(depth);
+    if (depth_obj == NULL) {
+        return NULL;
+    }
+    site = ask_python(depth_obj);
+    Py_DECREF(depth_obj);
+    return site;
+}
+
 static PyObject *
 find(PyObject *module, PyObject *depth_obj)
 {
@@ -282,36 +322,7 @@ find(PyObject *module, PyObject *depth_obj)
     if (depth == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    IFrame *entry = depth < 0 ? NULL : frame_at(depth);
-    if (entry == NULL) {
-        return ask_python(depth_obj);
-    }
-    PyObject *site = match_hints(entry);
-    if (site == ASK_PYTHON) {
-        site = walk(entry);
-    }
-    if (site != STACK_ENDED) {
-        return site == ASK_PYTHON ? ask_python(depth_obj) : site;
-    }
-    /* A greenlet's stack ended (SQLAlchemy's asyncio engines run the statement in one):
-     * the walk goes on in the frame that switched to it, once. */
-    PyObject *parent = PyObject_CallNoArgs(parent_frame);
-    if (parent == NULL) {
-        return NULL;
-    }
-    if (parent == Py_None) {
-        return parent;
-    }
-    if (!PyFrame_Check(parent)) {
-        Py_DECREF(parent);
-        return ask_python(depth_obj);
-    }
-    site = walk(((PyFrameObject *)parent)->f_frame);
-    Py_DECREF(parent);
-    if (site == STACK_ENDED) {
-        Py_RETURN_NONE;
-    }
-    return site == ASK_PYTHON ? ask_python(depth_obj) : site;
+    return find_at(depth);
 }
 
 PyDoc_STRVAR(install_doc,
@@ -343,9 +354,381 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* -- begin(): recording.begin in one call ------------------------------------------------
+ *
+ * Making the event (a slotted object of the class for its kind, every field at its default),
+ * finding its callsite, appending it to every open trace and starting its clock is the same
+ * work on every recorded call; here it is one C call instead of some ninety bytecodes. The
+ * classes and their defaults come from ioprofiler.recording (install_events), which keeps
+ * the pure-Python begin as the reference and for every kind not registered here. */
+
+#include "structmember.h" /* T_OBJECT_EX */
+
+#define MAX_FIELDS 16
+
+/* One event class begin() makes itself: its slots' offsets and their defaults. */
+typedef struct {
+    PyTypeObject *type;
+    Py_ssize_t count;
+    Py_ssize_t offsets[MAX_FIELDS];
+    PyObject *defaults[MAX_FIELDS];
+} EventClass;
+
+enum { STATEMENT, CACHE_CALL, EVENT_CLASSES };
+static EventClass classes[EVENT_CLASSES];
+
+/* The fields every event has (Event.__slots__ but __dict__), by offset. */
+enum { F_OP, F_TARGET, F_ORIGIN, F_START, F_END, F_SITE, F_OVERFLOW, BASE_FIELDS };
+static const char *const base_names[BASE_FIELDS] = {
+    "op", "_target", "_origin_ns", "start_ns", "end_ns", "_site", "_overflow",
+};
+static Py_ssize_t base_offsets[BASE_FIELDS];
+
+/* The fields of a trace begin() reads, by offset, for traces of exactly this class. */
+enum { T_OPEN, T_EVENTS, T_MAX_EVENTS, T_START, TRACE_FIELDS };
+static const char *const trace_names[TRACE_FIELDS] = {"_open", "_events", "max_events", "start_ns"};
+static PyObject *trace_strs[TRACE_FIELDS];
+static Py_ssize_t trace_offsets[TRACE_FIELDS];
+static PyTypeObject *trace_type = NULL;
+
+/* trace.<field>, a new reference: read from its slot when trace is a Trace, else as Python does. */
+static inline PyObject *
+trace_field(PyObject *trace, int field)
+{
+    if (Py_IS_TYPE(trace, trace_type)) {
+        PyObject *value = *(PyObject **)((char *)trace + trace_offsets[field]);
+        if (value != NULL) {
+            return Py_NewRef(value);
+        }
+    }
+    return PyObject_GetAttr(trace, trace_strs[field]);
+}
+
+static PyObject *kind_db = NULL, *kind_cache = NULL; /* "db", "cache" */
+static PyObject *connection_ops = NULL;              /* frozenset of ops that are not statements */
+static PyObject *slow_begin = NULL;                  /* recording's pure-Python begin */
+static PyObject *callsite_dict = NULL;               /* ioprofiler.callsite's globals */
+static PyObject *str_find, *str_depth, *zero;
+
+#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+
+/* The offset of cls's writable object slot called name, or -1 with an exception set. */
+static Py_ssize_t
+slot_offset(PyTypeObject *cls, const char *name)
+{
+    PyObject *descr = PyObject_GetAttrString((PyObject *)cls, name);
+    if (descr == NULL) {
+        return -1;
+    }
+    Py_ssize_t offset = -1;
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == T_OBJECT_EX && !(member->flags & READONLY)) {
+            offset = member->offset;
+        }
+    }
+    Py_DECREF(descr);
+    if (offset < 0) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a writable slot", cls->tp_name, name);
+    }
+    return offset;
+}
+
+/* True when every object slot of cls and its bases is one begin() fills. */
+static int
+covers_every_slot(EventClass *ec)
+{
+    for (Py_ssize_t m = 0; m < PyTuple_GET_SIZE(ec->type->tp_mro); m++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(ec->type->tp_mro, m);
+        for (PyMemberDef *member = base->tp_members; member && member->name; member++) {
+            if (member->type != T_OBJECT_EX) {
+                continue; /* __dict__, __weakref__ offsets and the like */
+            }
+            int found = 0;
+            for (int b = 0; b < BASE_FIELDS && !found; b++) {
+                found = base_offsets[b] == member->offset;
+            }
+            for (Py_ssize_t i = 0; i < ec->count && !found; i++) {
+                found = ec->offsets[i] == member->offset;
+            }
+            if (!found) {
+                PyErr_Format(PyExc_TypeError, "begin() would leave %s.%s unset",
+                             ec->type->tp_name, member->name);
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* classes[index] from (cls, ((name, default), ...)). */
+static int
+register_class(int index, PyObject *cls, PyObject *fields)
+{
+    if (!PyType_Check(cls) || !PyTuple_CheckExact(fields) ||
+        PyTuple_GET_SIZE(fields) > MAX_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, "install_events(): (class, ((name, default), ...))");
+        return -1;
+    }
+    EventClass ec = {(PyTypeObject *)cls, PyTuple_GET_SIZE(fields)};
+    for (Py_ssize_t i = 0; i < ec.count; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(fields, i);
+        const char *name;
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            (name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 0))) == NULL) {
+            PyErr_SetString(PyExc_TypeError, "install_events(): fields are (name, default) pairs");
+            return -1;
+        }
+        if ((ec.offsets[i] = slot_offset(ec.type, name)) < 0) {
+            return -1;
+        }
+        ec.defaults[i] = PyTuple_GET_ITEM(pair, 1);
+    }
+    if (!covers_every_slot(&ec)) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < ec.count; i++) {
+        Py_INCREF(ec.defaults[i]);
+    }
+    Py_INCREF(cls);
+    EventClass old = classes[index];
+    classes[index] = ec;
+    for (Py_ssize_t i = 0; i < old.count; i++) {
+        Py_DECREF(old.defaults[i]);
+    }
+    Py_XDECREF(old.type);
+    return 0;
+}
+
+PyDoc_STRVAR(install_events_doc,
+"install_events(event, statement, statement_fields, cache_call, cache_fields, db, cache,\n\
+               connection_ops, slow_begin, callsite_globals, trace) -> None\n\
+\n\
+Teach ``begin`` the event classes it makes itself: ``event`` (the base, whose fields begin\n\
+sets on every event), ``statement`` for kind ``db`` when the op is not in ``connection_ops``,\n\
+``cache_call`` for kind ``cache``, each with its own fields' defaults as ((name, value), ...).\n\
+Every other kind goes to ``slow_begin``. ``trace``: the Trace class, whose slots begin reads\n\
+directly. Raises TypeError when a class has a slot that\n\
+begin would leave unset.");
+
+static PyObject *
+install_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "install_events() takes 11 arguments");
+        return NULL;
+    }
+    if (!PyType_Check(args[0]) || !PyUnicode_Check(args[5]) || !PyUnicode_Check(args[6]) ||
+        !PyAnySet_Check(args[7]) || !PyCallable_Check(args[8]) || !PyDict_Check(args[9]) ||
+        !PyType_Check(args[10])) {
+        PyErr_SetString(PyExc_TypeError, "install_events(): wrong argument types");
+        return NULL;
+    }
+    for (int b = 0; b < BASE_FIELDS; b++) {
+        if ((base_offsets[b] = slot_offset((PyTypeObject *)args[0], base_names[b])) < 0) {
+            return NULL;
+        }
+    }
+    for (int t = 0; t < TRACE_FIELDS; t++) {
+        if ((trace_offsets[t] = slot_offset((PyTypeObject *)args[10], trace_names[t])) < 0) {
+            return NULL;
+        }
+    }
+    Py_XSETREF(trace_type, (PyTypeObject *)Py_NewRef(args[10]));
+    if (register_class(STATEMENT, args[1], args[2]) < 0 ||
+        register_class(CACHE_CALL, args[3], args[4]) < 0) {
+        return NULL;
+    }
+    Py_XSETREF(kind_db, Py_NewRef(args[5]));
+    Py_XSETREF(kind_cache, Py_NewRef(args[6]));
+    Py_XSETREF(connection_ops, Py_NewRef(args[7]));
+    Py_XSETREF(slow_begin, Py_NewRef(args[8]));
+    Py_XSETREF(callsite_dict, Py_NewRef(args[9]));
+    Py_RETURN_NONE;
+}
+
+static int
+same_str(PyObject *a, PyObject *b)
+{
+    if (a == b) {
+        return 1;
+    }
+    return PyUnicode_CheckExact(a) && PyUnicode_Compare(a, b) == 0;
+}
+
+/* The class begin() makes for (kind, op): an EventClass, or NULL when slow_begin decides. */
+static EventClass *
+class_for(PyObject *kind, PyObject *op)
+{
+    if (kind == kind_db && PySet_Contains(connection_ops, op) == 0) {
+        return &classes[STATEMENT]; /* the usual call: the module's own constant */
+    }
+    PyErr_Clear();
+    if (same_str(kind, kind_cache)) {
+        return &classes[CACHE_CALL];
+    }
+    if (same_str(kind, kind_db)) {
+        int is_op = PySet_Contains(connection_ops, op);
+        if (is_op == 0) {
+            return &classes[STATEMENT];
+        }
+        PyErr_Clear(); /* an unhashable op: slow_begin says what it makes of it */
+    }
+    return NULL;
+}
+
+/* The callsite, as callsite.find(depth) would give it from recording.begin's frame. */
+static PyObject *
+site_for(long depth)
+{
+    PyObject *finder = PyDict_GetItemWithError(callsite_dict, str_find);
+    if (finder == NULL) {
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    }
+    /* No Python frame of our own here: one level less than from recording.begin. */
+    if (PyCFunction_Check(finder) && PyCFunction_GET_FUNCTION(finder) == (PyCFunction)find &&
+        slow_find != NULL) {
+        return find_at(depth - 1);
+    }
+    Py_INCREF(finder); /* patched (a benchmark's ablation, a test): called as it is */
+    PyObject *depth_obj = PyLong_FromLong(depth - 1);
+    PyObject *site = depth_obj == NULL ? NULL : PyObject_CallOneArg(finder, depth_obj);
+    Py_XDECREF(depth_obj);
+    Py_DECREF(finder);
+    return site;
+}
+
+/* Append event to every open trace of traces, or count it in its overflow past a trace's
+ * bound (Trace._tally, when the event is done). */
+static int
+append_to_traces(PyObject *event, PyObject *traces)
+{
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(traces); i++) {
+        PyObject *trace = PyTuple_GET_ITEM(traces, i);
+        PyObject *open = trace_field(trace, T_OPEN);
+        int is_open = open == NULL ? -1 : PyObject_IsTrue(open);
+        Py_XDECREF(open);
+        if (is_open <= 0) {
+            if (is_open < 0) {
+                return -1;
+            }
+            continue;
+        }
+        PyObject *events = trace_field(trace, T_EVENTS);
+        if (events == NULL) {
+            return -1;
+        }
+        Py_ssize_t bound = -1;
+        PyObject *max_events = trace_field(trace, T_MAX_EVENTS);
+        if (max_events != NULL) {
+            bound = PyLong_AsSsize_t(max_events);
+            Py_DECREF(max_events);
+        }
+        int failed = bound == -1 && PyErr_Occurred();
+        if (!failed && !PyList_Check(events)) {
+            PyErr_SetString(PyExc_TypeError, "a trace's _events must be a list");
+            failed = 1;
+        }
+        if (!failed && PyList_GET_SIZE(events) < bound) {
+            failed = PyList_Append(events, event) < 0;
+        }
+        else if (!failed) {
+            PyObject *one = PyTuple_Pack(1, trace);
+            PyObject *overflow = SLOT(event, base_offsets[F_OVERFLOW]);
+            PyObject *more = one == NULL || overflow == Py_None ? Py_XNewRef(one)
+                                                                : PySequence_Concat(overflow, one);
+            Py_XDECREF(one);
+            if (more == NULL) {
+                failed = 1;
+            }
+            else {
+                Py_SETREF(SLOT(event, base_offsets[F_OVERFLOW]), more);
+            }
+        }
+        Py_DECREF(events);
+        if (failed) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(begin_doc,
+"begin(traces, kind, op, target, depth=3) -> Event\n\
+\n\
+ioprofiler.recording.begin in one call: the event of the class for ``kind`` and ``op``, its\n\
+callsite found ``depth`` frames up from recording.begin's frame as it would be, appended to\n\
+every open trace (or counted past a full one), its clock started last.");
+
+static PyObject *
+begin(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (slow_begin == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ioprofiler._speedups.install_events() was not called");
+        return NULL;
+    }
+    Py_ssize_t given = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
+    int depth_by_name = kwnames != NULL && nargs == 4 && PyTuple_GET_SIZE(kwnames) == 1 &&
+                        same_str(PyTuple_GET_ITEM(kwnames, 0), str_depth);
+    if (given < 4 || given > 5 || (kwnames != NULL && !depth_by_name) ||
+        !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) == 0) {
+        return PyObject_Vectorcall(slow_begin, args, nargs, kwnames); /* it says what is wrong */
+    }
+    PyObject *traces = args[0], *op = args[2], *target = args[3];
+    long depth = 3;
+    if (given == 5 && ((depth = PyLong_AsLong(args[4])) == -1 && PyErr_Occurred())) {
+        return NULL;
+    }
+    EventClass *ec = class_for(args[1], op);
+    if (ec == NULL || ec->type == NULL) {
+        /* Another kind: the pure begin makes it. Called from here, its caller is ours, so the
+         * depth counts the same. */
+        return PyErr_Occurred() ? NULL : PyObject_Vectorcall(slow_begin, args, nargs, kwnames);
+    }
+    PyObject *origin = trace_field(PyTuple_GET_ITEM(traces, PyTuple_GET_SIZE(traces) - 1), T_START);
+    if (origin == NULL) {
+        return NULL;
+    }
+    PyObject *event = ec->type->tp_alloc(ec->type, 0);
+    if (event == NULL) {
+        Py_DECREF(origin);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < ec->count; i++) {
+        SLOT(event, ec->offsets[i]) = Py_NewRef(ec->defaults[i]);
+    }
+    SLOT(event, base_offsets[F_OP]) = Py_NewRef(op);
+    SLOT(event, base_offsets[F_TARGET]) = Py_NewRef(target);
+    SLOT(event, base_offsets[F_ORIGIN]) = origin;
+    SLOT(event, base_offsets[F_START]) = Py_NewRef(zero); /* readers elsewhere may see it */
+    SLOT(event, base_offsets[F_END]) = Py_NewRef(Py_None);
+    SLOT(event, base_offsets[F_OVERFLOW]) = Py_NewRef(Py_None);
+    SLOT(event, base_offsets[F_SITE]) = Py_NewRef(Py_None);
+    PyObject *site = site_for(depth);
+    if (site == NULL) {
+        Py_DECREF(event);
+        return NULL;
+    }
+    Py_SETREF(SLOT(event, base_offsets[F_SITE]), site);
+    if (append_to_traces(event, traces) < 0) {
+        Py_DECREF(event);
+        return NULL;
+    }
+    PyObject *now = _PyTime_AsNanosecondsObject(_PyTime_GetPerfCounter());
+    if (now == NULL) {
+        Py_DECREF(event);
+        return NULL;
+    }
+    Py_SETREF(SLOT(event, base_offsets[F_START]), now);
+    return event;
+}
+
 static PyMethodDef methods[] = {
     {"find", (PyCFunction)find, METH_O, find_doc},
     {"install", (PyCFunction)(void (*)(void))install, METH_FASTCALL, install_doc},
+    {"install_events", (PyCFunction)(void (*)(void))install_events, METH_FASTCALL,
+     install_events_doc},
+    {"begin", (PyCFunction)(void (*)(void))begin, METH_FASTCALL | METH_KEYWORDS, begin_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -357,6 +740,17 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    str_find = PyUnicode_InternFromString("find");
+    str_depth = PyUnicode_InternFromString("depth");
+    zero = PyLong_FromLong(0);
+    if (!str_find || !str_depth || !zero) {
+        return NULL;
+    }
+    for (int t = 0; t < TRACE_FIELDS; t++) {
+        if ((trace_strs[t] = PyUnicode_InternFromString(trace_names[t])) == NULL) {
+            return NULL;
+        }
+    }
     return PyModule_Create(&module_def);
 }
 

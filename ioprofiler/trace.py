@@ -50,6 +50,23 @@ class Trace:
     that the middleware profiles inside it.
     """
 
+    # Slots for what every recorded call reads (ioprofiler.recording.begin); __dict__ and
+    # __weakref__ keep a trace open to attributes of its own and to weak references.
+    __slots__ = (
+        "max_events",
+        "name",
+        "start_ns",
+        "end_ns",
+        "profiler_errors",
+        "_events",
+        "_open",
+        "_used",
+        "_overflow",
+        "_lock",
+        "__dict__",
+        "__weakref__",
+    )
+
     def __init__(self, max_events: int | None = None, name: str | None = None) -> None:
         self.max_events = (
             config.settings.max_events

@@ -299,3 +299,54 @@ def test_django_one_event_per_statement(django_alias, postgres):
         executed = [s for s in server if s != "DEALLOCATE ALL"]
         assert executed.count("BEGIN") == trace.count(kind="db", op="begin") == 1
         assert len(executed) == statements_and_ends(trace) + 1, (executed, trace.text())
+
+
+def test_the_mark_is_set_only_for_cursors_a_driver_integration_records(tmp_path, mariadb):
+    """The ORM's mark (recording.inside) costs every statement: a cursor of a driver no
+    integration records (sqlite3, and classes derived from its cursor, like Django's) goes
+    without it; PyMySQL's and psycopg's cursors, and adapters or proxies that hide what they
+    wrap, get it."""
+    import sqlite3
+
+    import wrapt
+
+    from ioprofiler.recording import cursor_reaches_below, inside, reaches_below
+
+    class DjangoLikeCursor(sqlite3.Cursor):
+        pass
+
+    class Adapter:  # an asyncio adapter's cursor: says nothing of the driver below
+        pass
+
+    plain = sqlite3.connect(":memory:")
+    admin = mysql_or_skip()
+    try:
+        assert reaches_below(plain.cursor()) is False
+        assert reaches_below(DjangoLikeCursor(plain)) is False
+        assert reaches_below(wrapt.ObjectProxy(plain.cursor())) is False  # passes __class__ on
+        assert reaches_below(admin.cursor()) is True
+        assert reaches_below(Adapter()) is True
+        assert cursor_reaches_below[sqlite3.Cursor] is False
+    finally:
+        plain.close()
+        admin.close()
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dbshard01.db'}")
+
+    @sa.event.listens_for(engine, "connect")
+    def _mark_reader(dbapi_connection, record):
+        dbapi_connection.create_function("inside_mark", 0, lambda: int(inside.get()))
+
+    url = f"mysql+pymysql://root@127.0.0.1:3306/{mariadb}"
+    mysql_engine = sa.create_engine(url)
+    try:
+        with ioprofiler.profile() as trace:
+            with engine.connect() as conn:  # runs inside the statement: sees the mark
+                assert conn.exec_driver_sql("SELECT inside_mark()").scalar() == 0
+            with mysql_engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+    finally:
+        engine.dispose()
+        mysql_engine.dispose()
+    statements = [e.sql for e in trace.events if e.is_statement]
+    assert statements.count("SELECT inside_mark()") == 1 and statements.count("SELECT 1") == 1
