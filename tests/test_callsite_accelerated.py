@@ -422,7 +422,7 @@ def test_a_stack_shallower_than_the_depth():
 PROBE = textwrap.dedent(
     """
     import sqlalchemy as sa, ioprofiler
-    from ioprofiler import callsite
+    from ioprofiler import callsite, recording
 
     def app(engine):
         with engine.connect() as conn:
@@ -433,7 +433,9 @@ PROBE = textwrap.dedent(
     with ioprofiler.profile() as trace:
         app(engine)
         app(engine)
-    print(callsite.accelerated, sorted({e.callsite.rsplit(" in ", 1)[1] for e in trace.events}))
+    compiled_begin = recording.compiled_begin and recording.begin is not recording.begin_pure
+    sites = sorted({e.callsite.rsplit(" in ", 1)[1] for e in trace.events})
+    print(callsite.accelerated, compiled_begin, sites)
     """
 )
 
@@ -451,14 +453,14 @@ def _probe(env: dict[str, str], prelude: str = "") -> str:
 
 
 def test_forcing_pure_python_by_environment():
-    assert _probe({"IOPROFILER_PURE_PYTHON": "1"}) == "False ['app']"
+    assert _probe({"IOPROFILER_PURE_PYTHON": "1"}) == "False False ['app']"
 
 
 def test_works_with_the_accelerator_absent():
     hide = "import sys; sys.modules['ioprofiler._speedups'] = None\n"  # import raises ImportError
-    assert _probe({"IOPROFILER_PURE_PYTHON": ""}, hide) == "False ['app']"
+    assert _probe({"IOPROFILER_PURE_PYTHON": ""}, hide) == "False False ['app']"
 
 
 @needs_speedups
 def test_accelerated_in_a_fresh_process():
-    assert _probe({"IOPROFILER_PURE_PYTHON": "0"}) == "True ['app']"
+    assert _probe({"IOPROFILER_PURE_PYTHON": "0"}) == "True True ['app']"
