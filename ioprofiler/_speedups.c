@@ -434,19 +434,28 @@ slot_offset(PyTypeObject *cls, const char *name)
     return offset;
 }
 
-/* True when every object slot of cls and its bases is one begin() fills. */
+/* True when every object slot of ec's class and its bases is one begin() fills, once. */
 static int
-covers_every_slot(EventClass *ec)
+fills_every_slot_once(EventClass *ec, const Py_ssize_t *base)
 {
+    for (Py_ssize_t i = 0; i < ec->count; i++) {
+        for (Py_ssize_t j = 0; j < BASE_FIELDS + i; j++) {
+            if (ec->offsets[i] == (j < BASE_FIELDS ? base[j] : ec->offsets[j - BASE_FIELDS])) {
+                PyErr_Format(PyExc_TypeError, "install_events(): %s has a field named twice",
+                             ec->type->tp_name);
+                return 0;
+            }
+        }
+    }
     for (Py_ssize_t m = 0; m < PyTuple_GET_SIZE(ec->type->tp_mro); m++) {
-        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(ec->type->tp_mro, m);
-        for (PyMemberDef *member = base->tp_members; member && member->name; member++) {
+        PyTypeObject *klass = (PyTypeObject *)PyTuple_GET_ITEM(ec->type->tp_mro, m);
+        for (PyMemberDef *member = klass->tp_members; member && member->name; member++) {
             if (member->type != T_OBJECT_EX) {
                 continue; /* __dict__, __weakref__ offsets and the like */
             }
             int found = 0;
             for (int b = 0; b < BASE_FIELDS && !found; b++) {
-                found = base_offsets[b] == member->offset;
+                found = base[b] == member->offset;
             }
             for (Py_ssize_t i = 0; i < ec->count && !found; i++) {
                 found = ec->offsets[i] == member->offset;
@@ -461,17 +470,21 @@ covers_every_slot(EventClass *ec)
     return 1;
 }
 
-/* classes[index] from (cls, ((name, default), ...)). */
+/* *ec from (cls, ((name, default), ...)), cls an Event subclass; borrowed references. */
 static int
-register_class(int index, PyObject *cls, PyObject *fields)
+describe_class(PyTypeObject *event, const Py_ssize_t *base, PyObject *cls, PyObject *fields,
+               EventClass *ec)
 {
-    if (!PyType_Check(cls) || !PyTuple_CheckExact(fields) ||
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, event) ||
+        ((PyTypeObject *)cls)->tp_itemsize != 0 || !PyTuple_CheckExact(fields) ||
         PyTuple_GET_SIZE(fields) > MAX_FIELDS) {
-        PyErr_SetString(PyExc_TypeError, "install_events(): (class, ((name, default), ...))");
+        PyErr_SetString(PyExc_TypeError,
+                        "install_events(): (a subclass of event, ((name, default), ...))");
         return -1;
     }
-    EventClass ec = {(PyTypeObject *)cls, PyTuple_GET_SIZE(fields)};
-    for (Py_ssize_t i = 0; i < ec.count; i++) {
+    ec->type = (PyTypeObject *)cls;
+    ec->count = PyTuple_GET_SIZE(fields);
+    for (Py_ssize_t i = 0; i < ec->count; i++) {
         PyObject *pair = PyTuple_GET_ITEM(fields, i);
         const char *name;
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
@@ -479,25 +492,28 @@ register_class(int index, PyObject *cls, PyObject *fields)
             PyErr_SetString(PyExc_TypeError, "install_events(): fields are (name, default) pairs");
             return -1;
         }
-        if ((ec.offsets[i] = slot_offset(ec.type, name)) < 0) {
+        if ((ec->offsets[i] = slot_offset(ec->type, name)) < 0) {
             return -1;
         }
-        ec.defaults[i] = PyTuple_GET_ITEM(pair, 1);
+        ec->defaults[i] = PyTuple_GET_ITEM(pair, 1);
     }
-    if (!covers_every_slot(&ec)) {
-        return -1;
+    return fills_every_slot_once(ec, base) ? 0 : -1;
+}
+
+/* classes[index] = *ec, taking references to its class and defaults. */
+static void
+keep_class(int index, EventClass *ec)
+{
+    for (Py_ssize_t i = 0; i < ec->count; i++) {
+        Py_INCREF(ec->defaults[i]);
     }
-    for (Py_ssize_t i = 0; i < ec.count; i++) {
-        Py_INCREF(ec.defaults[i]);
-    }
-    Py_INCREF(cls);
+    Py_INCREF(ec->type);
     EventClass old = classes[index];
-    classes[index] = ec;
+    classes[index] = *ec;
     for (Py_ssize_t i = 0; i < old.count; i++) {
         Py_DECREF(old.defaults[i]);
     }
     Py_XDECREF(old.type);
-    return 0;
 }
 
 PyDoc_STRVAR(install_events_doc,
@@ -508,8 +524,8 @@ Teach ``begin`` the event classes it makes itself: ``event`` (the base, whose fi
 sets on every event), ``statement`` for kind ``db`` when the op is not in ``connection_ops``,\n\
 ``cache_call`` for kind ``cache``, each with its own fields' defaults as ((name, value), ...).\n\
 Every other kind goes to ``slow_begin``. ``trace``: the Trace class, whose slots begin reads\n\
-directly. Raises TypeError when a class has a slot that\n\
-begin would leave unset.");
+directly. Raises TypeError, and changes nothing, when a class is not an ``event`` or has a\n\
+slot that begin would leave unset or write twice.");
 
 static PyObject *
 install_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -524,21 +540,29 @@ install_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "install_events(): wrong argument types");
         return NULL;
     }
+    /* Everything checked before anything changes: begin may be in use already. */
+    PyTypeObject *event = (PyTypeObject *)args[0];
+    Py_ssize_t base[BASE_FIELDS], trace[TRACE_FIELDS];
     for (int b = 0; b < BASE_FIELDS; b++) {
-        if ((base_offsets[b] = slot_offset((PyTypeObject *)args[0], base_names[b])) < 0) {
+        if ((base[b] = slot_offset(event, base_names[b])) < 0) {
             return NULL;
         }
     }
     for (int t = 0; t < TRACE_FIELDS; t++) {
-        if ((trace_offsets[t] = slot_offset((PyTypeObject *)args[10], trace_names[t])) < 0) {
+        if ((trace[t] = slot_offset((PyTypeObject *)args[10], trace_names[t])) < 0) {
             return NULL;
         }
     }
-    Py_XSETREF(trace_type, (PyTypeObject *)Py_NewRef(args[10]));
-    if (register_class(STATEMENT, args[1], args[2]) < 0 ||
-        register_class(CACHE_CALL, args[3], args[4]) < 0) {
+    EventClass statement, cache_call;
+    if (describe_class(event, base, args[1], args[2], &statement) < 0 ||
+        describe_class(event, base, args[3], args[4], &cache_call) < 0) {
         return NULL;
     }
+    memcpy(base_offsets, base, sizeof(base));
+    memcpy(trace_offsets, trace, sizeof(trace));
+    Py_XSETREF(trace_type, (PyTypeObject *)Py_NewRef(args[10]));
+    keep_class(STATEMENT, &statement);
+    keep_class(CACHE_CALL, &cache_call);
     Py_XSETREF(kind_db, Py_NewRef(args[5]));
     Py_XSETREF(kind_cache, Py_NewRef(args[6]));
     Py_XSETREF(connection_ops, Py_NewRef(args[7]));
@@ -598,6 +622,46 @@ site_for(long depth)
     return site;
 }
 
+/* len(events) < max_events, as Python compares them: 1, 0, or -1 with an exception set. */
+static int
+has_room(PyObject *events, PyObject *max_events)
+{
+    Py_ssize_t length = PyObject_Length(events);
+    if (length < 0) {
+        return -1;
+    }
+    if (PyLong_CheckExact(max_events)) {
+        int overflow;
+        long long bound = PyLong_AsLongLongAndOverflow(max_events, &overflow);
+        if (overflow == 0 && !(bound == -1 && PyErr_Occurred())) {
+            return length < bound;
+        }
+        PyErr_Clear();
+        if (overflow != 0) {
+            return overflow > 0; /* past a long long either way */
+        }
+    }
+    PyObject *size = PyLong_FromSsize_t(length);
+    if (size == NULL) {
+        return -1;
+    }
+    int room = PyObject_RichCompareBool(size, max_events, Py_LT);
+    Py_DECREF(size);
+    return room;
+}
+
+/* events.append(event): a list's own append, or whatever append a list subclass has. */
+static int
+append(PyObject *events, PyObject *event)
+{
+    if (PyList_CheckExact(events)) {
+        return PyList_Append(events, event);
+    }
+    PyObject *result = PyObject_CallMethod(events, "append", "O", event);
+    Py_XDECREF(result);
+    return result == NULL ? -1 : 0;
+}
+
 /* Append event to every open trace of traces, or count it in its overflow past a trace's
  * bound (Trace._tally, when the event is done). */
 static int
@@ -618,21 +682,14 @@ append_to_traces(PyObject *event, PyObject *traces)
         if (events == NULL) {
             return -1;
         }
-        Py_ssize_t bound = -1;
         PyObject *max_events = trace_field(trace, T_MAX_EVENTS);
-        if (max_events != NULL) {
-            bound = PyLong_AsSsize_t(max_events);
-            Py_DECREF(max_events);
+        int room = max_events == NULL ? -1 : has_room(events, max_events);
+        Py_XDECREF(max_events);
+        int failed = room < 0;
+        if (room > 0) {
+            failed = append(events, event) < 0;
         }
-        int failed = bound == -1 && PyErr_Occurred();
-        if (!failed && !PyList_Check(events)) {
-            PyErr_SetString(PyExc_TypeError, "a trace's _events must be a list");
-            failed = 1;
-        }
-        if (!failed && PyList_GET_SIZE(events) < bound) {
-            failed = PyList_Append(events, event) < 0;
-        }
-        else if (!failed) {
+        else if (room == 0) {
             PyObject *one = PyTuple_Pack(1, trace);
             PyObject *overflow = SLOT(event, base_offsets[F_OVERFLOW]);
             PyObject *more = one == NULL || overflow == Py_None ? Py_XNewRef(one)
@@ -654,7 +711,8 @@ append_to_traces(PyObject *event, PyObject *traces)
 }
 
 PyDoc_STRVAR(begin_doc,
-"begin(traces, kind, op, target, depth=3) -> Event\n\
+"begin($module, /, traces, kind, op, target, depth=3)\n\
+--\n\
 \n\
 ioprofiler.recording.begin in one call: the event of the class for ``kind`` and ``op``, its\n\
 callsite found ``depth`` frames up from recording.begin's frame as it would be, appended to\n\
@@ -678,6 +736,9 @@ begin(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnam
     long depth = 3;
     if (given == 5 && ((depth = PyLong_AsLong(args[4])) == -1 && PyErr_Occurred())) {
         return NULL;
+    }
+    if (depth == LONG_MIN) { /* depth - 1 below would overflow: the pure begin decides */
+        return PyObject_Vectorcall(slow_begin, args, nargs, kwnames);
     }
     EventClass *ec = class_for(args[1], op);
     if (ec == NULL || ec->type == NULL) {

@@ -179,3 +179,59 @@ def test_recorded_calls_through_the_real_libraries_match(tmp_path, memcached, mo
     listed = [(line, target) for line, target, _ in compiled]
     assert ("Cache MISS, keys: absent", "memcache") in listed
     assert any("SELECT 5773453" in line for line, _, _ in compiled)
+
+
+def test_a_bound_past_any_machine_integer_and_a_list_of_another_class():
+    class Events(list):
+        appended = 0
+
+        def append(self, event):
+            Events.appended += 1
+            super().append(event)
+
+    class OwnList(Trace):
+        __slots__ = ()
+
+        def __init__(self):
+            super().__init__(max_events=10**20)  # no upper limit on the setting
+            self._events = Events()
+
+    with OwnList() as trace:
+        compiled, pure = both(DB, "execute")
+    assert trace.events == [compiled, pure] and Events.appended == 2
+    assert compiled._overflow is None
+
+
+def test_install_events_refuses_what_it_cannot_fill_and_changes_nothing():
+    import pytest
+
+    from ioprofiler import _speedups
+    from ioprofiler.event import CACHE_CALL_DEFAULTS, CONNECTION_OPS, STATEMENT_DEFAULTS, Event
+
+    class NotAnEvent:
+        __slots__ = ("statement",)
+
+    def install(statement, fields):
+        _speedups.install_events(
+            Event, statement, fields, CacheCall, tuple(CACHE_CALL_DEFAULTS.items()),
+            DB, CACHE, CONNECTION_OPS, recording.begin_pure, vars(callsite), Trace,
+        )  # fmt: skip
+
+    defaults = tuple(STATEMENT_DEFAULTS.items())
+    with pytest.raises(TypeError, match="subclass"):
+        install(NotAnEvent, (("statement", None),))
+    with pytest.raises(TypeError, match="named twice"):
+        install(Statement, (*defaults, ("op", "again")))
+    with pytest.raises(TypeError, match="unset"):
+        install(Statement, defaults[:-1])
+    with ioprofiler.profile():  # what was installed before still holds
+        compiled, pure = both(DB, "execute")
+    assert type(compiled) is Statement and fields(compiled) == fields(pure)
+
+
+def test_the_compiled_begin_has_a_signature():
+    import inspect
+
+    assert list(inspect.signature(recording.begin).parameters) == [
+        *inspect.signature(recording.begin_pure).parameters
+    ]
