@@ -46,7 +46,7 @@ from paired import (
 import ioprofiler
 from ioprofiler.event import CONNECT
 from ioprofiler.patching import Patches
-from ioprofiler.recording import below
+from ioprofiler.recording import add_below, remove_below
 from ioprofiler.trace import active
 
 
@@ -177,12 +177,12 @@ def recording_alone(rounds: int, n: int) -> dict[str, Paired]:
         if wrapper is not None:
             patches.wrap(Statement, method, wrapper)
         if driver:
-            below.add(fake_driver)
+            add_below(fake_driver, "a driver package")
         try:
             with ioprofiler.profile(max_events=sys.maxsize):
                 yield
         finally:
-            below.discard(fake_driver)
+            remove_below(fake_driver)
             patches.unwrap_all()
             Statement.sqlalchemy, Statement.cursor = plain_sa, plain_cursor
 

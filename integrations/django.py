@@ -38,7 +38,6 @@ from ioprofiler.recording import (
     inside,
     perf_counter_ns,
     profiler_failed,
-    reaches_below,
 )
 from ioprofiler.registry import importable
 from ioprofiler.values import first_row, snapshot
@@ -105,16 +104,6 @@ def _begin_statement(traces: Any, op: str, cursor: Any, args: Any, kwargs: Any):
         return None
 
 
-def _reaches_below(cursor_wrapper: Any) -> bool:
-    """Whether the DB-API cursor under Django's cursor wrapper has a driver integration."""
-    try:
-        cursor = cursor_wrapper.cursor
-        reaches = cursor_reaches_below.get(cursor.__class__)
-        return reaches_below(cursor) if reaches is None else reaches
-    except Exception:
-        return True
-
-
 def _statement(op: str):
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         traces = active.get()
@@ -123,8 +112,9 @@ def _statement(op: str):
         event = _begin_statement(traces, op, instance, args, kwargs)
         if event is None:
             return wrapped(*args, **kwargs)
+        # a driver integration is installed: does it record the driver under this wrapper?
         token = None
-        if below and _reaches_below(instance):
+        if below and cursor_reaches_below[getattr(instance, "cursor", None).__class__]:
             token = _inside_op.set(True)
         try:
             result = wrapped(*args, **kwargs)

@@ -58,7 +58,6 @@ from ioprofiler.recording import (
     inside,
     perf_counter_ns,
     profiler_failed,
-    reaches_below,
 )
 from ioprofiler.values import first_row as _first_row
 from ioprofiler.values import snapshot
@@ -220,7 +219,7 @@ def _execution_wrapper(op: str, shape: str, override: bool):
     through super(); while it runs, the base's wrapper lets the call through (one statement,
     one event). DefaultDialect's methods call only the DB-API cursor, so their wrappers
     say so only when a driver integration installed below records that cursor's driver
-    (``recording.reaches_below``: not for sqlite3's cursors, say).
+    (``recording.cursor_reaches_below``: not for sqlite3's cursors, say).
     """
     positional = 3 if shape == "no_params" else 4  # how SQLAlchemy itself calls them
     many = shape == "many"
@@ -251,9 +250,7 @@ def _execution_wrapper(op: str, shape: str, override: bool):
             mark = override
             if below and not override:  # a driver integration is installed: this cursor's?
                 cursor = args[0] if args else kwargs.get("cursor")
-                mark = cursor_reaches_below.get(cursor.__class__)
-                if mark is None:
-                    mark = reaches_below(cursor)
+                mark = cursor_reaches_below[cursor.__class__]
             event = begin(traces, DB, op, name, 2)
             event.statement = statement
             event.params = params

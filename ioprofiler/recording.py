@@ -37,7 +37,8 @@ driver, whose integration (PyMySQL, psycopg) would record it a second time. An i
 whose recorded call goes on to a library below it sets :data:`inside` while the call runs,
 and every database wrapper lets a call through unrecorded while it is set::
 
-    token = inside.set(True) if below else None   # only while a driver integration is installed
+    mark = below and cursor_reaches_below[cursor.__class__]  # a driver integration's cursor?
+    token = inside.set(True) if mark else None
     try:
         result = wrapped(*args, **kwargs)
     finally:
@@ -45,8 +46,9 @@ and every database wrapper lets a call through unrecorded while it is set::
             inside.reset(token)
 
 Setting and resetting it costs the recorded call about 0.1 µs, so an integration above pays
-it only while an integration below is installed (:data:`below` not empty); a driver's
-integration adds its name to ``below`` on install and takes it out on uninstall.
+it only when an installed integration below records the statement's driver: a driver's
+integration says which package it records with :func:`add_below` on install (and
+:func:`remove_below` on uninstall), and :data:`cursor_reaches_below` answers per cursor class.
 """
 
 from __future__ import annotations
@@ -75,13 +77,16 @@ _new = object.__new__
 
 __all__ = [
     "active",
+    "add_below",
     "below",
+    "cursor_reaches_below",
     "begin",
     "done",
     "failed",
     "inside",
     "profiler_failed",
     "perf_counter_ns",
+    "remove_below",
 ]
 
 log = logging.getLogger("ioprofiler")
@@ -91,53 +96,51 @@ _MAX_ERROR_MESSAGE = 300
 # it (an ORM's statement through its driver, a connect running set-up statements): those
 # are part of its event, and every database wrapper lets them through unrecorded.
 inside: ContextVar[bool] = ContextVar("ioprofiler_inside", default=False)
-# The installed integrations that sit below another (DB-API drivers). Mutated in place,
-# never rebound: integrations import the set itself and test it per recorded call.
-below: set[str] = set()
-# The DB-API packages those integrations record ("pymysql", "psycopg"), and for each cursor
-# class seen, whether a statement on it reaches one of them (see reaches_below).
-_below_packages: dict[str, str] = {}
-cursor_reaches_below: dict[type, bool] = {}
+# The installed integrations that sit below another (DB-API drivers), each with the package
+# it records ("pymysql", "psycopg"). Mutated in place, never rebound: integrations import it
+# and test it per recorded call.
+below: dict[str, str] = {}
+
+
+def _reaches_below(cursor_class: type) -> bool:
+    """Whether a statement on a cursor of this class may be recorded again below, by an
+    installed driver integration. False when the class is, or derives from, a class of a
+    DB-API driver (a package with ``apilevel``: ``sqlite3``, Django's SQLite cursor) that no
+    installed integration records; True for anything else, wrappers and adapters included
+    (SQLAlchemy's asyncio cursors, a tracer's proxy that does not pass ``__class__`` on)."""
+    recorded = set(below.values())
+    reaches = True
+    for klass in getattr(cursor_class, "__mro__", ()):
+        package = (getattr(klass, "__module__", None) or "").partition(".")[0]
+        if package in recorded:
+            return True
+        if getattr(sys.modules.get(package), "apilevel", None) is not None:
+            reaches = False
+    return reaches
+
+
+class _ByCursorClass(dict):
+    """``cursor_reaches_below[cursor.__class__]``: :func:`_reaches_below`, once per class."""
+
+    def __missing__(self, cursor_class: type) -> bool:
+        reaches = self[cursor_class] = _reaches_below(cursor_class)
+        return reaches
+
+
+# Whether an ORM's statement on a cursor of a class needs the :data:`inside` mark.
+cursor_reaches_below: dict[type, bool] = _ByCursorClass()
 
 
 def add_below(integration: str, package: str) -> None:
     """Say that ``integration`` (installed) records the DB-API driver ``package`` itself."""
-    below.add(integration)
-    _below_packages[integration] = package
+    below[integration] = package
     cursor_reaches_below.clear()
 
 
 def remove_below(integration: str) -> None:
     """Undo :func:`add_below` (on uninstall)."""
-    below.discard(integration)
-    _below_packages.pop(integration, None)
+    below.pop(integration, None)
     cursor_reaches_below.clear()
-
-
-def reaches_below(cursor: Any) -> bool:
-    """Whether a statement on the DB-API ``cursor`` may be recorded again below, by an
-    installed driver integration: an ORM's wrapper sets :data:`inside` around it only then
-    (the mark costs ~0.1 µs a statement). False when the cursor's class is, or derives from,
-    a class of a DB-API driver (a package with ``apilevel``: ``sqlite3``, Django's SQLite
-    cursor) that no installed integration records; True for anything else, wrappers and
-    adapters included (SQLAlchemy's asyncio cursors, a tracer's proxy). Cached by class::
-
-        mark = cursor_reaches_below.get(cursor.__class__)
-        if mark is None:
-            mark = reaches_below(cursor)
-    """
-    cls = cursor.__class__
-    recorded = set(_below_packages.values())
-    reaches = True
-    for klass in getattr(cls, "__mro__", ()):
-        package = (getattr(klass, "__module__", None) or "").partition(".")[0]
-        if package in recorded:
-            reaches = True
-            break
-        if getattr(sys.modules.get(package), "apilevel", None) is not None:
-            reaches = False
-    cursor_reaches_below[cls] = reaches
-    return reaches
 
 
 def begin(traces: tuple[Trace, ...], kind: str, op: str, target: Any, depth: int = 3) -> Event:

@@ -31,7 +31,10 @@ HIDDEN = ("BEGIN", "DEALLOCATE ALL")  # psycopg's own, inside another call's eve
 
 @pytest.fixture(autouse=True)
 def _drivers_installed():
-    assert {"ioprofiler.integrations.pymysql", "ioprofiler.integrations.psycopg"} <= below
+    assert below == {
+        "ioprofiler.integrations.pymysql": "pymysql",
+        "ioprofiler.integrations.psycopg": "psycopg",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +313,7 @@ def test_the_mark_is_set_only_for_cursors_a_driver_integration_records(tmp_path,
 
     import wrapt
 
-    from ioprofiler.recording import cursor_reaches_below, inside, reaches_below
+    from ioprofiler.recording import add_below, cursor_reaches_below, inside, remove_below
 
     class DjangoLikeCursor(sqlite3.Cursor):
         pass
@@ -320,16 +323,21 @@ def test_the_mark_is_set_only_for_cursors_a_driver_integration_records(tmp_path,
 
     plain = sqlite3.connect(":memory:")
     admin = mysql_or_skip()
+    pymysql_cursor = admin.cursor().__class__
     try:
-        assert reaches_below(plain.cursor()) is False
-        assert reaches_below(DjangoLikeCursor(plain)) is False
-        assert reaches_below(wrapt.ObjectProxy(plain.cursor())) is False  # passes __class__ on
-        assert reaches_below(admin.cursor()) is True
-        assert reaches_below(Adapter()) is True
-        assert cursor_reaches_below[sqlite3.Cursor] is False
+        assert cursor_reaches_below[plain.cursor().__class__] is False
+        assert cursor_reaches_below[DjangoLikeCursor(plain).__class__] is False
+        proxy = wrapt.ObjectProxy(plain.cursor())  # passes __class__ on
+        assert cursor_reaches_below[proxy.__class__] is False
+        assert cursor_reaches_below[pymysql_cursor] is True
+        assert cursor_reaches_below[Adapter] is True
+        remove_below("ioprofiler.integrations.pymysql")  # the answers follow what is installed
+        assert cursor_reaches_below[pymysql_cursor] is False
     finally:
+        add_below("ioprofiler.integrations.pymysql", "pymysql")
         plain.close()
         admin.close()
+    assert cursor_reaches_below[pymysql_cursor] is True
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'dbshard01.db'}")
 
