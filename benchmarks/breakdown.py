@@ -31,7 +31,7 @@ from typing import Any
 import wrapt
 from ioprofiler.integrations import sqlalchemy as sqlalchemy_integration
 
-from ioprofiler import callsite, recording
+from ioprofiler import callsite, patching, recording
 from ioprofiler.event import CACHE, DB, new_event
 from ioprofiler.trace import active
 from ioprofiler.values import snapshot
@@ -39,10 +39,13 @@ from ioprofiler.values import snapshot
 Step = Callable[[], object]
 
 
-def ablations(recording_config: Callable[[], Any]) -> dict[str, Callable[[], Any]]:
+def ablations(
+    recording_config: Callable[[], Any], installed_config: Callable[[], Any]
+) -> dict[str, Callable[[], Any]]:
     """Configurations that take the recording path apart in the real calls.
 
-    ``recording_config``: the benchmark's full recording configuration.
+    ``recording_config``, ``installed_config``: the benchmark's full recording and idle
+    configurations.
     """
     from pymemcache.client.base import Client
     from sqlalchemy.engine.default import DefaultDialect
@@ -101,11 +104,26 @@ def ablations(recording_config: Callable[[], Any]) -> dict[str, Callable[[], Any
             for user, begin in zip(users, compiled, strict=True):
                 user.begin = begin
 
+    def with_wrapt_patches(config: Callable[[], Any]) -> Callable[[], Any]:
+        @contextlib.contextmanager
+        def wrapt_patches() -> Iterator[None]:
+            patching.compiled_patches = False  # read by Patches.wrap at install time
+            try:
+                with config():
+                    yield
+            finally:
+                patching.compiled_patches = True
+
+        return wrapt_patches
+
     configs = {"wrapper only": bare_wrapper, "no callsite": without_callsite}
     if callsite.accelerated:  # the same rounds measure the lookup compiled and pure
         configs["pure callsite"] = pure_callsite
     if recording.compiled_begin:  # and begin compiled and pure
         configs["pure begin"] = pure_begin
+    if patching.compiled_patches:  # and the patched methods as MethodPatch and as wrapt's
+        configs["idle, wrapt patches"] = with_wrapt_patches(installed_config)
+        configs["wrapt patches"] = with_wrapt_patches(recording_config)
     return configs
 
 

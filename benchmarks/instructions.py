@@ -32,7 +32,16 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-CONFIGS = ("raw", "installed", "recording", "no callsite", "wrapper only")
+CONFIGS = (
+    "raw",
+    "installed",
+    "recording",
+    "no callsite",
+    "wrapper only",
+    "pure begin",
+    "idle, wrapt patches",
+    "wrapt patches",
+)
 
 
 def child(scenario_name: str, config_name: str, calls: int) -> int:

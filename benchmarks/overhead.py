@@ -255,7 +255,7 @@ class Bench:
         }
         if otel:
             self.configs.update(opentelemetry_configs(otel_engine, self.connections))
-        self.ablations = ablations(recording)
+        self.ablations = ablations(recording, installed)
 
     def execute(self) -> object:
         return self.connections["current"].execute(self.statement, {"x": 5773453}).scalar()
@@ -491,6 +491,16 @@ def report(args, names, scenarios, page, wrapper, memory, steps, load_before) ->
                 f"  {scenario.name:<21}recording with the pure-Python lookup costs "
                 f"{_cpu(more)} more; its callsite {pure - no_callsite:+.2f}"
             )
+    if all("wrapt patches" in s.rounds for s in scenarios):
+        print(
+            "  the patched methods as wrapt's FunctionWrapper instead of MethodPatch "
+            "(ioprofiler._patch), paired in the same rounds (CPU µs per call, median "
+            "[quartiles]):"
+        )
+        for scenario in scenarios:
+            idle = paired(scenario, "idle, wrapt patches", baseline="installed").added_cpu
+            more = paired(scenario, "wrapt patches", baseline="recording").added_cpu
+            print(f"  {scenario.name:<21}idle: {_cpu(idle)} more; recording: {_cpu(more)} more")
     if all("pure begin" in s.rounds for s in scenarios):
         print(
             "  recording.begin (event, callsite, trace append, clock) compiled against pure "

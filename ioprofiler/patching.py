@@ -1,8 +1,14 @@
-"""Put wrapt wrappers on class attributes and take them off again, exactly.
+"""Put wrappers on class attributes and take them off again, exactly.
 
-Our wrappers are instances of :class:`IOProfilerWrapper`, so double patching is
-detected by type (another agent's wrapt wrapper also has ``__wrapped__``), and an
-attribute is restored only while it is still ours.
+A class's own function gets a :class:`~ioprofiler._patch.MethodPatch` where the compiled
+module is built (CPython calls it like a plain function, without binding it first: while
+no trace is open a call costs one context-variable read more than the function's own);
+anything else (a module's function, a classmethod, another tool's wrapper), and every
+attribute when it is not built or ``IOPROFILER_PURE_PYTHON=1``, gets wrapt's
+``FunctionWrapper`` as :class:`IOProfilerWrapper`. Both call ``wrapper(wrapped, instance,
+args, kwargs)`` the same way. Double patching is detected by type (another agent's wrapt
+wrapper also has ``__wrapped__``; :func:`is_ours`), and an attribute is restored only while
+it is still ours.
 
 Beside other instrumentation, in either install order:
 
@@ -18,8 +24,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import Callable
-from types import ModuleType
+from contextvars import ContextVar
+from types import FunctionType, ModuleType
 from typing import Any
 
 import wrapt
@@ -77,11 +85,21 @@ class IOProfilerWrapper(wrapt.FunctionWrapper):  # type: ignore[misc]
     __bound_function_wrapper__ = BoundIOProfilerWrapper
 
 
+MethodPatch: Any = None
+if os.environ.get("IOPROFILER_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from ioprofiler._patch import MethodPatch
+    except ImportError:  # not built: wrapt everywhere
+        pass
+
+compiled_patches = MethodPatch is not None
+
+
 class Patches:
     """The attributes one integration has wrapped, so it can unwrap exactly those."""
 
     def __init__(self) -> None:
-        self._applied: list[tuple[type | ModuleType, str, Any, IOProfilerWrapper]] = []
+        self._applied: list[tuple[type | ModuleType, str, Any, Any]] = []
 
     def __bool__(self) -> bool:
         return bool(self._applied)
@@ -108,7 +126,7 @@ class Patches:
             return False
         if enabled is None and not always:
             enabled = active.get
-        wrapped = IOProfilerWrapper(original, wrapper, enabled=enabled)
+        wrapped = _patch(owner, original, wrapper, enabled)
         setattr(owner, name, wrapped)
         self._applied.append((owner, name, original, wrapped))
         return True
@@ -131,10 +149,44 @@ class Patches:
                 )
 
 
-def _ours(attribute: Any) -> IOProfilerWrapper | None:
+def _patch(owner: type | ModuleType, original: Any, wrapper: Wrapper, enabled: Any) -> Any:
+    """A MethodPatch where it can stand in for wrapt's wrapper exactly: a class's own plain
+    function, switched by a ContextVar (or always on)."""
+    if compiled_patches and isinstance(owner, type) and type(original) is FunctionType:
+        var = _context_var(enabled)
+        if var is not False:
+            return MethodPatch(original, wrapper, var)
+    return IOProfilerWrapper(original, wrapper, enabled=enabled)
+
+
+def _context_var(enabled: Any) -> ContextVar[Any] | None | bool:
+    """The ContextVar whose ``get`` ``enabled`` is; None for always on; False for anything
+    else (a callable MethodPatch cannot read in C)."""
+    if enabled is None:
+        return None
+    var = getattr(enabled, "__self__", None)
+    if type(var) is ContextVar and getattr(enabled, "__name__", None) == "get":
+        return var
+    return False
+
+
+def is_ours(attribute: Any) -> bool:
+    """Is this class or module attribute an ioprofiler patch (of either kind)?
+
+    >>> from pymemcache.client.base import Client
+    >>> is_ours(vars(Client)["get"])   # after ioprofiler.install()
+    True
+    """
+    return _ours(attribute) is not None
+
+
+def _ours(attribute: Any) -> Any:
     """Our wrapper, when ``attribute`` is it, or it in the bound form that a tool unwrapping
-    a wrapper of its own above ours puts back (``setattr(cls, name, cls.name.__wrapped__)``)."""
+    a wrapper of its own above ours puts back (``setattr(cls, name, cls.name.__wrapped__)``;
+    a MethodPatch read from its class is itself)."""
     if isinstance(attribute, IOProfilerWrapper):
+        return attribute
+    if compiled_patches and type(attribute) is MethodPatch:
         return attribute
     if isinstance(attribute, BoundIOProfilerWrapper) and attribute._self_instance is None:
         parent = attribute._self_parent
