@@ -15,12 +15,16 @@
  * ``wrapped`` the function bound to ``instance``.
  *
  * Read from the class (``Client.get``) it is itself, and shows ``__wrapped__``; read from an
- * instance without a call (``f = client.get``, or another tool's wrapper above it binding it)
- * it is a BoundMethodPatch, which, like wrapt's bound wrapper under ioprofiler, hides
- * ``__wrapped__`` (OpenTelemetry's pymemcache wrappers skip a method that shows it). Both
- * report the function's name, docstring, module, signature and class (``isinstance(Client.get,
- * types.FunctionType)`` holds, as it does for wrapt's proxies), and pickle and copy as the
- * function or bound method would.
+ * instance without a call (``f = client.get``, another tool's wrapper above it binding it, or a
+ * class with its own ``__getattr__``, such as Django's CursorWrapper, where CPython binds
+ * first) it is a BoundMethodPatch, which, like wrapt's bound wrapper under ioprofiler, hides
+ * ``__wrapped__`` (OpenTelemetry's pymemcache wrappers skip a method that shows it) and gives
+ * the function as ``__func__``. Both report the function's name, docstring, module, signature
+ * and class (``isinstance(Client.get, types.FunctionType)`` holds, as it does for wrapt's
+ * proxies), and pickle, copy and weakly reference as the function or bound method would.
+ *
+ * Calling the method with its instance passed by keyword (``Cls.method(self=obj)``) goes to the
+ * function without the wrapper.
  *
  * Only the public C API is used: it builds on every CPython ioprofiler supports. The
  * pure-Python fallback is wrapt (ioprofiler.patching chooses).
@@ -49,7 +53,6 @@ typedef struct {
 static PyTypeObject MethodPatch_Type;
 static PyTypeObject BoundMethodPatch_Type;
 
-/* Attribute names answered by the function, not by this type's own (type-level) ones. */
 static PyObject *str_wrapped, *str_class, *str_doc, *str_module, *str_name, *str_qualname,
     *str_dict, *str_annotations;
 
@@ -254,47 +257,27 @@ patch_descr_get(PyObject *self, PyObject *instance, PyObject *Py_UNUSED(owner))
     return bind(self, instance);
 }
 
-/* name as one of the strings above (same address), or NULL: by address for the interned
- * names code uses, by comparison for a name built at run time (never interned here, which
- * would keep it alive for good on CPython 3.12). */
-static PyObject *
-special_name(PyObject *name)
+/* Is name "__wrapped__"? By address for the interned names code uses, by comparison for a
+ * name built at run time (never interned here, which would keep it alive for good). */
+static int
+is_wrapped_name(PyObject *name)
 {
-    PyObject *const names[] = {str_wrapped, str_class, str_doc, str_module,
-                               str_name, str_qualname, str_dict, str_annotations};
-    const size_t count = sizeof(names) / sizeof(names[0]);
-
-    for (size_t i = 0; i < count; i++) {
-        if (name == names[i])
-            return names[i];
-    }
-    if (PyUnicode_CHECK_INTERNED(name))
-        return NULL;
-    for (size_t i = 0; i < count; i++) {
-        if (PyUnicode_Compare(name, names[i]) == 0)
-            return names[i];
-    }
-    return NULL;
+    if (name == str_wrapped)
+        return 1;
+    return PyUnicode_Check(name) && !PyUnicode_CHECK_INTERNED(name) &&
+           PyUnicode_Compare(name, str_wrapped) == 0;
 }
 
+/* Anything this type does not define is the function's (__code__, __defaults__, ...). */
 static PyObject *
 patch_getattro(PyObject *op, PyObject *name)
 {
-    MethodPatch *self = (MethodPatch *)op;
-    PyObject *found;
+    PyObject *found = PyObject_GenericGetAttr(op, name);
 
-    if (PyUnicode_Check(name)) {
-        PyObject *key = special_name(name);
-        if (key == str_wrapped)
-            return Py_NewRef(self->original);
-        if (key != NULL)
-            return PyObject_GetAttr(self->original, name);
-    }
-    found = PyObject_GenericGetAttr(op, name);
     if (found != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError))
         return found;
     PyErr_Clear();
-    return PyObject_GetAttr(self->original, name);
+    return PyObject_GetAttr(((MethodPatch *)op)->original, name);
 }
 
 static int
@@ -321,6 +304,26 @@ static PyMethodDef patch_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* __doc__, __name__, ...: data descriptors of the type, so that object.__getattribute__ (as
+ * pydoc uses) finds the function's and not this type's own. closure: the interned name. */
+static PyObject *
+patch_get_forwarded(PyObject *op, void *closure)
+{
+    return PyObject_GetAttr(((MethodPatch *)op)->original, (PyObject *)closure);
+}
+
+static int
+patch_set_forwarded(PyObject *op, PyObject *value, void *closure)
+{
+    return PyObject_SetAttr(((MethodPatch *)op)->original, (PyObject *)closure, value);
+}
+
+static PyObject *
+patch_get_wrapped(PyObject *op, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(((MethodPatch *)op)->original);
+}
+
 static PyObject *
 patch_get_wrapper(PyObject *op, void *Py_UNUSED(closure))
 {
@@ -334,12 +337,22 @@ patch_get_var(PyObject *op, void *Py_UNUSED(closure))
     return Py_NewRef(self->var != NULL ? self->var : Py_None);
 }
 
+/* The closures are filled in by the module's init (the interned names). */
 static PyGetSetDef patch_getset[] = {
+    {"__doc__", patch_get_forwarded, patch_set_forwarded, NULL, NULL},
+    {"__name__", patch_get_forwarded, patch_set_forwarded, NULL, NULL},
+    {"__qualname__", patch_get_forwarded, patch_set_forwarded, NULL, NULL},
+    {"__module__", patch_get_forwarded, patch_set_forwarded, NULL, NULL},
+    {"__dict__", patch_get_forwarded, patch_set_forwarded, NULL, NULL},
+    {"__annotations__", patch_get_forwarded, patch_set_forwarded, NULL, NULL},
+    {"__class__", patch_get_forwarded, NULL, NULL, NULL},
+    {"__wrapped__", patch_get_wrapped, NULL, "the class's own function", NULL},
     {"_ioprofiler_wrapper", patch_get_wrapper, NULL, "the wrapper this patch calls", NULL},
     {"_ioprofiler_var", patch_get_var, NULL,
      "the ContextVar that switches the wrapper on (None: always on)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
+#define FORWARDED_GETSETS 7 /* the first entries above, closures set at init */
 
 static PyTypeObject MethodPatch_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -353,10 +366,6 @@ static PyTypeObject MethodPatch_Type = {
     .tp_setattro = patch_setattro,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_METHOD_DESCRIPTOR |
                 Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "MethodPatch(original, wrapper, var=None): a class's function, wrapped.\n\n"
-              "Called as a method, it calls wrapper(wrapped, instance, args, kwargs) while\n"
-              "the ContextVar var holds a true value (always, when var is None), and the\n"
-              "function itself otherwise.",
     .tp_traverse = (traverseproc)patch_traverse,
     .tp_clear = (inquiry)patch_clear,
     .tp_weaklistoffset = offsetof(MethodPatch, weakreflist),
@@ -394,29 +403,54 @@ bound_dealloc(BoundMethodPatch *self)
     PyObject_GC_Del(self);
 }
 
+/* Like a bound method: the rest is the patch's (and so the function's), except
+ * __wrapped__, hidden (see the top of this file). */
 static PyObject *
 bound_getattro(PyObject *op, PyObject *name)
 {
-    BoundMethodPatch *self = (BoundMethodPatch *)op;
     PyObject *found;
 
-    if (PyUnicode_Check(name)) {
-        PyObject *key = special_name(name);
-        if (key == str_wrapped) {  /* hidden: see the top of this file */
-            PyErr_SetObject(PyExc_AttributeError, name);
-            return NULL;
-        }
-        if (key == str_class)
-            return Py_NewRef((PyObject *)&PyMethod_Type);
-        if (key != NULL)
-            return PyObject_GetAttr(self->patch->original, name);
+    if (is_wrapped_name(name)) {
+        PyErr_SetObject(PyExc_AttributeError, name);
+        return NULL;
     }
     found = PyObject_GenericGetAttr(op, name);
     if (found != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError))
         return found;
     PyErr_Clear();
-    return PyObject_GetAttr(self->patch->original, name);
+    return PyObject_GetAttr((PyObject *)((BoundMethodPatch *)op)->patch, name);
 }
+
+static PyObject *
+bound_get_forwarded(PyObject *op, void *closure)
+{
+    return PyObject_GetAttr(((BoundMethodPatch *)op)->patch->original, (PyObject *)closure);
+}
+
+static PyObject *
+bound_get_class(PyObject *Py_UNUSED(op), void *Py_UNUSED(closure))
+{
+    return Py_NewRef((PyObject *)&PyMethod_Type);
+}
+
+/* The function, as wrapt's bound wrapper and a plain bound method give it: what
+ * weakref.WeakMethod and Django's signals key a receiver by, the same installed or not. */
+static PyObject *
+bound_get_func(PyObject *op, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(((BoundMethodPatch *)op)->patch->original);
+}
+
+static PyGetSetDef bound_getset[] = {
+    {"__doc__", bound_get_forwarded, NULL, NULL, NULL},
+    {"__name__", bound_get_forwarded, NULL, NULL, NULL},
+    {"__qualname__", bound_get_forwarded, NULL, NULL, NULL},
+    {"__module__", bound_get_forwarded, NULL, NULL, NULL},
+    {"__class__", bound_get_class, NULL, NULL, NULL},
+    {"__func__", bound_get_func, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+#define BOUND_FORWARDED_GETSETS 4
 
 static PyObject *
 bound_repr(PyObject *op)
@@ -451,22 +485,42 @@ bound_hash(PyObject *op)
     return h == -1 ? -2 : h;
 }
 
-/* BoundMethodPatch(patch, instance), as types.MethodType(function, instance) (weakref.WeakMethod
- * rebuilds a bound method this way). */
+/* BoundMethodPatch(function, instance), as types.MethodType(function, instance): what
+ * weakref.WeakMethod calls to rebuild a method from its __func__ and __self__. The function's
+ * patch on the instance's class, when it is still there, bound; a plain bound method once the
+ * patch is gone. A MethodPatch is taken as the function too. */
 static PyObject *
 bound_new(PyTypeObject *Py_UNUSED(type), PyObject *args, PyObject *kwds)
 {
-    PyObject *patch, *instance;
+    PyObject *function, *instance, *name, *attribute;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O:BoundMethodPatch",
-                                     (char *[]){"patch", "instance", NULL}, &MethodPatch_Type,
-                                     &patch, &instance))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:BoundMethodPatch",
+                                     (char *[]){"function", "instance", NULL}, &function,
+                                     &instance))
         return NULL;
     if (instance == Py_None) {
         PyErr_SetString(PyExc_TypeError, "instance must not be None");
         return NULL;
     }
-    return bind(patch, instance);
+    if (PyObject_TypeCheck(function, &MethodPatch_Type))
+        return bind(function, instance);
+    if (!PyFunction_Check(function)) {
+        PyErr_Format(PyExc_TypeError, "BoundMethodPatch binds a function, not %R", function);
+        return NULL;
+    }
+    name = PyObject_GetAttr(function, str_name);
+    attribute = name != NULL ? PyObject_GetAttr((PyObject *)Py_TYPE(instance), name) : NULL;
+    Py_XDECREF(name);
+    if (attribute == NULL)
+        PyErr_Clear();
+    else if (PyObject_TypeCheck(attribute, &MethodPatch_Type) &&
+             ((MethodPatch *)attribute)->original == function) {
+        PyObject *bound = bind(attribute, instance);
+        Py_DECREF(attribute);
+        return bound;
+    }
+    Py_XDECREF(attribute);
+    return PyMethod_New(function, instance);
 }
 
 /* Pickled and copied as a bound method is: getattr(instance, name). */
@@ -494,7 +548,6 @@ static PyMethodDef bound_methods[] = {
 
 static PyMemberDef bound_members[] = {
     {"__self__", T_OBJECT, offsetof(BoundMethodPatch, self), READONLY, NULL},
-    {"__func__", T_OBJECT, offsetof(BoundMethodPatch, patch), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -509,13 +562,13 @@ static PyTypeObject BoundMethodPatch_Type = {
     .tp_call = PyVectorcall_Call,
     .tp_getattro = bound_getattro,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "A MethodPatch bound to an instance, as a bound method is.",
     .tp_traverse = (traverseproc)bound_traverse,
     .tp_clear = (inquiry)bound_clear,
     .tp_richcompare = bound_richcompare,
     .tp_weaklistoffset = offsetof(BoundMethodPatch, weakreflist),
     .tp_methods = bound_methods,
     .tp_members = bound_members,
+    .tp_getset = bound_getset,
     .tp_new = bound_new,
 };
 
@@ -544,6 +597,13 @@ PyInit__patch(void)
         intern(&str_name, "__name__") < 0 || intern(&str_qualname, "__qualname__") < 0 ||
         intern(&str_dict, "__dict__") < 0 || intern(&str_annotations, "__annotations__") < 0)
         return NULL;
+    PyObject *forwarded[] = {str_doc, str_name, str_qualname, str_module,
+                             str_dict, str_annotations, str_class};
+    for (int i = 0; i < FORWARDED_GETSETS; i++) {
+        patch_getset[i].closure = forwarded[i];
+        if (i < BOUND_FORWARDED_GETSETS)
+            bound_getset[i].closure = forwarded[i];
+    }
     if (PyType_Ready(&MethodPatch_Type) < 0 || PyType_Ready(&BoundMethodPatch_Type) < 0)
         return NULL;
     module = PyModule_Create(&module_def);

@@ -144,7 +144,7 @@ def test_it_reads_as_the_function_from_the_class_and_as_a_method_from_an_instanc
     assert isinstance(cls.lookup, types.FunctionType) and inspect.isfunction(cls.lookup)
     assert isinstance(shop.lookup, types.MethodType) and inspect.ismethod(shop.lookup)
     assert type(shop.lookup) is BoundMethodPatch
-    assert shop.lookup.__self__ is shop and shop.lookup.__func__ is vars(cls)["lookup"]
+    assert shop.lookup.__self__ is shop and shop.lookup.__func__ is Shop.lookup
     assert shop.lookup == shop.lookup and hash(shop.lookup) == hash(shop.lookup)
     assert shop.lookup != cls().lookup
     assert repr(cls.lookup) == repr(plain)
@@ -193,6 +193,48 @@ def test_the_memcached_client_is_patched_with_it(memcached):
     assert [e.line().split(" ms ")[1] for e in trace.events if e.is_call][-1] == (
         "Cache MISS, keys: k"
     )
+
+
+def test_help_shows_the_methods_docstring():
+    import pydoc
+
+    cls = patched_class("compiled", Recorder())
+    assert pydoc.getdoc(cls.lookup) == pydoc.getdoc(cls().lookup) == "Look a key up."
+    assert "Look a key up." in pydoc.render_doc(cls, renderer=pydoc.plaintext)
+
+
+def test_a_weak_method_outlives_install_and_uninstall():
+    """Django's signals hold receivers as WeakMethods, keyed by (self, __func__)."""
+    from django.dispatch import Signal
+
+    class Handler:
+        def on_signal(self, sender, **kwargs):
+            return "handled"
+
+    handler, signal, recorder = Handler(), Signal(), Recorder()
+    plain = Handler.__dict__["on_signal"]
+    patches = Patches()
+    patches.wrap(Handler, "on_signal", recorder, always=True)
+    signal.connect(handler.on_signal)
+    method = weakref.WeakMethod(handler.on_signal)
+    assert [r for _, r in signal.send(None)] == ["handled"] and len(recorder.seen) == 1
+    assert type(method()) is BoundMethodPatch and method()(None) == "handled"
+    assert len(recorder.seen) == 2  # rebuilt through the patch while it is installed
+    patches.unwrap_all()
+    gc.collect()
+    assert [r for _, r in signal.send(None)] == ["handled"]
+    assert type(method()) is types.MethodType and method().__func__ is plain
+    assert len(recorder.seen) == 2
+    assert signal.disconnect(handler.on_signal)  # the same receiver, installed or not
+
+
+def test_binding_a_bound_method_again_keeps_the_patch():
+    recorder = Recorder()
+    cls = patched_class("compiled", recorder, var=None)
+    first, second = cls(), cls()
+    rebound = first.lookup.__get__(second)
+    assert type(rebound) is BoundMethodPatch and rebound.__self__ is second
+    assert rebound("k")[0] == "k" and recorder.seen[-1][1] is second
 
 
 def test_no_reference_is_leaked_on_any_path():
@@ -248,8 +290,8 @@ def test_bad_arguments_are_refused_clearly():
         MethodPatch(Shop.lookup, 3)
     with pytest.raises(TypeError, match="var must be a contextvars.ContextVar or None"):
         MethodPatch(Shop.lookup, Recorder(), switch.get)
-    with pytest.raises(TypeError):
-        BoundMethodPatch(Shop.lookup, Shop())  # not a MethodPatch
+    with pytest.raises(TypeError, match="binds a function, not <built-in function len>"):
+        BoundMethodPatch(len, Shop())
     with pytest.raises(TypeError, match="instance must not be None"):
         BoundMethodPatch(MethodPatch(Shop.lookup, Recorder()), None)
 
