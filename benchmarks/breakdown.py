@@ -1,8 +1,9 @@
 """Where the recording time goes, measured two ways.
 
 1. In the real calls, paired like every other configuration (:func:`ablations`): a bare
-   wrapt pass-through wrapper on the same methods with a trace open (the floor of any
-   wrapper that runs Python code), and ioprofiler recording with the callsite lookup
+   pass-through wrapper on the same methods with a trace open, patched as ioprofiler patches
+   them (a MethodPatch where it is built, else wrapt: the floor of any wrapper that runs
+   Python code), and ioprofiler recording with the callsite lookup
    switched off. Against raw and full recording these split the recorded call's cost into
    the wrapper, the callsite lookup, and everything else (event object, clocks, trace
    append, parameter snapshot, the wrapper's own code). When the compiled lookup
@@ -59,8 +60,8 @@ def ablations(
     def bare_wrapper() -> Iterator[None]:
         ioprofiler.uninstall()
         originals = [(Client, "get"), (DefaultDialect, "do_execute")]
-        for owner, name in originals:
-            wrapper = wrapt.FunctionWrapper(owner.__dict__[name], pass_through, enabled=active.get)
+        for owner, name in originals:  # the kind of patch ioprofiler uses there
+            wrapper = patching._patch(owner, owner.__dict__[name], pass_through, active.get)
             setattr(owner, name, wrapper)
         try:
             with ioprofiler.profile():
