@@ -186,7 +186,7 @@ def _ours(attribute: Any) -> Any:
     a MethodPatch read from its class is itself)."""
     if isinstance(attribute, IOProfilerWrapper):
         return attribute
-    if compiled_patches and type(attribute) is MethodPatch:
+    if MethodPatch is not None and type(attribute) is MethodPatch:  # whatever compiled_patches
         return attribute
     if isinstance(attribute, BoundIOProfilerWrapper) and attribute._self_instance is None:
         parent = attribute._self_parent

@@ -330,6 +330,26 @@ def test_patches_choose_the_compiled_type_only_where_it_is_exact():
     assert module.connect() == "connected"
 
 
+def test_switching_compiled_patches_off_wraps_with_wrapt_and_still_knows_its_own(monkeypatch):
+    class Owner:
+        def method(self):
+            return "method"
+
+        def other(self):
+            return "other"
+
+    patches = Patches()
+    try:
+        patches.wrap(Owner, "method", Recorder())
+        monkeypatch.setattr(patching, "compiled_patches", False)  # as the benchmarks' ablation
+        patches.wrap(Owner, "other", Recorder())
+        assert isinstance(vars(Owner)["other"], IOProfilerWrapper)
+        assert is_ours(vars(Owner)["method"]) and not patches.wrap(Owner, "method", Recorder())
+    finally:
+        patches.unwrap_all()
+    assert Owner().method() == "method" and not is_ours(vars(Owner)["method"])
+
+
 def test_pure_python_mode_uses_wrapt_for_every_patch(tmp_path):
     script = (
         "import ioprofiler, ioprofiler.patching as p\n"
