@@ -44,6 +44,7 @@ def _address_text(address: Any) -> str:
 
 
 REDIS = Service("redis", describe=_address_text, batch_read="MGET")
+_targets = REDIS.targets  # read before calling REDIS.target(): a dict lookup, no call
 
 # Where a command's keys are, for the commands that have keys.
 _SINGLE_KEY = frozenset(
@@ -64,6 +65,12 @@ _KEYS_THEN_TIMEOUT = frozenset("BLPOP BRPOP BZPOPMIN BZPOPMAX".split())
 _PAIRS = frozenset("MSET MSETNX".split())
 _FIELDS = frozenset(("HGET", "HMGET"))  # hit or miss per field: the keys are (hash, field)
 _READS = frozenset(("GET", "MGET", "HGET", "HMGET", "EXISTS"))
+# command name as redis-py passes it -> (NAME, its op in the listing), for the commands above:
+# no str.upper()/lower() and no hashing of a new string per command
+_KNOWN = {
+    name: (name, name.lower())
+    for name in _SINGLE_KEY | _ALL_KEYS | _KEYS_THEN_TIMEOUT | _PAIRS | _FIELDS | _READS
+}
 
 
 def available() -> bool:
@@ -142,8 +149,8 @@ def command_keys(name: str, args: Any, options: Any = None) -> tuple[Any, ...]:
 
 def _target(connection: Any) -> Any:
     path = getattr(connection, "path", None)
-    server = (path,) if path else (connection.host, connection.port)
-    return REDIS.target((*server, connection.db))
+    server = (path, connection.db) if path else (connection.host, connection.port, connection.db)
+    return _targets.get(server) or REDIS.target(server)
 
 
 def _begin(traces: Any, connection: Any, op: str, keys: tuple[Any, ...]):
@@ -158,14 +165,22 @@ def _begin(traces: Any, connection: Any, op: str, keys: tuple[Any, ...]):
 
 
 def _begin_command(traces: Any, connection: Any, args: Any, options: Any):
-    """An event for one command: ``args`` starts with its name."""
+    """``(event, NAME)`` for one command (``args`` starts with its name); the event is None
+    when it could not be made. Every plain command passes here: a known name and a single
+    key are taken without a call, and ``begin`` is called directly."""
     try:
-        name = _name(args)
-        keys = command_keys(name, args[1:], options)
+        known = _KNOWN.get(args[0]) if args and type(args[0]) is str else None
+        name, op = known if known is not None else (_name(args), None)
+        if name in _SINGLE_KEY:
+            keys = (args[1],) if len(args) > 1 else ()
+        else:
+            keys = command_keys(name, args[1:], options)
+        event = begin(traces, CACHE, op or name.lower(), _target(connection), 3)
+        event.keys = keys
+        return event, name
     except Exception as exc:
         profiler_failed(traces, exc)
         return None, ""
-    return _begin(traces, connection, name.lower(), keys), name
 
 
 def read_outcome(name: str, keys: tuple[Any, ...], result: Any) -> tuple[int, int, tuple] | None:
@@ -208,7 +223,8 @@ def _finish(event: Any, name: str, result: Any) -> None:
             _read_outcome(event, name, result)
         except Exception as exc:
             profiler_failed(active.get() or (), exc)
-    done(event)
+    if event._overflow is not None:  # done(event), without the call when it does nothing
+        done(event)
 
 
 def batch_facts(event: Any, commands: Any) -> None:
