@@ -5,6 +5,7 @@ still builds and installs ioprofiler, pure Python."""
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -49,8 +50,8 @@ def build_wheel(directory: Path, **env: str) -> list[str]:
     return zipfile.ZipFile(wheel).namelist()
 
 
-def speedups(names: list[str]) -> list[str]:
-    return [name for name in names if name.startswith("ioprofiler/_speedups")]
+def speedups(names: list[str], module: str = "_speedups") -> list[str]:
+    return [name for name in names if name.startswith(f"ioprofiler/{module}")]
 
 
 def test_wheel_has_no_top_level_integrations_package(tmp_path):
@@ -70,9 +71,12 @@ def test_wheel_has_no_top_level_integrations_package(tmp_path):
     if ACCELERATED:
         (built,) = speedups(names)  # the compiled module, not its C source
         assert built.endswith((".so", ".pyd")), built
+    if platform.python_implementation() == "CPython":  # MethodPatch: any CPython
+        (built,) = speedups(names, "_patch")
+        assert built.endswith((".so", ".pyd")), built
 
 
 def test_without_a_c_compiler_the_wheel_is_pure_python(tmp_path):
     names = build_wheel(tmp_path, CC="false", LDSHARED="false")
-    assert speedups(names) == []
+    assert speedups(names) == [] and speedups(names, "_patch") == []
     assert "ioprofiler/callsite.py" in names
