@@ -1,11 +1,11 @@
 /* ioprofiler._patch: a patched method whose call costs one context-variable read while no
  * trace is open.
  *
- * ioprofiler.patching puts wrapt's FunctionWrapper on a class attribute by default. Each call
- * of a method wrapped that way binds the wrapper to the instance first (wrapt builds a
+ * A method patched with wrapt's FunctionWrapper (ioprofiler's patch before this type, and still
+ * its fallback) binds the wrapper to the instance on every call first (wrapt builds a
  * BoundFunctionWrapper object per call, about 3,000 machine instructions), then asks whether a
- * trace is open. On a loopback memcached get or an SQLite statement that binding is most of
- * what an idle ioprofiler costs.
+ * trace is open. On a loopback memcached get or an SQLite statement that binding was most of
+ * what an idle ioprofiler cost.
  *
  * MethodPatch is the same wrapper as a method descriptor of the kind CPython calls without
  * binding (Py_TPFLAGS_METHOD_DESCRIPTOR, as plain functions are): ``client.get(key)`` calls it
