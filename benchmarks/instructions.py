@@ -2,6 +2,7 @@
 
     python benchmarks/instructions.py                  # every scenario, raw and recording
     python benchmarks/instructions.py --calls 4000 --scenario "SQL statement"
+    python benchmarks/instructions.py --scenario page --config unprofiled --config recorded
 
 On a machine shared with other work, timings swing by more than a change to the recording
 path is worth; instruction counts do not. Each (scenario, configuration) runs in a process
@@ -41,7 +42,12 @@ CONFIGS = (
     "pure begin",
     "idle, wrapt patches",
     "wrapt patches",
+    "unprofiled",  # the page's configurations (--scenario page)
+    "recorded",
+    "panel",
 )
+PAGE_WARM_UP = 3
+PAGE_CALLS = 4  # pages counted, unless --calls says otherwise
 
 
 def child(scenario_name: str, config_name: str, calls: int) -> int:
@@ -49,11 +55,16 @@ def child(scenario_name: str, config_name: str, calls: int) -> int:
 
     with contextlib.ExitStack() as stack:
         bench = Bench(stack, otel=False)
-        scenario = {s.name: s for s in bench.scenarios(calls)}[scenario_name]
+        if scenario_name == "page":  # 1,000 statements and 1,000 gets through the middleware
+            configs, scenario = bench.page()
+            warm_up = PAGE_WARM_UP
+        else:
+            scenario = {s.name: s for s in bench.scenarios(calls)}[scenario_name]
+            configs = {**bench.configs, **bench.ablations}
+            warm_up = 200
         call = scenario.call
-        configs = {**bench.configs, **bench.ablations}
         with configs[config_name]():
-            for _ in range(200):
+            for _ in range(warm_up):
                 call()
             gc.collect()
             gc.disable()  # as overhead.py's per-call batches: collections would land by chance
@@ -93,7 +104,7 @@ def count(scenario: str, config: str, calls: int, seed: int = 0) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--calls", type=int, help=f"calls counted (2000; pages: {PAGE_CALLS})")
     parser.add_argument("--scenario", action="append", help="SQL statement, memcache get (hit)…")
     parser.add_argument("--config", action="append", choices=CONFIGS)
     parser.add_argument("--seeds", type=int, default=3, help="hash seeds (PYTHONHASHSEED)")
@@ -105,27 +116,32 @@ def main(argv: list[str] | None = None) -> int:
         return child(name, config, int(calls))
     scenarios = args.scenario or ["SQL statement", "memcache get (hit)", "memcache get (miss)"]
     configs = args.config or ["raw", "recording"]
+    calls = {s: args.calls or (PAGE_CALLS if s == "page" else 2000) for s in scenarios}
     jobs = [
-        (s, c, args.calls, seed) for s in scenarios for c in configs for seed in range(args.seeds)
+        (s, c, calls[s], seed) for s in scenarios for c in configs for seed in range(args.seeds)
     ]
     with ThreadPoolExecutor(args.jobs) as pool:
         counts = dict(zip(jobs, pool.map(lambda job: count(*job), jobs), strict=True))
     print(
-        f"instructions per call (callgrind, {args.calls} calls after 200 warm-up calls; "
-        f"median of {args.seeds} hash seeds [min..max])"
+        f"instructions per call (callgrind, {', '.join(f'{s}: {n}' for s, n in calls.items())} "
+        f"calls after warming up; median of {args.seeds} hash seeds [min..max])"
     )
     for scenario in scenarios:
+        n = calls[scenario]
         per_call = {
-            c: [counts[scenario, c, args.calls, seed] / args.calls for seed in range(args.seeds)]
-            for c in configs
+            c: [counts[scenario, c, n, seed] / n for seed in range(args.seeds)] for c in configs
         }
         for config, values in per_call.items():
             line = f"  {scenario:22} {config:12} {statistics.median(values):10,.0f}"
-            if "raw" in per_call and config != "raw":
-                added = [v - r for v, r in zip(values, per_call["raw"], strict=True)]
+            base = "unprofiled" if scenario == "page" else "raw"
+            if base in per_call and config != base:
+                added = [v - r for v, r in zip(values, per_call[base], strict=True)]
                 line += (
                     f"  +{statistics.median(added):,.0f} [{min(added):+,.0f}..{max(added):+,.0f}]"
                 )
+                if scenario == "page":
+                    ratios = [v / r for v, r in zip(values, per_call[base], strict=True)]
+                    line += f"  {statistics.median(ratios):.3f}x"
             print(line)
     return 0
 
