@@ -120,10 +120,16 @@ def _reaches_below(cursor_class: type) -> bool:
 
 
 class _ByCursorClass(dict):
-    """``cursor_reaches_below[cursor.__class__]``: :func:`_reaches_below`, once per class."""
+    """``cursor_reaches_below[cursor.__class__]``: :func:`_reaches_below`, once per class.
+    Never raises (the wrappers read it outside their own error handling): a class it cannot
+    tell about gets the mark, the answer that cannot record a statement twice."""
 
     def __missing__(self, cursor_class: type) -> bool:
-        reaches = self[cursor_class] = _reaches_below(cursor_class)
+        try:
+            reaches = _reaches_below(cursor_class)
+        except Exception:
+            reaches = True
+        self[cursor_class] = reaches
         return reaches
 
 

@@ -331,6 +331,8 @@ def test_the_mark_is_set_only_for_cursors_a_driver_integration_records(tmp_path,
         assert cursor_reaches_below[proxy.__class__] is False
         assert cursor_reaches_below[pymysql_cursor] is True
         assert cursor_reaches_below[Adapter] is True
+        odd = type("OddCursor", (sqlite3.Cursor,), {"__module__": 42})  # not a module name
+        assert cursor_reaches_below[odd] is True  # cannot tell: marked, and no error raised
         remove_below("ioprofiler.integrations.pymysql")  # the answers follow what is installed
         assert cursor_reaches_below[pymysql_cursor] is False
     finally:
