@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ioprofiler.event import CACHE, CONNECT
+from ioprofiler import recorders
+from ioprofiler.event import CACHE, CONNECT, CacheCall
 from ioprofiler.patching import Patches
 from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
 from ioprofiler.targets import Service
@@ -288,7 +289,17 @@ def _write_wrapper(op: str, shape: str):
 
 
 _READ_WRAPPERS = {
-    "get": _single_read("get"),
+    # get compiled (ioprofiler/_recorders.c), this module's wrapper its reference
+    "get": recorders.cache_get(
+        _single_read("get"),
+        kind=CACHE,
+        op="get",
+        event_class=CacheCall,
+        targets=_targets,
+        target=MEMCACHE.target,
+        not_found=_NOT_FOUND,
+        ignored_error=_IGNORED_ERROR,
+    ),
     "gets": _single_read("gets"),
     "get_many": _multi_read("get_many"),
     "gets_many": _multi_read("gets_many"),

@@ -35,6 +35,7 @@ from typing import Any
 
 from ioprofiler.integrations._dbapi import name_below
 
+from ioprofiler import recorders
 from ioprofiler.event import (
     BEGIN_TWOPHASE,
     COMMIT,
@@ -46,6 +47,7 @@ from ioprofiler.event import (
     RECOVER_TWOPHASE,
     ROLLBACK,
     ROLLBACK_TWOPHASE,
+    Statement,
 )
 from ioprofiler.patching import Patches
 from ioprofiler.recording import (
@@ -59,8 +61,8 @@ from ioprofiler.recording import (
     perf_counter_ns,
     profiler_failed,
 )
+from ioprofiler.values import KEPT_TYPES, snapshot
 from ioprofiler.values import first_row as _first_row
-from ioprofiler.values import snapshot
 
 EXECUTE_METHODS = ("do_execute", "do_executemany", "do_execute_no_params")
 
@@ -282,10 +284,31 @@ _SHAPES = {
     "do_executemany": ("executemany", "many"),
     "do_execute_no_params": ("execute", "no_params"),
 }
-_WRAPPERS = {name: _execution_wrapper(*shape, override=False) for name, shape in _SHAPES.items()}
-_OVERRIDE_WRAPPERS = {
-    name: _execution_wrapper(*shape, override=True) for name, shape in _SHAPES.items()
-}
+
+
+def _compiled(name: str, override: bool) -> Any:
+    """The wrapper for an execution method: ``do_execute``'s compiled
+    (ioprofiler/_recorders.c), with this module's as its reference."""
+    reference = _execution_wrapper(*_SHAPES[name], override=override)
+    if name != "do_execute":
+        return reference
+    return recorders.statement_execute(
+        reference,
+        kind=DB,
+        op="execute",
+        event_class=Statement,
+        inside=inside,
+        names=_names,
+        snapshot=snapshot,
+        kept=KEPT_TYPES,
+        below=below,
+        reaches_below=cursor_reaches_below,
+        override=override,
+    )
+
+
+_WRAPPERS = {name: _compiled(name, override=False) for name in _SHAPES}
+_OVERRIDE_WRAPPERS = {name: _compiled(name, override=True) for name in _SHAPES}
 
 
 # -- round trips around statements: transaction ends, connects, pool waits ------------

@@ -33,6 +33,11 @@
 #include <Python.h>
 #include <structmember.h>
 
+/* A compiled wrapper's own call (ioprofiler/_recorders.c): (wrapper, the class's function,
+ * the context variable's value, the call's arguments with the instance first). */
+typedef PyObject *(*fastcall_fn)(PyObject *, PyObject *, PyObject *, PyObject *const *, size_t,
+                                 PyObject *);
+
 typedef struct {
     PyObject_HEAD
     PyObject *original; /* the class's own function */
@@ -40,6 +45,7 @@ typedef struct {
     PyObject *var;      /* ContextVar: the wrapper runs while it holds a true value; NULL: always */
     PyObject *weakreflist;
     vectorcallfunc vectorcall;
+    fastcall_fn fastcall; /* the wrapper's own call, when it has one for this var; else NULL */
 } MethodPatch;
 
 typedef struct {
@@ -95,9 +101,9 @@ done:
     return result;
 }
 
-/* Is a trace open (does the context variable hold a true value)? A value that cannot say
- * counts as no: nothing of ours raises into the application. */
-static inline int
+/* The context variable's value when it is true (a new reference), else NULL. A value that
+ * cannot say counts as false: nothing of ours raises into the application. */
+static inline PyObject *
 switched_on(MethodPatch *patch)
 {
     PyObject *value;
@@ -105,17 +111,17 @@ switched_on(MethodPatch *patch)
 
     if (PyContextVar_Get(patch->var, NULL, &value) < 0) {
         PyErr_Clear();
-        return 0;
+        return NULL;
     }
     if (value == NULL)
-        return 0;
+        return NULL;
     on = PyObject_IsTrue(value);
-    Py_DECREF(value);
-    if (on < 0) {
+    if (on <= 0) {
         PyErr_Clear();
-        return 0;
+        Py_DECREF(value);
+        return NULL;
     }
-    return on;
+    return value;
 }
 
 /* args[0] is the instance, as for a function called as a method. */
@@ -123,10 +129,39 @@ static PyObject *
 patch_run(MethodPatch *patch, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *value, *result;
 
-    if ((patch->var != NULL && !switched_on(patch)) || nargs < 1)
+    if (patch->var == NULL)
+        return nargs < 1 ? PyObject_Vectorcall(patch->original, args, nargsf, kwnames)
+                         : call_wrapper(patch, args[0], args + 1, nargs - 1, kwnames);
+    if (nargs < 1 || (value = switched_on(patch)) == NULL)
         return PyObject_Vectorcall(patch->original, args, nargsf, kwnames);
-    return call_wrapper(patch, args[0], args + 1, nargs - 1, kwnames);
+    if (patch->fastcall != NULL)
+        result = patch->fastcall(patch->wrapper, patch->original, value, args, nargsf, kwnames);
+    else
+        result = call_wrapper(patch, args[0], args + 1, nargs - 1, kwnames);
+    Py_DECREF(value);
+    return result;
+}
+
+/* The wrapper's own call, when it is a compiled wrapper switched by this same variable
+ * (``wrapper.active is var``): NULL otherwise, and then it is called as wrapt would. */
+static fastcall_fn
+fastcall_of(PyObject *wrapper, PyObject *var)
+{
+    PyObject *capsule, *active;
+    fastcall_fn fastcall = NULL;
+
+    if (var == NULL)
+        return NULL;
+    capsule = PyObject_GetAttrString((PyObject *)Py_TYPE(wrapper), "_ioprofiler_fastcall");
+    active = capsule == NULL ? NULL : PyObject_GetAttrString(wrapper, "active");
+    if (active == var && PyCapsule_IsValid(capsule, "ioprofiler._recorders.fastcall"))
+        fastcall = (fastcall_fn)PyCapsule_GetPointer(capsule, "ioprofiler._recorders.fastcall");
+    Py_XDECREF(capsule);
+    Py_XDECREF(active);
+    PyErr_Clear();
+    return fastcall;
 }
 
 static PyObject *
@@ -203,6 +238,7 @@ patch_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->var = var == Py_None ? NULL : Py_NewRef(var);
     self->weakreflist = NULL;
     self->vectorcall = patch_vectorcall;
+    self->fastcall = fastcall_of(wrapper, self->var);
     return (PyObject *)self;
 }
 

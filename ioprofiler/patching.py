@@ -32,6 +32,7 @@ from typing import Any
 
 import wrapt
 
+from ioprofiler import recorders
 from ioprofiler.trace import active
 
 log = logging.getLogger("ioprofiler")
@@ -118,12 +119,14 @@ class Patches:
         asks ``active.get`` (a C call) and, when it returns no traces, calls the
         original without entering Python code of ours. ``enabled``: another such test
         (a ContextVar's ``get``: the wrapper runs only while it holds a true value).
-        ``always=True`` runs it on every call. Returns False when it is already ours or
-        ``owner`` does not define it.
+        ``always=True`` runs it on every call. A compiled recorder (:mod:`ioprofiler.recorders`)
+        is put on as it is, or as its Python reference while ``compiled_recorders`` is off.
+        Returns False when it is already ours or ``owner`` does not define it.
         """
         original = owner.__dict__.get(name)
         if original is None or _ours(original) is not None:
             return False
+        wrapper = recorders.chosen(wrapper)
         if enabled is None and not always:
             enabled = active.get
         wrapped = _patch(owner, original, wrapper, enabled)

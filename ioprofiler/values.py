@@ -25,8 +25,9 @@ MAX_TEXT_CHARS = 500  # characters of one value the listing shows
 MAX_BYTES = MAX_TEXT_CHARS // 2  # bytes of one value: the listing shows two hex digits a byte
 MAX_ITEMS = 100  # items of one list or tuple value
 
-# Values of these exact types are immutable and kept as they are: the fast path.
-_KEPT = frozenset(
+# Values of these exact types are immutable and kept as they are: the fast path (also
+# ioprofiler/_recorders.c's, which is given this set).
+KEPT_TYPES = _KEPT = frozenset(
     {
         int,
         str,

@@ -4,6 +4,7 @@ MariaDB at 127.0.0.1:3306 when it answers (required when IOPROFILER_REQUIRE_MYSQ
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +44,22 @@ def start_memcached() -> Iterator[object]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def client(memcached):
+    """A pymemcache client of the session's memcached."""
+    from pymemcache.client.base import Client
+
+    client = Client(memcached.address, default_noreply=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def key() -> str:
+    """A key no other test uses, so tests never see each other's values."""
+    return f"k{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(autouse=True)

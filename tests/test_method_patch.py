@@ -350,12 +350,14 @@ def test_switching_compiled_patches_off_wraps_with_wrapt_and_still_knows_its_own
     assert Owner().method() == "method" and not is_ours(vars(Owner)["method"])
 
 
-def test_pure_python_mode_uses_wrapt_for_every_patch(tmp_path):
+def test_pure_python_mode_uses_wrapt_and_the_python_wrappers(tmp_path):
     script = (
-        "import ioprofiler, ioprofiler.patching as p\n"
+        "import ioprofiler, ioprofiler.patching as p, ioprofiler.recorders as r\n"
         "from pymemcache.client.base import Client\n"
         "ioprofiler.install(only=['pymemcache'])\n"
-        "print(p.compiled_patches, type(vars(Client)['get']).__name__)\n"
+        "get = vars(Client)['get']\n"
+        "print(p.compiled_patches, type(get).__name__, r.compiled_recorders,\n"
+        "      type(get._self_wrapper).__name__)\n"
     )
     run = subprocess.run(
         [sys.executable, "-c", script],
@@ -365,4 +367,4 @@ def test_pure_python_mode_uses_wrapt_for_every_patch(tmp_path):
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["False", "IOProfilerWrapper"]
+    assert run.stdout.split() == ["False", "IOProfilerWrapper", "False", "function"]

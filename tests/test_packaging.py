@@ -71,12 +71,14 @@ def test_wheel_has_no_top_level_integrations_package(tmp_path):
     if ACCELERATED:
         (built,) = speedups(names)  # the compiled module, not its C source
         assert built.endswith((".so", ".pyd")), built
-    if platform.python_implementation() == "CPython":  # MethodPatch: any CPython
-        (built,) = speedups(names, "_patch")
-        assert built.endswith((".so", ".pyd")), built
+    if platform.python_implementation() == "CPython":  # MethodPatch, recorders: any CPython
+        for module in ("_patch", "_recorders"):
+            (built,) = speedups(names, module)
+            assert built.endswith((".so", ".pyd")), built
 
 
 def test_without_a_c_compiler_the_wheel_is_pure_python(tmp_path):
     names = build_wheel(tmp_path, CC="false", LDSHARED="false")
     assert speedups(names) == [] and speedups(names, "_patch") == []
+    assert speedups(names, "_recorders") == []
     assert "ioprofiler/callsite.py" in names

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import socket
-import uuid
 
 import pytest
 from ioprofiler.integrations import pymemcache as integration
@@ -16,19 +15,6 @@ from pymemcache.exceptions import MemcacheClientError, MemcacheUnexpectedCloseEr
 
 import ioprofiler
 from ioprofiler.patching import is_ours
-
-
-@pytest.fixture
-def client(memcached):
-    client = Client(memcached.address, default_noreply=False)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def key():
-    """A key no other test uses, so tests never see each other's values."""
-    return f"k{uuid.uuid4().hex[:12]}"
 
 
 def cache_calls(trace) -> list:

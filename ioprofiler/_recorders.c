@@ -1,0 +1,929 @@
+/* ioprofiler._recorders: the two busiest wrappers, compiled.
+ *
+ * A recorded memcached get or SQLAlchemy statement spent most of what recording cost it in
+ * the Python wrapper itself: entering a Python frame, some sixty bytecodes of argument
+ * handling and attribute writes, and calling the library back through a bound method. A
+ * Recorder does the same work in C, for two wrappers:
+ *
+ *   cache_get(...)          pymemcache's Client.get (integrations/pymemcache.py, _single_read)
+ *   statement_execute(...)  SQLAlchemy's do_execute (integrations/sqlalchemy.py,
+ *                           _execution_wrapper)
+ *
+ * Each keeps its Python wrapper as the reference: every call of a shape other than the usual
+ * one (keyword arguments, a missing or extra argument, a dialect not named yet) is handed to
+ * it, so an unusual call is recorded exactly as before, and tests/test_recorders.py holds the
+ * two to the same events field by field. The rest of recording (begin, failed, done,
+ * profiler_failed, snapshot, the targets' names) is ioprofiler's own Python or compiled code,
+ * called as the Python wrapper calls it.
+ *
+ * A Recorder is called in one of two ways:
+ * - by ioprofiler._patch.MethodPatch, through the capsule ``_ioprofiler_fastcall``: with the
+ *   trace tuple MethodPatch has read already and the call's own arguments (the instance
+ *   first), so nothing is built before the recording starts;
+ * - as any wrapt wrapper is, ``recorder(wrapped, instance, args, kwargs)``, where the patch
+ *   is wrapt's (a method another tool wrapped first, or without MethodPatch).
+ *
+ * Only the public C API is used (and the perf counter CPython's time.perf_counter_ns reads):
+ * it builds on every CPython ioprofiler supports. On a free-threaded build it refuses to import
+ * (it reads dictionary entries the GIL guards), and the Python wrappers record.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h> /* T_OBJECT_EX, READONLY */
+
+#ifndef Py_GIL_DISABLED
+
+/* ---- a call as the recorder received it -------------------------------------------------- */
+
+/* The call being recorded, in either calling convention. */
+typedef struct {
+    PyObject *function;      /* MethodPatch: the class's own function, called instance first */
+    PyObject *const *full;   /* MethodPatch: the arguments as received, the instance first */
+    size_t full_nargsf;
+    PyObject *kwnames;       /* MethodPatch: the keyword arguments' names, or NULL */
+    PyObject *bound;         /* wrapt: ``wrapped``, called as it is */
+    PyObject *args_tuple;    /* wrapt: args and kwargs as received */
+    PyObject *kwargs_dict;
+    PyObject *instance;
+    PyObject *const *args;   /* the positional arguments after the instance */
+    Py_ssize_t nargs;
+    int keywords;            /* any keyword argument? */
+} Call;
+
+/* The library's method, with the arguments it was called with. */
+static PyObject *
+call_as_given(Call *call)
+{
+    if (call->function != NULL) {
+        return PyObject_Vectorcall(call->function, call->full, call->full_nargsf, call->kwnames);
+    }
+    return PyObject_Call(call->bound, call->args_tuple, call->kwargs_dict);
+}
+
+/* The library's method with these positional arguments (after the instance). */
+static PyObject *
+call_with(Call *call, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (call->function != NULL) {
+        PyObject *stack[4];
+        if (nargs > 3) {
+            PyErr_SetString(PyExc_SystemError, "call_with(): too many arguments");
+            return NULL;
+        }
+        stack[0] = call->instance;
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            stack[i + 1] = args[i];
+        }
+        return PyObject_Vectorcall(call->function, stack, (size_t)nargs + 1, NULL);
+    }
+    return PyObject_Vectorcall(call->bound, args, (size_t)nargs, NULL);
+}
+
+/* ---- the recorder ------------------------------------------------------------------------ */
+
+typedef struct Recorder Recorder;
+typedef PyObject *(*record_fn)(Recorder *, Call *, PyObject *traces);
+
+/* What both recorders call, in the order of cache_get's and statement_execute's arguments. */
+enum {
+    R_REFERENCE, /* the Python wrapper this recorder stands in for */
+    R_ACTIVE,    /* recording.active, the ContextVar of the open traces */
+    R_BEGIN,
+    R_FAILED,
+    R_DONE,
+    R_PROFILER_FAILED,
+    R_KIND,
+    R_OP,
+    R_EVENT_CLASS, /* the class begin makes for kind and op: its fields are written directly */
+    COMMON_FIELDS
+};
+/* cache_get's own */
+enum { C_TARGETS = COMMON_FIELDS, C_TARGET, C_NOT_FOUND, C_IGNORED_ERROR, CACHE_FIELDS };
+/* statement_execute's own */
+enum {
+    S_INSIDE = COMMON_FIELDS,
+    S_NAMES,
+    S_SNAPSHOT,
+    S_KEPT,
+    S_BELOW,
+    S_REACHES_BELOW,
+    S_OVERRIDE,
+    STATEMENT_FIELDS
+};
+#define MAX_OBJECTS STATEMENT_FIELDS
+
+/* The event fields a recorder writes, by slot offset when the event is of event_class. */
+enum { E_KEYS, E_HIT, E_MISSED_KEYS, E_STATEMENT, E_PARAMS, E_ROWS, E_PARAMSTYLE, E_DIALECT,
+       E_END, E_OVERFLOW, E_ERROR, EVENT_FIELDS };
+static const char *const event_field_names[EVENT_FIELDS] = {
+    "keys", "hit", "missed_keys", "statement", "params", "rows", "paramstyle", "dialect",
+    "end_ns", "_overflow", "error",
+};
+static PyObject *event_field_strs[EVENT_FIELDS];
+
+struct Recorder {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    record_fn record;
+    Py_ssize_t count;
+    PyObject *objects[MAX_OBJECTS];
+    Py_ssize_t offsets[EVENT_FIELDS]; /* 0: not a slot of event_class, set by name */
+};
+
+static PyTypeObject Recorder_Type;
+
+static PyObject *str_server, *str_ignore_exc, *str_sock, *str_class, *str_paramstyle, *str_name,
+    *depth_one;
+
+#define OBJ(recorder, index) ((recorder)->objects[index])
+
+static PyObject *
+perf_counter_ns(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyTime_t now;
+    if (PyTime_PerfCounter(&now) < 0) {
+        return NULL;
+    }
+    return PyLong_FromLongLong(now);
+#else
+    return _PyTime_AsNanosecondsObject(_PyTime_GetPerfCounter());
+#endif
+}
+
+/* event.<field> = value (a new reference, stolen); -1 with an exception set. */
+static int
+set_field(Recorder *self, PyObject *event, int field, PyObject *value)
+{
+    if (value == NULL) {
+        return -1;
+    }
+    Py_ssize_t offset = self->offsets[field];
+    if (offset > 0 && Py_IS_TYPE(event, (PyTypeObject *)OBJ(self, R_EVENT_CLASS))) {
+        PyObject **slot = (PyObject **)((char *)event + offset);
+        Py_XSETREF(*slot, value);
+        return 0;
+    }
+    int status = PyObject_SetAttr(event, event_field_strs[field], value);
+    Py_DECREF(value);
+    return status;
+}
+
+/* The Python wrapper, called as wrapt would call it. */
+static PyObject *
+delegate(Recorder *self, Call *call, PyObject *kwnames)
+{
+    PyObject *reference = OBJ(self, R_REFERENCE);
+    if (call->function == NULL) {
+        PyObject *stack[4] = {call->bound, call->instance, call->args_tuple, call->kwargs_dict};
+        return PyObject_Vectorcall(reference, stack, 4, NULL);
+    }
+    PyObject *bound = NULL, *positional = NULL, *kwargs = NULL, *result = NULL;
+    bound = PyMethod_New(call->function, call->instance);
+    positional = bound == NULL ? NULL : PyTuple_New(call->nargs);
+    kwargs = positional == NULL ? NULL : PyDict_New();
+    if (kwargs == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < call->nargs; i++) {
+        PyTuple_SET_ITEM(positional, i, Py_NewRef(call->args[i]));
+    }
+    if (kwnames != NULL) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), call->args[call->nargs + i]) <
+                0) {
+                goto done;
+            }
+        }
+    }
+    PyObject *stack[4] = {bound, call->instance, positional, kwargs};
+    result = PyObject_Vectorcall(reference, stack, 4, NULL);
+done:
+    Py_XDECREF(bound);
+    Py_XDECREF(positional);
+    Py_XDECREF(kwargs);
+    return result;
+}
+
+/* The exception set now, normalised (its traceback on it), and cleared; NULL if none. */
+static PyObject *
+take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (value != NULL && traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+#endif
+}
+
+/* Set exc (stolen) as the exception being raised. */
+static void
+restore_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (exc != NULL) {
+        PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+    }
+#endif
+}
+
+/* profiler_failed(traces, the exception set now): the profiler's own failure counted, the
+ * exception cleared. */
+static void
+profiler_failed(Recorder *self, PyObject *traces)
+{
+    PyObject *exc = take_exception();
+    PyObject *stack[2] = {traces, exc != NULL ? exc : Py_None};
+    PyObject *result = PyObject_Vectorcall(OBJ(self, R_PROFILER_FAILED), stack, 2, NULL);
+    Py_XDECREF(result);
+    PyErr_Clear(); /* it never raises; if it did, the application must not see it */
+    Py_XDECREF(exc);
+}
+
+/* failed(event, the exception set now), the exception left set to be raised on. */
+static void
+call_failed(Recorder *self, PyObject *event)
+{
+    PyObject *exc = take_exception();
+    PyObject *stack[2] = {event, exc != NULL ? exc : Py_None};
+    PyObject *result = PyObject_Vectorcall(OBJ(self, R_FAILED), stack, 2, NULL);
+    Py_XDECREF(result);
+    PyErr_Clear();
+    restore_exception(exc);
+}
+
+/* The event's end: end_ns now, and done(event) when a full trace could not keep it.
+ * -1 with an exception set. */
+static int
+finish(Recorder *self, PyObject *event)
+{
+    if (set_field(self, event, E_END, perf_counter_ns()) < 0) {
+        return -1;
+    }
+    PyObject *overflow;
+    Py_ssize_t offset = self->offsets[E_OVERFLOW];
+    if (offset > 0 && Py_IS_TYPE(event, (PyTypeObject *)OBJ(self, R_EVENT_CLASS))) {
+        overflow = Py_XNewRef(*(PyObject **)((char *)event + offset));
+    }
+    else {
+        overflow = PyObject_GetAttr(event, event_field_strs[E_OVERFLOW]);
+    }
+    if (overflow == NULL) {
+        return -1;
+    }
+    int settled = 0;
+    if (overflow != Py_None) {
+        PyObject *result = PyObject_Vectorcall(OBJ(self, R_DONE), &event, 1, NULL);
+        settled = result == NULL ? -1 : 0;
+        Py_XDECREF(result);
+    }
+    Py_DECREF(overflow);
+    return settled;
+}
+
+/* begin(traces, kind, op, target, 1): the callsite one frame up from here, the caller's. */
+static PyObject *
+begin_event(Recorder *self, PyObject *traces, PyObject *target)
+{
+    PyObject *stack[5] = {traces, OBJ(self, R_KIND), OBJ(self, R_OP), target, depth_one};
+    return PyObject_Vectorcall(OBJ(self, R_BEGIN), stack, 5, NULL);
+}
+
+/* ---- pymemcache's Client.get(key, default=None) ------------------------------------------ */
+
+/* With ignore_exc=True a failed read looks like a miss, but it closed the socket
+ * (pymemcache.py's _note_hidden_error). 0, or -1 with an exception set. */
+/* getattr(obj, name, None) into *value: 0 (*value NULL when absent), -1 with an exception. */
+static int
+optional_attr(PyObject *obj, PyObject *name, PyObject **value)
+{
+    *value = PyObject_GetAttr(obj, name);
+    if (*value != NULL) {
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        return -1;
+    }
+    PyErr_Clear();
+    return 0;
+}
+
+static int
+note_hidden_error(Recorder *self, PyObject *event, PyObject *client)
+{
+    PyObject *ignore_exc;
+    if (optional_attr(client, str_ignore_exc, &ignore_exc) < 0) {
+        return -1;
+    }
+    int ignoring = ignore_exc == NULL ? 0 : PyObject_IsTrue(ignore_exc);
+    Py_XDECREF(ignore_exc);
+    if (ignoring <= 0) {
+        return ignoring;
+    }
+    PyObject *sock;
+    if (optional_attr(client, str_sock, &sock) < 0) {
+        return -1;
+    }
+    int closed = sock == Py_None; /* absent reads as True: not closed */
+    Py_XDECREF(sock);
+    if (!closed) {
+        return 0;
+    }
+    return set_field(self, event, E_ERROR, Py_NewRef(OBJ(self, C_IGNORED_ERROR)));
+}
+
+/* The target of the client's server: targets.get(server) or target(server). */
+static PyObject *
+server_target(Recorder *self, PyObject *client)
+{
+    PyObject *server = PyObject_GetAttr(client, str_server);
+    if (server == NULL) {
+        return NULL;
+    }
+    PyObject *target = Py_XNewRef(PyDict_GetItemWithError(OBJ(self, C_TARGETS), server));
+    int known = target == NULL ? (PyErr_Occurred() ? -1 : 0) : PyObject_IsTrue(target);
+    if (known == 0) {
+        Py_XSETREF(target, PyObject_CallOneArg(OBJ(self, C_TARGET), server));
+    }
+    else if (known < 0) {
+        Py_CLEAR(target);
+    }
+    Py_DECREF(server);
+    return target;
+}
+
+static PyObject *
+record_get(Recorder *self, Call *call, PyObject *traces)
+{
+    if (call->nargs != 1 || call->keywords) {
+        return NULL; /* the reference wrapper's */
+    }
+    PyObject *key = call->args[0];
+    PyObject *event = NULL, *keys = NULL;
+    PyObject *target = server_target(self, call->instance);
+    if (target != NULL) {
+        event = begin_event(self, traces, target);
+        Py_DECREF(target);
+        keys = event == NULL ? NULL : PyTuple_Pack(1, key);
+        if (keys == NULL || set_field(self, event, E_KEYS, Py_NewRef(keys)) < 0) {
+            Py_CLEAR(event);
+        }
+    }
+    if (event == NULL) {
+        Py_XDECREF(keys);
+        profiler_failed(self, traces);
+        return call_as_given(call);
+    }
+    PyObject *found_or_not = OBJ(self, C_NOT_FOUND);
+    PyObject *arguments[2] = {key, found_or_not};
+    PyObject *result = call_with(call, arguments, 2);
+    if (result == NULL) {
+        call_failed(self, event);
+        Py_DECREF(event);
+        Py_DECREF(keys);
+        return NULL;
+    }
+    int failure = set_field(self, event, E_END, perf_counter_ns()) < 0;
+    int found = result != found_or_not;
+    failure = failure || set_field(self, event, E_HIT, PyBool_FromLong(found)) < 0;
+    if (!found && !failure) {
+        Py_SETREF(result, Py_NewRef(Py_None)); /* get's default */
+        failure = set_field(self, event, E_MISSED_KEYS, Py_NewRef(keys)) < 0 ||
+                  note_hidden_error(self, event, call->instance) < 0;
+    }
+    if (failure || finish(self, event) < 0) {
+        Py_CLEAR(result); /* as the Python wrapper raises here: these are its own errors */
+    }
+    Py_DECREF(event);
+    Py_DECREF(keys);
+    return result;
+}
+
+/* ---- SQLAlchemy's dialect.do_execute(cursor, statement, parameters, context=None) -------- */
+
+/* Is value's exact type one kept as it is (in kept)? 1, 0, or -1 with an exception set. A
+ * type whose own class is not ``type`` is left to the Python function: looking it up here
+ * must not run Python code (a metaclass's __hash__ or __eq__). */
+static inline int
+is_kept_type(PyObject *kept, PyObject *value)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    if (!Py_IS_TYPE(type, &PyType_Type)) {
+        return 0;
+    }
+    return PySet_Contains(kept, (PyObject *)type);
+}
+
+/* snapshot(parameters) (ioprofiler.values): the same tuple, or a dict's copy, when every value
+ * is of a type kept as it is; anything else from the Python function. */
+static PyObject *
+snapshot(Recorder *self, PyObject *parameters)
+{
+    PyObject *kept = OBJ(self, S_KEPT);
+    if (PyTuple_CheckExact(parameters)) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(parameters); i++) {
+            int is_kept = is_kept_type(kept, PyTuple_GET_ITEM(parameters, i));
+            if (is_kept <= 0) {
+                return is_kept < 0 ? NULL : PyObject_CallOneArg(OBJ(self, S_SNAPSHOT), parameters);
+            }
+        }
+        return Py_NewRef(parameters);
+    }
+    if (PyDict_CheckExact(parameters)) {
+        Py_ssize_t position = 0;
+        PyObject *name, *value;
+        while (PyDict_Next(parameters, &position, &name, &value)) {
+            int is_kept = is_kept_type(kept, value);
+            if (is_kept <= 0) {
+                return is_kept < 0 ? NULL : PyObject_CallOneArg(OBJ(self, S_SNAPSHOT), parameters);
+            }
+        }
+        return PyDict_Copy(parameters);
+    }
+    return PyObject_CallOneArg(OBJ(self, S_SNAPSHOT), parameters);
+}
+
+/* Whether the statement needs the ``inside`` mark (recording.py: an override's super() call,
+ * or a cursor a driver integration installed below records): 1, 0, -1 with an exception set. */
+static int
+needs_mark(Recorder *self, PyObject *cursor)
+{
+    if (OBJ(self, S_OVERRIDE) == Py_True) {
+        return 1;
+    }
+    PyObject *below = OBJ(self, S_BELOW);
+    if (PyDict_CheckExact(below) && PyDict_GET_SIZE(below) == 0) {
+        return 0;
+    }
+    int any = PyObject_IsTrue(below);
+    if (any <= 0) {
+        return any;
+    }
+    PyObject *cursor_class = PyObject_GetAttr(cursor, str_class);
+    if (cursor_class == NULL) {
+        return -1;
+    }
+    PyObject *reaches = PyObject_GetItem(OBJ(self, S_REACHES_BELOW), cursor_class);
+    Py_DECREF(cursor_class);
+    if (reaches == NULL) {
+        return -1;
+    }
+    int mark = PyObject_IsTrue(reaches);
+    Py_DECREF(reaches);
+    return mark;
+}
+
+/* The shard name remembered for this dialect (_names[id(dialect)]): a new reference, or NULL
+ * with no exception set when it is not known yet. */
+static PyObject *
+shard_name(Recorder *self, PyObject *dialect)
+{
+    PyObject *key = PyLong_FromVoidPtr(dialect);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *name = PyDict_GetItemWithError(OBJ(self, S_NAMES), key);
+    Py_DECREF(key);
+    return Py_XNewRef(name);
+}
+
+/* The statement's event with its fields, and whether it needs the mark; NULL with an
+ * exception set (the profiler's own failure). */
+static PyObject *
+begin_statement(Recorder *self, Call *call, PyObject *traces, PyObject *name, int *mark)
+{
+    PyObject *parameters = call->args[2];
+    PyObject *params = parameters == Py_None ? Py_NewRef(Py_None) : snapshot(self, parameters);
+    if (params == NULL) {
+        return NULL;
+    }
+    *mark = needs_mark(self, call->args[0]);
+    PyObject *event = *mark < 0 ? NULL : begin_event(self, traces, name);
+    if (event == NULL) {
+        Py_DECREF(params);
+        return NULL;
+    }
+    if (set_field(self, event, E_STATEMENT, Py_NewRef(call->args[1])) < 0 ||
+        set_field(self, event, E_PARAMS, params) < 0 ||
+        set_field(self, event, E_ROWS, Py_NewRef(Py_None)) < 0 ||
+        set_field(self, event, E_PARAMSTYLE, PyObject_GetAttr(call->instance, str_paramstyle)) < 0 ||
+        set_field(self, event, E_DIALECT, PyObject_GetAttr(call->instance, str_name)) < 0) {
+        Py_DECREF(event);
+        return NULL;
+    }
+    return event;
+}
+
+static PyObject *
+record_statement(Recorder *self, Call *call, PyObject *traces)
+{
+    PyObject *inside = OBJ(self, S_INSIDE), *already;
+    if (PyContextVar_Get(inside, NULL, &already) < 0) {
+        PyErr_Clear();
+        return NULL; /* the reference wrapper's */
+    }
+    int nested = already == NULL ? 0 : PyObject_IsTrue(already);
+    Py_XDECREF(already);
+    if (nested != 0) {
+        PyErr_Clear();
+        return nested > 0 ? call_as_given(call) : NULL;
+    }
+    if (call->nargs != 4 || call->keywords) {
+        return NULL;
+    }
+    PyObject *name = shard_name(self, call->instance);
+    if (name == NULL) {
+        PyErr_Clear(); /* the reference wrapper names the shard, and remembers it */
+        return NULL;
+    }
+    int mark = 0;
+    PyObject *event = begin_statement(self, call, traces, name, &mark);
+    Py_DECREF(name);
+    if (event == NULL) {
+        profiler_failed(self, traces);
+        return call_as_given(call);
+    }
+    PyObject *token = mark ? PyContextVar_Set(inside, Py_True) : NULL;
+    if (token == NULL) {
+        PyErr_Clear(); /* unmarked, as the Python wrapper would have raised before the call */
+    }
+    PyObject *result = call_as_given(call);
+    if (result == NULL) {
+        call_failed(self, event);
+    }
+    if (token != NULL) {
+        PyObject *exc = result == NULL ? take_exception() : NULL;
+        if (PyContextVar_Reset(inside, token) < 0) {
+            PyErr_Clear();
+        }
+        if (exc != NULL) {
+            restore_exception(exc);
+        }
+        Py_DECREF(token);
+    }
+    if (result != NULL && finish(self, event) < 0) {
+        Py_CLEAR(result);
+    }
+    Py_DECREF(event);
+    return result;
+}
+
+/* ---- calling a recorder ------------------------------------------------------------------ */
+
+/* The record function's answer, or the reference wrapper's when the call is not of the shape
+ * it records (record returned NULL with no exception set). */
+static PyObject *
+run(Recorder *self, Call *call, PyObject *traces, PyObject *kwnames)
+{
+    PyObject *result = self->record(self, call, traces);
+    if (result == NULL && !PyErr_Occurred()) {
+        return delegate(self, call, kwnames);
+    }
+    return result;
+}
+
+/* MethodPatch's call, while a trace is open: ``traces`` the context variable's value, args[0]
+ * the instance. */
+static PyObject *
+recorder_fastcall(PyObject *op, PyObject *function, PyObject *traces, PyObject *const *args,
+                  size_t nargsf, PyObject *kwnames)
+{
+    Recorder *self = (Recorder *)op;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Call call = {
+        .function = function,
+        .full = args,
+        .full_nargsf = nargsf,
+        .instance = args[0],
+        .args = args + 1,
+        .nargs = nargs - 1,
+        .kwnames = kwnames,
+        .keywords = kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0,
+    };
+    return run(self, &call, traces, kwnames);
+}
+
+/* recorder(wrapped, instance, args, kwargs), as wrapt calls its wrappers. */
+static PyObject *
+recorder_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Recorder *self = (Recorder *)op;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 4 || kwnames != NULL || !PyTuple_Check(args[2]) || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "a recorder is called as wrapper(wrapped, instance, args, kwargs)");
+        return NULL;
+    }
+    PyObject *traces;
+    if (PyContextVar_Get(OBJ(self, R_ACTIVE), NULL, &traces) < 0) {
+        return NULL;
+    }
+    int open = traces == NULL ? 0 : PyObject_IsTrue(traces);
+    PyObject *result;
+    if (open <= 0) {
+        result = open < 0 ? NULL : PyObject_Call(args[0], args[2], args[3]);
+    }
+    else {
+        Call call = {
+            .bound = args[0],
+            .instance = args[1],
+            .args_tuple = args[2],
+            .kwargs_dict = args[3],
+            .args = &PyTuple_GET_ITEM(args[2], 0),
+            .nargs = PyTuple_GET_SIZE(args[2]),
+            .keywords = PyDict_GET_SIZE(args[3]) > 0,
+        };
+        result = run(self, &call, traces, NULL);
+    }
+    Py_XDECREF(traces);
+    return result;
+}
+
+static int
+recorder_traverse(Recorder *self, visitproc visit, void *arg)
+{
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        Py_VISIT(self->objects[i]);
+    }
+    return 0;
+}
+
+static int
+recorder_clear(Recorder *self)
+{
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        Py_CLEAR(self->objects[i]);
+    }
+    return 0;
+}
+
+static void
+recorder_dealloc(Recorder *self)
+{
+    PyObject_GC_UnTrack(self);
+    recorder_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *
+recorder_get_reference(PyObject *op, void *Py_UNUSED(closure))
+{
+    PyObject *reference = OBJ((Recorder *)op, R_REFERENCE);
+    if (reference == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "reference");
+        return NULL;
+    }
+    return Py_NewRef(reference);
+}
+
+static PyObject *
+recorder_repr(PyObject *op)
+{
+    Recorder *self = (Recorder *)op;
+    return PyUnicode_FromFormat("<ioprofiler recorder %s of %R>",
+                                self->record == record_get ? "cache_get" : "statement_execute",
+                                OBJ(self, R_REFERENCE));
+}
+
+static PyObject *
+recorder_get_active(PyObject *op, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(OBJ((Recorder *)op, R_ACTIVE));
+}
+
+static PyGetSetDef recorder_getset[] = {
+    {"reference", recorder_get_reference, NULL,
+     "the Python wrapper this recorder stands in for, and hands unusual calls to", NULL},
+    {"active", recorder_get_active, NULL,
+     "the ContextVar of the open traces (MethodPatch calls the recorder directly when it is\n"
+     "switched by this same variable)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject Recorder_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ioprofiler._recorders.Recorder",
+    .tp_basicsize = sizeof(Recorder),
+    .tp_dealloc = (destructor)recorder_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_repr = recorder_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_traverse = (traverseproc)recorder_traverse,
+    .tp_clear = (inquiry)recorder_clear,
+    .tp_getset = recorder_getset,
+    .tp_vectorcall_offset = offsetof(Recorder, vectorcall),
+};
+
+/* ---- making one -------------------------------------------------------------------------- */
+
+/* The offsets of the event class's writable object slots among event_field_names (0: set by
+ * name). */
+static int
+find_offsets(Recorder *self)
+{
+    PyObject *cls = OBJ(self, R_EVENT_CLASS);
+    if (!PyType_Check(cls)) {
+        PyErr_Format(PyExc_TypeError, "event_class must be a class, not %R", cls);
+        return -1;
+    }
+    for (int f = 0; f < EVENT_FIELDS; f++) {
+        self->offsets[f] = 0;
+        PyObject *descr = PyObject_GetAttr(cls, event_field_strs[f]);
+        if (descr == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+            if (member->type == T_OBJECT_EX && !(member->flags & READONLY)) {
+                self->offsets[f] = member->offset;
+            }
+        }
+        Py_DECREF(descr);
+    }
+    return 0;
+}
+
+static PyObject *
+make_recorder(record_fn record, const char *what, const char *const *names, Py_ssize_t count,
+              PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs != 0 || kwnames == NULL || PyTuple_GET_SIZE(kwnames) != count) {
+        PyErr_Format(PyExc_TypeError, "%s() takes its %zd arguments by name", what, count);
+        return NULL;
+    }
+    Recorder *self = PyObject_GC_New(Recorder, &Recorder_Type);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->record = record;
+    self->count = count;
+    for (Py_ssize_t i = 0; i < MAX_OBJECTS; i++) {
+        self->objects[i] = NULL;
+    }
+    self->vectorcall = recorder_vectorcall;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *given = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t index = -1;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            if (PyUnicode_CompareWithASCIIString(given, names[i]) == 0) {
+                index = i;
+            }
+        }
+        if (index < 0 || self->objects[index] != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s(): unexpected or repeated argument %R", what, given);
+            self->count = count;
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->objects[index] = Py_NewRef(args[k]);
+    }
+    PyObject_GC_Track(self);
+    if (!PyContextVar_CheckExact(OBJ(self, R_ACTIVE)) ||
+        (record == record_statement && !PyContextVar_CheckExact(OBJ(self, S_INSIDE)))) {
+        PyErr_Format(PyExc_TypeError, "%s(): active and inside must be ContextVars", what);
+        Py_DECREF(self);
+        return NULL;
+    }
+    if (record == record_get &&
+        (!PyDict_CheckExact(OBJ(self, C_TARGETS)) || !PyUnicode_Check(OBJ(self, C_IGNORED_ERROR)))) {
+        PyErr_Format(PyExc_TypeError, "%s(): targets must be a dict, ignored_error a str", what);
+        Py_DECREF(self);
+        return NULL;
+    }
+    if (record == record_statement &&
+        (!PyDict_CheckExact(OBJ(self, S_NAMES)) || !PyAnySet_Check(OBJ(self, S_KEPT)) ||
+         !PyBool_Check(OBJ(self, S_OVERRIDE)))) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s(): names must be a dict, kept a set of types, override a bool", what);
+        Py_DECREF(self);
+        return NULL;
+    }
+    if (find_offsets(self) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+#define COMMON_NAMES \
+    "reference", "active", "begin", "failed", "done", "profiler_failed", "kind", "op", "event_class"
+
+static const char *const cache_names[CACHE_FIELDS] = {
+    COMMON_NAMES, "targets", "target", "not_found", "ignored_error",
+};
+static const char *const statement_names[STATEMENT_FIELDS] = {
+    COMMON_NAMES, "inside", "names", "snapshot", "kept", "below", "reaches_below", "override",
+};
+
+PyDoc_STRVAR(cache_get_doc,
+"cache_get(*, reference, active, begin, failed, done, profiler_failed, kind, op, event_class,\n\
+          targets, target, not_found, ignored_error) -> Recorder\n\
+\n\
+pymemcache's ``Client.get`` wrapper (integrations/pymemcache.py, ``reference``) compiled:\n\
+``get(key)`` recorded as the reference records it, the server's target read from\n\
+``targets`` (else ``target(server)``), the library called as ``get(key, not_found)``.");
+
+static PyObject *
+cache_get(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return make_recorder(record_get, "cache_get", cache_names, CACHE_FIELDS, args, nargs, kwnames);
+}
+
+PyDoc_STRVAR(statement_execute_doc,
+"statement_execute(*, reference, active, begin, failed, done, profiler_failed, kind, op,\n\
+                  event_class, inside, names, snapshot, kept, below, reaches_below,\n\
+                  override) -> Recorder\n\
+\n\
+SQLAlchemy's ``do_execute`` wrapper (integrations/sqlalchemy.py, ``reference``) compiled:\n\
+``do_execute(cursor, statement, parameters, context)`` on a dialect whose shard ``names``\n\
+knows, recorded as the reference records it.");
+
+static PyObject *
+statement_execute(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs,
+                  PyObject *kwnames)
+{
+    return make_recorder(record_statement, "statement_execute", statement_names, STATEMENT_FIELDS,
+                         args, nargs, kwnames);
+}
+
+static PyMethodDef methods[] = {
+    {"cache_get", (PyCFunction)(void (*)(void))cache_get, METH_FASTCALL | METH_KEYWORDS,
+     cache_get_doc},
+    {"statement_execute", (PyCFunction)(void (*)(void))statement_execute,
+     METH_FASTCALL | METH_KEYWORDS, statement_execute_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, .m_name = "ioprofiler._recorders",
+    .m_doc = "The memcached get and SQLAlchemy statement wrappers, compiled.", .m_size = -1,
+    .m_methods = methods,
+};
+
+/* The signature MethodPatch calls through the capsule (ioprofiler/_patch.c has its twin). */
+typedef PyObject *(*ioprofiler_fastcall)(PyObject *, PyObject *, PyObject *, PyObject *const *,
+                                         size_t, PyObject *);
+
+PyMODINIT_FUNC
+PyInit__recorders(void)
+{
+    for (int f = 0; f < EVENT_FIELDS; f++) {
+        if ((event_field_strs[f] = PyUnicode_InternFromString(event_field_names[f])) == NULL) {
+            return NULL;
+        }
+    }
+    if ((str_server = PyUnicode_InternFromString("server")) == NULL ||
+        (str_ignore_exc = PyUnicode_InternFromString("ignore_exc")) == NULL ||
+        (str_sock = PyUnicode_InternFromString("sock")) == NULL ||
+        (str_class = PyUnicode_InternFromString("__class__")) == NULL ||
+        (str_paramstyle = PyUnicode_InternFromString("paramstyle")) == NULL ||
+        (str_name = PyUnicode_InternFromString("name")) == NULL ||
+        (depth_one = PyLong_FromLong(1)) == NULL) {
+        return NULL;
+    }
+    if (PyType_Ready(&Recorder_Type) < 0) {
+        return NULL;
+    }
+    PyObject *capsule = PyCapsule_New((void *)(ioprofiler_fastcall)recorder_fastcall,
+                                      "ioprofiler._recorders.fastcall", NULL);
+    if (capsule == NULL ||
+        PyDict_SetItemString(Recorder_Type.tp_dict, "_ioprofiler_fastcall", capsule) < 0) {
+        Py_XDECREF(capsule);
+        return NULL;
+    }
+    Py_DECREF(capsule);
+    PyType_Modified(&Recorder_Type);
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "Recorder", (PyObject *)&Recorder_Type) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
+
+#else /* a free-threaded build */
+
+PyMODINIT_FUNC
+PyInit__recorders(void)
+{
+    PyErr_SetString(PyExc_ImportError,
+                    "ioprofiler._recorders reads dictionaries the GIL guards: on a free-threaded "
+                    "build ioprofiler records with its Python wrappers");
+    return NULL;
+}
+
+#endif

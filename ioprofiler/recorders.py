@@ -1,0 +1,72 @@
+"""The busiest wrappers compiled: pymemcache's ``Client.get`` and SQLAlchemy's ``do_execute``.
+
+``ioprofiler._recorders`` (an optional C extension, public C API only) has a compiled twin of
+each: the same event, fields and callsite as the Python wrapper, without entering Python
+code while the call is recorded. An integration makes its recorder from its Python wrapper
+and what that wrapper calls; the Python wrapper stays the reference, handles every call of
+an unusual shape, and is what runs when the extension is not built or
+``IOPROFILER_PURE_PYTHON=1``::
+
+    wrapper = recorders.cache_get(python_wrapper, op="get", targets=..., ...)
+    patches.wrap(Client, "get", wrapper)  # the recorder, or the reference (compiled_recorders)
+
+What every recorder calls (``recording.active``, ``begin``, ``failed``, ``done``,
+``profiler_failed``) is filled in here; the integration gives the rest.
+
+:data:`compiled_recorders` is read when a patch is put on (``Patches.wrap``): set it False
+before ``ioprofiler.install()`` to record with the Python wrappers (a benchmark's ablation).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ioprofiler import recording
+
+_recorders: Any = None
+if os.environ.get("IOPROFILER_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from ioprofiler import _recorders
+    except ImportError:  # not built: the Python wrappers everywhere
+        pass
+
+compiled_recorders = _recorders is not None
+
+
+def cache_get(reference: Any, **collaborators: Any) -> Any:
+    """pymemcache's ``get`` recorder (see ``_recorders.cache_get``), or ``reference``."""
+    if _recorders is None:
+        return reference
+    return _recorders.cache_get(**_common(reference), **collaborators)
+
+
+def statement_execute(reference: Any, **collaborators: Any) -> Any:
+    """SQLAlchemy's ``do_execute`` recorder (see ``_recorders.statement_execute``), or
+    ``reference``."""
+    if _recorders is None:
+        return reference
+    return _recorders.statement_execute(**_common(reference), **collaborators)
+
+
+def _common(reference: Any) -> dict[str, Any]:
+    return {
+        "reference": reference,
+        "active": recording.active,
+        "begin": recording.begin,
+        "failed": recording.failed,
+        "done": recording.done,
+        "profiler_failed": recording.profiler_failed,
+    }
+
+
+def is_recorder(wrapper: Any) -> bool:
+    return _recorders is not None and type(wrapper) is _recorders.Recorder
+
+
+def chosen(wrapper: Any) -> Any:
+    """The wrapper a patch put on now uses: a recorder's reference while
+    :data:`compiled_recorders` is off."""
+    if not compiled_recorders and is_recorder(wrapper):
+        return wrapper.reference
+    return wrapper
