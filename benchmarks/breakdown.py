@@ -32,7 +32,7 @@ from typing import Any
 import wrapt
 from ioprofiler.integrations import sqlalchemy as sqlalchemy_integration
 
-from ioprofiler import callsite, patching, recording
+from ioprofiler import callsite, patching, recorders, recording
 from ioprofiler.event import CACHE, DB, new_event
 from ioprofiler.trace import active
 from ioprofiler.values import snapshot
@@ -92,6 +92,8 @@ def ablations(
 
     @contextlib.contextmanager
     def pure_begin() -> Iterator[None]:
+        """The Python wrappers (the recorders hold the begin they were made with) calling the
+        pure-Python begin."""
         from ioprofiler.integrations import pymemcache, sqlalchemy
 
         users = (recording, pymemcache, sqlalchemy)  # begin, as each imported it
@@ -99,29 +101,39 @@ def ablations(
         for user in users:
             user.begin = recording.begin_pure
         try:
-            with recording_config():
+            with python_wrappers(recording_config)():
                 yield
         finally:
             for user, begin in zip(users, compiled, strict=True):
                 user.begin = begin
 
-    def with_wrapt_patches(config: Callable[[], Any]) -> Callable[[], Any]:
-        @contextlib.contextmanager
-        def wrapt_patches() -> Iterator[None]:
-            patching.compiled_patches = False  # read by Patches.wrap at install time
-            try:
-                with config():
-                    yield
-            finally:
-                patching.compiled_patches = True
+    def switched_off(module: Any, flag: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+        """``config`` installed with ``module.flag`` False (read by Patches.wrap at install)."""
 
-        return wrapt_patches
+        def with_flag_off(config: Callable[[], Any]) -> Callable[[], Any]:
+            @contextlib.contextmanager
+            def flag_off() -> Iterator[None]:
+                setattr(module, flag, False)
+                try:
+                    with config():
+                        yield
+                finally:
+                    setattr(module, flag, True)
+
+            return flag_off
+
+        return with_flag_off
+
+    python_wrappers = switched_off(recorders, "compiled_recorders")
+    with_wrapt_patches = switched_off(patching, "compiled_patches")
 
     configs = {"wrapper only": bare_wrapper, "no callsite": without_callsite}
     if callsite.accelerated:  # the same rounds measure the lookup compiled and pure
         configs["pure callsite"] = pure_callsite
     if recording.compiled_begin:  # and begin compiled and pure
         configs["pure begin"] = pure_begin
+    if recorders.compiled_recorders:  # and the get and statement wrappers compiled and Python
+        configs["python wrappers"] = python_wrappers(recording_config)
     if patching.compiled_patches:  # and the patched methods as MethodPatch and as wrapt's
         configs["idle, wrapt patches"] = with_wrapt_patches(installed_config)
         configs["wrapt patches"] = with_wrapt_patches(recording_config)

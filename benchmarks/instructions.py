@@ -40,6 +40,7 @@ CONFIGS = (
     "no callsite",
     "wrapper only",
     "pure begin",
+    "python wrappers",
     "idle, wrapt patches",
     "wrapt patches",
     "unprofiled",  # the page's configurations (--scenario page)
