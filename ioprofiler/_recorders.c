@@ -23,7 +23,8 @@
  * - as any wrapt wrapper is, ``recorder(wrapped, instance, args, kwargs)``, where the patch
  *   is wrapt's (a method another tool wrapped first, or without MethodPatch).
  *
- * Only the public C API is used (and the perf counter CPython's time.perf_counter_ns reads):
+ * Only the public C API is used (with _PyType_Lookup, and the perf counter CPython's
+ * time.perf_counter_ns reads; both exported on every version):
  * it builds on every CPython ioprofiler supports. On a free-threaded build it refuses to import
  * (it reads dictionary entries the GIL guards), and the Python wrappers record.
  */
@@ -134,6 +135,7 @@ static PyTypeObject Recorder_Type;
 
 static PyObject *str_server, *str_ignore_exc, *str_sock, *str_class, *str_paramstyle, *str_name,
     *depth_one;
+static PyObject *object_class_descriptor; /* object.__dict__["__class__"] */
 
 #define OBJ(recorder, index) ((recorder)->objects[index])
 
@@ -453,6 +455,19 @@ snapshot(Recorder *self, PyObject *parameters)
     return PyObject_CallOneArg(OBJ(self, S_SNAPSHOT), parameters);
 }
 
+/* obj.__class__ (a new reference): its type, unless something may answer otherwise (a proxy's
+ * own getattr, a class attribute of that name), which is then asked. */
+static PyObject *
+class_of(PyObject *obj)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    if (type->tp_getattro == PyObject_GenericGetAttr &&
+        _PyType_Lookup(type, str_class) == object_class_descriptor) {
+        return Py_NewRef((PyObject *)type);
+    }
+    return PyObject_GetAttr(obj, str_class);
+}
+
 /* Whether the statement needs the ``inside`` mark (recording.py: an override's super() call,
  * or a cursor a driver integration installed below records): 1, 0, -1 with an exception set. */
 static int
@@ -469,7 +484,7 @@ needs_mark(Recorder *self, PyObject *cursor)
     if (any <= 0) {
         return any;
     }
-    PyObject *cursor_class = PyObject_GetAttr(cursor, str_class);
+    PyObject *cursor_class = class_of(cursor);
     if (cursor_class == NULL) {
         return -1;
     }
@@ -893,6 +908,11 @@ PyInit__recorders(void)
         return NULL;
     }
     if (PyType_Ready(&Recorder_Type) < 0) {
+        return NULL;
+    }
+    object_class_descriptor = _PyType_Lookup(&PyBaseObject_Type, str_class); /* immortal */
+    if (object_class_descriptor == NULL) {
+        PyErr_SetString(PyExc_ImportError, "object.__class__ is missing");
         return NULL;
     }
     PyObject *capsule = PyCapsule_New((void *)(ioprofiler_fastcall)recorder_fastcall,

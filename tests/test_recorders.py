@@ -461,3 +461,41 @@ def test_bad_construction_is_refused_clearly():
     recorder = _recorders.cache_get(**arguments)
     with pytest.raises(TypeError, match="wrapper\\(wrapped, instance, args, kwargs\\)"):
         recorder(1, 2)
+
+
+class ProxyCursor(sqlite3.Cursor):
+    """A cursor that says it is another class, as tracers' proxies do."""
+
+    seen: list[bool] = []
+
+    @property
+    def __class__(self):  # noqa: PLE0307 - the point of the test
+        return sqlite3.Cursor
+
+    def execute(self, *args):
+        ProxyCursor.seen.append(recording.inside.get())
+        return super().execute(*args)
+
+
+class ProxyConnection(sqlite3.Connection):
+    def cursor(self, factory=ProxyCursor):
+        return super().cursor(factory)
+
+
+def test_the_mark_asks_the_cursor_its_class(tmp_path, monkeypatch):
+    """``cursor.__class__``, not its type: this one's type is of a package a driver
+    integration records (so it would be marked), but it says it is sqlite3's."""
+    engine = sa.create_engine(
+        f"sqlite:///{tmp_path / 'proxy.db'}", connect_args={"factory": ProxyConnection}
+    )
+    try:
+        select(engine, "SELECT 1")
+        monkeypatch.setitem(recording.below, "a driver", "tests")
+        recording.cursor_reaches_below.clear()
+        ProxyCursor.seen.clear()
+        assert_same(lambda: select(engine, "SELECT ?", 6))
+        assert ProxyCursor.seen == [False, False]
+        assert recording.cursor_reaches_below[ProxyCursor] is True  # its type would be marked
+    finally:
+        recording.cursor_reaches_below.clear()
+        engine.dispose()
