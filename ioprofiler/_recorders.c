@@ -264,14 +264,11 @@ call_failed(Recorder *self, PyObject *event)
     restore_exception(exc);
 }
 
-/* The event's end: end_ns now, and done(event) when a full trace could not keep it.
- * -1 with an exception set. */
+/* done(event), when a full trace could not keep it (its end and outcome set): 0, or -1 with an
+ * exception set. */
 static int
-finish(Recorder *self, PyObject *event)
+settle(Recorder *self, PyObject *event)
 {
-    if (set_field(self, event, E_END, perf_counter_ns()) < 0) {
-        return -1;
-    }
     PyObject *overflow;
     Py_ssize_t offset = self->offsets[E_OVERFLOW];
     if (offset > 0 && Py_IS_TYPE(event, (PyTypeObject *)OBJ(self, R_EVENT_CLASS))) {
@@ -303,8 +300,6 @@ begin_event(Recorder *self, PyObject *traces, PyObject *target)
 
 /* ---- pymemcache's Client.get(key, default=None) ------------------------------------------ */
 
-/* With ignore_exc=True a failed read looks like a miss, but it closed the socket
- * (pymemcache.py's _note_hidden_error). 0, or -1 with an exception set. */
 /* getattr(obj, name, None) into *value: 0 (*value NULL when absent), -1 with an exception. */
 static int
 optional_attr(PyObject *obj, PyObject *name, PyObject **value)
@@ -320,6 +315,8 @@ optional_attr(PyObject *obj, PyObject *name, PyObject **value)
     return 0;
 }
 
+/* With ignore_exc=True a failed read looks like a miss, but it closed the socket
+ * (pymemcache.py's _note_hidden_error). 0, or -1 with an exception set. */
 static int
 note_hidden_error(Recorder *self, PyObject *event, PyObject *client)
 {
@@ -403,7 +400,7 @@ record_get(Recorder *self, Call *call, PyObject *traces)
         failure = set_field(self, event, E_MISSED_KEYS, Py_NewRef(keys)) < 0 ||
                   note_hidden_error(self, event, call->instance) < 0;
     }
-    if (failure || finish(self, event) < 0) {
+    if (failure || settle(self, event) < 0) {
         Py_CLEAR(result); /* as the Python wrapper raises here: these are its own errors */
     }
     Py_DECREF(event);
@@ -586,7 +583,8 @@ record_statement(Recorder *self, Call *call, PyObject *traces)
         }
         Py_DECREF(token);
     }
-    if (result != NULL && finish(self, event) < 0) {
+    if (result != NULL &&
+        (set_field(self, event, E_END, perf_counter_ns()) < 0 || settle(self, event) < 0)) {
         Py_CLEAR(result);
     }
     Py_DECREF(event);
