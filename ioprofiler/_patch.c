@@ -144,8 +144,9 @@ patch_run(MethodPatch *patch, PyObject *const *args, size_t nargsf, PyObject *kw
     return result;
 }
 
-/* The wrapper's own call, when it is a compiled wrapper switched by this same variable
- * (``wrapper.active is var``): NULL otherwise, and then it is called as wrapt would. */
+/* The wrapper's own call, when it is a compiled recorder (of the type the capsule names as its
+ * context) switched by this same variable (``wrapper.active is var``): NULL otherwise, and then
+ * it is called as wrapt would. */
 static fastcall_fn
 fastcall_of(PyObject *wrapper, PyObject *var)
 {
@@ -156,7 +157,8 @@ fastcall_of(PyObject *wrapper, PyObject *var)
         return NULL;
     capsule = PyObject_GetAttrString((PyObject *)Py_TYPE(wrapper), "_ioprofiler_fastcall");
     active = capsule == NULL ? NULL : PyObject_GetAttrString(wrapper, "active");
-    if (active == var && PyCapsule_IsValid(capsule, "ioprofiler._recorders.fastcall"))
+    if (active == var && PyCapsule_IsValid(capsule, "ioprofiler._recorders.fastcall") &&
+        PyCapsule_GetContext(capsule) == (void *)Py_TYPE(wrapper))
         fastcall = (fastcall_fn)PyCapsule_GetPointer(capsule, "ioprofiler._recorders.fastcall");
     Py_XDECREF(capsule);
     Py_XDECREF(active);

@@ -49,12 +49,14 @@ typedef struct {
     PyObject *const *args;   /* the positional arguments after the instance */
     Py_ssize_t nargs;
     int keywords;            /* any keyword argument? */
+    int called;              /* has the library been called? (then never again) */
 } Call;
 
 /* The library's method, with the arguments it was called with. */
 static PyObject *
 call_as_given(Call *call)
 {
+    call->called = 1;
     if (call->function != NULL) {
         return PyObject_Vectorcall(call->function, call->full, call->full_nargsf, call->kwnames);
     }
@@ -65,6 +67,7 @@ call_as_given(Call *call)
 static PyObject *
 call_with(Call *call, PyObject *const *args, Py_ssize_t nargs)
 {
+    call->called = 1;
     if (call->function != NULL) {
         PyObject *stack[4];
         if (nargs > 3) {
@@ -239,20 +242,26 @@ restore_exception(PyObject *exc)
 #endif
 }
 
-/* profiler_failed(traces, the exception set now): the profiler's own failure counted, the
- * exception cleared. */
-static void
+/* The Python wrappers' ``except Exception``: for an Exception set now, profiler_failed(traces,
+ * it) counts the profiler's own failure and clears it (0); anything else (KeyboardInterrupt,
+ * SystemExit) is left set to be raised (-1). */
+static int
 profiler_failed(Recorder *self, PyObject *traces)
 {
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        return -1;
+    }
     PyObject *exc = take_exception();
     PyObject *stack[2] = {traces, exc != NULL ? exc : Py_None};
     PyObject *result = PyObject_Vectorcall(OBJ(self, R_PROFILER_FAILED), stack, 2, NULL);
     Py_XDECREF(result);
     PyErr_Clear(); /* it never raises; if it did, the application must not see it */
     Py_XDECREF(exc);
+    return 0;
 }
 
-/* failed(event, the exception set now), the exception left set to be raised on. */
+/* failed(event, the exception set now), the exception left set to be raised on (or, as from
+ * the Python wrapper's except clause, what failed() itself raised if it is no Exception). */
 static void
 call_failed(Recorder *self, PyObject *event)
 {
@@ -260,6 +269,10 @@ call_failed(Recorder *self, PyObject *event)
     PyObject *stack[2] = {event, exc != NULL ? exc : Py_None};
     PyObject *result = PyObject_Vectorcall(OBJ(self, R_FAILED), stack, 2, NULL);
     Py_XDECREF(result);
+    if (result == NULL && !PyErr_ExceptionMatches(PyExc_Exception)) {
+        Py_XDECREF(exc);
+        return;
+    }
     PyErr_Clear();
     restore_exception(exc);
 }
@@ -273,6 +286,9 @@ settle(Recorder *self, PyObject *event)
     Py_ssize_t offset = self->offsets[E_OVERFLOW];
     if (offset > 0 && Py_IS_TYPE(event, (PyTypeObject *)OBJ(self, R_EVENT_CLASS))) {
         overflow = Py_XNewRef(*(PyObject **)((char *)event + offset));
+        if (overflow == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "_overflow"); /* as reading it would */
+        }
     }
     else {
         overflow = PyObject_GetAttr(event, event_field_strs[E_OVERFLOW]);
@@ -380,8 +396,7 @@ record_get(Recorder *self, Call *call, PyObject *traces)
     }
     if (event == NULL) {
         Py_XDECREF(keys);
-        profiler_failed(self, traces);
-        return call_as_given(call);
+        return profiler_failed(self, traces) < 0 ? NULL : call_as_given(call);
     }
     PyObject *found_or_not = OBJ(self, C_NOT_FOUND);
     PyObject *arguments[2] = {key, found_or_not};
@@ -525,8 +540,8 @@ begin_statement(Recorder *self, Call *call, PyObject *traces, PyObject *name, in
         Py_DECREF(params);
         return NULL;
     }
-    if (set_field(self, event, E_STATEMENT, Py_NewRef(call->args[1])) < 0 ||
-        set_field(self, event, E_PARAMS, params) < 0 ||
+    if (set_field(self, event, E_PARAMS, params) < 0 ||
+        set_field(self, event, E_STATEMENT, Py_NewRef(call->args[1])) < 0 ||
         set_field(self, event, E_ROWS, Py_NewRef(Py_None)) < 0 ||
         set_field(self, event, E_PARAMSTYLE, PyObject_GetAttr(call->instance, str_paramstyle)) < 0 ||
         set_field(self, event, E_DIALECT, PyObject_GetAttr(call->instance, str_name)) < 0) {
@@ -562,12 +577,11 @@ record_statement(Recorder *self, Call *call, PyObject *traces)
     PyObject *event = begin_statement(self, call, traces, name, &mark);
     Py_DECREF(name);
     if (event == NULL) {
-        profiler_failed(self, traces);
-        return call_as_given(call);
+        return profiler_failed(self, traces) < 0 ? NULL : call_as_given(call);
     }
     PyObject *token = mark ? PyContextVar_Set(inside, Py_True) : NULL;
     if (token == NULL) {
-        PyErr_Clear(); /* unmarked, as the Python wrapper would have raised before the call */
+        PyErr_Clear(); /* out of memory: the statement runs unmarked */
     }
     PyObject *result = call_as_given(call);
     if (result == NULL) {
@@ -594,13 +608,21 @@ record_statement(Recorder *self, Call *call, PyObject *traces)
 /* ---- calling a recorder ------------------------------------------------------------------ */
 
 /* The record function's answer, or the reference wrapper's when the call is not of the shape
- * it records (record returned NULL with no exception set). */
+ * it records (record returned NULL with no exception set, before calling the library: it is
+ * never called twice). A recorder the garbage collector has cleared (a cycle broken at
+ * shutdown) only passes the call on. */
 static PyObject *
 run(Recorder *self, Call *call, PyObject *traces, PyObject *kwnames)
 {
+    if (OBJ(self, R_REFERENCE) == NULL) {
+        return call_as_given(call);
+    }
     PyObject *result = self->record(self, call, traces);
     if (result == NULL && !PyErr_Occurred()) {
-        return delegate(self, call, kwnames);
+        if (!call->called) {
+            return delegate(self, call, kwnames);
+        }
+        PyErr_SetString(PyExc_SystemError, "ioprofiler recorder failed without an error");
     }
     return result;
 }
@@ -638,6 +660,9 @@ recorder_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject
         return NULL;
     }
     PyObject *traces;
+    if (OBJ(self, R_ACTIVE) == NULL) { /* cleared by the garbage collector */
+        return PyObject_Call(args[0], args[2], args[3]);
+    }
     if (PyContextVar_Get(OBJ(self, R_ACTIVE), NULL, &traces) < 0) {
         return NULL;
     }
@@ -711,7 +736,8 @@ recorder_repr(PyObject *op)
 static PyObject *
 recorder_get_active(PyObject *op, void *Py_UNUSED(closure))
 {
-    return Py_NewRef(OBJ((Recorder *)op, R_ACTIVE));
+    PyObject *active = OBJ((Recorder *)op, R_ACTIVE);
+    return Py_NewRef(active != NULL ? active : Py_None);
 }
 
 static PyGetSetDef recorder_getset[] = {
@@ -913,9 +939,10 @@ PyInit__recorders(void)
         PyErr_SetString(PyExc_ImportError, "object.__class__ is missing");
         return NULL;
     }
+    /* Its context is the Recorder type: MethodPatch calls through it only for a Recorder. */
     PyObject *capsule = PyCapsule_New((void *)(ioprofiler_fastcall)recorder_fastcall,
                                       "ioprofiler._recorders.fastcall", NULL);
-    if (capsule == NULL ||
+    if (capsule == NULL || PyCapsule_SetContext(capsule, &Recorder_Type) < 0 ||
         PyDict_SetItemString(Recorder_Type.tp_dict, "_ioprofiler_fastcall", capsule) < 0) {
         Py_XDECREF(capsule);
         return NULL;

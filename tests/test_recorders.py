@@ -64,15 +64,18 @@ def uses_recorders() -> tuple[bool, bool]:
 def outcome(call):
     try:
         return ("returned", call())
-    except Exception as exc:
+    except BaseException as exc:  # KeyboardInterrupt too: the wrappers must let it through
         return ("raised", type(exc), str(exc))
 
 
 class RefusingList(list):
-    """A trace's events that cannot take one more: begin fails, the profiler's own error."""
+    """A trace's events that cannot take one more: begin fails, the profiler's own error (or
+    what ``refusal`` raises)."""
+
+    refusal: type[BaseException] = RuntimeError
 
     def append(self, item):
-        raise RuntimeError("full")
+        raise self.refusal("full")
 
 
 def run_both(call, *, max_events=None, nested=False, broken=False, before=None):
@@ -93,6 +96,8 @@ def run_both(call, *, max_events=None, nested=False, broken=False, before=None):
             with ioprofiler.profile(max_events=max_events) as trace:
                 if broken:
                     trace._events = RefusingList()
+                    if broken is not True:
+                        trace._events.refusal = broken
                 got = outcome(call)
             if outer is not None:
                 outer.__exit__(None, None, None)
@@ -233,6 +238,15 @@ def test_the_profilers_own_failure_is_counted_and_the_call_goes_through(client, 
     compiled, reference = run_both(lambda: client.get(key), broken=True)
     assert compiled == reference
     assert compiled[0] == ("returned", b"v") and compiled[2] == [(0, 0, 1)]
+
+
+def test_an_interrupt_inside_the_profiler_reaches_the_application(client, key):
+    """The Python wrappers catch ``Exception`` around their own work: a KeyboardInterrupt
+    raised there is the application's to see, and the library is not called."""
+    client.set(key, b"v")
+    compiled, reference = run_both(lambda: client.get(key), broken=KeyboardInterrupt)
+    assert compiled == reference
+    assert compiled[0] == ("raised", KeyboardInterrupt, "full") and compiled[2] == [(0, 0, 0)]
 
 
 def test_under_another_tools_wrapt_wrapper(client, key):
@@ -399,6 +413,13 @@ def test_a_driver_integration_below_decides_the_mark(engine, monkeypatch):
         recording.cursor_reaches_below.clear()
 
 
+def test_an_interrupt_while_a_statement_begins_reaches_the_application(engine):
+    select(engine, "SELECT 1")
+    compiled, reference = run_both(lambda: select(engine, "SELECT 5"), broken=KeyboardInterrupt)
+    assert compiled == reference
+    assert compiled[0][:2] == ("raised", KeyboardInterrupt)
+
+
 def test_a_profiler_failure_is_counted_and_the_statement_runs(engine):
     select(engine, "SELECT 1")  # the engine is named: the recorder records its statements
     compiled, reference = run_both(lambda: select(engine, "SELECT 5"), broken=True)
@@ -499,3 +520,33 @@ def test_the_mark_asks_the_cursor_its_class(tmp_path, monkeypatch):
     finally:
         recording.cursor_reaches_below.clear()
         engine.dispose()
+
+
+def test_only_a_recorder_gets_the_direct_call():
+    """MethodPatch calls through the capsule only for the Recorder type itself: an object
+    that copies the capsule and its switch is called as a wrapt wrapper."""
+    from ioprofiler._patch import MethodPatch
+    from ioprofiler._recorders import Recorder
+
+    switch = ContextVar("switch", default=False)
+    calls = []
+
+    class Impostor:
+        _ioprofiler_fastcall = Recorder.__dict__["_ioprofiler_fastcall"]
+        active = switch
+
+        def __call__(self, wrapped, instance, args, kwargs):
+            calls.append(args)
+            return wrapped(*args, **kwargs)
+
+    class Shop:
+        def price(self, item):
+            return item * 2
+
+    Shop.price = MethodPatch(vars(Shop)["price"], Impostor(), switch)
+    token = switch.set(True)
+    try:
+        assert Shop().price(21) == 42
+    finally:
+        switch.reset(token)
+    assert calls == [(21,)]
