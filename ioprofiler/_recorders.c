@@ -176,7 +176,7 @@ set_field(Recorder *self, PyObject *event, int field, PyObject *value)
 
 /* The Python wrapper, called as wrapt would call it. */
 static PyObject *
-delegate(Recorder *self, Call *call, PyObject *kwnames)
+delegate(Recorder *self, Call *call)
 {
     PyObject *reference = OBJ(self, R_REFERENCE);
     if (call->function == NULL) {
@@ -193,12 +193,10 @@ delegate(Recorder *self, Call *call, PyObject *kwnames)
     for (Py_ssize_t i = 0; i < call->nargs; i++) {
         PyTuple_SET_ITEM(positional, i, Py_NewRef(call->args[i]));
     }
-    if (kwnames != NULL) {
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
-            if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), call->args[call->nargs + i]) <
-                0) {
-                goto done;
-            }
+    PyObject *names = call->kwnames;
+    for (Py_ssize_t i = 0; names != NULL && i < PyTuple_GET_SIZE(names); i++) {
+        if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(names, i), call->args[call->nargs + i]) < 0) {
+            goto done;
         }
     }
     PyObject *stack[4] = {bound, call->instance, positional, kwargs};
@@ -612,7 +610,7 @@ record_statement(Recorder *self, Call *call, PyObject *traces)
  * never called twice). A recorder the garbage collector has cleared (a cycle broken at
  * shutdown) only passes the call on. */
 static PyObject *
-run(Recorder *self, Call *call, PyObject *traces, PyObject *kwnames)
+run(Recorder *self, Call *call, PyObject *traces)
 {
     if (OBJ(self, R_REFERENCE) == NULL) {
         return call_as_given(call);
@@ -620,7 +618,7 @@ run(Recorder *self, Call *call, PyObject *traces, PyObject *kwnames)
     PyObject *result = self->record(self, call, traces);
     if (result == NULL && !PyErr_Occurred()) {
         if (!call->called) {
-            return delegate(self, call, kwnames);
+            return delegate(self, call);
         }
         PyErr_SetString(PyExc_SystemError, "ioprofiler recorder failed without an error");
     }
@@ -645,7 +643,7 @@ recorder_fastcall(PyObject *op, PyObject *function, PyObject *traces, PyObject *
         .kwnames = kwnames,
         .keywords = kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0,
     };
-    return run(self, &call, traces, kwnames);
+    return run(self, &call, traces);
 }
 
 /* recorder(wrapped, instance, args, kwargs), as wrapt calls its wrappers. */
@@ -681,7 +679,7 @@ recorder_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject
             .nargs = PyTuple_GET_SIZE(args[2]),
             .keywords = PyDict_GET_SIZE(args[3]) > 0,
         };
-        result = run(self, &call, traces, NULL);
+        result = run(self, &call, traces);
     }
     Py_XDECREF(traces);
     return result;
