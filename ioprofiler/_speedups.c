@@ -38,7 +38,7 @@ typedef _PyInterpreterFrame IFrame;
 
 /* Set by install(): callsite's dictionaries and its pure-Python fallbacks (strong refs). */
 static PyObject *hints_dict = NULL;  /* id(entry code) -> (entry code, (chain, ...)) */
-static PyObject *known_dict = NULL;  /* id(code) -> (code, is library?, sites by line, by offset) */
+static PyObject *known_dict = NULL;  /* id(code) -> (code, is library?, sites by line) */
 static PyObject *slow_find = NULL;   /* the pure-Python find(depth) */
 static PyObject *parent_frame = NULL; /* () -> the parent greenlet's frame, or None */
 
@@ -80,6 +80,112 @@ frame_at(long depth)
 #define STACK_ENDED ((PyObject *)2) /* every frame a library's, to the end of this stack */
 #define IS_LIBRARY ((PyObject *)3)  /* this frame is a library's: look further */
 
+/* -- what the lookup has read, by pointer ------------------------------------------------
+ *
+ * callsite's dictionaries are keyed by id(code): each read makes an int and hashes it, three
+ * times per call (the entry's hints, the answer's decision, its site), some 900 instructions
+ * of a recorded get's 3,400. These tables remember what was read, keyed by the code object's
+ * address (and, for sites, the instruction offset). Each value holds its code object (a
+ * known tuple's, a hint's or a site's first item), so an address cannot be reused while it
+ * is a key. They only ever copy what the dictionaries hold: ``forget()`` empties them when
+ * callsite changes its dictionaries other than by adding (callsite.forget, a cleared cache,
+ * a learnt chain), and a table three quarters full starts again empty. */
+
+typedef struct {
+    const void *code; /* the key's address; NULL: an empty slot */
+    int offset;       /* the key's instruction offset; 0 for tables keyed by code alone */
+    PyObject *value;  /* strong */
+} Memo;
+
+typedef struct {
+    Memo *slots; /* NULL until the first put */
+    size_t used;
+} MemoTable;
+
+#define MEMO_BITS 12
+#define MEMO_CAPACITY (1 << MEMO_BITS) /* 96 kB a table on 64-bit */
+#define MEMO_MASK (MEMO_CAPACITY - 1)
+
+static MemoTable decided_memo; /* code -> its known tuple */
+static MemoTable hint_memo;    /* entry code -> its hint, or itself when it has none */
+static MemoTable site_memo;    /* (code, offset) -> the site of that instruction's line */
+
+static inline size_t
+memo_index(const void *code, int offset)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)code >> 4) ^ ((uint64_t)(unsigned int)offset << 29);
+    h *= 0x9E3779B97F4A7C15ULL; /* Fibonacci hashing: the product's top bits */
+    return (size_t)(h >> (64 - MEMO_BITS));
+}
+
+/* The value remembered for (code, offset), borrowed, or NULL. */
+static inline PyObject *
+memo_get(MemoTable *table, const void *code, int offset)
+{
+    Memo *slots = table->slots;
+    if (slots == NULL) {
+        return NULL;
+    }
+    for (size_t i = memo_index(code, offset);; i = (i + 1) & MEMO_MASK) {
+        if (slots[i].code == code && slots[i].offset == offset) {
+            return slots[i].value;
+        }
+        if (slots[i].code == NULL) {
+            return NULL;
+        }
+    }
+}
+
+static void
+memo_clear(MemoTable *table)
+{
+    /* Detached first: releasing a value may run a finaliser that looks something up. */
+    Memo *slots = table->slots;
+    table->slots = NULL;
+    table->used = 0;
+    if (slots != NULL) { /* a scan of the whole table: only when callsite's caches change */
+        for (size_t i = 0; i < MEMO_CAPACITY; i++) {
+            Py_XDECREF(slots[i].value);
+        }
+        PyMem_Free(slots);
+    }
+}
+
+/* Remember value for (code, offset): 0, or -1 with an exception set. */
+static int
+memo_put(MemoTable *table, const void *code, int offset, PyObject *value)
+{
+    if (table->used >= MEMO_CAPACITY / 4 * 3) {
+        memo_clear(table);
+    }
+    if (table->slots == NULL && (table->slots = PyMem_Calloc(MEMO_CAPACITY, sizeof(Memo))) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Memo *slots = table->slots;
+    size_t i = memo_index(code, offset);
+    while (slots[i].code != NULL && !(slots[i].code == code && slots[i].offset == offset)) {
+        i = (i + 1) & MEMO_MASK;
+    }
+    PyObject *old = slots[i].value;
+    if (slots[i].code == NULL) {
+        table->used++;
+    }
+    slots[i].code = code;
+    slots[i].offset = offset;
+    slots[i].value = Py_NewRef(value);
+    Py_XDECREF(old);
+    return 0;
+}
+
+static void
+forget_memos(void)
+{
+    memo_clear(&decided_memo);
+    memo_clear(&hint_memo);
+    memo_clear(&site_memo);
+}
+
 /* dict[id(obj)], borrowed: NULL when absent, or with an exception set. */
 static PyObject *
 by_id(PyObject *dict, void *obj)
@@ -93,25 +199,58 @@ by_id(PyObject *dict, void *obj)
     return value;
 }
 
-/* known[id(code)]: a borrowed (code, is library?, sites by line, sites by offset) tuple, or
- * ASK_PYTHON, or NULL with an exception set. */
+/* by_id(dict, code), remembered in memo when the value is a tuple holding code first. With
+ * absent_too, its absence is remembered as well (as code itself): for a dictionary callsite
+ * only adds to after telling forget(). */
+static PyObject *
+remembered_by_id(MemoTable *memo, PyObject *dict, PyCodeObject *code, int absent_too)
+{
+    PyObject *value = memo_get(memo, code, 0);
+    if (value != NULL) {
+        return value == (PyObject *)code ? NULL : value;
+    }
+    value = by_id(dict, code);
+    PyObject *remembered = value;
+    if (value == NULL) {
+        if (!absent_too || PyErr_Occurred()) {
+            return NULL;
+        }
+        remembered = (PyObject *)code;
+    }
+    else if (!PyTuple_CheckExact(value) || PyTuple_GET_SIZE(value) < 1 ||
+             PyTuple_GET_ITEM(value, 0) != (PyObject *)code) {
+        return value;
+    }
+    /* Held: a full table is emptied first, and a finaliser may clear the dictionary. */
+    Py_INCREF(remembered);
+    int failed = memo_put(memo, code, 0, remembered) < 0;
+    Py_DECREF(remembered); /* the memo holds it now */
+    return failed ? NULL : value;
+}
+
+/* known[id(code)]: a borrowed (code, is library?, sites by line) tuple, or ASK_PYTHON, or
+ * NULL with an exception set. */
 static PyObject *
 decision(PyCodeObject *code, int *is_library)
 {
-    PyObject *known = by_id(known_dict, code);
+    PyObject *known = remembered_by_id(&decided_memo, known_dict, code, 0);
     if (known == NULL) {
         return PyErr_Occurred() ? NULL : ASK_PYTHON;
     }
-    if (!PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 4 ||
-        !PyDict_CheckExact(PyTuple_GET_ITEM(known, 2)) ||
-        !PyDict_CheckExact(PyTuple_GET_ITEM(known, 3))) {
+    if (!PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 3 ||
+        !PyDict_CheckExact(PyTuple_GET_ITEM(known, 2))) {
         return ASK_PYTHON;
     }
-    int flag = PyObject_IsTrue(PyTuple_GET_ITEM(known, 1));
-    if (flag < 0) {
+    PyObject *flag = PyTuple_GET_ITEM(known, 1);
+    if (flag == Py_True || flag == Py_False) {
+        *is_library = flag == Py_True;
+        return known;
+    }
+    int truth = PyObject_IsTrue(flag);
+    if (truth < 0) {
         return NULL;
     }
-    *is_library = flag;
+    *is_library = truth;
     return known;
 }
 
@@ -153,7 +292,7 @@ site_at_line(PyObject *known, int line)
 
 /* f's site at its current line, as frame.f_lineno (PyFrame_GetLineNumber) gives it: a line
  * set by a tracer or a debugger's jump, else the line of the last instruction. The line
- * table walk is done once per instruction offset: the sites by offset remember it. */
+ * table walk is done once per instruction offset: the site memo remembers it. */
 static PyObject *
 site_of(PyObject *known, IFrame *f)
 {
@@ -161,27 +300,15 @@ site_of(PyObject *known, IFrame *f)
     if (obj != NULL && obj->f_lineno != 0) {
         return site_at_line(known, obj->f_lineno);
     }
-    PyObject *by_offset = PyTuple_GET_ITEM(known, 3);
     int offset = _PyInterpreterFrame_LASTI(f);
-    PyObject *key = PyLong_FromLong(offset);
-    if (key == NULL) {
-        return NULL;
+    PyObject *site = memo_get(&site_memo, f->f_code, offset);
+    if (site != NULL) {
+        return Py_NewRef(site);
     }
-    PyObject *site = PyDict_GetItemWithError(by_offset, key);
-    if (site != NULL || PyErr_Occurred()) {
-        Py_XINCREF(site);
-        Py_DECREF(key);
-        return site;
-    }
-    Py_INCREF(known);
-    Py_INCREF(by_offset);
     site = site_at_line(known, PyCode_Addr2Line(f->f_code, offset * (int)sizeof(_Py_CODEUNIT)));
-    if (site != NULL && site != ASK_PYTHON && PyDict_SetItem(by_offset, key, site) < 0) {
+    if (site != NULL && site != ASK_PYTHON && memo_put(&site_memo, f->f_code, offset, site) < 0) {
         Py_CLEAR(site);
     }
-    Py_DECREF(by_offset);
-    Py_DECREF(known);
-    Py_DECREF(key);
     return site;
 }
 
@@ -243,7 +370,7 @@ match_chains(IFrame *entry, PyObject *chains)
 static PyObject *
 match_hints(IFrame *entry)
 {
-    PyObject *hint = by_id(hints_dict, entry->f_code);
+    PyObject *hint = remembered_by_id(&hint_memo, hints_dict, entry->f_code, 1);
     if (hint == NULL) {
         return PyErr_Occurred() ? NULL : ASK_PYTHON;
     }
@@ -351,6 +478,20 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(known_dict, Py_NewRef(args[1]));
     Py_XSETREF(slow_find, Py_NewRef(args[2]));
     Py_XSETREF(parent_frame, Py_NewRef(args[3]));
+    forget_memos();
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(forget_doc,
+"forget() -> None\n\
+\n\
+Drop what ``find`` remembers of callsite's dictionaries. callsite calls it whenever it changes\n\
+them other than by adding an entry: a cleared cache, a chain learnt for an entry.");
+
+static PyObject *
+forget(PyObject *module, PyObject *unused)
+{
+    forget_memos();
     Py_RETURN_NONE;
 }
 
@@ -787,6 +928,7 @@ begin(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnam
 static PyMethodDef methods[] = {
     {"find", (PyCFunction)find, METH_O, find_doc},
     {"install", (PyCFunction)(void (*)(void))install, METH_FASTCALL, install_doc},
+    {"forget", forget, METH_NOARGS, forget_doc},
     {"install_events", (PyCFunction)(void (*)(void))install_events, METH_FASTCALL,
      install_events_doc},
     {"begin", (PyCFunction)(void (*)(void))begin, METH_FASTCALL | METH_KEYWORDS, begin_doc},

@@ -7,7 +7,8 @@ library's?" once per code object.
 Its caches are keyed by ``id(code)``, not by the code object: hashing a code object
 hashes its bytecode's constants (nested functions included) on every lookup, hundreds of
 nanoseconds for a large function. Each cache holds the code objects it has seen, so an id
-cannot be reused while it is a key.
+cannot be reused while it is a key. The compiled lookup remembers what it reads from them by
+address; whatever changes them other than by adding an entry tells it (``_changed``).
 """
 
 from __future__ import annotations
@@ -40,10 +41,9 @@ _LIBRARY_PACKAGES = (
 )
 Site = tuple[CodeType, int]  # (code, line): one per line that made calls, shared by its events
 
-# id(code) -> (code, is it a library's?, the application's sites in it by line, the same by
-# instruction offset); callsite_skip can name modules or single functions. Only the compiled
-# lookup (ioprofiler._speedups) fills the sites by offset: it then needs no line-table walk.
-Known = tuple[CodeType, bool, dict[int, Site], dict[int, Site]]
+# id(code) -> (code, is it a library's?, the application's sites in it by line);
+# callsite_skip can name modules or single functions.
+Known = tuple[CodeType, bool, dict[int, Site]]
 _is_library: dict[int, Known] = {}
 _library_dirs: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 _lock = threading.Lock()
@@ -133,6 +133,7 @@ def forget() -> None:
         _library_dirs = None
         _is_library.clear()
         _hints.clear()
+        _changed()
 
 
 def _decision(frame: FrameType) -> Known:
@@ -141,7 +142,8 @@ def _decision(frame: FrameType) -> Known:
     if known is None:
         if len(_is_library) >= _MAX_REMEMBERED:
             _is_library.clear()  # generated code (exec) must not grow this forever
-        known = (code, _classify(code, frame.f_globals.get("__name__")), {}, {})
+            _changed()
+        known = (code, _classify(code, frame.f_globals.get("__name__")), {})
         _is_library[id(code)] = known
     return known
 
@@ -221,6 +223,7 @@ def _learn(chain: tuple[CodeType, ...]) -> None:
         if len(_hints) >= _MAX_REMEMBERED:
             _hints.clear()
         _hints[id(entry)] = (entry, (above, *known[: _HINTS_PER_ENTRY - 1]))
+        _changed()
 
 
 def _same_codes(one: tuple[CodeType, ...], other: tuple[CodeType, ...]) -> bool:
@@ -239,6 +242,10 @@ def _parent_greenlet_frame() -> FrameType | None:
     return getattr(parent, "gr_frame", None) if parent is not None else None
 
 
+def _changed() -> None:
+    """The dictionaries changed other than by adding an entry: the compiled lookup forgets."""
+
+
 _find_pure = find
 accelerated = False
 if os.environ.get("IOPROFILER_PURE_PYTHON", "") in ("", "0"):
@@ -249,4 +256,5 @@ if os.environ.get("IOPROFILER_PURE_PYTHON", "") in ("", "0"):
     else:
         _speedups.install(_hints, _is_library, _find_pure, _parent_greenlet_frame)
         find = _speedups.find  # noqa: F811
+        _changed = _speedups.forget  # noqa: F811
         accelerated = True

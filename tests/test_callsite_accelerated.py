@@ -417,6 +417,51 @@ def test_a_stack_shallower_than_the_depth():
         _speedups.find("1")
 
 
+# -- what the compiled lookup remembers -----------------------------------------------------
+
+
+@needs_speedups
+def test_more_callsites_than_its_memory_holds():
+    """Past its tables' size the compiled lookup starts again, answering as before: the very
+    site tuple the pure lookup shares between events, for each of 5,000 functions, twice."""
+    from ioprofiler import _speedups
+
+    source = "\n".join(f"def f{n}(find):\n    return find(0)\n" for n in range(5000))
+    namespace: dict = {}
+    exec(compile(source, "<many callsites>", "exec"), namespace)
+    callers = [namespace[f"f{n}"] for n in range(5000)]
+    callsite.forget()
+    for _ in range(2):
+        for caller in callers:
+            fast, pure = caller(_speedups.find), caller(callsite._find_pure)
+            assert fast is pure, (fast, pure)
+            assert fast == (caller.__code__, caller.__code__.co_firstlineno + 1)
+
+
+@needs_speedups
+def test_configure_changes_what_it_remembered(tmp_path, monkeypatch):
+    """configure(callsite_skip=...) reaches the compiled lookup's memory, not only callsite's."""
+    from ioprofiler import _speedups
+
+    (tmp_path / "accel_remembered.py").write_text("def helper(find):\n    return find(0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import accel_remembered
+
+    def caller() -> object:
+        return accel_remembered.helper(_speedups.find)
+
+    try:
+        ioprofiler.configure(callsite_skip=[])
+        assert caller()[0] is accel_remembered.helper.__code__
+        assert caller()[0] is accel_remembered.helper.__code__  # answered from its memory
+        ioprofiler.configure(callsite_skip=["accel_remembered"])
+        assert caller()[0] is caller.__code__
+        ioprofiler.configure(callsite_skip=[])
+        assert caller()[0] is accel_remembered.helper.__code__
+    finally:
+        ioprofiler.configure(callsite_skip=[])
+
+
 # -- without the accelerator -----------------------------------------------------------------
 
 PROBE = textwrap.dedent(
