@@ -137,8 +137,9 @@ struct Recorder {
 static PyTypeObject Recorder_Type;
 
 static PyObject *str_server, *str_ignore_exc, *str_sock, *str_class, *str_paramstyle, *str_name,
-    *depth_one;
+    *depth_one, *str_getitem;
 static PyObject *object_class_descriptor; /* object.__dict__["__class__"] */
+static PyObject *dict_getitem;            /* dict.__dict__["__getitem__"] */
 
 #define OBJ(recorder, index) ((recorder)->objects[index])
 
@@ -478,6 +479,21 @@ class_of(PyObject *obj)
     return PyObject_GetAttr(obj, str_class);
 }
 
+/* by_class[cursor_class], a new reference: read from the dictionary itself when a class seen
+ * before is looked up in a dict whose __getitem__ is dict's own, else as Python subscripts it
+ * (a dict subclass's __missing__ decides a class not seen yet). */
+static PyObject *
+reaches_below(PyObject *by_class, PyObject *cursor_class)
+{
+    if (PyDict_Check(by_class) && _PyType_Lookup(Py_TYPE(by_class), str_getitem) == dict_getitem) {
+        PyObject *known = PyDict_GetItemWithError(by_class, cursor_class);
+        if (known != NULL || PyErr_Occurred()) {
+            return Py_XNewRef(known);
+        }
+    }
+    return PyObject_GetItem(by_class, cursor_class);
+}
+
 /* Whether the statement needs the ``inside`` mark (recording.py: an override's super() call,
  * or a cursor a driver integration installed below records): 1, 0, -1 with an exception set. */
 static int
@@ -498,7 +514,7 @@ needs_mark(Recorder *self, PyObject *cursor)
     if (cursor_class == NULL) {
         return -1;
     }
-    PyObject *reaches = PyObject_GetItem(OBJ(self, S_REACHES_BELOW), cursor_class);
+    PyObject *reaches = reaches_below(OBJ(self, S_REACHES_BELOW), cursor_class);
     Py_DECREF(cursor_class);
     if (reaches == NULL) {
         return -1;
@@ -926,6 +942,7 @@ PyInit__recorders(void)
         (str_class = PyUnicode_InternFromString("__class__")) == NULL ||
         (str_paramstyle = PyUnicode_InternFromString("paramstyle")) == NULL ||
         (str_name = PyUnicode_InternFromString("name")) == NULL ||
+        (str_getitem = PyUnicode_InternFromString("__getitem__")) == NULL ||
         (depth_one = PyLong_FromLong(1)) == NULL) {
         return NULL;
     }
@@ -933,8 +950,9 @@ PyInit__recorders(void)
         return NULL;
     }
     object_class_descriptor = _PyType_Lookup(&PyBaseObject_Type, str_class); /* immortal */
-    if (object_class_descriptor == NULL) {
-        PyErr_SetString(PyExc_ImportError, "object.__class__ is missing");
+    dict_getitem = _PyType_Lookup(&PyDict_Type, str_getitem);                /* the same */
+    if (object_class_descriptor == NULL || dict_getitem == NULL) {
+        PyErr_SetString(PyExc_ImportError, "object.__class__ or dict.__getitem__ is missing");
         return NULL;
     }
     /* Its context is the Recorder type: MethodPatch calls through it only for a Recorder. */

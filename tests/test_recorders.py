@@ -413,6 +413,27 @@ def test_a_driver_integration_below_decides_the_mark(engine, monkeypatch):
         recording.cursor_reaches_below.clear()
 
 
+def test_the_mark_is_read_as_python_reads_it(engine, monkeypatch):
+    """Whether a cursor's class needs the mark is read from the dictionary directly only while
+    its ``__getitem__`` is dict's own: a class that answers itself is asked, as by Python."""
+    asked = []
+
+    def getitem(self, cursor_class):
+        asked.append(cursor_class)
+        return True
+
+    def known_already():  # after install, which forgets every class
+        recording.cursor_reaches_below[sqlite3.Cursor] = False  # what a lookup would find
+
+    monkeypatch.setitem(recording.below, "a driver", "somedriver")
+    monkeypatch.setattr(type(recording.cursor_reaches_below), "__getitem__", getitem, raising=False)
+    try:
+        assert_same(lambda: select(engine, "SELECT ?", 5), before=known_already)
+        assert asked == [sqlite3.Cursor, sqlite3.Cursor]  # the recorder's and the reference's
+    finally:
+        recording.cursor_reaches_below.clear()
+
+
 def test_an_interrupt_while_a_statement_begins_reaches_the_application(engine):
     select(engine, "SELECT 1")
     compiled, reference = run_both(lambda: select(engine, "SELECT 5"), broken=KeyboardInterrupt)
