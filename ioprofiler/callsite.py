@@ -133,7 +133,7 @@ def forget() -> None:
         _library_dirs = None
         _is_library.clear()
         _hints.clear()
-        _changed()
+    _changed()  # outside the lock: releasing what it remembered may run a finaliser
 
 
 def _decision(frame: FrameType) -> Known:
