@@ -9,6 +9,7 @@ compared exactly. Skipped with the reason without ``redis-server``; a failure un
 
 from __future__ import annotations
 
+import time
 import types
 import uuid
 from collections import Counter
@@ -170,9 +171,23 @@ def _slot_ids(cluster: Cluster) -> dict[int, str]:
 
 
 def _assign(cluster: Cluster, slot: int, port: int) -> None:
+    """Give ``slot`` to the node on ``port``, and wait until every node says so: the nodes
+    settle the change between themselves over the cluster bus, and a client that asks a node
+    still of the old view is sent back and forth until its redirects run out."""
     owner = _slot_ids(cluster)[port]
     for node in cluster.nodes:
         node.client.execute_command("CLUSTER SETSLOT", slot, "NODE", owner)
+    deadline = time.monotonic() + 10
+    while not all(_owner_port(node.client, slot) == port for node in cluster.nodes):
+        assert time.monotonic() < deadline, f"the nodes never agreed on slot {slot}'s owner"
+        time.sleep(0.01)
+
+
+def _owner_port(client: redis.Redis, slot: int) -> int | None:
+    for start, end, master, *_replicas in client.execute_command("CLUSTER SLOTS"):
+        if start <= slot <= end:
+            return int(master[1])
+    return None
 
 
 def test_ask_and_moved_redirects_are_round_trips_of_their_own(cluster, rc):
