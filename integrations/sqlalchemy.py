@@ -432,6 +432,7 @@ def _connect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         else:
             try:
                 event.detail = connect_address(args, kwargs, instance.name == "sqlite")
+                event.pool_held = connections_kept(_connecting_pool())
             except Exception as exc:
                 profiler_failed(traces, exc)
             connection = _run_recorded(event, wrapped, args, kwargs)
@@ -441,6 +442,40 @@ def _connect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         except Exception as exc:
             profiler_failed(traces, exc)
     return connection
+
+
+def _connecting_pool() -> Any:
+    """The pool whose connection record is calling ``dialect.connect`` (a few frames up:
+    the engine's creator, wrapt's pure-Python fallback); None when no pool is."""
+    frame = sys._getframe(2)
+    for _ in range(6):
+        if frame is None:
+            return None
+        if frame.f_code is _record_connect_code():
+            return frame.f_locals.get("pool")
+        frame = frame.f_back
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _record_connect_code() -> Any:
+    from sqlalchemy.pool.base import _ConnectionRecord
+
+    return _ConnectionRecord._ConnectionRecord__connect.__code__  # type: ignore[attr-defined]
+
+
+def connections_kept(pool: Any) -> int | None:
+    """How many connections ``pool`` kept before the one it is opening; None for a pool
+    that keeps none (NullPool) or no pool."""
+    from sqlalchemy import pool as pools
+
+    if isinstance(pool, pools.QueuePool):  # its overflow counts the one being opened
+        return pool.checkedin() + pool.checkedout() - 1
+    if isinstance(pool, pools.SingletonThreadPool):
+        return len(pool._all_conns)
+    if isinstance(pool, pools.StaticPool | pools.AssertionPool):
+        return 0
+    return None
 
 
 def connect_address(

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
@@ -22,6 +24,49 @@ from ioprofiler.urls import url_shape
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
+
+# Statements that begin, end or set up a transaction or a connection rather than read or
+# write data, sent as SQL text (SQLite's BEGIN under Django, a savepoint, a driver's
+# SET AUTOCOMMIT): like the connection ops, never a repeat, a duplicate or an N+1.
+_LEADING_COMMENTS = r"(?:\s|/\*.*?\*/|--[^\n]*(?:\n|$))*"
+_TRANSACTION_CONTROL = re.compile(
+    _LEADING_COMMENTS + r"(?:BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE|"
+    r"SET\s+(?:AUTOCOMMIT|NAMES|CHARACTER\s+SET|(?:SESSION\s+)?TRANSACTION))\b",
+    re.I | re.S,
+)
+_WRITE = re.compile(_LEADING_COMMENTS + r"(?:INSERT|UPDATE|DELETE|REPLACE|MERGE)\b", re.I | re.S)
+
+
+@functools.lru_cache(maxsize=4096)  # findings ask once per statement, of a few texts
+def is_transaction_control(statement: str) -> bool:
+    """``BEGIN``, ``COMMIT``, ``SAVEPOINT s1``, ``SET AUTOCOMMIT = 1``: no data read or written.
+
+    >>> is_transaction_control("RELEASE SAVEPOINT s1"), is_transaction_control("SELECT 1")
+    (True, False)
+    """
+    return _TRANSACTION_CONTROL.match(statement) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def is_write(statement: str) -> bool:
+    """An INSERT, UPDATE, DELETE (or REPLACE, MERGE) statement.
+
+    >>> is_write("/* orm */ INSERT INTO t VALUES (?)"), is_write("SELECT 1")
+    (True, False)
+    """
+    return _WRITE.match(statement) is not None
+
+
+def is_query(event: Event) -> bool:
+    """A statement that reads or writes data: not a connection op (a connect, a commit, a
+    pool's ping or set-up), nor transaction control sent as SQL text. What repeats and
+    findings look at."""
+    return (
+        event.kind == DB
+        and event.op not in CONNECTION_OPS
+        and event.statement is not None
+        and not is_transaction_control(event.statement)
+    )
 
 
 @dataclass
@@ -233,7 +278,7 @@ def find_repeats(events: list[Event]) -> list[Repeat]:
     to one URL shape (ids in the path folded); the most repeated first."""
     groups: dict[tuple[str, str, str], list[Event]] = {}
     for event in events:
-        if event.kind == DB and event.statement is not None:
+        if is_query(event):
             key = (DB, event.target, shape(event.statement, event.paramstyle, event.dialect))
         elif event.kind == CACHE and event.op in ("get", "gets"):
             key = (CACHE, event.target, f"{event.op} (one key per call)")

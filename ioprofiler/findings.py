@@ -21,8 +21,23 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from ioprofiler import config
+from ioprofiler.analysis import is_query, is_transaction_control, is_write
 from ioprofiler.cache_text import BATCH_OPS, key_text
-from ioprofiler.event import CACHE, CONNECT, CONNECTION_OPS, DB, HTTP, POOL_WAIT, Event
+from ioprofiler.event import (
+    BEGIN,
+    CACHE,
+    COMMIT,
+    COMMIT_TWOPHASE,
+    CONNECT,
+    CONNECTION_OPS,
+    DB,
+    HTTP,
+    POOL_WAIT,
+    PREPARE_TWOPHASE,
+    ROLLBACK,
+    ROLLBACK_TWOPHASE,
+    Event,
+)
 from ioprofiler.event import callsite_text as _callsite_text
 from ioprofiler.sql_text import safe_repr, shape
 from ioprofiler.thresholds import Thresholds
@@ -67,6 +82,44 @@ FILL_OPS = frozenset(
 )
 MAX_SHOWN = 120  # characters of a statement or key in a message
 
+READ_LOOP_HINT = (
+    "load the rows in one query (WHERE … IN (…) or a join; with the ORM, "
+    "selectinload or joinedload), one query per shard at most"
+)
+WRITE_LOOP_HINT = (
+    "write the rows in one round trip: executemany or one INSERT with many VALUES rows; "
+    "with the ORM, add them all and flush once, or bulk_save_objects / bulk_create / "
+    "bulk_update"
+)
+REPEATED_READ_HINT = (
+    "keep the first result for the rest of the request (pass it along, or memoise the "
+    "lookup per request)"
+)
+REPEATED_WRITE_HINT = "the same write with the same values: send it once"
+# What to do about a slow round trip that is not a query, by its op.
+_NETWORK = "one network round trip: a slow one is the network or a busy server"
+DURABILITY_HINT = (
+    "a commit waits until the server has made the transaction durable (its log fsynced): "
+    "check the disk's write latency and the server's flush settings "
+    "(innodb_flush_log_at_trx_commit, synchronous_commit), or commit fewer, larger transactions"
+)
+SLOW_OP_HINTS = {
+    COMMIT: DURABILITY_HINT,
+    COMMIT_TWOPHASE: DURABILITY_HINT,
+    PREPARE_TWOPHASE: DURABILITY_HINT,
+    ROLLBACK: "a rollback undoes what the transaction wrote: keep transactions small; "
+    f"with nothing written it is {_NETWORK}",
+    ROLLBACK_TWOPHASE: "a rollback undoes what the transaction wrote: keep transactions small",
+    BEGIN: f"BEGIN is {_NETWORK}",
+    CONNECT: "a new connection costs network, TLS and authentication round trips: reuse "
+    "connections (a pool) and check name resolution and the network",
+    "setup": "statements that set a new connection up run once per connection: reuse "
+    "connections (a pool)",
+    "ping": f"the pool's pre-ping is {_NETWORK}; pool_recycle instead of pool_pre_ping saves it",
+    "reset": f"resetting a connection is {_NETWORK}",
+}
+CONNECTION_OP_HINT = f"a round trip of the connection, not a query: {_NETWORK}"
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -91,9 +144,17 @@ class Finding:
         return TITLES[self.kind]
 
     @property
+    def heading(self) -> str:
+        """What the message names before its colon: ``N+1``, ``N+1 API calls``,
+        ``cache misses went to the database``."""
+        head, colon, _ = self.message.partition(": ")
+        return head if colon else self.title
+
+    @property
     def detail(self) -> str:
-        """The message without its leading title."""
-        return self.message.removeprefix(f"{self.title}: ")
+        """The message without its :attr:`heading`."""
+        head, colon, rest = self.message.partition(": ")
+        return rest if colon else self.message
 
     def __str__(self) -> str:
         return self.message
@@ -126,7 +187,7 @@ _found: weakref.WeakKeyDictionary[Trace, tuple[Thresholds, list[Finding]]] = (
 
 def _find(trace: Trace, limits: Thresholds) -> list[Finding]:
     events = trace.events
-    statements = [e for e in events if _is_statement(e)]
+    statements = [e for e in events if is_query(e)]
     groups = _by_shape(statements)
     found: list[Finding] = []
     n_plus_ones = _n_plus_one(groups, limits)
@@ -148,10 +209,6 @@ def _find(trace: Trace, limits: Thresholds) -> list[Finding]:
 
 
 # -- grouping ------------------------------------------------------------------------------
-
-
-def _is_statement(event: Event) -> bool:
-    return event.kind == DB and event.op not in CONNECTION_OPS and event.statement is not None
 
 
 @dataclass
@@ -253,8 +310,7 @@ def _n_plus_one(groups: dict[str, _Group], limits: Thresholds) -> list[Finding]:
                 f"({ms:.3f} ms){_where(members)}",
                 tuple(members),
                 ms,
-                "load the rows in one query (WHERE … IN (…) or a join; with the ORM, "
-                "selectinload or joinedload), one query per shard at most",
+                WRITE_LOOP_HINT if is_write(text) else READ_LOOP_HINT,
             )
         )
     return found
@@ -311,8 +367,7 @@ def _duplicate_statements(groups: dict[str, _Group], limits: Thresholds) -> list
                 f"({ms:.3f} ms wasted){_where(involved)}",
                 tuple(involved),
                 ms,
-                "keep the first result for the rest of the request (pass it along, or "
-                "memoise the lookup per request)",
+                REPEATED_WRITE_HINT if is_write(text) else REPEATED_READ_HINT,
             )
         )
     return found
@@ -439,6 +494,11 @@ def _slow_call(event: Event, duration: float, share: str) -> Finding:
 
 
 def _slow_hint(event: Event) -> str:
+    if event.op in CONNECTION_OPS:
+        return SLOW_OP_HINTS.get(event.op, CONNECTION_OP_HINT)
+    if event.kind == DB and event.statement is not None and is_transaction_control(event.statement):
+        commits = event.statement.lstrip().upper().startswith(("COMMIT", "END"))
+        return DURABILITY_HINT if commits else CONNECTION_OP_HINT
     if event.kind == DB:
         return "EXPLAIN it: an index, fewer rows or columns; or cache its result"
     if event.kind == CACHE:
@@ -453,7 +513,7 @@ def _cache_misses(events: list[Event], limits: Thresholds) -> list[Finding]:
     filled: list[tuple[Event, Event]] = []
     spans: list[tuple[int, int]] = []  # statements[a:b] ran between a miss and its fill
     for event in events:
-        if _is_statement(event):
+        if is_query(event):
             statements.append(event)
         elif event.kind == CACHE and event.hit is not None:
             for key in event.missed_keys or ():
@@ -531,7 +591,7 @@ def _low_hit_ratio(events: list[Event], limits: Thresholds) -> list[Finding]:
 
 
 def _waits(events: list[Event], limits: Thresholds) -> list[Finding]:
-    waits = [e for e in events if e.op in WAIT_OPS and e.duration_ms is not None]
+    waits = [e for e in events if _is_wait(e)]
     ms = _ms(waits)
     if not waits or ms < limits.waits_ms:
         return []
@@ -544,8 +604,14 @@ def _waits(events: list[Event], limits: Thresholds) -> list[Finding]:
     hints = []
     if any(e.op == "pool_wait" for e in waits):
         hints.append("the pool ran out: raise pool_size/max_overflow or hold connections shorter")
-    if any(e.op == "connect" for e in waits):
+    connects = [e for e in waits if e.op == CONNECT]
+    if any(e.pool_held is None for e in connects):
         hints.append("connections opened per request: reuse them (a pool, persistent clients)")
+    if any(e.pool_held for e in connects):
+        hints.append(
+            "the pool opened more connections (all of them in use, or one recycled): "
+            "raise pool_size if it happens on every request"
+        )
     return [
         Finding(
             WAITS,
@@ -555,6 +621,14 @@ def _waits(events: list[Event], limits: Thresholds) -> list[Finding]:
             "; ".join(hints),
         )
     ]
+
+
+def _is_wait(event: Event) -> bool:
+    """A pool wait or a new connection, finished; not the first connection a pool opens
+    (once per process and pool, not per request)."""
+    if event.op not in WAIT_OPS or event.end_ns is None:
+        return False
+    return not (event.op == CONNECT and event.pool_held == 0)
 
 
 def _unexplained_time(trace: Trace, events: list[Event], limits: Thresholds) -> list[Finding]:

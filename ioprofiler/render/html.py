@@ -160,7 +160,7 @@ def _findings_section(findings: list[Finding], numbers: dict[int, int]) -> str:
             )
         items.append(
             f'<li id="f{number}" data-kind="{finding.kind}"><b class="n1">'
-            f"{escape(finding.title)}</b> {escape(finding.detail)}{link}"
+            f"{escape(finding.heading)}</b> {escape(finding.detail)}{link}"
             f'<br><span class="hint">fix: {escape(finding.hint)}</span></li>'
         )
     return '<h3 class="warn">Findings</h3><ol class="f">' + "".join(items) + "</ol>"
