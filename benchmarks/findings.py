@@ -9,7 +9,10 @@ Traces of real calls (SQLite shard files, a private memcached), each 10,000 even
 - ``mixed``: pages of a sharded shop: cache miss, index query, per-shard queries in series,
   the fill, a duplicate read (most finding kinds at once);
 - ``inline``: 10,000 statements with their values inline in the text, so every statement is
-  a distinct string to fold into its shape (the worst case: nothing is cached).
+  a distinct string to fold into its shape (the worst case: nothing is cached);
+- ``module``: 10,000 statements from a loop at the end of a 1,500-line script, at module
+  level: every callsite is that script's one large code object (hashing a code object
+  hashes its constants, so a count keyed by it grows with the script).
 
 For each, CPU time of this thread (the machine is shared: wall time there measures the
 neighbours), the median over rounds of the fastest of three calls:
@@ -107,6 +110,31 @@ def inline(db: dict[str, sa.Engine], cache: Client) -> ioprofiler.Trace:
     return trace
 
 
+MODULE_LINES = 1_500
+
+
+def module(db: dict[str, sa.Engine], cache: Client) -> ioprofiler.Trace:
+    settings = [
+        f"SETTING_{i} = {{'name': 'setting {i}', 'value': {i}}}" for i in range(MODULE_LINES)
+    ]
+    loop = [
+        "with profile(max_events=EVENTS) as trace, engine.connect() as conn:",
+        "    for i in range(EVENTS):",
+        "        conn.execute(statement, {'a': i})",
+    ]
+    with tempfile.NamedTemporaryFile("w", suffix="_script.py", delete=False) as script:
+        script.write("\n".join(settings + loop) + "\n")
+    names = {
+        "profile": ioprofiler.profile,
+        "EVENTS": EVENTS,
+        "engine": db["dbshard03"],
+        "statement": sa.text("SELECT :a AS listing"),
+    }
+    with open(script.name) as source:
+        exec(compile(source.read(), script.name, "exec"), names)
+    return names["trace"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -122,7 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as directory, MemcachedProcess() as server:
         db = engines(directory)
         cache = Client(server.address)
-        for name, make in (("n+1", n_plus_one), ("mixed", mixed), ("inline", inline)):
+        for name, make in (
+            ("n+1", n_plus_one),
+            ("mixed", mixed),
+            ("inline", inline),
+            ("module", module),
+        ):
             cache.flush_all()
             trace = make(db, cache)
             cold, warm, panel = [], [], []

@@ -13,6 +13,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 from time import perf_counter_ns
+from types import CodeType
 from typing import TYPE_CHECKING
 
 from ioprofiler import config
@@ -293,15 +294,18 @@ def find_repeats(events: list[Event]) -> list[Repeat]:
             continue
         seen: set[object] = set()
         duplicates: list[Event] = []
-        sites: dict[object, None] = {}
+        sites: dict[tuple[int, int], tuple[CodeType, int]] = {}  # by the code's id: see below
         for event in members:
             fingerprint = _fingerprint(event)
             if fingerprint in seen:
                 duplicates.append(event)
             seen.add(fingerprint)
-            if len(sites) < 3 and event._code is not None:
-                sites.setdefault((event._code, event._lineno), None)
-        callsites = [_callsite_text(code, line) for code, line in sites]  # type: ignore[misc]
+            site = event._site
+            if len(sites) < 3 and site is not None:
+                # hashing a code object hashes its constants: key by its id (the event
+                # keeps the code alive)
+                sites.setdefault((id(site[0]), site[1]), site)
+        callsites = [_callsite_text(code, line) for code, line in sites.values()]
         ms = sum((e.duration_ms or 0.0) for e in members)
         repeats.append(
             Repeat(

@@ -278,10 +278,14 @@ def _targets(events: list[Event]) -> str:
 
 def _where(events: list[Event]) -> str:
     """`` <- file.py:12 in fn``: where most of the events were made."""
-    sites = Counter(e._site for e in events if e._site is not None)
+    sites = [e._site for e in events if e._site is not None]
     if not sites:
         return ""
-    (code, line), _ = sites.most_common(1)[0]
+    # Counted by the code object's id, which the events keep alive: hashing a code object
+    # hashes all its constants (a module's code: thousands of them).
+    counts = Counter((id(code), line) for code, line in sites)
+    (code_id, line), _ = counts.most_common(1)[0]
+    code = next(code for code, at in sites if id(code) == code_id and at == line)
     return f" <- {_callsite_text(code, line)}"
 
 

@@ -109,6 +109,41 @@ def test_an_n_plus_one_across_shards_is_one_finding(shards):
     assert "serial_fanout" not in kinds(trace)
 
 
+class HashCountingCode:
+    """A code object's stand-in that counts how often it is hashed."""
+
+    def __init__(self, code) -> None:
+        self.code = code
+        self.hashes = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.code, name)
+
+    def __hash__(self) -> int:
+        self.hashes += 1
+        return hash(self.code)
+
+
+def test_findings_and_repeats_never_hash_the_code_of_a_callsite(shards):
+    """Hashing a code object hashes its constants: 10,000 calls from a module-level loop
+    of a long script spent most of ``find()`` there (benchmarks/findings.py, ``module``)."""
+    from ioprofiler.analysis import summarize
+
+    with ioprofiler.profile() as trace:
+        for listing_id in range(1, 7):
+            count(shards["dbshard01"], listing_id)
+    code, line = statements(trace)[0]._site
+    counting = HashCountingCode(code)
+    for event in trace.events:
+        if event._site is not None and event._site[0] is code:
+            event._site = (counting, event._site[1])
+    finding = only(trace, "n_plus_one")
+    (repeat,) = summarize(trace).repeats
+    assert counting.hashes == 0
+    assert finding.message.endswith(f" <- tests/test_findings.py:{line} in count")
+    assert repeat.callsites == [f"tests/test_findings.py:{line} in count"]
+
+
 # -- duplicates -------------------------------------------------------------------------------
 
 
