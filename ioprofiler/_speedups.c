@@ -41,6 +41,7 @@ static PyObject *hints_dict = NULL;  /* id(entry code) -> (entry code, (chain, .
 static PyObject *known_dict = NULL;  /* id(code) -> (code, is library?, sites by line) */
 static PyObject *slow_find = NULL;   /* the pure-Python find(depth) */
 static PyObject *parent_frame = NULL; /* () -> the parent greenlet's frame, or None */
+static PyObject *awaiting_site = NULL; /* () -> the site awaiting the running task, or None */
 
 /* The first complete frame from f on (sys._getframe's and f_back's skipping). */
 static inline IFrame *
@@ -324,15 +325,31 @@ answer(IFrame *f)
     return is_library ? IS_LIBRARY : site_of(known, f);
 }
 
-/* callsite._walk on one stack: the first application frame's site from f on. */
+/* A coroutine's code (inspect's CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR). */
+#define ASYNC_CODE (CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR)
+
+/* callsite._walk on one stack: the first application frame's site from f on. Past a task
+ * whose coroutines are all a library's run the event loop and its caller: the site is the
+ * coroutine awaiting the task (callsite._awaiting_site), once per lookup (*left_task). */
 static PyObject *
-walk(IFrame *f)
+walk(IFrame *f, int *left_task)
 {
-    for (; f != NULL; f = back(f)) {
+    while (f != NULL) {
         PyObject *site = answer(f);
         if (site != IS_LIBRARY) {
             return site;
         }
+        IFrame *below = back(f);
+        if (below != NULL && !*left_task && (f->f_code->co_flags & ASYNC_CODE) &&
+            !(below->f_code->co_flags & ASYNC_CODE)) {
+            *left_task = 1;
+            site = PyObject_CallNoArgs(awaiting_site);
+            if (site == NULL || PyTuple_Check(site)) {
+                return site;
+            }
+            Py_DECREF(site); /* None: no application frame awaits it; walk on */
+        }
+        f = below;
     }
     return STACK_ENDED;
 }
@@ -404,8 +421,9 @@ find_at(long depth)
 {
     IFrame *entry = depth < 0 ? NULL : frame_at(depth);
     PyObject *site = entry == NULL ? ASK_PYTHON : match_hints(entry);
+    int left_task = 0;
     if (site == ASK_PYTHON && entry != NULL) {
-        site = walk(entry);
+        site = walk(entry, &left_task);
     }
     if (site == STACK_ENDED) {
         /* A greenlet's stack ended (SQLAlchemy's asyncio engines run the statement in one):
@@ -419,7 +437,7 @@ find_at(long depth)
             site = ASK_PYTHON;
         }
         else {
-            site = walk(((PyFrameObject *)parent)->f_frame);
+            site = walk(((PyFrameObject *)parent)->f_frame, &left_task);
             Py_DECREF(parent);
             if (site == STACK_ENDED) {
                 Py_RETURN_NONE;
@@ -453,31 +471,34 @@ find(PyObject *module, PyObject *depth_obj)
 }
 
 PyDoc_STRVAR(install_doc,
-"install(hints, known, slow_find, parent_frame) -> None\n\
+"install(hints, known, slow_find, parent_frame, awaiting_site) -> None\n\
 \n\
 Give ``find`` ioprofiler.callsite's dictionaries (read, never written but for a line's\n\
-site), its pure-Python ``find(depth)`` for anything not decided yet, and the function that\n\
-returns the parent greenlet's frame (or None).");
+site), its pure-Python ``find(depth)`` for anything not decided yet, the function that\n\
+returns the parent greenlet's frame (or None), and the one that returns the site of the\n\
+coroutine awaiting the running asyncio task (or None).");
 
 static PyObject *
 install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "install() takes 4 arguments");
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "install() takes 5 arguments");
         return NULL;
     }
     if (!PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1])) {
         PyErr_SetString(PyExc_TypeError, "install(): hints and known must be dicts");
         return NULL;
     }
-    if (!PyCallable_Check(args[2]) || !PyCallable_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "install(): slow_find and parent_frame must be callable");
+    if (!PyCallable_Check(args[2]) || !PyCallable_Check(args[3]) || !PyCallable_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "install(): slow_find, parent_frame and awaiting_site must be callable");
         return NULL;
     }
     Py_XSETREF(hints_dict, Py_NewRef(args[0]));
     Py_XSETREF(known_dict, Py_NewRef(args[1]));
     Py_XSETREF(slow_find, Py_NewRef(args[2]));
     Py_XSETREF(parent_frame, Py_NewRef(args[3]));
+    Py_XSETREF(awaiting_site, Py_NewRef(args[4]));
     forget_memos();
     Py_RETURN_NONE;
 }

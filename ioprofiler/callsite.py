@@ -171,7 +171,10 @@ def find(depth: int) -> Site | None:
     is the answer the full walk would give. Otherwise it walks, and learns.
 
     Crosses from a greenlet to its parent, so SQLAlchemy's asyncio engines report
-    the coroutine that awaited the query.
+    the coroutine that awaited the query; and from an asyncio task whose coroutines are all
+    a library's (``asyncio.gather(conn.execute(a), conn.execute(b))``, the close SQLAlchemy
+    shields as ``async with engine.connect()`` exits) to the coroutine awaiting that task,
+    not the event loop's caller (``asyncio.run(main())``, uvicorn's ``asyncio_run``).
     """
     base = depth + 1  # this function's own frame
     try:
@@ -198,22 +201,96 @@ def find(depth: int) -> Site | None:
 
 def _walk(frame: FrameType | None) -> Site | None:
     chain: list[CodeType] = []
-    jumped = False
+    jumped = left_task = False
     while True:
         while frame is not None:
             known = _decision(frame)
             if not known[1]:
-                if not jumped and chain:
+                if not jumped and not left_task and chain:
                     _learn(tuple(chain))
                 return _site(known, frame.f_lineno)
             chain.append(frame.f_code)
-            frame = frame.f_back
+            back = frame.f_back
+            if not left_task and back is not None and _leaves_task(frame.f_code, back.f_code):
+                left_task = True  # below are the event loop and its caller: ask the awaiter
+                site = _awaiting_site()
+                if site is not None:
+                    return site
+            frame = back
         if jumped:
             return None
         jumped = True
         frame = _parent_greenlet_frame()
         if frame is None:
             return None
+
+
+# inspect's CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR: a coroutine's code
+_ASYNC_CODE = 0x80 | 0x100 | 0x200
+_MAX_AWAITERS = 32  # tasks awaiting tasks, futures between them: a bound on the search
+
+
+def _leaves_task(code: CodeType, below: CodeType) -> bool:
+    """``code`` is a task's outermost coroutine: ``below`` it runs the event loop."""
+    return bool(code.co_flags & _ASYNC_CODE) and not below.co_flags & _ASYNC_CODE
+
+
+def _awaiting_site() -> Site | None:
+    """The application's frame awaiting the running asyncio task, through the tasks and
+    futures in between (gather's, shield's); None when no application frame awaits it."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return None
+    try:
+        task = asyncio.current_task()
+        for _ in range(_MAX_AWAITERS):
+            task = _awaiting_task(asyncio, task)
+            if task is None:
+                return None
+            site = _coroutine_site(task.get_coro())
+            if site is not None:
+                return site
+    except Exception:  # no running loop; a future of another kind
+        pass
+    return None
+
+
+def _awaiting_task(asyncio: Any, awaited: Any) -> Any:
+    """The task that waits for ``awaited``: its wake-up is a callback of ``awaited``, or of
+    a future that a callback of ``awaited`` completes (gather's, shield's outer future)."""
+    pending, seen = [awaited], {id(awaited)}
+    while pending and len(seen) < _MAX_AWAITERS:
+        for callback, _ in getattr(pending.pop(), "_callbacks", None) or ():
+            owner = getattr(callback, "__self__", None)
+            if isinstance(owner, asyncio.Task) and owner is not awaited:
+                return owner
+            for cell in getattr(callback, "__closure__", None) or ():
+                value = _cell_value(cell)
+                if isinstance(value, asyncio.Future) and id(value) not in seen:
+                    seen.add(id(value))
+                    pending.append(value)
+    return None
+
+
+def _cell_value(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # empty
+        return None
+
+
+def _coroutine_site(coroutine: Any) -> Site | None:
+    """The innermost application frame of a suspended coroutine and those it awaits."""
+    found = None
+    for _ in range(_MAX_REMEMBERED):
+        frame = getattr(coroutine, "cr_frame", None) or getattr(coroutine, "ag_frame", None)
+        if frame is None:
+            return found
+        known = _decision(frame)
+        if not known[1]:
+            found = _site(known, frame.f_lineno)
+        coroutine = getattr(coroutine, "cr_await", None) or getattr(coroutine, "ag_await", None)
+    return found
 
 
 def _learn(chain: tuple[CodeType, ...]) -> None:
@@ -254,7 +331,7 @@ if os.environ.get("IOPROFILER_PURE_PYTHON", "") in ("", "0"):
     except ImportError:  # not built, or not CPython 3.11/3.12: pure Python
         pass
     else:
-        _speedups.install(_hints, _is_library, _find_pure, _parent_greenlet_frame)
+        _speedups.install(_hints, _is_library, _find_pure, _parent_greenlet_frame, _awaiting_site)
         find = _speedups.find  # noqa: F811
         _changed = _speedups.forget  # noqa: F811
         accelerated = True

@@ -65,7 +65,13 @@ class Comparison:
 def _install_slow(slow: Callable[[int], object]) -> None:
     from ioprofiler import _speedups
 
-    _speedups.install(callsite._hints, callsite._is_library, slow, callsite._parent_greenlet_frame)
+    _speedups.install(
+        callsite._hints,
+        callsite._is_library,
+        slow,
+        callsite._parent_greenlet_frame,
+        callsite._awaiting_site,
+    )
 
 
 @pytest.fixture
