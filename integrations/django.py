@@ -160,6 +160,8 @@ def _connection_op(op: str):
             event = begin(traces, DB, op, instance.alias)
             event.dialect = instance.vendor
             event.detail = _address(instance.settings_dict) if op == CONNECT else None
+            if instance.settings_dict.get("CONN_MAX_AGE") != 0:  # kept for later requests
+                event.pool_held = 0
             event.start_ns = perf_counter_ns()
         except Exception as exc:
             profiler_failed(traces, exc)

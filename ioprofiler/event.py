@@ -104,8 +104,9 @@ class Event:
     # Raw facts of a connection op, formatted late: the address of a CONNECT, the
     # pool's state at a POOL WAIT, True for a rollback the pool made on check-in.
     detail: Any = None
-    # A CONNECT's pool: how many connections it kept before this one (0: its first);
-    # None when no pool that keeps connections opened it (NullPool, a driver's connect).
+    # A CONNECT's pool: how many connections it kept before this one (0: its first, or
+    # Django's persistent connection, CONN_MAX_AGE); None when nothing keeps the connection
+    # for later requests (NullPool, Django's default CONN_MAX_AGE=0, a driver's connect).
     pool_held: int | None = None
     error: str | None = None
     error_message: str | None = None

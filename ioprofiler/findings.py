@@ -610,7 +610,10 @@ def _waits(events: list[Event], limits: Thresholds) -> list[Finding]:
         hints.append("the pool ran out: raise pool_size/max_overflow or hold connections shorter")
     connects = [e for e in waits if e.op == CONNECT]
     if any(e.pool_held is None for e in connects):
-        hints.append("connections opened per request: reuse them (a pool, persistent clients)")
+        hints.append(
+            "connections opened per request: reuse them (a pool, persistent clients, "
+            "Django's CONN_MAX_AGE)"
+        )
     if any(e.pool_held for e in connects):
         hints.append(
             "the pool opened more connections (all of them in use, or one recycled): "

@@ -126,3 +126,25 @@ def test_the_first_connect_of_a_pool_is_no_finding(engine):
             session.scalars(sa.select(Favorite)).all()
     assert [e.op for e in trace.events][0] == "connect"
     assert "waits" not in [f.kind for f in find(trace)]
+
+
+def test_a_django_persistent_connection_is_no_wait_finding(shards):  # noqa: F811
+    from django.db import connections
+
+    from tests.test_django import add_database, remove_database
+
+    ioprofiler.configure(findings={"waits_ms": 0.0})
+    add_database("persistent", {**connections.settings[shards[0]], "CONN_MAX_AGE": 60})
+    try:
+        for alias, found in (("persistent", []), (shards[0], ["waits"])):
+            connections[alias].close()
+            with ioprofiler.profile() as trace:
+                favorite_model().objects.using(alias).count()
+            assert [e.op for e in trace.events] == ["connect", "execute"]
+            assert [f.kind for f in find(trace) if f.kind == "waits"] == found
+        (waits,) = [f for f in find(trace) if f.kind == "waits"]
+        assert waits.hint.startswith("connections opened per request") and "CONN_MAX_AGE" in (
+            waits.hint
+        )
+    finally:
+        remove_database("persistent")
