@@ -408,11 +408,16 @@ def test_a_slow_request_mostly_outside_io_is_unexplained_time(shards):
 
 
 def test_a_slow_request_spent_in_io_has_no_unexplained_time(shards):
+    # as if a busy machine stalled the connect past any threshold (issue 23 defect 9)
+    ioprofiler.configure(findings={"waits_ms": 0.0})
     with ioprofiler.profile() as trace:
         sleep_on(shards["dbshard01"], 0.25)
     # the pool's first connect, however long a busy machine makes it, is no wait finding
-    assert [e.op for e in trace.events] == ["connect", "execute", "rollback"]
-    assert kinds(trace, timing=True) == ["slow_call"]
+    connect, sleep, _ = trace.events
+    assert (connect.op, sleep.op) == ("connect", "execute")
+    # (a stall of a busy machine may make the pool's ROLLBACK a slow call too)
+    assert set(kinds(trace, timing=True)) == {"slow_call"}
+    assert find(trace)[0].events == (sleep,)
 
 
 # -- thresholds -------------------------------------------------------------------------------
