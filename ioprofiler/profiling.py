@@ -225,7 +225,7 @@ class RequestProfiler:
     ) -> list[tuple[str, str]]:
         """The headers of a profiled body sent as it is: with Server-Timing."""
         try:
-            return ResponseParts(status, headers, b"").passed_through(trace)
+            return ResponseParts(status, headers, b"").passed_through(trace, self.slow_ms)
         except Exception:
             log.exception("ioprofiler: could not add Server-Timing; the response is unchanged")
             return headers

@@ -1,0 +1,98 @@
+"""Server-Timing as the middlewares send it: the same findings as the response's panel and
+JSON, and nothing said about I/O the response has not finished yet."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from werkzeug.test import Client
+
+from ioprofiler.asgi import IOProfilerMiddleware as ASGIMiddleware
+from ioprofiler.wsgi import IOProfilerMiddleware as WSGIMiddleware
+
+QUERY = "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = :id"
+PAGE = "<html><body><p>{} favorites</p></body></html>"
+LOCAL = {"REMOTE_ADDR": "127.0.0.1"}
+TYPES = {"/page": "text/html; charset=utf-8", "/api": "application/json"}
+
+
+def findings_entry(server_timing: str) -> str:
+    """The ``findings`` entry's description, or "" when there is none."""
+    match = re.search(r'(?:^|, )findings;desc="((?:[^"\\]|\\.)*)"', server_timing)
+    return match.group(1) if match else ""
+
+
+def favorites(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(QUERY), {"id": 5773453}).scalar_one()
+
+
+def wsgi_shop(engine: sa.Engine):
+    """One query per request; ``/page`` answers HTML (changed), ``/api`` JSON (passed
+    through)."""
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        count = favorites(engine)
+        body = (PAGE.format(count) if path == "/page" else json.dumps({"n": count})).encode()
+        start_response("200 OK", [("Content-Type", TYPES[path])])
+        return [body]
+
+    return app
+
+
+def asgi_shop(engine: sa.Engine):
+    async def app(scope, receive, send):
+        assert scope["type"] == "http"
+        path = scope["path"]
+        count = await asyncio.to_thread(favorites, engine)
+        body = (PAGE.format(count) if path == "/page" else json.dumps({"n": count})).encode()
+        headers = [(b"content-type", TYPES[path].encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def wsgi_get(app, url: str):
+    response = Client(app).get(url, environ_base=LOCAL)
+    response.get_data()
+    response.close()
+    return response
+
+
+async def asgi_get(app, url: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 51000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+        return await client.get(url)
+
+
+@pytest.mark.parametrize("path", ["/page", "/api"])
+def test_wsgi_server_timing_findings_use_the_middlewares_slow_ms(sqlite_shards, path):
+    # slow_ms=0: every call is slow by the middleware's rule, none by the default 100 ms
+    app = WSGIMiddleware(wsgi_shop(sqlite_shards["dbshard01"]), slow_ms=0.0)
+    document = json.loads(wsgi_get(app, "/page?ioprofiler=json").get_data(as_text=True))
+    assert "slow_call" in {finding["kind"] for finding in document["findings"]}
+    timing = wsgi_get(app, f"{path}?ioprofiler=1").headers["Server-Timing"]
+    assert "slow call" in findings_entry(timing), timing
+    calm = WSGIMiddleware(wsgi_shop(sqlite_shards["dbshard01"]), slow_ms=60_000.0)
+    assert "slow call" not in findings_entry(
+        wsgi_get(calm, f"{path}?ioprofiler=1").headers["Server-Timing"]
+    )
+
+
+@pytest.mark.parametrize("path", ["/page", "/api"])
+def test_asgi_server_timing_findings_use_the_middlewares_slow_ms(sqlite_shards, path):
+    app = ASGIMiddleware(asgi_shop(sqlite_shards["dbshard01"]), slow_ms=0.0)
+    document = asyncio.run(asgi_get(app, "/page?ioprofiler=json")).json()
+    assert "slow_call" in {finding["kind"] for finding in document["findings"]}
+    timing = asyncio.run(asgi_get(app, f"{path}?ioprofiler=1")).headers["server-timing"]
+    assert "slow call" in findings_entry(timing), timing
+    calm = ASGIMiddleware(asgi_shop(sqlite_shards["dbshard01"]), slow_ms=60_000.0)
+    timing = asyncio.run(asgi_get(calm, f"{path}?ioprofiler=1")).headers["server-timing"]
+    assert "slow call" not in findings_entry(timing), timing
