@@ -70,13 +70,18 @@ class ResponseParts:
                     return match.group(1)
         return None
 
-    def passed_through(self, trace: Trace, slow_ms: float | None = None) -> list[tuple[str, str]]:
-        """Headers for a body sent as it is: Server-Timing added, and ``no-store``, since
-        a profiled response must never be served from a shared cache to someone else.
-        ``slow_ms``: the surface's threshold for the findings entry (see :func:`server_timing`)."""
-        timing = server_timing(trace, slow_ms)
+    def passed_through(
+        self, trace: Trace, slow_ms: float | None = None, streamed: bool = False
+    ) -> list[tuple[str, str]]:
+        """Headers for a body sent as it is: ``no-store``, since a profiled response must
+        never be served from a shared cache to someone else, and Server-Timing unless the
+        body is ``streamed`` (see :func:`is_stream`): made before the I/O a stream runs,
+        it would be false. ``slow_ms``: the threshold of its findings entry."""
         headers = [(k, v) for k, v in self.headers if k.lower() != "cache-control"]
-        return headers + [("Cache-Control", "no-store"), ("Server-Timing", timing)]
+        headers.append(("Cache-Control", "no-store"))
+        if not streamed:
+            headers.append(("Server-Timing", server_timing(trace, slow_ms)))
+        return headers
 
     def with_new_body(
         self,
@@ -97,6 +102,21 @@ class ResponseParts:
             ("Server-Timing", server_timing(trace, slow_ms)),
         ]
         return ResponseParts(self.status, headers, body)
+
+
+def is_stream(status: str, headers: list[tuple[str, str]], body: object = None) -> bool:
+    """Whether a body passed through may still run the application's I/O after its headers
+    are sent: not a WSGI ``body`` list or tuple, not of a declared Content-Length, not a 204
+    or 304 (which have none). A CSV export that runs a query per row is one; a JSON
+    response, made before it was returned, is not.
+
+    >>> is_stream("200 OK", [("Content-Type", "text/csv")], (row for row in rows))
+    True
+    """
+    parts = ResponseParts(status, headers, b"")
+    if isinstance(body, (list, tuple)) or parts.status_code in (204, 304):
+        return False
+    return parts.header("Content-Length") is None
 
 
 def server_timing(trace: Trace, slow_ms: float | None = None) -> str:

@@ -52,7 +52,7 @@ def asgi_shop(engine: sa.Engine):
         path = scope["path"]
         count = await asyncio.to_thread(favorites, engine)
         body = (PAGE.format(count) if path == "/page" else json.dumps({"n": count})).encode()
-        headers = [(b"content-type", TYPES[path].encode())]
+        headers = [(b"content-type", TYPES[path].encode()), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -96,3 +96,67 @@ def test_asgi_server_timing_findings_use_the_middlewares_slow_ms(sqlite_shards, 
     calm = ASGIMiddleware(asgi_shop(sqlite_shards["dbshard01"]), slow_ms=60_000.0)
     timing = asyncio.run(asgi_get(calm, f"{path}?ioprofiler=1")).headers["server-timing"]
     assert "slow call" not in findings_entry(timing), timing
+
+
+ROWS = 12
+
+
+def csv_rows(engine: sa.Engine):
+    """A CSV export as users write one: a query per row, run while the body is read."""
+    yield b"listing,favorites\n"
+    for listing_id in range(ROWS):
+        yield f"{listing_id},{favorites_of(engine, listing_id)}\n".encode()
+
+
+def favorites_of(engine: sa.Engine, listing_id: int) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(QUERY), {"id": listing_id}).scalar_one()
+
+
+def test_wsgi_a_streamed_body_gets_no_server_timing_made_before_its_queries(sqlite_shards):
+    engine = sqlite_shards["dbshard01"]
+
+    def export(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/csv")])
+        return csv_rows(engine)
+
+    sink = Collected()
+    response = wsgi_get(WSGIMiddleware(export, export=[sink]), "/export.csv?ioprofiler=1")
+    assert response.get_data(as_text=True).count("\n") == ROWS + 1
+    assert "Server-Timing" not in response.headers  # it said "0 queries" before the fix
+    assert response.headers["Cache-Control"] == "no-store"
+    (request,) = sink.requests
+    assert request.trace.count(kind="db") == ROWS  # the trace still has every query
+
+
+def test_asgi_a_streamed_body_gets_no_server_timing_made_before_its_queries(sqlite_shards):
+    engine = sqlite_shards["dbshard01"]
+
+    async def export(scope, receive, send):
+        headers = [(b"content-type", b"text/csv")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for row in csv_rows(engine):
+            await send({"type": "http.response.body", "body": row, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    sink = Collected()
+    app = ASGIMiddleware(export, export=[sink])
+    response = asyncio.run(asgi_get(app, "/export.csv?ioprofiler=1"))
+    assert response.text.count("\n") == ROWS + 1
+    assert "server-timing" not in response.headers
+    assert response.headers["cache-control"] == "no-store"
+    (request,) = sink.requests
+    assert request.trace.count(kind="db") == ROWS
+
+
+class Collected:
+    """A sink keeping the finished requests."""
+
+    def __init__(self) -> None:
+        self.requests = []
+
+    def handle(self, request) -> None:
+        self.requests.append(request)
+
+    def close(self) -> None:
+        pass
