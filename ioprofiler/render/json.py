@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ioprofiler import config
 from ioprofiler.analysis import summarize
 from ioprofiler.cache_text import key_text
-from ioprofiler.event import Event
+from ioprofiler.event import DB, Event
 from ioprofiler.findings import Finding, find
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.roundtrip import detail_fields, ops_fields
@@ -85,7 +85,7 @@ def event_dict(
         "op": event.op,
         "start_ms": round(trace.offset_ms(event), 6),
         "duration_ms": None if event.duration_ms is None else round(event.duration_ms, 6),
-        "statement": redacted(event) if redact and sql is not None else event.statement,
+        "statement": redacted(event) if redact and event.kind == DB else event.statement,
         "sql": sql,
         "params": None if redact or event.params is None else _jsonable(event.params),
         "rows": event.rows,
@@ -107,8 +107,11 @@ def event_dict(
     }
 
 
-def redacted(event: Event) -> str:
-    """The statement as it was written, with the values written into it as ``?``."""
+def redacted(event: Event) -> str | None:
+    """A database event's statement as it was written, with the values written into it as
+    ``?`` (an HTTP call's statement, its URL, holds no values already)."""
+    if event.statement is None:
+        return None
     return render_statement(event.statement, None, event.paramstyle, None, True, event.dialect)
 
 
