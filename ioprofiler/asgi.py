@@ -25,7 +25,7 @@ from typing import Any
 from ioprofiler import access, sinks
 from ioprofiler.profiling import PASS, REPLACE, RequestProfiler, not_shown, request_line
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.response import ResponseParts
+from ioprofiler.response import ResponseParts, is_stream
 from ioprofiler.trace import Trace, active
 
 Scope = MutableMapping[str, Any]
@@ -240,9 +240,9 @@ class ProfiledExchange(TracedExchange):
 
     async def _send_start_passed_through(self) -> None:
         assert self.start is not None and self.status is not None
-        headers = self.middleware.passed_through_headers(
-            self.trace, _status_line(self.status), self.headers
-        )
+        status = _status_line(self.status)
+        streamed = is_stream(status, self.headers)
+        headers = self.middleware.passed_through_headers(self.trace, status, self.headers, streamed)
         await self.downstream(dict(self.start, headers=_raw_headers(headers)))
 
     async def _body(self, message: Message) -> None:

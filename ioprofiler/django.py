@@ -14,10 +14,11 @@
 by its upper-case name. Under WSGI and ASGI alike; with async views the middleware is async
 (Django's ``sync_and_async_middleware``), and sync views that Django runs in a thread carry
 the request's trace. Sinks see the resolver's route (``listing/<int:listing>``).
-A streaming response passes through with ``Server-Timing`` (the view's I/O); its trace records
-while the server reads the stream, so I/O of a generator view is in it, and ends (the sinks get
-the request) when the stream ends or the response is closed. A ``FileResponse`` is left as it
-is (the server may send its file with ``sendfile``): its trace ends with the view.
+A streaming response passes through without ``Server-Timing`` (sent before the body, it could
+not count the stream's queries); its trace records while the server reads the stream, so I/O
+of a generator view is in it, and ends (the sinks get the request) when the stream ends or
+the response is closed. A ``FileResponse`` is left as it is (the server may send its file
+with ``sendfile``): its trace ends with the view.
 
 :func:`query_count` counts what Django's ``assertNumQueries`` counts, for tests that hold
 ioprofiler's budgets and Django's assertions side by side.
@@ -205,7 +206,10 @@ class IOProfilerMiddleware(RequestProfiler):
             final = self.final(trace, line, info, mode, notice, original, decision == REPLACE)
             _replace(response, final)
         else:
-            _replace_headers(response, self.passed_through_headers(trace, status, headers))
+            streamed = _streams_application_code(response)
+            _replace_headers(
+                response, self.passed_through_headers(trace, status, headers, streamed)
+            )
 
 
 def _replace(response: HttpResponseBase, final: ResponseParts) -> None:

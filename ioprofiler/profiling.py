@@ -221,11 +221,13 @@ class RequestProfiler:
         return PASS
 
     def passed_through_headers(
-        self, trace: Trace, status: str, headers: list[tuple[str, str]]
+        self, trace: Trace, status: str, headers: list[tuple[str, str]], streamed: bool = False
     ) -> list[tuple[str, str]]:
-        """The headers of a profiled body sent as it is: with Server-Timing."""
+        """The headers of a profiled body sent as it is: with Server-Timing unless it is
+        ``streamed`` (:func:`ioprofiler.response.is_stream`)."""
         try:
-            return ResponseParts(status, headers, b"").passed_through(trace)
+            parts = ResponseParts(status, headers, b"")
+            return parts.passed_through(trace, self.slow_ms, streamed)
         except Exception:
             log.exception("ioprofiler: could not add Server-Timing; the response is unchanged")
             return headers

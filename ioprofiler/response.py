@@ -70,15 +70,28 @@ class ResponseParts:
                     return match.group(1)
         return None
 
-    def passed_through(self, trace: Trace) -> list[tuple[str, str]]:
-        """Headers for a body sent as it is: Server-Timing added, and ``no-store``, since
-        a profiled response must never be served from a shared cache to someone else."""
+    def passed_through(
+        self, trace: Trace, slow_ms: float | None = None, streamed: bool = False
+    ) -> list[tuple[str, str]]:
+        """Headers for a body sent as it is: ``no-store``, since a profiled response must
+        never be served from a shared cache to someone else, and Server-Timing unless the
+        body is ``streamed`` (see :func:`is_stream`): made before the I/O a stream runs,
+        it would be false. ``slow_ms``: the threshold of its findings entry."""
         headers = [(k, v) for k, v in self.headers if k.lower() != "cache-control"]
-        return headers + [("Cache-Control", "no-store"), ("Server-Timing", server_timing(trace))]
+        headers.append(("Cache-Control", "no-store"))
+        if not streamed:
+            headers.append(("Server-Timing", server_timing(trace, slow_ms)))
+        return headers
 
-    def with_new_body(self, body: bytes, trace: Trace, content_type: str | None = None):
+    def with_new_body(
+        self,
+        body: bytes,
+        trace: Trace,
+        content_type: str | None = None,
+        slow_ms: float | None = None,
+    ) -> ResponseParts:
         """The same response with ``body``: Content-Length corrected, validators dropped,
-        ``Cache-Control: no-store``, Server-Timing added."""
+        ``Cache-Control: no-store``, Server-Timing added (its findings judged by ``slow_ms``)."""
         headers = [(k, v) for k, v in self.headers if k.lower() not in _CHANGED_BODY_DROPS]
         if content_type is not None:
             headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
@@ -86,15 +99,32 @@ class ResponseParts:
         headers += [
             ("Content-Length", str(len(body))),
             ("Cache-Control", "no-store"),
-            ("Server-Timing", server_timing(trace)),
+            ("Server-Timing", server_timing(trace, slow_ms)),
         ]
         return ResponseParts(self.status, headers, body)
 
 
-def server_timing(trace: Trace) -> str:
+def is_stream(status: str, headers: list[tuple[str, str]], body: object = None) -> bool:
+    """Whether a body passed through may still run the application's I/O after its headers
+    are sent: not a WSGI ``body`` list or tuple, not of a declared Content-Length, not a 204
+    or 304 (which have none). A CSV export that runs a query per row is one; a JSON
+    response, made before it was returned, is not.
+
+    >>> is_stream("200 OK", [("Content-Type", "text/csv")], (row for row in rows))
+    True
+    """
+    parts = ResponseParts(status, headers, b"")
+    if isinstance(body, (list, tuple)) or parts.status_code in (204, 304):
+        return False
+    return parts.header("Content-Length") is None
+
+
+def server_timing(trace: Trace, slow_ms: float | None = None) -> str:
     """``db;dur=3.2;desc="8 queries", cache;dur=0.9;desc="3 calls, 2 hits", db-dbshard01;…``
 
-    Safe whatever the targets are named (see :mod:`ioprofiler.headers`), and at most
+    ``slow_ms`` is the surface's threshold for slow calls, so the ``findings`` entry names
+    the findings its panel and JSON show (None: ``ioprofiler.configure``'s). Safe whatever
+    the targets are named (see :mod:`ioprofiler.headers`), and at most
     about :data:`MAX_SERVER_TIMING` characters: targets past that are counted, not listed.
     """
     summary = summarize(trace)
@@ -118,7 +148,7 @@ def server_timing(trace: Trace) -> str:
         wait_desc = sf_string(op_count(POOL_WAIT, waits.count))
         entries.append(f"pool-wait;dur={waits.ms:.3f};desc={wait_desc}")
     entries.append(f"app;dur={summary.unexplained_ms:.3f};desc={sf_string('not in I/O')}")
-    findings = findings_description(trace)
+    findings = findings_description(trace, slow_ms)
     if findings:
         entries.append(f"findings;desc={sf_string(findings)}")
     size = sum(len(e) + 2 for e in entries)
@@ -144,10 +174,10 @@ def _with_ops(text: str, ops: dict) -> str:
     return ", ".join([text] + [op_count(op, t.count) for op, t in ordered_ops(ops)])
 
 
-def findings_description(trace: Trace) -> str:
+def findings_description(trace: Trace, slow_ms: float | None = None) -> str:
     """``N+1 x2, serial fan-out``: the kinds found (``sf_string`` bounds its length)."""
     counts: dict[str, int] = {}
-    for finding in find(trace):
+    for finding in find(trace, slow_ms=slow_ms):
         counts[finding.title] = counts.get(finding.title, 0) + 1
     return ", ".join(f"{title} x{n}" if n > 1 else title for title, n in counts.items())
 
@@ -171,7 +201,7 @@ def _inject_html(
     body = parts.body
     at = body.lower().rfind(b"</body>")
     body = body + encoded if at < 0 else body[:at] + encoded + body[at:]
-    return parts.with_new_body(body, trace)
+    return parts.with_new_body(body, trace, slow_ms=slow_ms)
 
 
 def decorate(
@@ -192,8 +222,9 @@ def decorate(
             return changed
     if media_type == "text/plain" and not parts.is_encoded:
         text = "\n\n" + listing(trace, callsites=True, slow_ms=slow_ms) + "\n"
-        return parts.with_new_body(parts.body + _encode(text, parts.charset), trace)
-    return ResponseParts(parts.status, parts.passed_through(trace), parts.body)
+        body = parts.body + _encode(text, parts.charset)
+        return parts.with_new_body(body, trace, slow_ms=slow_ms)
+    return ResponseParts(parts.status, parts.passed_through(trace, slow_ms), parts.body)
 
 
 def _encode(text: str, charset: str) -> bytes:
@@ -213,14 +244,14 @@ def build_document(
         from ioprofiler.render.json import render_json
 
         body = render_json(trace, request, slow_ms).encode("utf-8", "backslashreplace")
-        return original.with_new_body(body, trace, "application/json")
+        return original.with_new_body(body, trace, "application/json", slow_ms)
     from ioprofiler.render.text import listing
     from ioprofiler.sql_text import visible
 
     head = f"{visible(request.status)}\n{visible(request.method)} {visible(request.path)}\n\n"
     text = listing(trace, callsites=True, slow_ms=slow_ms)
     body = (head + text + "\n").encode("utf-8", "backslashreplace")
-    return original.with_new_body(body, trace, "text/plain; charset=utf-8")
+    return original.with_new_body(body, trace, "text/plain; charset=utf-8", slow_ms)
 
 
 def render_failure(exc: BaseException) -> ResponseParts:

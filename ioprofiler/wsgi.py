@@ -11,8 +11,8 @@ Modes, chosen by the parameter's value:
 - ``?ioprofiler=text``: the body is replaced by the plain-text listing;
 - ``?ioprofiler=json``: the body is replaced by the trace as JSON.
 
-Every profiled response carries ``Server-Timing``. A client the ``allow`` rule refuses
-gets exactly the response it would get without the parameter, and nothing is recorded.
+Every profiled response but a stream carries ``Server-Timing``. A client the ``allow`` rule
+refuses gets exactly the response it would get without the parameter, and nothing is recorded.
 
 With sinks attached, every request is traced and handed to them once its response has
 finished; responses are unchanged unless an allowed client asked with the parameter:
@@ -40,7 +40,7 @@ from ioprofiler.profiling import (
     request_line,
 )
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.response import ResponseParts
+from ioprofiler.response import ResponseParts, is_stream
 from ioprofiler.trace import Trace
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -335,7 +335,9 @@ class ProfiledResponse(TracedBody):
         not_shown(request_line(self.environ), reason)
 
     def _passed_through_headers(self) -> list[tuple[str, str]]:
-        return self.middleware.passed_through_headers(self.trace, self.status or "", self.headers)
+        status = self.status or ""
+        streamed = is_stream(status, self.headers, self.body)
+        return self.middleware.passed_through_headers(self.trace, status, self.headers, streamed)
 
     def _send_headers(self, headers: list[tuple[str, str]], status: str | None = None) -> None:
         self._headers_sent = True

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ioprofiler import config
 from ioprofiler.analysis import summarize
 from ioprofiler.cache_text import key_text
-from ioprofiler.event import Event
+from ioprofiler.event import DB, Event
 from ioprofiler.findings import Finding, find
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.roundtrip import detail_fields, ops_fields
@@ -66,9 +66,9 @@ class _KeysHidden:
 def event_dict(
     trace: Trace, event: Event, index: int, redact: bool | None = None, keys: bool = True
 ) -> dict[str, Any]:
-    """One event as JSON. ``redact`` (default: the configured setting) writes bound values
-    as ``?`` and leaves out the parameters and the error's message (which may quote them);
-    ``keys=False`` writes each cache key as ``?``."""
+    """One event as JSON. ``redact`` (default: the configured setting) writes values, bound
+    or written into the statement, as ``?`` and leaves out the parameters and the error's
+    message (which may quote them); ``keys=False`` writes each cache key as ``?``."""
     if redact is None:
         redact = config.settings.redact
     sql = None
@@ -85,7 +85,7 @@ def event_dict(
         "op": event.op,
         "start_ms": round(trace.offset_ms(event), 6),
         "duration_ms": None if event.duration_ms is None else round(event.duration_ms, 6),
-        "statement": event.statement,
+        "statement": redacted(event) if redact and event.kind == DB else event.statement,
         "sql": sql,
         "params": None if redact or event.params is None else _jsonable(event.params),
         "rows": event.rows,
@@ -105,6 +105,14 @@ def event_dict(
         "callsite": event.callsite,
         "line": event_line(event, description=description),
     }
+
+
+def redacted(event: Event) -> str | None:
+    """A database event's statement as it was written, with the values written into it as
+    ``?`` (an HTTP call's statement, its URL, holds no values already)."""
+    if event.statement is None:
+        return None
+    return render_statement(event.statement, None, event.paramstyle, None, True, event.dialect)
 
 
 def finding_dict(finding: Finding, numbers: dict[int, int], keys: bool = True) -> dict[str, Any]:
