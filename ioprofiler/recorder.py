@@ -12,7 +12,11 @@ the log with the ``ioprofiler`` command: ``ioprofiler top LOG``.
 On the request's thread the recorder only decides and appends to a bounded queue; a
 background thread encodes and writes. When the queue is full the request is dropped and
 counted (:attr:`Recorder.dropped`), never waited for. Lines still queued are written at
-exit. Privacy by default: bound values are written as ``?`` (``values=True`` keeps them),
+exit. When writing fails (a full disk), the writer warns once, drops and counts the kept
+requests until it works again, then warns once more and writes a ``"type": "gap"`` record
+saying how many were not recorded, and when.
+
+Privacy by default: bound values are written as ``?`` (``values=True`` keeps them),
 query-string values are dropped, cache keys are kept (``keys=False`` hides them).
 """
 
@@ -21,20 +25,22 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import os
 import queue
 import random
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ioprofiler.logfile import SharedLog
+from ioprofiler.logfile import AppendError, SharedLog
 from ioprofiler.render.json import trace_dict
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.sinks import FinishedRequest
+from ioprofiler.sinks import HOST, FinishedRequest
 from ioprofiler.trace import Trace
 from ioprofiler.urls import redact_url
 
@@ -99,10 +105,10 @@ class Recorder:
         self.max_bytes = _number("max_bytes", max_bytes, 1024, True)
         self.backups = _number("backups", backups, 0, True)
         self.queue_size = _number("queue_size", queue_size, 1, True)
-        self.dropped = 0  # kept requests not written: the queue was full
+        self.dropped = 0  # kept requests not written: the queue was full, or writing failed
         self.written = 0
         self.rotations = 0
-        SharedLog(self.path, self.max_bytes, self.backups).close()  # unwritable: fail now
+        _check_writable(self.path, self.max_bytes, self.backups)
         self._reset()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _call(ref, "_reset"))
@@ -142,8 +148,7 @@ class Recorder:
         try:
             self._queue.put_nowait((request, reasons))
         except queue.Full:
-            with self._lock:
-                self.dropped += 1
+            self._lost(request.started_at)
 
     def close(self) -> None:
         """Write what is queued and stop the writer (also done at exit)."""
@@ -174,7 +179,7 @@ class Recorder:
         record.update(
             record_version=RECORD_VERSION,
             id=request.request_id,
-            time=datetime.fromtimestamp(request.started_at, timezone.utc).isoformat(),
+            time=_iso(request.started_at),
             ts=round(request.started_at, 6),
             host=request.host,
             pid=request.pid,
@@ -197,6 +202,8 @@ class Recorder:
         self._queue: queue.Queue[Any] = queue.Queue(self.queue_size)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._gap = _Gap()  # kept requests lost since the last write
+        self._failing = False  # writing failed, and it was said once
 
     def _start(self) -> None:
         with self._lock:
@@ -217,25 +224,83 @@ class Recorder:
                         items.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                lines, waiting = [], []
+                kept, waiting = [], []
                 for item in items:
                     if item is _STOP:
                         stop = True
                     elif isinstance(item, threading.Event):
                         waiting.append(item)
                     else:
-                        lines.append(self._encoded(*item))
-                lines = [line for line in lines if line]
-                try:
-                    if lines:
-                        self.rotations += shared.append(lines)
-                        self.written += len(lines)
-                except OSError:
-                    log.exception("ioprofiler: could not write to %s", self.path)
+                        kept.append(item)
+                self._write(shared, kept, final=stop)
                 for event in waiting:
                     event.set()
         finally:
             shared.close()
+
+    def _write(
+        self, shared: SharedLog, kept: list[tuple[FinishedRequest, list[str]]], final: bool
+    ) -> None:
+        """Write the kept requests, after a gap record when kept requests were lost since
+        the last write (also on the ``final`` pass, so the log says so before the process
+        ends). What cannot be written is counted as lost, and said once."""
+        lines, times = [], []
+        for request, reasons in kept:
+            line = self._encoded(request, reasons)
+            if line:
+                lines.append(line)
+                times.append(request.started_at)
+            else:
+                self._lost(request.started_at)  # could not encode: logged there
+        gap = self._take_gap() if lines or final else _Gap()
+        head = [gap.record()] if gap.lost else []
+        if not head and not lines:
+            return
+        try:
+            self.rotations += shared.append(head + lines)
+        except AppendError as exc:
+            failure: AppendError | None = exc
+            done = exc.written
+        else:
+            failure, done = None, len(head) + len(lines)
+        if head and not done:
+            with self._lock:
+                self._gap.merge(gap)  # the gap record was not written either
+        written = max(0, done - len(head))
+        self.written += written
+        for started_at in times[written:]:
+            self._lost(started_at)
+        if failure is not None:
+            self._say_failing(failure)
+        elif self._failing:
+            self._failing = False
+            log.warning(
+                "ioprofiler: writing to %s works again; %d kept requests were not recorded "
+                "between %s and %s",
+                self.path, gap.lost, _iso(gap.first), _iso(gap.last),
+            )  # fmt: skip
+
+    def _say_failing(self, exc: OSError) -> None:
+        """One warning, without a traceback, when writing starts failing."""
+        if not self._failing:
+            self._failing = True
+            log.warning(
+                "ioprofiler: could not write to %s (%s); kept requests are dropped and "
+                "counted until writing works again",
+                self.path, exc.strerror or exc,
+            )  # fmt: skip
+
+    def _take_gap(self) -> _Gap:
+        with self._lock:
+            gap, self._gap = self._gap, _Gap()
+        return gap
+
+    def _lost(self, started_at: float) -> None:
+        """Count a kept request that was not written (the queue was full, or writing
+        failed), for :attr:`dropped` and the next gap record."""
+        with self._lock:
+            self.dropped += 1
+            self._gap.add(started_at)
 
     def _encoded(self, request: FinishedRequest, reasons: list[str]) -> bytes:
         try:
@@ -243,6 +308,56 @@ class Recorder:
         except Exception:
             log.exception("ioprofiler: could not encode a kept request")
             return b""
+
+
+class _Gap:
+    """Kept requests that were not written: how many, and when the first and last came."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+        self.first = math.inf
+        self.last = -math.inf
+
+    def add(self, started_at: float) -> None:
+        self.lost += 1
+        self.first = min(self.first, started_at)
+        self.last = max(self.last, started_at)
+
+    def merge(self, other: _Gap) -> None:
+        self.lost += other.lost
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
+
+    def record(self) -> bytes:
+        """The log line that says so: ``{"type": "gap", "lost": N, "from": T1, "until": T2…}``."""
+        now = time.time()
+        record = {
+            "type": "gap",
+            "lost": self.lost,
+            "from": _iso(self.first),
+            "until": _iso(self.last),
+            "time": _iso(now),
+            "ts": round(now, 6),
+            "host": HOST,
+            "pid": os.getpid(),
+            "record_version": RECORD_VERSION,
+        }
+        return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+
+
+def _check_writable(path: Path, max_bytes: int, backups: int) -> None:
+    """Open the log and its lock file once, so that a log this process may not write is an
+    error at construction, not a warning later."""
+    try:
+        SharedLog(path, max_bytes, backups).close()
+    except OSError as exc:
+        raise type(exc)(
+            exc.errno, f"the recorder cannot write its log {str(path)!r}: {exc.strerror}"
+        ) from exc
 
 
 def _call(ref: weakref.ref[Recorder], method: str) -> None:

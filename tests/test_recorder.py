@@ -176,7 +176,9 @@ def test_a_full_queue_drops_and_counts_and_never_blocks(io_trace, tmp_path):
         fcntl.flock(holder, fcntl.LOCK_UN)
         os.close(holder)
     recorder.flush()
-    assert [r["id"] for r in lines(recorder.path)] == ["first", "r0", "r1"]
+    written = lines(recorder.path)
+    assert [r["id"] for r in written if "type" not in r] == ["first", "r0", "r1"]
+    assert [r["lost"] for r in written if r.get("type") == "gap"] == [7]  # said in the log
     assert recorder.written == 3
 
 
