@@ -130,6 +130,7 @@ class TracedExchange:
         # the caller's context (an outer OpenTelemetry span, say), for the sinks
         self.context = contextvars.copy_context() if middleware.sinks else None
         self.status: int | None = None
+        self.error: str | None = None  # the type of the exception the application raised
         self.request_id = ""
         scope["ioprofiler.trace"] = self.trace
         if middleware.sinks:
@@ -141,6 +142,9 @@ class TracedExchange:
         active.set(active.get() + (trace,))
         try:
             await self.middleware.app(self.scope, receive, self.send)
+        except Exception as exc:
+            self.error = type(exc).__name__
+            raise
         finally:
             active.set(tuple(t for t in active.get() if t is not trace))
             self.finish()
@@ -179,6 +183,7 @@ class TracedExchange:
             started_at=self.started_at,
             request_id=self.request_id,
             context=self.context,
+            error=self.error,
         )
 
 

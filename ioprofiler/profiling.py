@@ -276,9 +276,12 @@ class RequestProfiler:
         started_at: float,
         request_id: str,
         context: contextvars.Context | None = None,
+        error: str | None = None,
     ) -> None:
         """Hand the finished request to the sinks (the trace is closed by now); ``context``
-        is a copy of the context the application was called in."""
+        is a copy of the context the application was called in; ``error`` the type of the
+        exception the application raised, if it did: the request failed (500), even when
+        its status line had been sent."""
         if not self.sinks:
             return
         try:
@@ -288,13 +291,14 @@ class RequestProfiler:
                 path=path,
                 query=query,
                 route=route,
-                status=status,
+                status=500 if error else status,
                 started_at=started_at,
                 duration_ms=trace.elapsed_ms,
                 request_id=request_id,
                 host=sinks.HOST,
                 pid=os.getpid(),
                 context=context,
+                error=error,
             )
         except Exception:
             log.exception("ioprofiler: could not describe the finished request for the sinks")

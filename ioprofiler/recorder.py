@@ -194,6 +194,8 @@ class Recorder:
             reason=reasons[0],
             reasons=reasons,
         )
+        if request.error:
+            record["error"] = request.error
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
     def _reset(self) -> None:

@@ -46,6 +46,9 @@ class FinishedRequest:
     when known. ``started_at`` is ``time.time()`` when the request arrived. ``context`` is
     a copy of the context the application was called in, for sinks that read context-local
     state of that moment (OpenTelemetry's current span): ``request.context.run(fn)``.
+    ``error`` is the type of the exception the application raised (``"RuntimeError"``),
+    before its response started or while its body was being sent; ``status`` is then 500,
+    whatever status line had gone out.
     """
 
     trace: Trace
@@ -60,6 +63,7 @@ class FinishedRequest:
     host: str
     pid: int
     context: contextvars.Context | None = None
+    error: str | None = None
 
 
 @runtime_checkable

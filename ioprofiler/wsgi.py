@@ -91,7 +91,7 @@ class IOProfilerMiddleware(RequestProfiler):
             environ["ioprofiler.request_id"] = sinks.request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = ProfiledResponse(self, trace, environ, start_response, mode, notice)
         try:
-            response.body = trace.call(self.app, environ, response.capture_start_response)
+            response.body = response.step(self.app, environ, response.capture_start_response)
         except BaseException:
             response.finish()
             raise
@@ -104,7 +104,7 @@ class IOProfilerMiddleware(RequestProfiler):
         environ["ioprofiler.request_id"] = sinks.request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = RecordedResponse(self, trace, environ, start_response)
         try:
-            response.body = trace.call(self.app, environ, response.capture_start_response)
+            response.body = response.step(self.app, environ, response.capture_start_response)
         except BaseException:
             response.finish()
             raise
@@ -126,6 +126,7 @@ class IOProfilerMiddleware(RequestProfiler):
             started_at=body.started_at,
             request_id=environ["ioprofiler.request_id"],
             context=body.context,
+            error=body.error,
         )
 
 
@@ -150,8 +151,20 @@ class TracedBody:
         self.matched: str | None = None  # the framework's route, read when the response starts
         self.status: str | None = None
         self.body: Iterable[bytes] | None = None
+        self.error: str | None = None  # the type of the exception the application raised
         self._body_closed = False
         self._finished = False
+
+    def step(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Call into the application (the call, a step of the body, ``close()``) with the
+        trace recording; an exception it raises is noted, for the sinks, and raised on."""
+        try:
+            return self.trace.call(function, *args)
+        except StopIteration:
+            raise
+        except Exception as exc:
+            self.error = type(exc).__name__
+            raise
 
     def _close_body(self) -> None:
         if self._body_closed:
@@ -159,7 +172,7 @@ class TracedBody:
         self._body_closed = True
         close = getattr(self.body, "close", None)
         if close is not None:
-            self.trace.call(close)
+            self.step(close)
 
     def close(self) -> None:
         """Called by the server once the response is sent (or abandoned)."""
@@ -199,10 +212,10 @@ class RecordedResponse(TracedBody):
 
     def _traced_iteration(self) -> Iterator[bytes]:
         assert self.body is not None
-        iterator = self.trace.call(iter, self.body)
+        iterator = self.step(iter, self.body)
         while True:
             try:
-                chunk = self.trace.call(next, iterator)
+                chunk = self.step(next, iterator)
             except StopIteration:
                 return
             yield chunk
@@ -264,7 +277,7 @@ class ProfiledResponse(TracedBody):
 
     def _generate(self) -> Iterator[bytes]:
         assert self.body is not None
-        iterator = self.trace.call(iter, self.body)
+        iterator = self.step(iter, self.body)
         limit = self.middleware.max_inject_bytes
         chunks: list[bytes] = []
         size = 0
@@ -284,7 +297,7 @@ class ProfiledResponse(TracedBody):
                 self._not_shown(f"the body grew past max_inject_bytes ({limit:,} bytes)")
                 break
             try:
-                chunk = self.trace.call(next, iterator)
+                chunk = self.step(next, iterator)
             except StopIteration:
                 exhausted = True
                 break
@@ -306,7 +319,7 @@ class ProfiledResponse(TracedBody):
         yield from chunks
         while True:
             try:
-                chunk = self.trace.call(next, iterator)
+                chunk = self.step(next, iterator)
             except StopIteration:
                 break
             yield from self._drain_written(None)

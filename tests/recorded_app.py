@@ -5,7 +5,8 @@ IOP_LOG (the log), IOP_SHARDS (a directory of dbshard0N.db files), IOP_MEMCACHED
 IOP_SLOW_MS (the recorder's threshold), IOP_MAX_BYTES (rotation size).
 
 Routes: ``/listing/<id>`` (fast: a cache read and a count on shard id % 4), ``/report/<id>``
-(slow: a statement on dbshard03 that sleeps inside SQLite), ``/fail/<id>`` (queries, then 500).
+(slow: a statement on dbshard03 that sleeps inside SQLite), ``/fail/<id>`` (queries, then 500),
+``/broken/<id>`` (200, then the body raises after its first chunk).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ URLS = Map(
         Rule("/listing/<int:listing_id>", endpoint="listing"),
         Rule("/report/<int:listing_id>", endpoint="report"),
         Rule("/fail/<int:listing_id>", endpoint="fail"),
+        Rule("/broken/<int:listing_id>", endpoint="broken"),
     ]
 )
 
@@ -74,8 +76,16 @@ class App:
                 self.count(shard, listing_id)
             status = "500 Internal Server Error"
         body = f"listing {listing_id}: {favorites} favorites\n".encode()
+        if rule.endpoint == "broken":
+            start_response(status, [("Content-Type", "text/plain")])
+            return self.broken(listing_id, body)
         start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]
+
+    def broken(self, listing_id: int, first: bytes):
+        yield first
+        self.count(1, listing_id)
+        raise RuntimeError("the body failed half way")
 
 
 ioprofiler.install()
