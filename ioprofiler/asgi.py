@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from ioprofiler import access, sinks
 from ioprofiler.profiling import PASS, REPLACE, RequestProfiler, not_shown, request_line
@@ -77,7 +78,7 @@ def environ_of(scope: Scope) -> dict[str, Any]:
     environ: dict[str, Any] = {
         "REQUEST_METHOD": scope.get("method", "GET"),
         "SCRIPT_NAME": "",
-        "PATH_INFO": scope.get("path", ""),
+        "PATH_INFO": _path_info(scope),
         "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
         "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
         "wsgi.url_scheme": scope.get("scheme", "http"),
@@ -93,6 +94,18 @@ def environ_of(scope: Scope) -> dict[str, Any]:
             value = environ[name] + ("; " if name == "HTTP_COOKIE" else ",") + value
         environ[name] = value
     return environ
+
+
+def _path_info(scope: Scope) -> str:
+    """The path as WSGI (PEP 3333) carries it: its bytes, percent-decoded, as Latin-1 text;
+    ``/€uro`` is ``"/\xe2\x82\xacuro"``. From ``raw_path`` when the server gives it (the
+    bytes the client sent, even when they are not UTF-8), else from the decoded ``path``."""
+    raw = scope.get("raw_path")
+    if isinstance(raw, (bytes, bytearray)) and raw:
+        path = unquote_to_bytes(bytes(raw).split(b"?", 1)[0])
+    else:
+        path = scope.get("path", "").encode("utf-8", "surrogateescape")
+    return path.decode("latin-1")
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:

@@ -4,6 +4,7 @@ id sent back (gunicorn, uvicorn)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -49,12 +50,27 @@ def make_shop(engine: sa.Engine) -> FastAPI:
 
 
 @pytest.fixture
-def uvicorn_shop(sqlite_shards, tmp_path):
-    recorder = Recorder(tmp_path / "io.jsonl", slow_ms=10_000)
-    app = IOProfilerMiddleware(make_shop(sqlite_shards["dbshard01"]), record=recorder)
-    with serving_asgi(app) as base:
-        yield base, recorder
-    recorder.close()
+def serve_shop(sqlite_shards, tmp_path):
+    """``with serve_shop(**recorder_options) as (base_url, recorder)``: the shop under uvicorn,
+    recorded."""
+
+    @contextlib.contextmanager
+    def serve(**options):
+        recorder = Recorder(tmp_path / "io.jsonl", slow_ms=10_000, **options)
+        app = IOProfilerMiddleware(make_shop(sqlite_shards["dbshard01"]), record=recorder)
+        try:
+            with serving_asgi(app) as base:
+                yield base, recorder
+        finally:
+            recorder.close()
+
+    return serve
+
+
+@pytest.fixture
+def uvicorn_shop(serve_shop):
+    with serve_shop() as served:
+        yield served
 
 
 # -- an application that fails after its response started ------------------------------
@@ -94,3 +110,20 @@ def test_uvicorn_records_a_stream_that_fails_half_way_as_failed(uvicorn_shop):
     )
     statements = [e for e in record["events"] if e["op"] == "execute"]
     assert len(statements) == 2
+
+
+# -- paths beyond Latin-1 ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("first", ["€uro", "商品", "café"])
+def test_uvicorn_profiles_and_records_paths_beyond_latin1(serve_shop, first, caplog):
+    path = f"/{first}/5773453"
+    with serve_shop(sample=1.0) as (base, recorder), httpx.Client(base_url=base) as client:
+        listing = client.get(f"{path}?ioprofiler=text")
+        plain = client.get(path)
+        recorder.flush()
+    assert listing.status_code == plain.status_code == 200
+    assert listing.text.splitlines()[:2] == ["200 OK", f"GET {path}?ioprofiler=text"]
+    assert "[dbshard01]" in listing.text and "SELECT count(*)" in listing.text
+    assert [r["path"] for r in kept(recorder.path)] == [path, path]
+    assert not [r for r in caplog.records if r.exc_info], "no traceback is logged"
