@@ -147,7 +147,7 @@ class TracedExchange:
         self.request_id = ""
         scope["ioprofiler.trace"] = self.trace
         if middleware.sinks:
-            self.request_id = sinks.request_id(_header(scope, b"x-request-id"))
+            self.request_id = middleware.request_id(_header(scope, b"x-request-id"))
             scope["ioprofiler.request_id"] = self.request_id
 
     async def run(self, receive: Receive) -> None:
@@ -166,9 +166,17 @@ class TracedExchange:
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
+            message = self.with_request_id(message)
         elif kind == "http.response.body" and not message.get("more_body", False):
             self.close_trace()
         await self.downstream(message)
+
+    def with_request_id(self, start: Message) -> Message:
+        """The ``http.response.start`` message with ``X-Request-Id``, when recording."""
+        if not self.request_id:
+            return start
+        headers = sinks.with_request_id(_text_headers(start.get("headers")), self.request_id)
+        return dict(start, headers=_raw_headers(headers))
 
     def close_trace(self) -> None:
         if self.trace.recording:
@@ -261,7 +269,7 @@ class ProfiledExchange(TracedExchange):
         headers = self.middleware.passed_through_headers(
             self.trace, _status_line(self.status), self.headers
         )
-        await self.downstream(dict(self.start, headers=_raw_headers(headers)))
+        await self.downstream(self.with_request_id(dict(self.start, headers=_raw_headers(headers))))
 
     async def _body(self, message: Message) -> None:
         body = bytes(message.get("body", b""))
@@ -296,7 +304,8 @@ class ProfiledExchange(TracedExchange):
             self.decision == REPLACE,
         )
         status = int(final.status.split(" ", 1)[0])
-        await self.downstream(dict(self.start, status=status, headers=_raw_headers(final.headers)))
+        start = dict(self.start, status=status, headers=_raw_headers(final.headers))
+        await self.downstream(self.with_request_id(start))
         await self.downstream({"type": "http.response.body", "body": final.body})
 
     def closed(self) -> None:

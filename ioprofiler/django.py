@@ -132,7 +132,7 @@ class IOProfilerMiddleware(RequestProfiler):
         trace = self.new_trace()
         request.META["ioprofiler.trace"] = trace
         if self.sinks:
-            request.META["ioprofiler.request_id"] = sinks.request_id(
+            request.META["ioprofiler.request_id"] = self.request_id(
                 request.META.get("HTTP_X_REQUEST_ID")
             )
         return trace, time.time()
@@ -148,6 +148,8 @@ class IOProfilerMiddleware(RequestProfiler):
     ) -> HttpResponseBase:
         """Show the trace in the response, then close it and hand the request to the sinks:
         at once, or, for a streamed response, once the server has read the stream."""
+        if self.sinks and not response.has_header(sinks.REQUEST_ID_HEADER):
+            response[sinks.REQUEST_ID_HEADER] = request.META["ioprofiler.request_id"]
         streamed = _streams_application_code(response)
         if not streamed:
             trace.close()

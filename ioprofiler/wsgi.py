@@ -88,7 +88,7 @@ class IOProfilerMiddleware(RequestProfiler):
         trace = Trace(max_events=self.max_events, name="request").start()
         environ["ioprofiler.trace"] = trace
         if self.sinks:
-            environ["ioprofiler.request_id"] = sinks.request_id(environ.get("HTTP_X_REQUEST_ID"))
+            environ["ioprofiler.request_id"] = self.request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = ProfiledResponse(self, trace, environ, start_response, mode, notice)
         try:
             response.body = response.step(self.app, environ, response.capture_start_response)
@@ -101,7 +101,7 @@ class IOProfilerMiddleware(RequestProfiler):
         """Trace the request for the sinks, passing the response through unchanged."""
         trace = Trace(max_events=self.max_events, name="request").start()
         environ["ioprofiler.trace"] = trace
-        environ["ioprofiler.request_id"] = sinks.request_id(environ.get("HTTP_X_REQUEST_ID"))
+        environ["ioprofiler.request_id"] = self.request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = RecordedResponse(self, trace, environ, start_response)
         try:
             response.body = response.step(self.app, environ, response.capture_start_response)
@@ -203,6 +203,7 @@ class RecordedResponse(TracedBody):
     ) -> Any:
         self.status = status
         self.matched = sinks.matched_rule(self.environ)
+        headers = sinks.with_request_id(headers, self.environ["ioprofiler.request_id"])
         return self.start_response(status, headers, *exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
@@ -352,6 +353,8 @@ class ProfiledResponse(TracedBody):
 
     def _send_headers(self, headers: list[tuple[str, str]], status: str | None = None) -> None:
         self._headers_sent = True
+        if "ioprofiler.request_id" in self.environ:
+            headers = sinks.with_request_id(headers, self.environ["ioprofiler.request_id"])
         if self.exc_info is not None:
             self.start_response(status or self.status, headers, self.exc_info)
         else:

@@ -195,6 +195,16 @@ def test_settings_options_and_route_for_sinks(shop):
     assert [r.path for r in sink.requests] == ["/listing/5773453"] * 2
 
 
+def test_with_sinks_the_request_id_goes_back_in_the_response(shop):
+    sink = Collected()
+    with override_settings(IOPROFILER={"EXPORT": [sink], "TRUST_REQUEST_ID": False}):
+        plain = Client().get("/listing/5773453", headers={"X-Request-Id": "from-client"})
+        profiled = Client().get("/listing/5773453?ioprofiler=1")
+    ids = [r.request_id for r in sink.requests]
+    assert [plain["X-Request-Id"], profiled["X-Request-Id"]] == ids
+    assert "from-client" not in ids and len(set(ids)) == 2  # not trusted: new ones
+
+
 def test_bad_settings_fail_when_the_middleware_loads(shop):
     with override_settings(IOPROFILER={"ALOW": "x"}):
         with pytest.raises(ValueError, match="ALOW is not an ioprofiler option"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -127,3 +128,50 @@ def test_uvicorn_profiles_and_records_paths_beyond_latin1(serve_shop, first, cap
     assert "[dbshard01]" in listing.text and "SELECT count(*)" in listing.text
     assert [r["path"] for r in kept(recorder.path)] == [path, path]
     assert not [r for r in caplog.records if r.exc_info], "no traceback is logged"
+
+
+# -- the request id, sent back ------------------------------------------------------------
+
+
+def test_gunicorn_sends_the_request_id_back_so_records_match_the_access_log(
+    sqlite_shards, memcached, tmp_path
+):
+    log, access = tmp_path / "io.jsonl", tmp_path / "access.log"
+    options = ("--access-logfile", str(access), "--access-logformat", "%({x-request-id}o)s %(U)s")
+    sent = {
+        "/fail/1": None,  # no id: a new one
+        "/fail/2": "7f3e9c2a-5d41-4f0e-9b8a-2c6d1e0f4a3b",  # a proxy's: kept
+        "/fail/3": "x" * 129,  # too long: a new one
+        "/fail/4": "a b<script>",  # not an id: a new one
+        "/listing/5": "fast-one",  # not kept, still answered with its id
+    }
+    env = app_env(log, sqlite_shards, memcached)
+    with gunicorn(env, tmp_path / "err", workers=1, options=options) as base:
+        with httpx.Client(base_url=base) as client:
+            answered = {
+                path: client.get(path, headers={"X-Request-Id": rid} if rid else {})
+                for path, rid in sent.items()
+            }
+    ids = {path: response.headers["x-request-id"] for path, response in answered.items()}
+    assert ids["/fail/2"] == sent["/fail/2"] and ids["/listing/5"] == "fast-one"
+    for path in ("/fail/1", "/fail/3", "/fail/4"):
+        assert re.fullmatch(r"[0-9a-f]{32}", ids[path])
+    assert len(set(ids.values())) == 5
+    logged = dict(reversed(line.split(" ")) for line in access.read_text().splitlines())
+    records = {r["path"]: r["id"] for r in kept(log)}
+    assert records == {path: ids[path] for path in sent if path.startswith("/fail")}
+    assert logged == ids  # each record's id is on its access-log line
+
+
+def test_uvicorn_sends_the_request_id_back_recorded_or_profiled(uvicorn_shop):
+    base, recorder = uvicorn_shop
+    with httpx.Client(base_url=base) as client:
+        plain = client.get("/café/1", headers={"X-Request-Id": "abc-123"})
+        profiled = client.get("/café/1?ioprofiler=1")
+        failed = client.get("/broken/1?ioprofiler=text")
+    assert plain.headers["x-request-id"] == "abc-123"
+    assert re.fullmatch(r"[0-9a-f]{32}", profiled.headers["x-request-id"])
+    assert failed.status_code == 500  # the server's own error page: nothing had been sent
+    recorder.flush()
+    (record,) = kept(recorder.path)
+    assert record["path"] == "/broken/1" and record["error"] == "RuntimeError"

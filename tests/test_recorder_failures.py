@@ -154,13 +154,17 @@ def test_a_last_line_without_its_newline_is_not_glued_to_the_next(io_trace, tmp_
 
 
 @contextlib.contextmanager
-def gunicorn(env: dict[str, str], stderr: Path, workers: int = 2) -> Iterator[str]:
-    """tests.recorded_app under gunicorn, its error log in ``stderr``; stopped gracefully."""
+def gunicorn(
+    env: dict[str, str], stderr: Path, workers: int = 2, options: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """tests.recorded_app under gunicorn (with more command-line ``options``), its error log
+    in ``stderr``; stopped gracefully."""
     port = free_port()
     with stderr.open("w") as errors:
         server = subprocess.Popen(
             [str(BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
-             "--chdir", str(ROOT), "--log-level", "warning", "tests.recorded_app:app"],
+             "--chdir", str(ROOT), "--log-level", "warning", *options,
+             "tests.recorded_app:app"],
             env=dict(os.environ, **env),
             stderr=errors,
         )  # fmt: skip
