@@ -17,7 +17,9 @@ requests until it works again, then warns once more and writes a ``"type": "gap"
 saying how many were not recorded, and when.
 
 Privacy by default: bound values are written as ``?`` (``values=True`` keeps them),
-query-string values are dropped, cache keys are kept (``keys=False`` hides them).
+query-string values are dropped. Cache keys are written as they are: when they hold
+something private (a session id), hide them all (``keys=False``) or the parts that match
+patterns (``redact_keys=[r"(?<=^session:)[0-9a-f]+"]`` writes ``session:?``).
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ import math
 import os
 import queue
 import random
+import re
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,7 @@ class Recorder:
 
     >>> Recorder("/var/log/shop/ioprofiler.jsonl", slow_ms=500, max_calls=200, sample=0.001)
     >>> Recorder(path, keep=lambda trace, request, status: request.route == "/checkout")
+    >>> Recorder(path, redact_keys=[r"(?<=^session:)[0-9a-f]+", r"token=[^:]+"])
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class Recorder:
         keep: KeepRule | None = None,
         values: bool = False,
         keys: bool = True,
+        redact_keys: Iterable[str | re.Pattern[str]] = (),
         max_bytes: int = 100 * 2**20,
         backups: int = 5,
         queue_size: int = 10_000,
@@ -102,6 +107,7 @@ class Recorder:
         self.keep = keep
         self.values = values
         self.keys = keys
+        self.redact_keys = _patterns(redact_keys)
         self.max_bytes = _number("max_bytes", max_bytes, 1024, True)
         self.backups = _number("backups", backups, 0, True)
         self.queue_size = _number("queue_size", queue_size, 1, True)
@@ -174,7 +180,8 @@ class Recorder:
             query = redact_url(f"?{query}")[1:]  # names stay: q=?&page=?
         path = request.path + (f"?{query}" if query else "")
         info = RequestInfo(request.method, path, str(request.status))
-        record = trace_dict(request.trace, info, redact=not self.values, keys=self.keys)
+        keys = self._key_shown if self.keys and self.redact_keys else self.keys
+        record = trace_dict(request.trace, info, redact=not self.values, keys=keys)
         summary = record["summary"]
         record.update(
             record_version=RECORD_VERSION,
@@ -197,6 +204,13 @@ class Recorder:
         if request.error:
             record["error"] = request.error
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+    def _key_shown(self, key: str) -> str:
+        """A cache key as the log keeps it: each part a ``redact_keys`` pattern matches is
+        ``?``."""
+        for pattern in self.redact_keys:
+            key = pattern.sub("?", key)
+        return key
 
     def _reset(self) -> None:
         """A fresh queue and no writer: at start, and in a forked child (gunicorn's
@@ -310,6 +324,22 @@ class Recorder:
         except Exception:
             log.exception("ioprofiler: could not encode a kept request")
             return b""
+
+
+def _patterns(patterns: object) -> tuple[re.Pattern[str], ...]:
+    """``redact_keys`` compiled, or a clear error naming what is wrong."""
+    if isinstance(patterns, (str, re.Pattern)) or not isinstance(patterns, Iterable):
+        raise TypeError(f"redact_keys must be a list of regular expressions, not {patterns!r}")
+    compiled = []
+    for pattern in patterns:
+        if not isinstance(pattern, (str, re.Pattern)):
+            raise TypeError(f"redact_keys holds regular expressions, not {pattern!r}")
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as exc:
+            message = f"redact_keys: {pattern!r} is not a regular expression: {exc}"
+            raise ValueError(message) from None
+    return tuple(compiled)
 
 
 class _Gap:
