@@ -113,6 +113,7 @@ class SharedLog:
     def _open(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
+            self._fd = None  # if the new one cannot be opened, none is open
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC  # read: the last byte
         self._fd = os.open(self.path, flags, 0o640)
         stat = os.fstat(self._fd)

@@ -237,3 +237,32 @@ def test_gunicorn_on_a_full_disk_warns_per_worker_and_counts_every_lost_request(
     assert 1 <= errors.count("could not write to") == errors.count("works again;") <= 2
     said = re.findall(r"works again; (\d+) kept requests were not recorded", errors)
     assert sum(map(int, said)) == lost
+
+
+def test_a_log_replaced_by_one_the_server_may_not_write_is_a_gap_until_it_may(
+    small_fs, io_trace, caplog
+):
+    caplog.set_level(logging.WARNING, logger="ioprofiler")
+    path = small_fs / "io.jsonl"
+    recorder = Recorder(path, slow_ms=0)
+    recorder.handle(finished(io_trace, rid="before"))
+    recorder.flush()
+    path.rename(small_fs / "io.jsonl-20261206")  # rotated by another tool, which made
+    path.touch()  # a new log this process may not write
+    subprocess.run(["chattr", "+i", str(path)], check=True)
+    try:
+        for n in range(5):
+            recorder.handle(finished(io_trace, rid=f"refused-{n}"))
+            recorder.flush()
+        assert recorder.dropped == 5
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+    recorder.handle(finished(io_trace, rid="after"))
+    recorder.flush()
+    requests, gaps = records(path)
+    assert [r["id"] for r in requests] == ["after"]
+    assert [g["lost"] for g in gaps] == [5]
+    failing, recovered = [r.getMessage() for r in caplog.records]
+    assert "could not write to" in failing and "Operation not permitted" in failing
+    assert "works again; 5 kept requests were not recorded" in recovered
+    recorder.close()
