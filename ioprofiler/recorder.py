@@ -218,6 +218,7 @@ class Recorder:
         self._queue: queue.Queue[Any] = queue.Queue(self.queue_size)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._log: SharedLog | None = None  # the writer's
         self._gap = _Gap()  # kept requests lost since the last write
         self._failing = False  # writing failed, and it was said once
 
@@ -230,7 +231,6 @@ class Recorder:
         thread.start()
 
     def _run(self) -> None:
-        shared = SharedLog(self.path, self.max_bytes, self.backups)
         try:
             stop = False
             while not stop:
@@ -248,15 +248,15 @@ class Recorder:
                         waiting.append(item)
                     else:
                         kept.append(item)
-                self._write(shared, kept, final=stop)
+                self._write(kept, final=stop)
                 for event in waiting:
                     event.set()
         finally:
-            shared.close()
+            if self._log is not None:
+                self._log.close()
+                self._log = None
 
-    def _write(
-        self, shared: SharedLog, kept: list[tuple[FinishedRequest, list[str]]], final: bool
-    ) -> None:
+    def _write(self, kept: list[tuple[FinishedRequest, list[str]]], final: bool) -> None:
         """Write the kept requests, after a gap record when kept requests were lost since
         the last write (also on the ``final`` pass, so the log says so before the process
         ends). What cannot be written is counted as lost, and said once."""
@@ -273,10 +273,10 @@ class Recorder:
         if not head and not lines:
             return
         try:
-            self.rotations += shared.append(head + lines)
-        except AppendError as exc:
-            failure: AppendError | None = exc
-            done = exc.written
+            self.rotations += self._append(head + lines)
+        except OSError as exc:
+            failure: OSError | None = exc
+            done = exc.written if isinstance(exc, AppendError) else 0
         else:
             failure, done = None, len(head) + len(lines)
         if head and not done:
@@ -295,6 +295,12 @@ class Recorder:
                 "between %s and %s",
                 self.path, gap.lost, _iso(gap.first), _iso(gap.last),
             )  # fmt: skip
+
+    def _append(self, lines: list[bytes]) -> int:
+        """Append to the log, opened on first use (and again after it could not be)."""
+        if self._log is None:
+            self._log = SharedLog(self.path, self.max_bytes, self.backups)
+        return self._log.append(lines)
 
     def _say_failing(self, exc: OSError) -> None:
         """One warning, without a traceback, when writing starts failing."""

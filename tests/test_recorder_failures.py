@@ -266,3 +266,23 @@ def test_a_log_replaced_by_one_the_server_may_not_write_is_a_gap_until_it_may(
     assert "could not write to" in failing and "Operation not permitted" in failing
     assert "works again; 5 kept requests were not recorded" in recovered
     recorder.close()
+
+
+def test_a_log_not_writable_when_the_writer_starts_is_a_gap_until_it_is(small_fs, io_trace, caplog):
+    caplog.set_level(logging.WARNING, logger="ioprofiler")
+    path = small_fs / "io.jsonl"
+    recorder = Recorder(path, slow_ms=0)  # writable now; the writer starts with the first
+    subprocess.run(["chattr", "+i", str(path)], check=True)
+    try:
+        for n in range(3):
+            recorder.handle(finished(io_trace, rid=f"refused-{n}"))
+        recorder.flush()
+        assert recorder.dropped == 3
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+    recorder.handle(finished(io_trace, rid="after"))
+    recorder.flush()
+    requests, gaps = records(path)
+    assert ([r["id"] for r in requests], [g["lost"] for g in gaps]) == (["after"], [3])
+    assert len(caplog.records) == 2 and all(r.exc_info is None for r in caplog.records)
+    recorder.close()
