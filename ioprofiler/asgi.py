@@ -155,8 +155,8 @@ class TracedExchange:
         active.set(active.get() + (trace,))
         try:
             await self.middleware.app(self.scope, receive, self.send)
-        except Exception as exc:
-            self.error = type(exc).__name__
+        except BaseException as exc:
+            self.error = sinks.error_name(exc)
             raise
         finally:
             active.set(tuple(t for t in active.get() if t is not trace))

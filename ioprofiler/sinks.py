@@ -136,6 +136,15 @@ def with_request_id(headers: list[tuple[str, str]], request_id: str) -> list[tup
     return [*headers, (REQUEST_ID_HEADER, request_id)]
 
 
+def error_name(exc: BaseException) -> str | None:
+    """The type of an exception the application raised, for :attr:`FinishedRequest.error`;
+    None for the ends of a body (``StopIteration``) and for what is not the application's
+    failure (``GeneratorExit``, ``KeyboardInterrupt``)."""
+    if isinstance(exc, Exception) and not isinstance(exc, (StopIteration, StopAsyncIteration)):
+        return type(exc).__name__
+    return None
+
+
 def status_code(status: str | None) -> int:
     """``"404 Not Found"`` -> 404; no status (the application raised) counts as 500."""
     head = (status or "").split(" ", 1)[0]

@@ -160,10 +160,8 @@ class TracedBody:
         trace recording; an exception it raises is noted, for the sinks, and raised on."""
         try:
             return self.trace.call(function, *args)
-        except StopIteration:
-            raise
-        except Exception as exc:
-            self.error = type(exc).__name__
+        except BaseException as exc:
+            self.error = self.error or sinks.error_name(exc)
             raise
 
     def _close_body(self) -> None:
