@@ -336,8 +336,18 @@ def options_from(settings: Mapping[str, Any], prefix: str, where: str) -> dict[s
 
 def request_line(environ: dict[str, Any]) -> str:
     """``GET /path`` for a log line: no query string (its values may be private)."""
+    return visible(f"{environ.get('REQUEST_METHOD', 'GET')} {path_text(environ)}")
+
+
+def path_text(environ: dict[str, Any]) -> str:
+    """The request's path as the client wrote it. WSGI carries its bytes as Latin-1 text
+    (PEP 3333: ``/€uro`` arrives as ``"/\xe2\x82\xacuro"``); a path that is not UTF-8, or
+    is text already (Django's ``META`` under ASGI), is left as it is."""
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-    return visible(f"{environ.get('REQUEST_METHOD', 'GET')} {path}")
+    try:
+        return path.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return path
 
 
 def not_shown(line: str, reason: str) -> None:

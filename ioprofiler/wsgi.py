@@ -37,6 +37,7 @@ from ioprofiler.profiling import (
     REPLACE,
     RequestProfiler,
     not_shown,
+    path_text,
     request_line,
 )
 from ioprofiler.render.request import RequestInfo
@@ -115,11 +116,10 @@ class IOProfilerMiddleware(RequestProfiler):
         if not self.sinks:
             return
         environ = body.environ
-        script = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         self.deliver(
             body.trace,
             method=environ.get("REQUEST_METHOD", "GET"),
-            path=script.encode("latin-1", "replace").decode("utf-8", "replace"),
+            path=path_text(environ),
             query=environ.get("QUERY_STRING", ""),
             route=sinks.route_of(environ, self.route, body.matched),
             status=sinks.status_code(body.status),
@@ -263,7 +263,7 @@ class ProfiledResponse(TracedBody):
 
     @property
     def request(self) -> RequestInfo:
-        path = self.environ.get("SCRIPT_NAME", "") + self.environ.get("PATH_INFO", "")
+        path = path_text(self.environ)
         query = self.environ.get("QUERY_STRING", "")
         return RequestInfo(
             self.environ.get("REQUEST_METHOD", "GET"),

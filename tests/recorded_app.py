@@ -2,7 +2,8 @@
 the recorder on. Configured by environment variables (gunicorn imports it in each worker):
 
 IOP_LOG (the log), IOP_SHARDS (a directory of dbshard0N.db files), IOP_MEMCACHED (host:port),
-IOP_SLOW_MS (the recorder's threshold), IOP_MAX_BYTES (rotation size).
+IOP_SLOW_MS (the recorder's threshold), IOP_MAX_BYTES (rotation size), IOP_SAMPLE (the
+recorder's sample rate, default 0).
 
 Routes: ``/listing/<id>`` (fast: a cache read and a count on shard id % 4), ``/report/<id>``
 (slow: a statement on dbshard03 that sleeps inside SQLite), ``/fail/<id>`` (queries, then 500),
@@ -93,6 +94,7 @@ recorder = Recorder(
     os.environ["IOP_LOG"],
     slow_ms=float(os.environ.get("IOP_SLOW_MS", "100")),
     max_bytes=int(os.environ.get("IOP_MAX_BYTES", str(100 * 2**20))),
+    sample=float(os.environ.get("IOP_SAMPLE", "0")),
     backups=1000,
 )
 app = IOProfilerMiddleware(App(), record=recorder)

@@ -130,6 +130,20 @@ def test_uvicorn_profiles_and_records_paths_beyond_latin1(serve_shop, first, cap
     assert not [r for r in caplog.records if r.exc_info], "no traceback is logged"
 
 
+def test_gunicorn_lists_and_records_paths_beyond_latin1_as_the_client_wrote_them(
+    sqlite_shards, memcached, tmp_path
+):
+    log = tmp_path / "io.jsonl"
+    env = dict(app_env(log, sqlite_shards, memcached), IOP_SAMPLE="1")  # keep every request
+    paths = ["/€uro/1", "/商品/2", "/café/3"]
+    with gunicorn(env, tmp_path / "err", workers=1) as base, httpx.Client() as client:
+        listings = [client.get(f"{base}{path}?ioprofiler=text").text for path in paths]
+    assert [listing.splitlines()[1] for listing in listings] == [
+        f"GET {path}?ioprofiler=text" for path in paths
+    ]
+    assert [r["path"] for r in kept(log)] == paths
+
+
 # -- the request id, sent back ------------------------------------------------------------
 
 
