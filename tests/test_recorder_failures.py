@@ -70,6 +70,13 @@ def fill(directory: Path) -> Path:
     return filler
 
 
+def make_immutable(path: Path) -> None:
+    """Make ``path`` a file no process may write, root's included (``chattr +i``)."""
+    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"chattr +i does not work here: {done.stderr.strip()}")
+
+
 def records(path: Path) -> tuple[list[dict], list[dict]]:
     """The log's requests and its gap records; every line must be one whole record."""
     data = path.read_bytes()
@@ -249,14 +256,14 @@ def test_a_log_replaced_by_one_the_server_may_not_write_is_a_gap_until_it_may(
     recorder.flush()
     path.rename(small_fs / "io.jsonl-20261206")  # rotated by another tool, which made
     path.touch()  # a new log this process may not write
-    subprocess.run(["chattr", "+i", str(path)], check=True)
+    make_immutable(path)
     try:
         for n in range(5):
             recorder.handle(finished(io_trace, rid=f"refused-{n}"))
             recorder.flush()
         assert recorder.dropped == 5
     finally:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
+        subprocess.run(["chattr", "-i", str(path)], check=True)  # writable again
     recorder.handle(finished(io_trace, rid="after"))
     recorder.flush()
     requests, gaps = records(path)
@@ -272,14 +279,14 @@ def test_a_log_not_writable_when_the_writer_starts_is_a_gap_until_it_is(small_fs
     caplog.set_level(logging.WARNING, logger="ioprofiler")
     path = small_fs / "io.jsonl"
     recorder = Recorder(path, slow_ms=0)  # writable now; the writer starts with the first
-    subprocess.run(["chattr", "+i", str(path)], check=True)
+    make_immutable(path)
     try:
         for n in range(3):
             recorder.handle(finished(io_trace, rid=f"refused-{n}"))
         recorder.flush()
         assert recorder.dropped == 3
     finally:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
+        subprocess.run(["chattr", "-i", str(path)], check=True)  # writable again
     recorder.handle(finished(io_trace, rid="after"))
     recorder.flush()
     requests, gaps = records(path)
