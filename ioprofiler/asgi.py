@@ -98,14 +98,14 @@ def environ_of(scope: Scope) -> dict[str, Any]:
 
 def _path_info(scope: Scope) -> str:
     """The path as WSGI (PEP 3333) carries it: its bytes, percent-decoded, as Latin-1 text;
-    ``/€uro`` is ``"/\xe2\x82\xacuro"``. From ``raw_path`` when the server gives it (the
-    bytes the client sent, even when they are not UTF-8), else from the decoded ``path``."""
+    ``/€uro`` is ``"/\xe2\x82\xacuro"``. The bytes are those of the decoded ``path`` (with
+    ``root_path``, as before), or of ``raw_path`` where the client sent bytes that are not
+    UTF-8, which ``path`` can only show as U+FFFD."""
+    path: str = scope.get("path", "")
     raw = scope.get("raw_path")
-    if isinstance(raw, (bytes, bytearray)) and raw:
-        path = unquote_to_bytes(bytes(raw).split(b"?", 1)[0])
-    else:
-        path = scope.get("path", "").encode("utf-8", "surrogateescape")
-    return path.decode("latin-1")
+    if "\ufffd" in path and isinstance(raw, (bytes, bytearray)):
+        return unquote_to_bytes(bytes(raw).split(b"?", 1)[0]).decode("latin-1")
+    return path.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:

@@ -189,3 +189,17 @@ def test_uvicorn_sends_the_request_id_back_recorded_or_profiled(uvicorn_shop):
     recorder.flush()
     (record,) = kept(recorder.path)
     assert record["path"] == "/broken/1" and record["error"] == "RuntimeError"
+
+
+def test_uvicorn_access_rules_see_the_path_bytes_the_client_sent(sqlite_shards):
+    seen = []
+
+    def allow(request) -> bool:  # a rule of the deployment's own, reading the environ
+        seen.append(request.environ["PATH_INFO"])
+        return True
+
+    app = IOProfilerMiddleware(make_shop(sqlite_shards["dbshard01"]), allow=allow)
+    with serving_asgi(app) as base, httpx.Client(base_url=base) as client:
+        for path in ("/€uro/1", "/%FF/1"):  # UTF-8, and a byte that is not
+            assert client.get(f"{path}?ioprofiler=text").text.startswith(("200 OK", "404"))
+    assert seen == ["/\xe2\x82\xacuro/1", "/\xff/1"]
