@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from ioprofiler import access, sinks
 from ioprofiler.profiling import PASS, REPLACE, RequestProfiler, not_shown, request_line
@@ -77,7 +78,7 @@ def environ_of(scope: Scope) -> dict[str, Any]:
     environ: dict[str, Any] = {
         "REQUEST_METHOD": scope.get("method", "GET"),
         "SCRIPT_NAME": "",
-        "PATH_INFO": scope.get("path", ""),
+        "PATH_INFO": _path_info(scope),
         "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
         "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
         "wsgi.url_scheme": scope.get("scheme", "http"),
@@ -93,6 +94,18 @@ def environ_of(scope: Scope) -> dict[str, Any]:
             value = environ[name] + ("; " if name == "HTTP_COOKIE" else ",") + value
         environ[name] = value
     return environ
+
+
+def _path_info(scope: Scope) -> str:
+    """The path as WSGI (PEP 3333) carries it: its bytes, percent-decoded, as Latin-1 text;
+    ``/€uro`` is ``"/\xe2\x82\xacuro"``. The bytes are those of the decoded ``path`` (with
+    ``root_path``, as before), or of ``raw_path`` where the client sent bytes that are not
+    UTF-8, which ``path`` can only show as U+FFFD."""
+    path: str = scope.get("path", "")
+    raw = scope.get("raw_path")
+    if "\ufffd" in path and isinstance(raw, (bytes, bytearray)):
+        return unquote_to_bytes(bytes(raw).split(b"?", 1)[0]).decode("latin-1")
+    return path.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:
@@ -130,10 +143,11 @@ class TracedExchange:
         # the caller's context (an outer OpenTelemetry span, say), for the sinks
         self.context = contextvars.copy_context() if middleware.sinks else None
         self.status: int | None = None
+        self.error: str | None = None  # the type of the exception the application raised
         self.request_id = ""
         scope["ioprofiler.trace"] = self.trace
         if middleware.sinks:
-            self.request_id = sinks.request_id(_header(scope, b"x-request-id"))
+            self.request_id = middleware.request_id(_header(scope, b"x-request-id"))
             scope["ioprofiler.request_id"] = self.request_id
 
     async def run(self, receive: Receive) -> None:
@@ -141,6 +155,9 @@ class TracedExchange:
         active.set(active.get() + (trace,))
         try:
             await self.middleware.app(self.scope, receive, self.send)
+        except BaseException as exc:
+            self.error = sinks.error_name(exc)
+            raise
         finally:
             active.set(tuple(t for t in active.get() if t is not trace))
             self.finish()
@@ -149,9 +166,17 @@ class TracedExchange:
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
+            message = self.with_request_id(message)
         elif kind == "http.response.body" and not message.get("more_body", False):
             self.close_trace()
         await self.downstream(message)
+
+    def with_request_id(self, start: Message) -> Message:
+        """The ``http.response.start`` message with ``X-Request-Id``, when recording."""
+        if not self.request_id:
+            return start
+        headers = sinks.with_request_id(_text_headers(start.get("headers")), self.request_id)
+        return dict(start, headers=_raw_headers(headers))
 
     def close_trace(self) -> None:
         if self.trace.recording:
@@ -179,6 +204,7 @@ class TracedExchange:
             started_at=self.started_at,
             request_id=self.request_id,
             context=self.context,
+            error=self.error,
         )
 
 
@@ -243,7 +269,7 @@ class ProfiledExchange(TracedExchange):
         status = _status_line(self.status)
         streamed = is_stream(status, self.headers)
         headers = self.middleware.passed_through_headers(self.trace, status, self.headers, streamed)
-        await self.downstream(dict(self.start, headers=_raw_headers(headers)))
+        await self.downstream(self.with_request_id(dict(self.start, headers=_raw_headers(headers))))
 
     async def _body(self, message: Message) -> None:
         body = bytes(message.get("body", b""))
@@ -278,7 +304,8 @@ class ProfiledExchange(TracedExchange):
             self.decision == REPLACE,
         )
         status = int(final.status.split(" ", 1)[0])
-        await self.downstream(dict(self.start, status=status, headers=_raw_headers(final.headers)))
+        start = dict(self.start, status=status, headers=_raw_headers(final.headers))
+        await self.downstream(self.with_request_id(start))
         await self.downstream({"type": "http.response.body", "body": final.body})
 
     def closed(self) -> None:

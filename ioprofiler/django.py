@@ -133,7 +133,7 @@ class IOProfilerMiddleware(RequestProfiler):
         trace = self.new_trace()
         request.META["ioprofiler.trace"] = trace
         if self.sinks:
-            request.META["ioprofiler.request_id"] = sinks.request_id(
+            request.META["ioprofiler.request_id"] = self.request_id(
                 request.META.get("HTTP_X_REQUEST_ID")
             )
         return trace, time.time()
@@ -149,6 +149,8 @@ class IOProfilerMiddleware(RequestProfiler):
     ) -> HttpResponseBase:
         """Show the trace in the response, then close it and hand the request to the sinks:
         at once, or, for a streamed response, once the server has read the stream."""
+        if self.sinks and not response.has_header(sinks.REQUEST_ID_HEADER):
+            response[sinks.REQUEST_ID_HEADER] = request.META["ioprofiler.request_id"]
         streamed = _streams_application_code(response)
         if not streamed:
             trace.close()
@@ -162,7 +164,9 @@ class IOProfilerMiddleware(RequestProfiler):
             return response
         try:
             response.streaming_content = _traced_stream(  # type: ignore[attr-defined]
-                response, trace, lambda: self._deliver(request, response, trace, started_at)
+                response,
+                trace,
+                lambda error: self._deliver(request, response, trace, started_at, error),
             )
         except Exception:
             log.exception("ioprofiler: could not follow the stream; its trace ends here")
@@ -170,8 +174,14 @@ class IOProfilerMiddleware(RequestProfiler):
         return response
 
     def _deliver(
-        self, request: HttpRequest, response: HttpResponseBase, trace: Trace, started_at: float
+        self,
+        request: HttpRequest,
+        response: HttpResponseBase,
+        trace: Trace,
+        started_at: float,
+        error: str | None = None,
     ) -> None:
+        """Hand the request on; ``error``: the exception its streamed body raised."""
         trace.close()
         if self.sinks:
             match = getattr(request, "resolver_match", None)
@@ -185,6 +195,7 @@ class IOProfilerMiddleware(RequestProfiler):
                 started_at=started_at,
                 request_id=request.META["ioprofiler.request_id"],
                 context=request.META["ioprofiler.context"],
+                error=error,
             )
 
     def _change(
@@ -233,27 +244,31 @@ def _streams_application_code(response: HttpResponseBase) -> bool:
     return response.streaming and getattr(response, "file_to_stream", None) is None
 
 
-def _traced_stream(response: Any, trace: Trace, finish: Callable[[], None]) -> Any:
+def _traced_stream(response: Any, trace: Trace, finish: Finish) -> Any:
     content = response.streaming_content
     if response.is_async:
         return _TracedAsyncStream(content, trace, finish)
     return _TracedStream(content, trace, finish)
 
 
+Finish = Callable[["str | None"], None]  # called with the type of the body's exception
+
+
 class _Followed:
     """A streamed body read with the request's trace recording; ``finish`` runs once, when
-    the body ends, fails, or is closed (Django closes it with the response)."""
+    the body ends, fails (with the exception's type), or is closed (Django closes it with
+    the response)."""
 
-    def __init__(self, content: Any, trace: Trace, finish: Callable[[], None]) -> None:
+    def __init__(self, content: Any, trace: Trace, finish: Finish) -> None:
         self._content = content
         self._trace = trace
-        self._finish: Callable[[], None] | None = finish
+        self._finish: Finish | None = finish
 
-    def close(self) -> None:
+    def close(self, error: str | None = None) -> None:
         finish, self._finish = self._finish, None
         if finish is not None:
             try:
-                finish()
+                finish(error)
             except Exception:
                 log.exception("ioprofiler: could not hand on a streamed request's trace")
 
@@ -265,8 +280,8 @@ class _TracedStream(_Followed):
     def __next__(self) -> Any:
         try:
             return self._trace.call(next, self._content)
-        except BaseException:  # StopIteration included: the body ended
-            self.close()
+        except BaseException as exc:  # StopIteration included: the body ended
+            self.close(sinks.error_name(exc))
             raise
 
 
@@ -279,8 +294,8 @@ class _TracedAsyncStream(_Followed):
         active.set(active.get() + (trace,))
         try:
             return await self._content.__anext__()
-        except BaseException:  # StopAsyncIteration included: the body ended
-            self.close()
+        except BaseException as exc:  # StopAsyncIteration included: the body ended
+            self.close(sinks.error_name(exc))
             raise
         finally:
             active.set(tuple(t for t in active.get() if t is not trace))

@@ -72,6 +72,7 @@ OPTIONS = (
     "record",
     "export",
     "route",
+    "trust_request_id",
 )
 
 
@@ -93,6 +94,9 @@ class RequestProfiler:
     - ``route``: a callable ``(environ) -> str | None`` naming the route template, for
       sinks (ASGI: it gets the scope); the application may also set
       ``environ["ioprofiler.route"]`` (ASGI: ``scope["ioprofiler.route"]``) itself.
+    - ``trust_request_id``: with sinks, each request's id is the incoming ``X-Request-Id``
+      when it is safe (:func:`ioprofiler.sinks.request_id`); False: always a new one. The
+      id goes back in the response's ``X-Request-Id`` unless the application sent one.
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class RequestProfiler:
         record: sinks.Sink | None = None,
         export: Iterable[sinks.Sink] | None = None,
         route: sinks.RouteOf | None = None,
+        trust_request_id: bool = True,
     ) -> None:
         if allow is not None and not callable(allow):
             raise TypeError(
@@ -124,12 +129,14 @@ class RequestProfiler:
         config.check_ms("slow_ms", slow_ms)
         config.check_flag("strip_param", strip_param)
         config.check_flag("install", install)
+        config.check_flag("trust_request_id", trust_request_id)
         if not isinstance(console, (bool, Console)):
             raise TypeError(f"console must be True, False or a rich Console, not {console!r}")
         if route is not None and not callable(route):
             raise TypeError(f"route must be a callable taking the environ, not {route!r}")
         self.sinks = sinks.check_sinks(record, export)
         self.route = route
+        self.trust_request_id = trust_request_id
         self.allow = allow if allow is not None else access.loopback()
         self.param = param
         self.trusted_proxies = access.parse_networks(trusted_proxies)
@@ -188,6 +195,10 @@ class RequestProfiler:
         other parameters stay exactly as the client sent them."""
         kept = [p for p in query.split("&") if unquote_plus(p.split("=", 1)[0]) != self.param]
         return "&".join(kept)
+
+    def request_id(self, incoming: str | None) -> str:
+        """This request's id, from its ``X-Request-Id`` header if the deployment trusts it."""
+        return sinks.request_id(incoming, self.trust_request_id)
 
     def new_trace(self) -> Trace:
         return Trace(max_events=self.max_events, name="request").start()
@@ -278,9 +289,12 @@ class RequestProfiler:
         started_at: float,
         request_id: str,
         context: contextvars.Context | None = None,
+        error: str | None = None,
     ) -> None:
         """Hand the finished request to the sinks (the trace is closed by now); ``context``
-        is a copy of the context the application was called in."""
+        is a copy of the context the application was called in; ``error`` the type of the
+        exception the application raised, if it did: the request failed (500), even when
+        its status line had been sent."""
         if not self.sinks:
             return
         try:
@@ -290,13 +304,14 @@ class RequestProfiler:
                 path=path,
                 query=query,
                 route=route,
-                status=status,
+                status=500 if error else status,
                 started_at=started_at,
                 duration_ms=trace.elapsed_ms,
                 request_id=request_id,
                 host=sinks.HOST,
                 pid=os.getpid(),
                 context=context,
+                error=error,
             )
         except Exception:
             log.exception("ioprofiler: could not describe the finished request for the sinks")
@@ -323,8 +338,18 @@ def options_from(settings: Mapping[str, Any], prefix: str, where: str) -> dict[s
 
 def request_line(environ: dict[str, Any]) -> str:
     """``GET /path`` for a log line: no query string (its values may be private)."""
+    return visible(f"{environ.get('REQUEST_METHOD', 'GET')} {path_text(environ)}")
+
+
+def path_text(environ: dict[str, Any]) -> str:
+    """The request's path as the client wrote it. WSGI carries its bytes as Latin-1 text
+    (PEP 3333: ``/€uro`` arrives as ``"/\xe2\x82\xacuro"``); a path that is not UTF-8, or
+    is text already (Django's ``META`` under ASGI), is left as it is."""
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-    return visible(f"{environ.get('REQUEST_METHOD', 'GET')} {path}")
+    try:
+        return path.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return path
 
 
 def not_shown(line: str, reason: str) -> None:

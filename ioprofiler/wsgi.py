@@ -37,6 +37,7 @@ from ioprofiler.profiling import (
     REPLACE,
     RequestProfiler,
     not_shown,
+    path_text,
     request_line,
 )
 from ioprofiler.render.request import RequestInfo
@@ -88,10 +89,10 @@ class IOProfilerMiddleware(RequestProfiler):
         trace = Trace(max_events=self.max_events, name="request").start()
         environ["ioprofiler.trace"] = trace
         if self.sinks:
-            environ["ioprofiler.request_id"] = sinks.request_id(environ.get("HTTP_X_REQUEST_ID"))
+            environ["ioprofiler.request_id"] = self.request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = ProfiledResponse(self, trace, environ, start_response, mode, notice)
         try:
-            response.body = trace.call(self.app, environ, response.capture_start_response)
+            response.body = response.step(self.app, environ, response.capture_start_response)
         except BaseException:
             response.finish()
             raise
@@ -101,10 +102,10 @@ class IOProfilerMiddleware(RequestProfiler):
         """Trace the request for the sinks, passing the response through unchanged."""
         trace = Trace(max_events=self.max_events, name="request").start()
         environ["ioprofiler.trace"] = trace
-        environ["ioprofiler.request_id"] = sinks.request_id(environ.get("HTTP_X_REQUEST_ID"))
+        environ["ioprofiler.request_id"] = self.request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = RecordedResponse(self, trace, environ, start_response)
         try:
-            response.body = trace.call(self.app, environ, response.capture_start_response)
+            response.body = response.step(self.app, environ, response.capture_start_response)
         except BaseException:
             response.finish()
             raise
@@ -115,17 +116,17 @@ class IOProfilerMiddleware(RequestProfiler):
         if not self.sinks:
             return
         environ = body.environ
-        script = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         self.deliver(
             body.trace,
             method=environ.get("REQUEST_METHOD", "GET"),
-            path=script.encode("latin-1", "replace").decode("utf-8", "replace"),
+            path=path_text(environ),
             query=environ.get("QUERY_STRING", ""),
             route=sinks.route_of(environ, self.route, body.matched),
             status=sinks.status_code(body.status),
             started_at=body.started_at,
             request_id=environ["ioprofiler.request_id"],
             context=body.context,
+            error=body.error,
         )
 
 
@@ -150,8 +151,18 @@ class TracedBody:
         self.matched: str | None = None  # the framework's route, read when the response starts
         self.status: str | None = None
         self.body: Iterable[bytes] | None = None
+        self.error: str | None = None  # the type of the exception the application raised
         self._body_closed = False
         self._finished = False
+
+    def step(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Call into the application (the call, a step of the body, ``close()``) with the
+        trace recording; an exception it raises is noted, for the sinks, and raised on."""
+        try:
+            return self.trace.call(function, *args)
+        except BaseException as exc:
+            self.error = self.error or sinks.error_name(exc)
+            raise
 
     def _close_body(self) -> None:
         if self._body_closed:
@@ -159,7 +170,7 @@ class TracedBody:
         self._body_closed = True
         close = getattr(self.body, "close", None)
         if close is not None:
-            self.trace.call(close)
+            self.step(close)
 
     def close(self) -> None:
         """Called by the server once the response is sent (or abandoned)."""
@@ -190,6 +201,7 @@ class RecordedResponse(TracedBody):
     ) -> Any:
         self.status = status
         self.matched = sinks.matched_rule(self.environ)
+        headers = sinks.with_request_id(headers, self.environ["ioprofiler.request_id"])
         return self.start_response(status, headers, *exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
@@ -199,10 +211,10 @@ class RecordedResponse(TracedBody):
 
     def _traced_iteration(self) -> Iterator[bytes]:
         assert self.body is not None
-        iterator = self.trace.call(iter, self.body)
+        iterator = self.step(iter, self.body)
         while True:
             try:
-                chunk = self.trace.call(next, iterator)
+                chunk = self.step(next, iterator)
             except StopIteration:
                 return
             yield chunk
@@ -251,7 +263,7 @@ class ProfiledResponse(TracedBody):
 
     @property
     def request(self) -> RequestInfo:
-        path = self.environ.get("SCRIPT_NAME", "") + self.environ.get("PATH_INFO", "")
+        path = path_text(self.environ)
         query = self.environ.get("QUERY_STRING", "")
         return RequestInfo(
             self.environ.get("REQUEST_METHOD", "GET"),
@@ -264,7 +276,7 @@ class ProfiledResponse(TracedBody):
 
     def _generate(self) -> Iterator[bytes]:
         assert self.body is not None
-        iterator = self.trace.call(iter, self.body)
+        iterator = self.step(iter, self.body)
         limit = self.middleware.max_inject_bytes
         chunks: list[bytes] = []
         size = 0
@@ -284,7 +296,7 @@ class ProfiledResponse(TracedBody):
                 self._not_shown(f"the body grew past max_inject_bytes ({limit:,} bytes)")
                 break
             try:
-                chunk = self.trace.call(next, iterator)
+                chunk = self.step(next, iterator)
             except StopIteration:
                 exhausted = True
                 break
@@ -306,7 +318,7 @@ class ProfiledResponse(TracedBody):
         yield from chunks
         while True:
             try:
-                chunk = self.trace.call(next, iterator)
+                chunk = self.step(next, iterator)
             except StopIteration:
                 break
             yield from self._drain_written(None)
@@ -341,6 +353,8 @@ class ProfiledResponse(TracedBody):
 
     def _send_headers(self, headers: list[tuple[str, str]], status: str | None = None) -> None:
         self._headers_sent = True
+        if "ioprofiler.request_id" in self.environ:
+            headers = sinks.with_request_id(headers, self.environ["ioprofiler.request_id"])
         if self.exc_info is not None:
             self.start_response(status or self.status, headers, self.exc_info)
         else:
