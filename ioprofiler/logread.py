@@ -154,38 +154,41 @@ def parse(line: bytes) -> dict[str, Any] | None:
     return record if kind == REQUEST else None
 
 
-_NUMBER = (int, float)
-_TEXT = (str,)
-_MAYBE_TEXT = (str, type(None))
-_MAYBE_NUMBER = (int, float, type(None))
-_MAYBE_INT = (int, type(None))
-_TEXTS = "list of str"
-_RECORDS = "list of dict"
+# Exact types, as json.loads makes them (a bool is not a number here).
+_NONE = type(None)
+_TEXT = frozenset({str})
+_NUMBER = frozenset({int, float})
+_INT = frozenset({int})
+_MAYBE_TEXT = frozenset({str, _NONE})
+_MAYBE_NUMBER = frozenset({int, float, _NONE})
+_MAYBE_INT = frozenset({int, _NONE})
+_LIST = frozenset({list})
+_MAYBE_LIST = frozenset({list, _NONE})
 
 # The fields the readers use, with the types the recorder writes them with (present or not).
-_REQUEST_FIELDS: dict[str, Any] = {
+_REQUEST_FIELDS = {
     "id": _TEXT,
     "time": _TEXT,
     "ts": _NUMBER,
     "host": _TEXT,
-    "pid": (int,),
+    "pid": _INT,
     "method": _TEXT,
     "path": _TEXT,
     "query": _MAYBE_TEXT,
     "route": _MAYBE_TEXT,
-    "status": (int, str),
+    "status": frozenset({int, str}),
     "duration_ms": _NUMBER,
     "elapsed_ms": _NUMBER,
     "io_ms": _NUMBER,
-    "calls": (int,),
+    "calls": _INT,
     "reason": _TEXT,
-    "reasons": _TEXTS,
-    "events": _RECORDS,
-    "targets": _RECORDS,
-    "summary": (dict,),
-    "request": (dict, type(None)),
+    "reasons": _MAYBE_LIST,
+    "events": _LIST,
+    "targets": _LIST,
+    "summary": frozenset({dict}),
+    "request": frozenset({dict, _NONE}),
 }
-_EVENT_FIELDS: dict[str, Any] = {
+_EVENT_FIELDS = {
     "kind": _TEXT,
     "op": _TEXT,
     "target": _TEXT,
@@ -193,9 +196,9 @@ _EVENT_FIELDS: dict[str, Any] = {
     "duration_ms": _MAYBE_NUMBER,
     "statement": _MAYBE_TEXT,
     "sql": _MAYBE_TEXT,
-    "keys": _TEXTS,
-    "missed_keys": _TEXTS,
-    "hit": (bool, type(None)),
+    "keys": _MAYBE_LIST,
+    "missed_keys": _MAYBE_LIST,
+    "hit": frozenset({bool, _NONE}),
     "hit_count": _MAYBE_INT,
     "miss_count": _MAYBE_INT,
     "rows": _MAYBE_INT,
@@ -205,70 +208,74 @@ _EVENT_FIELDS: dict[str, Any] = {
     "callsite": _MAYBE_TEXT,
     "line": _MAYBE_TEXT,
 }
-_TARGET_FIELDS: dict[str, Any] = {
+_TARGET_FIELDS = {
     "kind": _TEXT,
     "target": _TEXT,
-    "calls": (int,),
+    "calls": _INT,
     "ms": _NUMBER,
-    "errors": (int,),
-    "ops": (dict,),
+    "errors": _INT,
+    "ops": frozenset({dict, _NONE}),
 }
-_OP_FIELDS: dict[str, Any] = {"count": (int,), "ms": _NUMBER, "errors": (int,)}
-_REQUIRED_OP_FIELDS = ("count", "ms", "errors")
-_REQUEST_INFO_FIELDS: dict[str, Any] = {"method": _TEXT, "path": _TEXT, "status": _TEXT}
-_GAP_FIELDS: dict[str, Any] = {
-    "lost": (int,),
+_OP_FIELDS = {"count": _INT, "ms": _NUMBER, "errors": _INT}
+_REQUEST_INFO_FIELDS = {"method": _TEXT, "path": _TEXT, "status": _TEXT}
+_SUMMARY_FIELDS = {"profiler_errors": _INT}
+_GAP_FIELDS = {
+    "lost": _INT,
     "from": _TEXT,
     "until": _TEXT,
     "ts": _NUMBER,
     "host": _TEXT,
-    "pid": (int,),
+    "pid": _INT,
 }
 
 
 def _is_request(record: dict[str, Any]) -> bool:
-    if not isinstance(record.get("id"), str) or not _fields_fit(record, _REQUEST_FIELDS):
+    """Whether every field the readers use has its type, down to each event and total."""
+    if type(record.get("id")) is not str or not _fields_fit(record, _REQUEST_FIELDS):
         return False
-    events = record.get("events") or ()
-    targets = record.get("targets") or ()
-    summary = record.get("summary") or {}
     return (
-        all(_fields_fit(e, _EVENT_FIELDS, required=("kind", "op", "target")) for e in events)
-        and all(
-            _fields_fit(t, _TARGET_FIELDS, required=("kind", "target", "calls", "ms"))
-            and all(
-                isinstance(part, dict) and _fields_fit(part, _OP_FIELDS, _REQUIRED_OP_FIELDS)
-                for part in (t.get("ops") or {}).values()
-            )
-            for t in targets
-        )
+        _texts(record.get("reasons"))
+        and all(_is_event(event) for event in record.get("events") or ())
+        and all(_is_total(total) for total in record.get("targets") or ())
         and _fields_fit(record.get("request") or {}, _REQUEST_INFO_FIELDS)
-        and _fields_fit(summary, {"profiler_errors": (int,)})
+        and _fields_fit(record.get("summary") or {}, _SUMMARY_FIELDS)
     )
 
 
+def _is_event(event: Any) -> bool:
+    return (
+        type(event) is dict
+        and _fields_fit(event, _EVENT_FIELDS, ("kind", "op", "target"))
+        and _texts(event.get("keys"))
+        and _texts(event.get("missed_keys"))
+    )
+
+
+def _is_total(total: Any) -> bool:
+    return (
+        type(total) is dict
+        and _fields_fit(total, _TARGET_FIELDS, ("kind", "target", "calls", "ms"))
+        and all(
+            type(part) is dict and _fields_fit(part, _OP_FIELDS, ("count", "ms", "errors"))
+            for part in (total.get("ops") or {}).values()
+        )
+    )
+
+
+def _texts(values: list[Any] | None) -> bool:
+    return values is None or all(type(value) is str for value in values)
+
+
 def _fields_fit(
-    record: dict[str, Any], fields: dict[str, Any], required: tuple[str, ...] = ()
+    record: dict[str, Any], fields: dict[str, frozenset[type]], required: tuple[str, ...] = ()
 ) -> bool:
-    """Whether every field of ``fields`` that ``record`` has is of its type (a bool is not a
-    number), and the ``required`` ones are there."""
-    if any(name not in record for name in required):
-        return False
-    for name, types in fields.items():
-        if name not in record:
-            continue
-        value = record[name]
-        if types == _TEXTS:
-            if value is not None and not (
-                isinstance(value, list) and all(isinstance(v, str) for v in value)
-            ):
-                return False
-        elif types == _RECORDS:
-            if not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
-                return False
-        elif not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+    """Whether each field of ``record`` named in ``fields`` has one of its types, and the
+    ``required`` ones are there."""
+    for name, value in record.items():
+        types = fields.get(name)
+        if types is not None and type(value) not in types:
             return False
-    return True
+    return all(name in record for name in required)
 
 
 RELATIVE_TIME = re.compile(r"-(\d+(?:\.\d+)?)([smhd])")  # -1h, -30m, -2d, -90s
