@@ -226,7 +226,7 @@ def test_each_ops_command_in_the_readme_runs_as_printed(command, shop, tmp_path)
         (["show", "--since", "-30m", "--until", "-0.001s", "--list"], "req-1 GET /report/1 500"),
         (["show", "--until", "-1h", "--list"], ""),
         (["top", "--since", "-1h", "--until", "-0s"], "GET /report/<int:id>      1"),
-        (["top", "--since", "-1m", "--by", "statement"], "SELECT sleep_ms(?)"),
+        (["top", "--since", "-90m", "--by", "statement"], "SELECT sleep_ms(?)"),
         (["report", "--since", "-2d", "-o", "r.html"], "r.html: 1 kept request"),
         (["report", "--until", "-2d", "-o", "r.html"], "r.html: 0 kept requests"),
     ],
@@ -449,19 +449,23 @@ def test_tail_skips_them_and_says_so_when_stopped(damaged_log):
 # -- defect 8: the smaller ones ---------------------------------------------------------------
 
 
-def test_tail_on_a_missing_log_says_so_then_follows_it_when_it_appears(shop):
-    log = Path(shop.recorder.path)  # nothing written yet
-    assert not log.exists()
+def test_tail_on_a_missing_log_says_so_then_follows_it_when_it_appears(shop, tmp_path):
+    log = tmp_path / "log" / "later.jsonl"  # mistyped, or the app has not started yet
     tail = Following(str(log), "--list")
+    later = None
     try:
         said = tail.wait_for(lambda name, line: name == "err")
         assert said == f"ioprofiler: {log}: no such file yet; waiting for it\n"
+        later = Shop(tmp_path / "dbshard03.db", shop.cache, log)
         line = tail.wait_for(
             lambda name, line: name == "out",
-            meanwhile=lambda: shop.get("/report/1", request_id="req-first"),
+            meanwhile=lambda: later.get("/report/1", request_id="req-first"),
         )
     finally:
         tail.stop()
+        if later is not None:
+            later.recorder.close()
+            later.engine.dispose()
     assert "req-first" in line
 
 
