@@ -91,7 +91,7 @@ def relative_times_attached(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(relative_times_attached(sys.argv[1:] if argv is None else argv))
-    args.skipped = Skipped()
+    args.skipped = Skipped()  # what every reader skips, said once at the end
     keep = Filter(
         path=args.path,
         route=args.route,

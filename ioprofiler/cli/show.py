@@ -67,15 +67,20 @@ def print_record(out: Output, record: dict[str, Any], args: argparse.Namespace) 
     out.line(headline(record, out.width))
     if args.list:
         return
-    trace, request = load(record)
-    renderables = trace_renderables(trace, request)
-    for event, text in zip(trace.events, renderables[1:]):  # noqa: B905 (summary follows)
-        duration = event.duration_ms
-        if event.callsite and (args.callsites or (duration or 0) >= SLOW_MS):
-            text.append(f"  <- {event.callsite}", style="dim")
-    for text in renderables[1:]:
+    for text in listing(record, callsites=args.callsites):
         out.line(text)
     out.line()
+
+
+def listing(record: dict[str, Any], callsites: bool = False) -> list[Text]:
+    """The request's calls, summary and findings as the live console prints them; each slow
+    call, and with ``callsites`` every call, ends with where it was made."""
+    trace, request = load(record)
+    lines = trace_renderables(trace, request)[1:]  # the header: the headline says it
+    for event, text in zip(trace.events, lines):  # noqa: B905 (the call lines come first)
+        if event.callsite and (callsites or (event.duration_ms or 0) >= SLOW_MS):
+            text.append(f"  <- {event.callsite}", style="dim")
+    return lines
 
 
 def _chosen(found: Iterable[dict[str, Any]], slowest: int | None) -> Iterable[dict[str, Any]]:
