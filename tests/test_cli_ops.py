@@ -100,12 +100,14 @@ def ioprofiler(*args: str, cwd: Path | None = None) -> subprocess.CompletedProce
     )
 
 
-def in_terminal(*args: str, columns: int = 100) -> str:
+def in_terminal(*args: str, columns: int = 100, cwd: Path | None = None) -> str:
     """The installed command's output on a terminal ``columns`` wide (a pseudo-terminal)."""
     leader, follower = pty.openpty()
     env = dict(os.environ, COLUMNS=str(columns), LINES="40", TERM="xterm-256color")
     env.pop("NO_COLOR", None)
-    process = subprocess.Popen([str(BIN), *args], stdout=follower, stderr=follower, env=env)
+    process = subprocess.Popen(
+        [str(BIN), *args], stdout=follower, stderr=follower, env=env, cwd=cwd
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -303,8 +305,7 @@ def test_no_command_puts_a_control_character_on_a_pipe(args, hostile_log, tmp_pa
 
 @pytest.mark.parametrize("args", EVERY_COMMAND, ids=" ".join)
 def test_no_command_puts_a_control_character_on_a_terminal(args, hostile_log, tmp_path):
-    os.chdir(tmp_path)
-    out = in_terminal(args[0], str(hostile_log), *args[1:])
+    out = in_terminal(args[0], str(hostile_log), *args[1:], cwd=tmp_path)
     assert not [c for c in RAW_CONTROLS if c in out]
     if args[0] != "report":
         assert "\\x1b[2J" in out
