@@ -65,6 +65,7 @@ from ioprofiler.event import (
     CACHE_CALL_DEFAULTS,
     CONNECTION_OPS,
     DB,
+    SETUP,
     STATEMENT_DEFAULTS,
     CacheCall,
     Event,
@@ -84,6 +85,7 @@ __all__ = [
     "done",
     "failed",
     "inside",
+    "mark_setup",
     "profiler_failed",
     "perf_counter_ns",
     "remove_below",
@@ -249,6 +251,25 @@ def failed(event: Event, exc: BaseException) -> None:
         done(event)
     except Exception as inner:  # pragma: no cover - done() only touches our own objects
         profiler_failed(overflow, inner)
+
+
+def mark_setup(traces: tuple[Trace, ...], starts: list[int]) -> None:
+    """Mark as connection set-up (op ``setup``) the statements recorded in each trace since
+    it held ``starts[i]`` events: what a library sent to set a new connection up.
+
+    For the rare moments a connection is opened, never per statement::
+
+        starts = [len(trace._events) for trace in traces]
+        ...open the connection...
+        mark_setup(traces, starts)
+    """
+    for trace, start in zip(traces, starts):
+        for event in trace._events[start:]:
+            if event.kind == DB and event.op in _STATEMENT_OPS:
+                event.op = SETUP
+
+
+_STATEMENT_OPS = ("execute", "executemany")
 
 
 def profiler_failed(traces: tuple[Trace, ...], exc: BaseException) -> None:
