@@ -184,8 +184,9 @@ def test_sqlalchemy_connects_once(postgres, mariadb, driver):
     else:
         url = f"mysql+pymysql://root@127.0.0.1:3306/{mariadb}"
         # SQLAlchemy's MySQL dialect sets the character set on every new connection on the
-        # DB-API cursor itself, outside its statements: the driver's event, on the shard
-        raw_on_connect = [("dbshard11", "SET NAMES utf8mb4")]
+        # DB-API cursor itself, outside its statements: the driver's event, on the shard,
+        # marked as the connection's set-up
+        raw_on_connect = [("dbshard11", "SET NAMES utf8mb4 (connection set-up)")]
     engine = sa.create_engine(url)
     ioprofiler.label(engine, "dbshard11")
     try:
