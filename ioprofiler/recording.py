@@ -263,7 +263,7 @@ def mark_setup(traces: tuple[Trace, ...], starts: list[int]) -> None:
         ...open the connection...
         mark_setup(traces, starts)
     """
-    for trace, start in zip(traces, starts):
+    for trace, start in zip(traces, starts, strict=True):
         for event in trace._events[start:]:
             if event.kind == DB and event.op in _STATEMENT_OPS:
                 event.op = SETUP
