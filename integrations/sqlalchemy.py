@@ -65,9 +65,9 @@ from ioprofiler.recording import (
     done,
     failed,
     inside,
-    mark_setup,
     perf_counter_ns,
     profiler_failed,
+    run_as_setup,
 )
 from ioprofiler.values import KEPT_TYPES, snapshot
 from ioprofiler.values import first_row as _first_row
@@ -403,11 +403,7 @@ def _new_connection_setup(wrapped: Any, instance: Any, args: Any, kwargs: Any) -
     listeners send to set it up (``SET NAMES``, the first connect's version queries),
     which are connection set-up, not the application's statements."""
     traces = active.get()
-    starts = [len(trace._events) for trace in traces]
-    try:
-        return wrapped(*args, **kwargs)
-    finally:
-        mark_setup(traces, starts)
+    return run_as_setup(traces, wrapped, *args)
 
 
 def _called_by_pool_reset() -> bool:

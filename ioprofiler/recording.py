@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
 from time import perf_counter_ns
 from typing import Any
@@ -85,7 +86,7 @@ __all__ = [
     "done",
     "failed",
     "inside",
-    "mark_setup",
+    "run_as_setup",
     "profiler_failed",
     "perf_counter_ns",
     "remove_below",
@@ -253,20 +254,36 @@ def failed(event: Event, exc: BaseException) -> None:
         profiler_failed(overflow, inner)
 
 
-def mark_setup(traces: tuple[Trace, ...], starts: list[int]) -> None:
-    """Mark as connection set-up (op ``setup``) the statements recorded in each trace since
-    it held ``starts[i]`` events: what a library sent to set a new connection up.
+def run_as_setup(traces: tuple[Trace, ...], fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, a library setting a new connection up: the statements it sends are
+    listed as connection set-up (op ``setup``), its connects and rollbacks as they are.
 
-    For the rare moments a connection is opened, never per statement::
-
-        starts = [len(trace._events) for trace in traces]
-        ...open the connection...
-        mark_setup(traces, starts)
+    What this context records meanwhile goes to a trace of its own, then to ``traces``, so
+    the statements other threads record in the same traces stay theirs. For the rare
+    moments a connection is opened, never per statement.
     """
-    for trace, start in zip(traces, starts, strict=True):
-        for event in trace._events[start:]:
-            if event.kind == DB and event.op in _STATEMENT_OPS:
-                event.op = SETUP
+    collector = Trace(max_events=sys.maxsize)  # a handful of events; the traces bound them
+    collector.start_ns = traces[-1].start_ns  # the events' times, from the innermost trace's
+    collector._open = True
+    token = active.set((collector,))
+    try:
+        return fn(*args)
+    finally:
+        active.reset(token)
+        _keep_as_setup(traces, collector._events)
+
+
+def _keep_as_setup(traces: tuple[Trace, ...], events: list[Event]) -> None:
+    for event in events:
+        if event.kind == DB and event.op in _STATEMENT_OPS:
+            event.op = SETUP
+        for trace in traces:
+            if not trace._open:
+                continue
+            if len(trace._events) < trace.max_events:
+                trace._events.append(event)
+            else:
+                trace._tally(event)
 
 
 _STATEMENT_OPS = ("execute", "executemany")

@@ -133,3 +133,17 @@ def test_mariadb_counts_every_recorded_set_up_statement_and_ping(databases):
     assert trace.count(kind="db") == 2
     assert trace.count(kind="db", op="ping") == 1
     assert trace.count(kind="db", op="setup") >= 1
+
+
+def test_a_full_trace_still_counts_set_up_apart(databases):
+    counts = []
+    for max_events in (10_000, 1):  # the second keeps only the CONNECT, counts the rest
+        engine = sa.create_engine(MYSQL_URL)
+        try:
+            with ioprofiler.profile(max_events=max_events) as trace:
+                with engine.connect() as conn:
+                    conn.execute(sa.text("SELECT 1")).scalar_one()
+        finally:
+            engine.dispose()
+        counts.append((trace.count(kind="db"), trace.count(kind="db", op="setup")))
+    assert counts[0] == counts[1] and counts[0][0] == 1 and counts[0][1] > 2, counts
