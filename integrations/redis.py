@@ -11,7 +11,8 @@ server that answered (``[redis 10.0.0.5:6379/0]``), whichever client chose it (a
   ``MULTI``/``EXEC`` transaction) is one round trip, one event listing its commands.
 - ``Pipeline.reset`` when it sends ``UNWATCH`` straight on the connection (a pipeline left
   in ``WATCH`` mode without ``EXEC``): a ``reset`` event, a round trip of the connection
-  that counts and budgets leave out unless asked by op, like a connect.
+  that counts and budgets leave out unless asked by op, like a connect. ``Pipeline.watch``
+  switches that wrapper on in its context, so pipelines that never watch pay nothing more.
 - ``AbstractConnection.connect_check_health`` (``connect`` before redis-py 6) when it opens a
   connection (its handshake included), as a ``connect`` event: a server that cannot be
   reached shows there.
@@ -29,6 +30,7 @@ commands whose key positions are not known here (``AUTH``…).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from ioprofiler.event import CACHE, RESET
@@ -38,6 +40,9 @@ from ioprofiler.registry import importable
 from ioprofiler.targets import Service, format_server
 
 _patches = Patches()
+# True in a context once a pipeline there has entered WATCH mode with a trace open: only then
+# does Pipeline.reset() run our wrapper (for the UNWATCH it may send).
+_watched: ContextVar[bool] = ContextVar("ioprofiler_redis_watched", default=False)
 
 
 def _address_text(address: Any) -> str:
@@ -93,7 +98,8 @@ def install() -> bool:
     _patches.wrap(sync.Redis, "_send_command_parse_response", _command)
     _patches.wrap(sync.Pipeline, "_execute_pipeline", _pipeline("pipeline"))
     _patches.wrap(sync.Pipeline, "_execute_transaction", _pipeline("transaction"))
-    _patches.wrap(sync.Pipeline, "reset", _pipeline_reset)
+    _patches.wrap(sync.Pipeline, "watch", _watch)
+    _patches.wrap(sync.Pipeline, "reset", _pipeline_reset, enabled=_watched.get)
     _patches.wrap(sync.PubSub, "execute_command", _pubsub_command)
     _patches.wrap(sync.PubSub, "parse_response", _pubsub_message)
     if asynchronous is not None:
@@ -103,7 +109,8 @@ def install() -> bool:
         _patches.wrap(asynchronous.Redis, "_send_command_parse_response", _async_command)
         _patches.wrap(asynchronous.Pipeline, "_execute_pipeline", _async_pipeline("pipeline"))
         _patches.wrap(asynchronous.Pipeline, "_execute_transaction", _async_pipeline("transaction"))
-        _patches.wrap(asynchronous.Pipeline, "reset", _async_pipeline_reset)
+        _patches.wrap(asynchronous.Pipeline, "watch", _watch)
+        _patches.wrap(asynchronous.Pipeline, "reset", _async_pipeline_reset, enabled=_watched.get)
         _patches.wrap(asynchronous.PubSub, "execute_command", _async_pubsub_command)
         _patches.wrap(asynchronous.PubSub, "parse_response", _async_pubsub_message)
     from ioprofiler.integrations import _redis_cluster
@@ -325,6 +332,13 @@ def _pipeline(op: str):
     return wrapper
 
 
+def _watch(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``Pipeline.watch()``: from now on, resets in this context are looked at."""
+    if not _watched.get():
+        _watched.set(True)
+    return wrapped(*args, **kwargs)
+
+
 def _begin_reset(traces: Any, pipeline: Any):
     """The event of the ``UNWATCH`` that ``pipeline.reset()`` is about to send; None when it
     sends nothing (not watching, or its connection is gone) or on failure."""
@@ -348,7 +362,8 @@ def _reset_done(event: Any, result: Any = None) -> None:
 
 def _pipeline_reset(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """``Pipeline.reset()``: an event for the ``UNWATCH`` it sends, when it sends one."""
-    event = _begin_reset(active.get(), instance)
+    traces = active.get()
+    event = _begin_reset(traces, instance) if traces else None
     if event is None:
         return wrapped(*args, **kwargs)
     try:
@@ -509,7 +524,8 @@ def _async_pipeline(op: str):
 
 
 def _async_pipeline_reset(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    event = _begin_reset(active.get(), instance)
+    traces = active.get()
+    event = _begin_reset(traces, instance) if traces else None
     if event is None:
         return wrapped(*args, **kwargs)
     return awaited(event, wrapped(*args, **kwargs), _reset_done)
