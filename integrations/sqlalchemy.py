@@ -402,8 +402,7 @@ def _new_connection_setup(wrapped: Any, instance: Any, args: Any, kwargs: Any) -
     """The pool opening a connection: its CONNECT, then what the dialect's connect
     listeners send to set it up (``SET NAMES``, the first connect's version queries),
     which are connection set-up, not the application's statements."""
-    traces = active.get()
-    return run_as_setup(traces, wrapped, *args)
+    return run_as_setup(active.get(), wrapped, *args, **kwargs)
 
 
 def _called_by_pool_reset() -> bool:

@@ -254,9 +254,12 @@ def failed(event: Event, exc: BaseException) -> None:
         profiler_failed(overflow, inner)
 
 
-def run_as_setup(traces: tuple[Trace, ...], fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)``, a library setting a new connection up: the statements it sends are
-    listed as connection set-up (op ``setup``), its connects and rollbacks as they are.
+def run_as_setup(
+    traces: tuple[Trace, ...], fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """``fn(*args, **kwargs)``, a library setting a new connection up: the statements it
+    sends are listed as connection set-up (op ``setup``), its connects and rollbacks as
+    they are.
 
     What this context records meanwhile goes to a trace of its own, then to ``traces``, so
     the statements other threads record in the same traces stay theirs. For the rare
@@ -267,14 +270,16 @@ def run_as_setup(traces: tuple[Trace, ...], fn: Callable[..., Any], *args: Any) 
     collector._open = True
     token = active.set((collector,))
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     finally:
         active.reset(token)
-        _keep_as_setup(traces, collector._events)
+        _keep_as_setup(traces, collector)
 
 
-def _keep_as_setup(traces: tuple[Trace, ...], events: list[Event]) -> None:
-    for event in events:
+def _keep_as_setup(traces: tuple[Trace, ...], collector: Trace) -> None:
+    for trace in traces:
+        trace.profiler_errors += collector.profiler_errors
+    for event in collector._events:
         if event.kind == DB and event.op in _STATEMENT_OPS:
             event.op = SETUP
         for trace in traces:
