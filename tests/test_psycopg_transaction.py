@@ -70,3 +70,19 @@ def test_an_asyncio_transaction_block_is_begin_and_commit_events(request):
     trace, ran = asyncio.run(block())
     assert whats(trace) == ran == ["BEGIN", "SELECT 4", "COMMIT"]
     assert trace.count(kind="db") == 1
+
+
+def test_a_commit_the_server_refuses_is_an_event_with_an_error_and_raises_unchanged(request):
+    request.getfixturevalue("admin")  # the database
+    with psycopg.connect(CONNINFO, autocommit=True) as conn:
+        conn.execute("CREATE TABLE parent (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE child (p int REFERENCES parent DEFERRABLE INITIALLY DEFERRED)")
+        try:
+            with ioprofiler.profile() as trace:
+                with pytest.raises(psycopg.errors.ForeignKeyViolation), conn.transaction():
+                    conn.execute("INSERT INTO child VALUES (1)")  # checked at COMMIT
+        finally:
+            conn.execute("DROP TABLE child, parent")
+    commit = trace.events[-1]
+    assert (commit.op, commit.error is not None) == ("commit", True), trace.text()
+    assert commit.duration_ms is not None
