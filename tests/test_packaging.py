@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def copy_source(source: Path, folders: tuple[str, ...] = ("ioprofiler", "integra
     """A clean copy of the source in ``source``: a checkout's build/ folder and in-place
     extension modules would otherwise go into a wheel as they are."""
     source.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
+    for name in ("pyproject.toml", "MANIFEST.in", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, source / name)
     for name in folders:
         shutil.copytree(
@@ -144,3 +145,28 @@ def test_a_clone_works_from_inside_after_a_plain_pip_install(tmp_path):
         text=True,
     )
     assert suite.returncode == 0 and "1 passed" in suite.stdout, suite.stdout + suite.stderr
+
+
+def test_the_sdist_is_the_package_and_no_part_of_the_test_suite(tmp_path):
+    """The test suite runs from a clone (it needs the demo app, the Makefile, servers): the
+    sdist holds none of it, not test files without the conftest.py and helpers they import."""
+    source = copy_source(tmp_path / "clone", ("ioprofiler", "integrations", "tests", "demo_app"))
+    subprocess.run(
+        [sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(tmp_path), "."],
+        cwd=source,
+        check=True,
+        capture_output=True,
+    )
+    (sdist,) = tmp_path.glob("ioprofiler-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        files = {member.name.split("/", 1)[1] for member in archive.getmembers() if member.isfile()}
+    shipped = {name for name in files if not name.startswith("ioprofiler.egg-info/")}
+    package = {
+        str(path.relative_to(ROOT))
+        for folder in ("ioprofiler", "integrations")
+        for path in (ROOT / folder).rglob("*")
+        if path.suffix in (".py", ".c") and "__pycache__" not in path.parts
+    }
+    metadata = {"PKG-INFO", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE"}
+    assert not [name for name in shipped if name.startswith("tests/")]
+    assert shipped == package | metadata
