@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -170,3 +171,20 @@ def test_the_sdist_is_the_package_and_no_part_of_the_test_suite(tmp_path):
     metadata = {"PKG-INFO", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE"}
     assert not [name for name in shipped if name.startswith("tests/")]
     assert shipped == package | metadata
+
+
+def test_the_metadata_names_the_pythons_frameworks_and_licence(tmp_path):
+    """What an index shows and filters on. The classifiers are PyPI's own (setuptools checks
+    them against trove-classifiers when that is installed, as in the test extras)."""
+    from build.util import project_wheel_metadata
+    from trove_classifiers import classifiers as known
+
+    metadata = project_wheel_metadata(copy_source(tmp_path / "source"), isolated=False)
+    classifiers = metadata.get_all("Classifier") or []
+    assert classifiers and not set(classifiers) - known, sorted(set(classifiers) - known)
+    pythons = [c.split(" :: ")[-1] for c in classifiers if re.search(r"Python :: 3\.\d+$", c)]
+    assert pythons == ["3.10", "3.11", "3.12", "3.13"]
+    assert metadata["Requires-Python"] == f">={pythons[0]}"
+    frameworks = {"Django", "Flask", "FastAPI", "AsyncIO", "Pytest"}  # adapters, pytest plugin
+    assert {f"Framework :: {name}" for name in frameworks} <= set(classifiers)
+    assert metadata["License-Expression"] == "MIT"
