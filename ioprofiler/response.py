@@ -16,8 +16,8 @@ from ioprofiler.event import CACHE, DB, HTTP, POOL_WAIT
 from ioprofiler.findings import find
 from ioprofiler.headers import http_token, sf_string
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.render.roundtrip import op_count, ordered_ops
-from ioprofiler.render.words import counted
+from ioprofiler.roundtrip_text import op_count, ordered_ops
+from ioprofiler.words import counted
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
