@@ -19,6 +19,7 @@ Options are checked once, here, so every surface refuses bad input the same way.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import os
 import re
@@ -37,10 +38,13 @@ from ioprofiler.response import (
     ResponseParts,
     build_document,
     decorate,
+    findings_description,
     render_failure,
 )
 from ioprofiler.sql_text import visible
+from ioprofiler.store import TraceStore, is_id, store_from
 from ioprofiler.trace import Trace
+from ioprofiler.urls import redact_url
 
 log = logging.getLogger("ioprofiler")
 
@@ -58,6 +62,11 @@ MODES = {
 OFF = {"0", "off", "false", "no"}
 DEFAULT_MAX_INJECT_BYTES = 5 * 1024 * 1024
 KEEP, REPLACE, PASS = "keep", "replace", "pass"  # what happens to a profiled body
+FOLLOW = "follow"  # the mode of a request the panel's script marked: kept, passed through
+FOLLOW_HEADER = "X-IOProfiler-Follow"  # the panel's mark on the page's own requests
+FOLLOW_ENVIRON = "HTTP_X_IOPROFILER_FOLLOW"
+ID_HEADER = "X-IOProfiler-Id"  # the id a marked request's trace is kept under
+DEFAULT_TRACES_PATH = "/__ioprofiler__/traces/"
 _PARAM_NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
 OPTIONS = (
     "allow",
@@ -73,6 +82,9 @@ OPTIONS = (
     "export",
     "route",
     "trust_request_id",
+    "follow_requests",
+    "store",
+    "traces_path",
 )
 
 
@@ -97,6 +109,13 @@ class RequestProfiler:
     - ``trust_request_id``: with sinks, each request's id is the incoming ``X-Request-Id``
       when it is safe (:func:`ioprofiler.sinks.request_id`); False: always a new one. The
       id goes back in the response's ``X-Request-Id`` unless the application sent one.
+    - ``follow_requests``: the panel also lists the page's own same-origin fetch and XHR
+      requests: each one its script marks (``X-IOProfiler-Follow``) and ``allow`` allows is
+      profiled, its trace kept in ``store`` under a random id sent back in
+      ``X-IOProfiler-Id``, and read by the panel from ``traces_path`` + id. Off by default;
+      off, ``traces_path`` is the application's like any other path.
+    - ``store``: where those traces wait (:mod:`ioprofiler.store`): None for the process's
+      own (8 MiB, 5 minutes), a ``redis://`` or ``memcached://`` URL, or a store.
     """
 
     def __init__(
@@ -115,6 +134,9 @@ class RequestProfiler:
         export: Iterable[sinks.Sink] | None = None,
         route: sinks.RouteOf | None = None,
         trust_request_id: bool = True,
+        follow_requests: bool = False,
+        store: str | TraceStore | None = None,
+        traces_path: str = DEFAULT_TRACES_PATH,
     ) -> None:
         if allow is not None and not callable(allow):
             raise TypeError(
@@ -130,6 +152,13 @@ class RequestProfiler:
         config.check_flag("strip_param", strip_param)
         config.check_flag("install", install)
         config.check_flag("trust_request_id", trust_request_id)
+        config.check_flag("follow_requests", follow_requests)
+        if store is not None and not follow_requests:
+            raise ValueError("store= keeps followed requests: it needs follow_requests=True")
+        if not isinstance(traces_path, str) or not re.match(r"^/[\w./-]*/$", traces_path):
+            raise ValueError(
+                f"traces_path must be a path like '/__ioprofiler__/traces/', not {traces_path!r}"
+            )
         if not isinstance(console, (bool, Console)):
             raise TypeError(f"console must be True, False or a rich Console, not {console!r}")
         if route is not None and not callable(route):
@@ -148,6 +177,9 @@ class RequestProfiler:
             self.console: Console | None = Console(stderr=True, highlight=False)
         else:
             self.console = console or None
+        # None: the feature is off, and no request is marked, kept or answered by id
+        self.store: TraceStore | None = store_from(store) if follow_requests else None
+        self.traces_path = traces_path
         if install:
             ioprofiler.install()
 
@@ -214,6 +246,8 @@ class RequestProfiler:
     ) -> str:
         """Once the status and headers are known: :data:`KEEP` the body to change it,
         :data:`REPLACE` it by the trace, or :data:`PASS` it through as it is."""
+        if mode == FOLLOW:
+            return PASS  # the page's own request: its body is the page script's, unchanged
         parts = ResponseParts(status, headers, b"")
         reason = _why_unchanged(parts, method.upper(), exc_info)
         if reason is not None:
@@ -252,12 +286,15 @@ class RequestProfiler:
         notice: str | None,
         original: ResponseParts,
         replace: bool,
+        script_name: str = "",
     ) -> ResponseParts:
-        """The response to send once the whole body is known and the trace closed."""
+        """The response to send once the whole body is known and the trace closed;
+        ``script_name``: where the application is mounted, for the panel's requests."""
         try:
             if replace:
                 return build_document(trace, request, mode, self.slow_ms)
-            final = decorate(original, trace, request, notice, self.slow_ms)
+            follow = script_name + self.traces_path if self.store is not None else None
+            final = decorate(original, trace, request, notice, self.slow_ms, follow)
             if final.body is original.body:
                 not_shown(line, f"the page's charset ({original.charset}) is not ASCII-based")
             return final
@@ -265,6 +302,74 @@ class RequestProfiler:
             log.exception("ioprofiler: rendering the trace failed")
             # The page itself was dropped in text and json modes: say what went wrong.
             return original if not replace else render_failure(exc)
+
+    # -- following the page's own requests ----------------------------------------------
+
+    def follows(self, environ: dict[str, Any]) -> bool:
+        """Whether this is a request the panel's script marked, from an allowed client; not
+        the panel's own reading of a kept trace (one no longer kept is the application's)."""
+        return (
+            self.store is not None
+            and FOLLOW_ENVIRON in environ
+            and not environ.get("PATH_INFO", "").startswith(self.traces_path)
+            and self.allowed(environ)
+        )
+
+    def kept_trace(self, environ: dict[str, Any]) -> ResponseParts | None:
+        """The kept trace the panel asks for (``GET <traces_path><id>``, marked), as JSON;
+        None for anything else, an id not kept (unknown, expired) or a client ``allow``
+        refuses: the application answers those as it would without ioprofiler."""
+        path = environ.get("PATH_INFO", "")
+        if (
+            self.store is None
+            or not path.startswith(self.traces_path)
+            or environ.get("REQUEST_METHOD") != "GET"
+            or FOLLOW_ENVIRON not in environ
+            or not is_id(path[len(self.traces_path) :])
+            or not self.allowed(environ)
+        ):
+            return None
+        try:
+            entry = self.store.get(path[len(self.traces_path) :])
+        except Exception:
+            log.exception("ioprofiler: could not read a kept trace from %r", self.store)
+            return None
+        if entry is None:
+            return None
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(entry))),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+        return ResponseParts("200 OK", headers, entry)
+
+    def keep(self, trace: Trace, request: RequestInfo, trace_id: str) -> None:
+        """Keep a followed request's closed trace under ``trace_id`` for the panel."""
+        if self.store is None or not request.status:
+            return
+        try:
+            self.store.put(trace_id, self._entry(trace, request, self.store.values))
+        except Exception:
+            log.exception("ioprofiler: could not keep a followed request's trace")
+
+    def _entry(self, trace: Trace, request: RequestInfo, values: bool) -> bytes:
+        """What the panel lists of a followed request, and its listing, as JSON."""
+        from ioprofiler.analysis import summarize
+        from ioprofiler.render.html import render_listing
+
+        summary = summarize(trace)
+        findings = findings_description(trace, self.slow_ms)
+        entry = {
+            "method": request.method,
+            "path": request.path if values else redact_url(request.path),
+            "status": request.status,
+            "ms": round(trace.elapsed_ms, 3),
+            "calls": sum(total.calls for total in summary.targets),
+            "findings": findings.split(", ") if findings else [],
+            "html": render_listing(trace, None, self.slow_ms, values, summary=summary),
+        }
+        return json.dumps(entry).encode("utf-8", "backslashreplace")
 
     def print_to_console(self, trace: Trace, request: RequestInfo) -> None:
         """Print the closed trace to the console, when asked."""
@@ -317,6 +422,11 @@ class RequestProfiler:
             log.exception("ioprofiler: could not describe the finished request for the sinks")
             return
         sinks.deliver(self.sinks, request)
+
+
+def with_trace_id(headers: list[tuple[str, str]], trace_id: str) -> list[tuple[str, str]]:
+    """A followed request's headers, with the id its trace is kept under."""
+    return [*headers, (ID_HEADER, trace_id)]
 
 
 def options_from(settings: Mapping[str, Any], prefix: str, where: str) -> dict[str, Any]:

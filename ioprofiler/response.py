@@ -70,6 +70,34 @@ class ResponseParts:
                     return match.group(1)
         return None
 
+    def why_panel_cannot_follow(self) -> str | None:
+        """Why the page's Content-Security-Policy keeps the panel from following the page's
+        requests (its inline script may not run, or may not fetch from this site), or None.
+        """
+        for key, value in self.headers:
+            if key.lower() != "content-security-policy":
+                continue
+            sources = _csp_directives(value)
+            script = sources.get("script-src-elem", sources.get("script-src"))
+            script = sources.get("default-src") if script is None else script
+            inline = "'unsafe-inline'" in (script or []) and not any(
+                s.startswith(("'nonce-", "'sha")) for s in script or []
+            )
+            if script is not None and not inline and not _NONCE.search(" ".join(script)):
+                return (
+                    "this page's Content-Security-Policy lets no inline script run and has "
+                    "no nonce for the panel's: its fetch and XHR requests are not followed "
+                    "(add a 'nonce-…' to script-src and style-src; the panel uses it)"
+                )
+            connect = sources.get("connect-src", sources.get("default-src"))
+            if connect is not None and not {"'self'", "*"} & set(connect):
+                return (
+                    "this page's Content-Security-Policy does not let the panel fetch from "
+                    "this site ('self' is not in connect-src): its fetch and XHR requests "
+                    "are not followed"
+                )
+        return None
+
     def passed_through(
         self, trace: Trace, slow_ms: float | None = None, streamed: bool = False
     ) -> list[tuple[str, str]]:
@@ -102,6 +130,17 @@ class ResponseParts:
             ("Server-Timing", server_timing(trace, slow_ms)),
         ]
         return ResponseParts(self.status, headers, body)
+
+
+def _csp_directives(policy: str) -> dict[str, list[str]]:
+    """``"script-src 'self'; default-src 'none'"`` as ``{"script-src": ["'self'"], …}``;
+    the first of a repeated directive counts, as in browsers."""
+    directives: dict[str, list[str]] = {}
+    for directive in policy.split(";"):
+        words = directive.lower().split()
+        if words and words[0] not in directives:
+            directives[words[0]] = words[1:]
+    return directives
 
 
 def is_stream(status: str, headers: list[tuple[str, str]], body: object = None) -> bool:
@@ -188,13 +227,17 @@ def _inject_html(
     request: RequestInfo,
     notice: str | None,
     slow_ms: float,
+    follow: str | None = None,
 ) -> ResponseParts | None:
     from ioprofiler.render.html import render_panel
 
     charset = parts.charset
     if charset.startswith(("utf-16", "utf-32", "utf16", "utf32")):
         return None  # not ASCII-compatible: the panel's bytes would not fit in
-    panel = render_panel(trace, request, parts.csp_nonce, notice, slow_ms)
+    blocked = parts.why_panel_cannot_follow() if follow is not None else None
+    if blocked is not None:
+        notice, follow = (f"{notice}; {blocked}" if notice else blocked), None
+    panel = render_panel(trace, request, parts.csp_nonce, notice, slow_ms, follow)
     # ASCII with character references fits any ASCII-compatible charset, whatever the page
     # declares, in its headers or in a <meta> tag.
     encoded = panel.encode("ascii", "xmlcharrefreplace")
@@ -210,14 +253,16 @@ def decorate(
     request: RequestInfo,
     notice: str | None = None,
     slow_ms: float = config.DEFAULT_SLOW_MS,
+    follow: str | None = None,
 ) -> ResponseParts:
     """``?ioprofiler=1``: the panel into HTML, the listing onto text/plain, and
-    Server-Timing on everything."""
+    Server-Timing on everything; ``follow``: where the panel reads the traces of the
+    page's own requests, when it follows them."""
     from ioprofiler.render.text import listing
 
     media_type = parts.media_type
     if media_type in HTML_TYPES and not parts.is_encoded:
-        changed = _inject_html(parts, trace, request, notice, slow_ms)
+        changed = _inject_html(parts, trace, request, notice, slow_ms, follow)
         if changed is not None:
             return changed
     if media_type == "text/plain" and not parts.is_encoded:

@@ -31,6 +31,7 @@ from typing import Any
 from ioprofiler import access, sinks
 from ioprofiler.profiling import (
     DEFAULT_MAX_INJECT_BYTES,
+    FOLLOW,
     MODES,
     OFF,
     PASS,
@@ -39,9 +40,11 @@ from ioprofiler.profiling import (
     not_shown,
     path_text,
     request_line,
+    with_trace_id,
 )
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.response import ResponseParts, is_stream
+from ioprofiler.store import new_id
 from ioprofiler.trace import Trace
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -63,12 +66,20 @@ class IOProfilerMiddleware(RequestProfiler):
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if self.store is not None:
+            kept = self.kept_trace(environ)
+            if kept is not None:
+                start_response(kept.status, kept.headers)
+                return [kept.body]
         query = environ.get("QUERY_STRING", "")
         mode = notice = None
         if self.param in query:
             mode, notice = self.mode(query)
             if mode is not None and not self.allowed(environ):
                 mode = None
+        if mode is None and self.store is not None and self.follows(environ):
+            environ["ioprofiler.trace_id"] = new_id()
+            return self._profile(environ, start_response, FOLLOW, None)
         if mode is None:
             if self.sinks:
                 return self._record(environ, start_response)
@@ -355,6 +366,8 @@ class ProfiledResponse(TracedBody):
         self._headers_sent = True
         if "ioprofiler.request_id" in self.environ:
             headers = sinks.with_request_id(headers, self.environ["ioprofiler.request_id"])
+        if "ioprofiler.trace_id" in self.environ:
+            headers = with_trace_id(headers, self.environ["ioprofiler.trace_id"])
         if self.exc_info is not None:
             self.start_response(status or self.status, headers, self.exc_info)
         else:
@@ -364,11 +377,20 @@ class ProfiledResponse(TracedBody):
         original = ResponseParts(self.status or "", self.headers, b"".join(chunks))
         line = request_line(self.environ)
         final = self.middleware.final(
-            self.trace, line, self.request, self.mode, self.notice, original, replace
+            self.trace,
+            line,
+            self.request,
+            self.mode,
+            self.notice,
+            original,
+            replace,
+            self.environ.get("SCRIPT_NAME", ""),
         )
         self._send_headers(final.headers, final.status)
         yield final.body
 
     def _closed(self) -> None:
-        """Print the trace to the console, when asked."""
+        """Print the trace to the console, when asked; keep a followed request's."""
         self.middleware.print_to_console(self.trace, self.request)
+        if "ioprofiler.trace_id" in self.environ:
+            self.middleware.keep(self.trace, self.request, self.environ["ioprofiler.trace_id"])

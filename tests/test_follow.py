@@ -1,0 +1,221 @@
+"""``follow_requests=True``: the panel lists the page's own fetch and XHR requests."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from selenium.webdriver.support.ui import WebDriverWait
+from werkzeug.serving import make_server
+from werkzeug.test import Client
+
+from ioprofiler import access
+from ioprofiler.store import MemoryStore, new_id
+from ioprofiler.wsgi import IOProfilerMiddleware
+from tests.browser import chromium_or_skip
+from tests.follow_app import FollowedShop, OtherOrigin
+
+PANEL = "document.getElementById('ioprofiler-panel')"
+LOCAL = {"REMOTE_ADDR": "127.0.0.1"}
+MARKED = {"X-IOProfiler-Follow": "1"}
+SECRET = "a-secret-long-enough-for-token"
+
+
+@pytest.fixture
+def start_server():
+    running = []
+
+    def start(app) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server, thread in running:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def shop(sqlite_shards, memcached):
+    return FollowedShop(sqlite_shards, memcached.address)
+
+
+@pytest.fixture
+def browser():
+    driver = chromium_or_skip()
+    yield driver
+    driver.quit()
+
+
+def rows_listed(browser, count: int) -> list[list[str]]:
+    """The panel's rows of followed requests, once ``count`` are there."""
+    script = (
+        f"const r = {PANEL}.shadowRoot; return Array.from(r.querySelectorAll('tr.q'))"
+        ".map(tr => Array.from(tr.cells).map(td => td.textContent));"
+    )
+    WebDriverWait(browser, 20).until(
+        lambda b: (
+            b.execute_script("return window.done === true")
+            and len(b.execute_script(script)) >= count
+        )
+    )
+    return browser.execute_script(script)
+
+
+def test_the_panel_lists_the_pages_own_requests_and_opens_their_listings(
+    shop, start_server, browser
+):
+    other = OtherOrigin()
+    shop.other_origin = start_server(other)
+    base = start_server(IOProfilerMiddleware(shop, follow_requests=True))
+    browser.get(f"{base}/loads?ioprofiler=1")
+    rows = rows_listed(browser, 4)
+    assert sorted((method, path, status) for method, path, status, *_ in rows) == [
+        ("GET", "/api", "200 OK"),
+        ("GET", "/fragment", "200 OK"),
+        ("GET", "/plain", "200 OK"),
+        ("POST", "/listings?page=2", "200 OK"),
+    ]
+    by_path = {row[1]: row for row in rows}
+    assert by_path["/listings?page=2"][4] == "6" and "N+1" in by_path["/listings?page=2"][5]
+    assert by_path["/api"][4] == "1" and by_path["/api"][5] == ""
+    assert by_path["/fragment"][4] == "2"  # a query and a cache read
+    opened = browser.execute_script(
+        f"""const r = {PANEL}.shadowRoot;
+        const row = Array.from(r.querySelectorAll('tr.q'))
+            .find(tr => tr.cells[1].textContent === '/listings?page=2');
+        row.click();
+        const box = row.nextElementSibling.querySelector('.body');
+        return {{
+            findings: box.querySelector('ol.f').textContent,
+            calls: Array.from(box.querySelectorAll('table.l tr')).slice(1)
+                .map(tr => tr.cells[5].textContent),
+            bars: box.querySelectorAll('.bar i').length,
+        }};"""
+    )
+    assert (
+        "N+1 SELECT count(*) FROM FavoriteListingUser WHERE listing_id = ?" in (opened["findings"])
+    )
+    assert [c[c.index("SELECT") :] for c in opened["calls"] if "SELECT" in c] == [
+        f"SELECT count(*) FROM FavoriteListingUser WHERE listing_id = {n}"
+        for n in range(5773450, 5773456)
+    ]
+    assert opened["bars"] == len(opened["calls"])
+    # the swapped-in fragment is the application's, without a panel of its own
+    swapped = browser.execute_script("return document.getElementById('swap').innerHTML")
+    assert swapped.startswith('<p class="swapped">') and "ioprofiler" not in swapped
+    # the other site got the page's request, and nothing of ioprofiler's
+    assert other.seen and all(
+        "HTTP_X_IOPROFILER_FOLLOW" not in headers
+        and "ioprofiler" not in headers.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "").lower()
+        for headers in other.seen
+    )
+
+
+def test_requests_made_after_the_panel_is_collapsed_are_listed(shop, start_server, browser):
+    base = start_server(IOProfilerMiddleware(shop, follow_requests=True))
+    browser.get(f"{base}/page?ioprofiler=1")
+    browser.execute_script(
+        f"{PANEL}.shadowRoot.querySelector('summary').click();"
+        "window.done = false; fetch('/listings').then(r => r.json())"
+        ".then(() => { window.done = true; });"
+    )
+    rows = rows_listed(browser, 1)
+    assert [row[:3] for row in rows] == [["GET", "/listings", "200 OK"]]
+    summary = browser.execute_script(
+        f"const r = {PANEL}.shadowRoot; "
+        "return [r.querySelector('details').open, r.querySelector('summary').textContent];"
+    )
+    assert summary[0] is False and summary[1].endswith("1 request of this page")
+
+
+def test_a_refused_client_gets_the_same_bytes_marked_or_not_and_no_id(shop):
+    app = IOProfilerMiddleware(shop, follow_requests=True, allow=access.token(SECRET))
+    plain = IOProfilerMiddleware(shop, allow=access.token(SECRET))
+    wrong = {"X-IOProfiler-Token": "not-the-secret-at-all"}
+    for path in ("/listings", "/fragment", "/page"):
+        marked = Client(app).get(path, headers={**MARKED, **wrong}, environ_base=LOCAL)
+        unmarked = Client(plain).get(path, headers=wrong, environ_base=LOCAL)
+        assert marked.status == unmarked.status
+        assert marked.headers == unmarked.headers and marked.data == unmarked.data
+        assert "X-IOProfiler-Id" not in marked.headers
+    allowed = Client(app).get("/listings", headers={**MARKED, "X-IOProfiler-Token": SECRET})
+    allowed.close()
+    trace_id = allowed.headers["X-IOProfiler-Id"]
+    # a refused client asking for a kept trace gets the application's own 404
+    refused = Client(app).get(f"/__ioprofiler__/traces/{trace_id}", headers={**MARKED, **wrong})
+    unknown_path = Client(shop).get(f"/__ioprofiler__/traces/{trace_id}")
+    assert (refused.status, refused.headers, refused.data) == (
+        unknown_path.status,
+        unknown_path.headers,
+        unknown_path.data,
+    )
+    assert refused.status_code == 404
+
+
+def test_unknown_and_expired_ids_get_the_applications_404(shop):
+    now = [0.0]
+    app = IOProfilerMiddleware(
+        shop, follow_requests=True, store=MemoryStore(ttl=60, clock=lambda: now[0])
+    )
+    client = Client(app)
+    response = client.get("/listings", headers=MARKED, environ_base=LOCAL)
+    response.close()
+    trace_id = response.headers["X-IOProfiler-Id"]
+    assert len(trace_id) == 32 and int(trace_id, 16) >= 0
+    url = f"/__ioprofiler__/traces/{trace_id}"
+    found = client.get(url, headers=MARKED, environ_base=LOCAL)
+    assert found.status_code == 200 and found.json["path"] == "/listings"
+    assert found.headers["Cache-Control"] == "no-store"
+    now[0] = 61.0
+    for asked in (url, f"/__ioprofiler__/traces/{new_id()}", "/__ioprofiler__/traces/x"):
+        gone = client.get(asked, headers=MARKED, environ_base=LOCAL)
+        unknown_path = Client(shop).get(asked)
+        assert (gone.status, gone.headers, gone.data) == (
+            unknown_path.status,
+            unknown_path.headers,
+            unknown_path.data,
+        )
+
+
+def test_off_by_default_nothing_is_marked_kept_or_answered(shop):
+    client = Client(IOProfilerMiddleware(shop))
+    response = client.get("/listings", headers=MARKED, environ_base=LOCAL)
+    assert "X-IOProfiler-Id" not in response.headers
+    assert "Server-Timing" not in response.headers
+    page = client.get("/page?ioprofiler=1", environ_base=LOCAL)
+    assert b"data-follow" not in page.data and b"X-IOProfiler-Follow" not in page.data
+
+
+def test_only_marked_requests_from_allowed_clients_are_kept(shop):
+    store = MemoryStore()
+    app = IOProfilerMiddleware(shop, follow_requests=True, store=store)
+    client = Client(app)
+    client.get("/listings", environ_base=LOCAL).close()  # not marked
+    client.get("/listings", headers=MARKED, environ_base={"REMOTE_ADDR": "203.0.113.9"}).close()
+    client.get("/page?ioprofiler=1", environ_base=LOCAL).close()  # the page: inline
+    assert store.size == 0
+    client.get("/listings", headers=MARKED, environ_base=LOCAL).close()
+    assert store.size > 0
+
+
+def test_the_memory_store_keeps_its_byte_bound_dropping_the_oldest():
+    store = MemoryStore(max_bytes=1000, ttl=60)
+    ids = [new_id() for _ in range(5)]
+    for trace_id in ids:
+        store.put(trace_id, b"x" * 300)
+    assert store.size == 900
+    assert [store.get(i) is not None for i in ids] == [False, False, True, True, True]
+    store.put(new_id(), b"x" * 1001)  # larger than the bound: not kept
+    assert store.size == 900
+
+
+def test_the_panel_uses_the_pages_csp_nonce_or_says_why_it_cannot_follow(shop):
+    client = Client(IOProfilerMiddleware(shop, follow_requests=True))
+    page = client.get("/csp?ioprofiler=1", environ_base=LOCAL).get_data(as_text=True)
+    # the csp page's policy has a nonce but default-src 'none': no fetch to the site itself
+    assert '<script nonce="abc123">' in page and '<style nonce="abc123">' in page
+    assert "&#x27;self&#x27; is not in connect-src" in page and "data-follow" not in page
