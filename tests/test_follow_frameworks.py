@@ -4,7 +4,6 @@ middleware: a marked request's trace is kept and read back, an unknown id is the
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
