@@ -42,7 +42,7 @@ from ioprofiler.response import (
     render_failure,
 )
 from ioprofiler.sql_text import visible
-from ioprofiler.store import TraceStore, is_id, store_from
+from ioprofiler.store import MAX_SHARED_ENTRY_BYTES, TraceStore, is_id, store_from
 from ioprofiler.trace import Trace
 from ioprofiler.urls import redact_url
 
@@ -349,15 +349,18 @@ class RequestProfiler:
         if self.store is None or not request.status:
             return
         try:
-            self.store.put(trace_id, self._entry(trace, request, self.store.values))
+            self.store.put(trace_id, self._entry(trace, request, self.store))
         except Exception:
             log.exception("ioprofiler: could not keep a followed request's trace")
 
-    def _entry(self, trace: Trace, request: RequestInfo, values: bool) -> bytes:
-        """What the panel lists of a followed request, and its listing, as JSON."""
+    def _entry(self, trace: Trace, request: RequestInfo, kept_in: TraceStore) -> bytes:
+        """What the panel lists of a followed request, and its listing, as JSON; a listing
+        past what the store keeps is replaced by a note saying so."""
         from ioprofiler.analysis import summarize
-        from ioprofiler.render.html import render_listing
+        from ioprofiler.render.html import render_listing, render_note
 
+        values = getattr(kept_in, "values", False)  # a store of the user's own: no values
+        limit = getattr(kept_in, "max_entry_bytes", MAX_SHARED_ENTRY_BYTES)
         summary = summarize(trace)
         findings = findings_description(trace, self.slow_ms)
         entry = {
@@ -369,6 +372,13 @@ class RequestProfiler:
             "findings": findings.split(", ") if findings else [],
             "html": render_listing(trace, None, self.slow_ms, values, summary=summary),
         }
+        encoded = json.dumps(entry).encode("utf-8", "backslashreplace")
+        if len(encoded) <= limit:
+            return encoded
+        entry["html"] = render_note(
+            f"this listing ({len(encoded):,} bytes) is past what the store keeps "
+            f"({limit:,} bytes): ask for the request with ?{self.param}=text"
+        )
         return json.dumps(entry).encode("utf-8", "backslashreplace")
 
     def print_to_console(self, trace: Trace, request: RequestInfo) -> None:

@@ -50,9 +50,11 @@ def is_id(text: str) -> bool:
 
 class TraceStore(Protocol):
     """What the middleware needs of a store. ``values``: whether entries may hold bound
-    values, error messages and query-string values."""
+    values, error messages and query-string values; ``max_entry_bytes``: the largest entry
+    it keeps."""
 
     values: bool
+    max_entry_bytes: int
 
     def put(self, trace_id: str, entry: bytes) -> None: ...
 
@@ -74,7 +76,7 @@ class MemoryStore:
     ) -> None:
         _check_positive("max_bytes", max_bytes)
         _check_positive("ttl", ttl)
-        self.max_bytes = max_bytes
+        self.max_bytes = self.max_entry_bytes = max_bytes
         self.ttl = float(ttl)
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
@@ -123,6 +125,8 @@ class RedisStore:
     """Entries in Redis under ``ioprofiler:trace:<id>``, each at most 1 MiB, expiring
     after ``ttl`` seconds (Redis drops them itself)."""
 
+    max_entry_bytes = MAX_SHARED_ENTRY_BYTES
+
     def __init__(self, url: str, ttl: float = DEFAULT_TTL, values: bool = False) -> None:
         import redis
 
@@ -146,6 +150,8 @@ class RedisStore:
 class MemcachedStore:
     """Entries in memcached (``memcached://host:port``), each at most 1 MiB, expiring after
     ``ttl`` seconds; memcached may drop them sooner when it needs the room."""
+
+    max_entry_bytes = MAX_SHARED_ENTRY_BYTES
 
     def __init__(self, url: str, ttl: float = DEFAULT_TTL, values: bool = False) -> None:
         from pymemcache.client.base import PooledClient

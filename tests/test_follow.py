@@ -219,3 +219,15 @@ def test_the_panel_uses_the_pages_csp_nonce_or_says_why_it_cannot_follow(shop):
     # the csp page's policy has a nonce but default-src 'none': no fetch to the site itself
     assert '<script nonce="abc123">' in page and '<style nonce="abc123">' in page
     assert "&#x27;self&#x27; is not in connect-src" in page and "data-follow" not in page
+
+
+def test_a_listing_past_the_stores_bound_is_listed_with_a_note_saying_so(shop):
+    store = MemoryStore(max_bytes=2000)  # the N+1 endpoint's listing is about 4 KB
+    client = Client(IOProfilerMiddleware(shop, follow_requests=True, store=store))
+    marked = client.get("/listings", headers=MARKED, environ_base=LOCAL)
+    marked.close()
+    url = f"/__ioprofiler__/traces/{marked.headers['X-IOProfiler-Id']}"
+    entry = client.get(url, headers=MARKED, environ_base=LOCAL).json
+    assert entry["calls"] == 6 and "N+1" in entry["findings"]
+    assert "is past what the store keeps (2,000 bytes)" in entry["html"]
+    assert "?ioprofiler=text" in entry["html"] and "SELECT" not in entry["html"]

@@ -315,6 +315,11 @@ def render_panel(
     )
 
 
+def render_note(text: str) -> str:
+    """A panel body holding only a note, such as why a listing is not there."""
+    return f'<div class="body"><p class="note">{escape(text)}</p></div>'
+
+
 def render_listing(
     trace: Trace,
     notice: str | None = None,
