@@ -37,7 +37,8 @@ window.addEventListener("DOMContentLoaded", function () {
 
 
 class FollowedShop(ShopApp):
-    PAGES = (*ShopApp.PAGES, "loads", "listings", "fragment")
+    PAGES = (*ShopApp.PAGES, "loads", "loads_under_csp", "listings", "fragment")
+    NONCE = "r4nd0mN0nce"
 
     def __init__(self, *args, other_origin: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -46,6 +47,17 @@ class FollowedShop(ShopApp):
     def loads(self, request):
         body = PAGE.format(LOADS).replace("<body>", f'<body data-other="{self.other_origin}">')
         return Response(body, mimetype="text/html")
+
+    def loads_under_csp(self, request):
+        """The same page under a strict policy with a nonce, as its own script has."""
+        response = self.loads(request)
+        body = response.get_data(as_text=True).replace("<script>", f'<script nonce="{self.NONCE}">')
+        response.set_data(body)
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'self'; script-src 'nonce-{self.NONCE}'; "
+            f"style-src 'nonce-{self.NONCE}'; connect-src 'self' {self.other_origin}"
+        )
+        return response
 
     def listings(self, request):
         """Favorites counted one listing at a time: an N+1 finding."""

@@ -115,6 +115,23 @@ def test_the_panel_lists_the_pages_own_requests_and_opens_their_listings(
     )
 
 
+def test_under_a_strict_csp_with_a_nonce_the_panel_follows_the_page(shop, start_server, browser):
+    shop.other_origin = start_server(OtherOrigin())
+    base = start_server(IOProfilerMiddleware(shop, follow_requests=True))
+    browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument",
+        {
+            "source": "window.__violations = []; document.addEventListener("
+            "'securitypolicyviolation', e => window.__violations.push(e.violatedDirective));"
+        },
+    )
+    browser.get(f"{base}/loads_under_csp?ioprofiler=1")
+    rows = rows_listed(browser, 4)
+    assert sorted(row[1] for row in rows) == ["/api", "/fragment", "/listings?page=2", "/plain"]
+    browser.execute_script(f"{PANEL}.shadowRoot.querySelector('tr.q').click()")
+    assert browser.execute_script("return window.__violations") == []
+
+
 def test_requests_made_after_the_panel_is_collapsed_are_listed(shop, start_server, browser):
     base = start_server(IOProfilerMiddleware(shop, follow_requests=True))
     browser.get(f"{base}/page?ioprofiler=1")
@@ -219,6 +236,23 @@ def test_the_panel_uses_the_pages_csp_nonce_or_says_why_it_cannot_follow(shop):
     # the csp page's policy has a nonce but default-src 'none': no fetch to the site itself
     assert '<script nonce="abc123">' in page and '<style nonce="abc123">' in page
     assert "&#x27;self&#x27; is not in connect-src" in page and "data-follow" not in page
+
+
+@pytest.mark.parametrize(
+    "policy",
+    ["script-src 'self'", "default-src 'self'", "script-src 'unsafe-inline' 'sha256-abc='"],
+)
+def test_a_csp_that_stops_inline_script_is_named_in_the_panel(policy):
+    def app(environ, start_response):
+        start_response(
+            "200 OK", [("Content-Type", "text/html"), ("Content-Security-Policy", policy)]
+        )
+        return [b"<html><body>page</body></html>"]
+
+    client = Client(IOProfilerMiddleware(app, follow_requests=True))
+    page = client.get("/?ioprofiler=1", environ_base=LOCAL).get_data(as_text=True)
+    assert "lets no inline script run and has no nonce" in page
+    assert "data-follow" not in page and "X-IOProfiler-Follow" not in page
 
 
 def test_a_listing_past_the_stores_bound_is_listed_with_a_note_saying_so(shop):
