@@ -82,19 +82,22 @@ class IOProfilerMiddleware(RequestProfiler):
         if self.strip_param:
             kept = self.without_param(query.decode("latin-1"))
             scope = dict(scope, query_string=kept.encode("latin-1"))
+        if self.store is not None:  # kept for the recent requests page
+            scope = dict(scope, **{"ioprofiler.trace_id": new_id()})
         await ProfiledExchange(self, scope, send, mode, notice).run(receive)
 
     async def _answered_by_id(self, scope: Scope, send: Send) -> bool:
-        """Send the kept trace the panel asks for; False: the application answers."""
-        if not scope.get("path", "").startswith(self.traces_path):
+        """Send the recent requests or the kept trace asked for; False: the application
+        answers."""
+        if not scope.get("path", "").startswith(self.follow_path):
             return False
-        kept = self.kept_trace(environ_of(scope))
-        if kept is None:
+        own = self.own_answer(environ_of(scope))
+        if own is None:
             return False
-        status = int(kept.status.split(" ", 1)[0])
-        headers = _raw_headers(kept.headers)
+        status = int(own.status.split(" ", 1)[0])
+        headers = _raw_headers(own.headers)
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": kept.body})
+        await send({"type": "http.response.body", "body": own.body})
         return True
 
 

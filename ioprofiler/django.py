@@ -97,7 +97,7 @@ class IOProfilerMiddleware(RequestProfiler):
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
-        kept = self._kept_trace(request)
+        kept = self._own_answer(request)
         if kept is not None:
             return kept
         mode, notice = self._asked(request)
@@ -112,7 +112,7 @@ class IOProfilerMiddleware(RequestProfiler):
         return self._finish(request, response, trace, started_at, mode, notice)
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        kept = self._kept_trace(request)
+        kept = self._own_answer(request)
         if kept is not None:
             return kept
         mode, notice = self._asked(request)
@@ -129,15 +129,16 @@ class IOProfilerMiddleware(RequestProfiler):
             active.set(tuple(t for t in active.get() if t is not trace))
         return self._finish(request, response, trace, started_at, mode, notice)
 
-    def _kept_trace(self, request: HttpRequest) -> HttpResponse | None:
-        """The kept trace the panel asks for, or None: the application answers."""
-        if self.store is None or not request.path_info.startswith(self.traces_path):
+    def _own_answer(self, request: HttpRequest) -> HttpResponse | None:
+        """The recent requests or the kept trace asked for, or None: the application
+        answers."""
+        if self.store is None or not request.path_info.startswith(self.follow_path):
             return None
-        kept = self.kept_trace(request.META)
-        if kept is None:
+        own = self.own_answer(request.META)
+        if own is None:
             return None
-        response = HttpResponse(kept.body)
-        _replace_headers(response, kept.headers)
+        response = HttpResponse(own.body)
+        _replace_headers(response, own.headers)
         return response
 
     def _asked(self, request: HttpRequest) -> tuple[str | None, str | None]:
@@ -148,8 +149,9 @@ class IOProfilerMiddleware(RequestProfiler):
             if mode is not None and not self.allowed(request.META):
                 mode = None
         if mode is None and self.store is not None and self.follows(request.META):
+            mode = FOLLOW
+        if mode is not None and self.store is not None:  # kept, followed or not
             request.META["ioprofiler.trace_id"] = new_id()
-            return FOLLOW, None
         return mode, notice
 
     def _open(self, request: HttpRequest, mode: str | None) -> tuple[Trace, float]:

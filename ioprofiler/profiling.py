@@ -42,7 +42,7 @@ from ioprofiler.response import (
     render_failure,
 )
 from ioprofiler.sql_text import visible
-from ioprofiler.store import MAX_SHARED_ENTRY_BYTES, TraceStore, is_id, store_from
+from ioprofiler.store import MAX_SHARED_ENTRY_BYTES, TraceStore, is_id, new_id, store_from
 from ioprofiler.trace import Trace
 from ioprofiler.urls import redact_url
 
@@ -66,7 +66,8 @@ FOLLOW = "follow"  # the mode of a request the panel's script marked: kept, pass
 FOLLOW_HEADER = "X-IOProfiler-Follow"  # the panel's mark on the page's own requests
 FOLLOW_ENVIRON = "HTTP_X_IOPROFILER_FOLLOW"
 ID_HEADER = "X-IOProfiler-Id"  # the id a marked request's trace is kept under
-DEFAULT_TRACES_PATH = "/__ioprofiler__/traces/"
+DEFAULT_FOLLOW_PATH = "/__ioprofiler__/"  # the recent requests; their traces under traces/
+RECENT = 50  # requests the recent requests page lists
 _PARAM_NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
 OPTIONS = (
     "allow",
@@ -84,7 +85,7 @@ OPTIONS = (
     "trust_request_id",
     "follow_requests",
     "store",
-    "traces_path",
+    "follow_path",
 )
 
 
@@ -112,8 +113,9 @@ class RequestProfiler:
     - ``follow_requests``: the panel also lists the page's own same-origin fetch and XHR
       requests: each one its script marks (``X-IOProfiler-Follow``) and ``allow`` allows is
       profiled, its trace kept in ``store`` under a random id sent back in
-      ``X-IOProfiler-Id``, and read by the panel from ``traces_path`` + id. Off by default;
-      off, ``traces_path`` is the application's like any other path.
+      ``X-IOProfiler-Id``, and read by the panel from ``<follow_path>traces/<id>``; so is
+      each request profiled with the parameter, and ``follow_path`` itself lists the
+      recent ones. Off by default; off, ``follow_path`` is the application's like any other.
     - ``store``: where those traces wait (:mod:`ioprofiler.store`): None for the process's
       own (8 MiB, 5 minutes), a ``redis://`` or ``memcached://`` URL, or a store.
     """
@@ -136,7 +138,7 @@ class RequestProfiler:
         trust_request_id: bool = True,
         follow_requests: bool = False,
         store: str | TraceStore | None = None,
-        traces_path: str = DEFAULT_TRACES_PATH,
+        follow_path: str = DEFAULT_FOLLOW_PATH,
     ) -> None:
         if allow is not None and not callable(allow):
             raise TypeError(
@@ -155,9 +157,9 @@ class RequestProfiler:
         config.check_flag("follow_requests", follow_requests)
         if store is not None and not follow_requests:
             raise ValueError("store= keeps followed requests: it needs follow_requests=True")
-        if not isinstance(traces_path, str) or not re.match(r"^/[\w./-]*/$", traces_path):
+        if not isinstance(follow_path, str) or not re.match(r"^/[\w./-]*/$", follow_path):
             raise ValueError(
-                f"traces_path must be a path like '/__ioprofiler__/traces/', not {traces_path!r}"
+                f"follow_path must be a path like '/__ioprofiler__/', not {follow_path!r}"
             )
         if not isinstance(console, (bool, Console)):
             raise TypeError(f"console must be True, False or a rich Console, not {console!r}")
@@ -179,7 +181,8 @@ class RequestProfiler:
             self.console = console or None
         # None: the feature is off, and no request is marked, kept or answered by id
         self.store: TraceStore | None = store_from(store) if follow_requests else None
-        self.traces_path = traces_path
+        self.follow_path = follow_path
+        self.traces_path = follow_path + "traces/"
         if install:
             ioprofiler.install()
 
@@ -246,8 +249,8 @@ class RequestProfiler:
     ) -> str:
         """Once the status and headers are known: :data:`KEEP` the body to change it,
         :data:`REPLACE` it by the trace, or :data:`PASS` it through as it is."""
-        if mode == FOLLOW:
-            return PASS  # the page's own request: its body is the page script's, unchanged
+        if mode == FOLLOW:  # kept whole, to keep the trace before the client has the body
+            return KEEP
         parts = ResponseParts(status, headers, b"")
         reason = _why_unchanged(parts, method.upper(), exc_info)
         if reason is not None:
@@ -293,6 +296,9 @@ class RequestProfiler:
         try:
             if replace:
                 return build_document(trace, request, mode, self.slow_ms)
+            if mode == FOLLOW:  # the page script's own request: its body as it was
+                headers = original.passed_through(trace, self.slow_ms)
+                return ResponseParts(original.status, headers, original.body)
             follow = script_name + self.traces_path if self.store is not None else None
             final = decorate(original, trace, request, notice, self.slow_ms, follow)
             if final.body is original.body:
@@ -311,49 +317,68 @@ class RequestProfiler:
         return (
             self.store is not None
             and FOLLOW_ENVIRON in environ
-            and not environ.get("PATH_INFO", "").startswith(self.traces_path)
+            and not environ.get("PATH_INFO", "").startswith(self.follow_path)
             and self.allowed(environ)
         )
 
-    def kept_trace(self, environ: dict[str, Any]) -> ResponseParts | None:
-        """The kept trace the panel asks for (``GET <traces_path><id>``, marked), as JSON;
-        None for anything else, an id not kept (unknown, expired) or a client ``allow``
-        refuses: the application answers those as it would without ioprofiler."""
+    def own_answer(self, environ: dict[str, Any]) -> ResponseParts | None:
+        """The answer to a request for ``follow_path`` (the recent requests) or a kept trace
+        under it; None for anything else, an id not kept (unknown, expired) or a client
+        ``allow`` refuses: the application answers those as it would without ioprofiler."""
         path = environ.get("PATH_INFO", "")
         if (
             self.store is None
-            or not path.startswith(self.traces_path)
+            or not path.startswith(self.follow_path)
             or environ.get("REQUEST_METHOD") != "GET"
+        ):
+            return None
+        if path == self.follow_path:
+            return self._recent_page(environ) if self.allowed(environ) else None
+        trace_id = path[len(self.traces_path) :]
+        if (
+            not path.startswith(self.traces_path)
             or FOLLOW_ENVIRON not in environ
-            or not is_id(path[len(self.traces_path) :])
+            or not is_id(trace_id)
             or not self.allowed(environ)
         ):
             return None
         try:
-            entry = self.store.get(path[len(self.traces_path) :])
+            entry = self.store.get(trace_id)
         except Exception:
             log.exception("ioprofiler: could not read a kept trace from %r", self.store)
             return None
         if entry is None:
             return None
-        headers = [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(entry))),
-            ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff"),
-        ]
-        return ResponseParts("200 OK", headers, entry)
+        return _own_response("application/json", entry)
+
+    def _recent_page(self, environ: dict[str, Any]) -> ResponseParts | None:
+        """The recent requests page: the last profiled requests the store holds, newest
+        first, each opening its listing."""
+        from ioprofiler.render.html import render_recent
+
+        try:
+            recent = getattr(self.store, "recent", None)  # a store of the user's own may not
+            entries = [json.loads(entry) for entry in recent(RECENT)] if recent else []
+            nonce = new_id()
+            body = render_recent(entries, nonce).encode("ascii", "xmlcharrefreplace")
+        except Exception:
+            log.exception("ioprofiler: could not show the recent requests")
+            return None
+        policy = f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'"
+        return _own_response("text/html; charset=utf-8", body, policy)
 
     def keep(self, trace: Trace, request: RequestInfo, trace_id: str) -> None:
         """Keep a followed request's closed trace under ``trace_id`` for the panel."""
         if self.store is None or not request.status:
             return
         try:
-            self.store.put(trace_id, self._entry(trace, request, self.store))
+            self.store.put(trace_id, self._entry(trace_id, trace, request, self.store))
         except Exception:
             log.exception("ioprofiler: could not keep a followed request's trace")
 
-    def _entry(self, trace: Trace, request: RequestInfo, kept_in: TraceStore) -> bytes:
+    def _entry(
+        self, trace_id: str, trace: Trace, request: RequestInfo, kept_in: TraceStore
+    ) -> bytes:
         """What the panel lists of a followed request, and its listing, as JSON; a listing
         past what the store keeps is replaced by a note saying so."""
         from ioprofiler.analysis import summarize
@@ -364,6 +389,7 @@ class RequestProfiler:
         summary = summarize(trace)
         findings = findings_description(trace, self.slow_ms)
         entry = {
+            "id": trace_id,
             "method": request.method,
             "path": request.path if values else redact_url(request.path),
             "status": request.status,
@@ -432,6 +458,19 @@ class RequestProfiler:
             log.exception("ioprofiler: could not describe the finished request for the sinks")
             return
         sinks.deliver(self.sinks, request)
+
+
+def _own_response(content_type: str, body: bytes, policy: str | None = None) -> ResponseParts:
+    """A response of ioprofiler's own: never cached, never sniffed as another type."""
+    headers = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+    if policy is not None:
+        headers.append(("Content-Security-Policy", policy))
+    return ResponseParts("200 OK", headers, body)
 
 
 def with_trace_id(headers: list[tuple[str, str]], trace_id: str) -> list[tuple[str, str]]:

@@ -25,7 +25,7 @@ import re
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -35,6 +35,7 @@ log = logging.getLogger("ioprofiler")
 DEFAULT_TTL = 300.0  # seconds a trace waits to be read
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024  # the in-process store's bound, all entries together
 MAX_SHARED_ENTRY_BYTES = 1024 * 1024  # memcached's default item limit; Redis alike
+RECENT_IDS = 100  # ids a shared store remembers for the recent requests page
 _ID = re.compile(r"^[0-9a-f]{32}$")
 T = TypeVar("T")
 
@@ -59,6 +60,10 @@ class TraceStore(Protocol):
     def put(self, trace_id: str, entry: bytes) -> None: ...
 
     def get(self, trace_id: str) -> bytes | None: ...
+
+    def recent(self, count: int) -> list[bytes]:
+        """The newest ``count`` entries still kept, newest first."""
+        ...
 
 
 class MemoryStore:
@@ -105,6 +110,12 @@ class MemoryStore:
             found = self._entries.get(trace_id)
         return None if found is None else found[1]
 
+    def recent(self, count: int) -> list[bytes]:
+        with self._lock:
+            self._forget_expired()
+            newest_first = reversed(self._entries.values())
+            return [entry for _, entry in newest_first][:count]
+
     def _forget_expired(self) -> None:
         now = self._clock()
         while self._entries:
@@ -138,10 +149,27 @@ class RedisStore:
 
     def put(self, trace_id: str, entry: bytes) -> None:
         if _fits(entry):
-            outside_traces(self._client.set, _key(trace_id), entry, ex=self.ttl)
+            outside_traces(self._put, trace_id, entry)
+
+    def _put(self, trace_id: str, entry: bytes) -> None:
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.set(_key(trace_id), entry, ex=self.ttl)
+            pipe.lpush(RECENT_KEY, trace_id)
+            pipe.ltrim(RECENT_KEY, 0, RECENT_IDS - 1)
+            pipe.expire(RECENT_KEY, self.ttl)
+            pipe.execute()
 
     def get(self, trace_id: str) -> bytes | None:
         return outside_traces(self._client.get, _key(trace_id))
+
+    def recent(self, count: int) -> list[bytes]:
+        """The newest entries of every process that shares the store."""
+        return outside_traces(self._recent, count)
+
+    def _recent(self, count: int) -> list[bytes]:
+        ids = [i.decode("ascii") for i in self._client.lrange(RECENT_KEY, 0, count - 1)]
+        entries = self._client.mget([_key(i) for i in ids]) if ids else []
+        return [entry for entry in entries if entry is not None]
 
     def __repr__(self) -> str:
         return f"RedisStore({_without_password(self.url)!r}, ttl={self.ttl})"
@@ -166,13 +194,21 @@ class MemcachedStore:
         self._client = PooledClient(
             (parts.hostname, parts.port or 11211), connect_timeout=2, timeout=2
         )
+        self._recent: deque[str] = deque(maxlen=RECENT_IDS)  # memcached lists no keys
 
     def put(self, trace_id: str, entry: bytes) -> None:
         if _fits(entry):
             outside_traces(self._client.set, _key(trace_id), entry, self.ttl, False)
+            self._recent.appendleft(trace_id)
 
     def get(self, trace_id: str) -> bytes | None:
         return outside_traces(self._client.get, _key(trace_id))
+
+    def recent(self, count: int) -> list[bytes]:
+        """The newest entries this process kept (memcached cannot list the others')."""
+        keys = [_key(trace_id) for trace_id in list(self._recent)[:count]]
+        found = outside_traces(self._client.get_many, keys) if keys else {}
+        return [found[key] for key in keys if key in found]
 
     def __repr__(self) -> str:
         return f"MemcachedStore({self.url!r}, ttl={self.ttl})"
@@ -200,6 +236,9 @@ def outside_traces(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call ``function`` in an empty context: no trace is open there, so the store's own
     Redis or memcached calls never land in the request's trace."""
     return contextvars.Context().run(function, *args, **kwargs)
+
+
+RECENT_KEY = "ioprofiler:recent"
 
 
 def _key(trace_id: str) -> str:

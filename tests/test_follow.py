@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -207,16 +208,18 @@ def test_off_by_default_nothing_is_marked_kept_or_answered(shop):
     assert b"data-follow" not in page.data and b"X-IOProfiler-Follow" not in page.data
 
 
-def test_only_marked_requests_from_allowed_clients_are_kept(shop):
+def test_only_profiled_requests_from_allowed_clients_are_kept(shop):
     store = MemoryStore()
     app = IOProfilerMiddleware(shop, follow_requests=True, store=store)
     client = Client(app)
     client.get("/listings", environ_base=LOCAL).close()  # not marked
     client.get("/listings", headers=MARKED, environ_base={"REMOTE_ADDR": "203.0.113.9"}).close()
-    client.get("/page?ioprofiler=1", environ_base=LOCAL).close()  # the page: inline
-    assert store.size == 0
-    client.get("/listings", headers=MARKED, environ_base=LOCAL).close()
-    assert store.size > 0
+    client.get("/page?ioprofiler=1", environ_base={"REMOTE_ADDR": "203.0.113.9"}).close()
+    assert store.recent(10) == []
+    client.get("/page?ioprofiler=1", environ_base=LOCAL).close()  # the page itself
+    client.get("/listings", headers=MARKED, environ_base=LOCAL).close()  # its request
+    kept = [json.loads(entry) for entry in store.recent(10)]
+    assert [entry["path"] for entry in kept] == ["/listings", "/page?ioprofiler=1"]
 
 
 def test_the_memory_store_keeps_its_byte_bound_dropping_the_oldest():
@@ -265,3 +268,47 @@ def test_a_listing_past_the_stores_bound_is_listed_with_a_note_saying_so(shop):
     assert entry["calls"] == 6 and "N+1" in entry["findings"]
     assert "is past what the store keeps (2,000 bytes)" in entry["html"]
     assert "?ioprofiler=text" in entry["html"] and "SELECT" not in entry["html"]
+
+
+def test_the_recent_requests_page_lists_the_kept_requests_newest_first(shop):
+    client = Client(IOProfilerMiddleware(shop, follow_requests=True))
+    client.get("/page?ioprofiler=1", environ_base=LOCAL).close()
+    client.get("/listings", headers=MARKED, environ_base=LOCAL).close()
+    client.get("/api?ioprofiler=json", environ_base=LOCAL).close()
+    page = client.get("/__ioprofiler__/", environ_base=LOCAL)
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    lines = [part.split("</summary>")[0] for part in html.split("<summary>")[1:]]
+    assert [line.split("<span>")[0] for line in lines] == [
+        "GET /api?ioprofiler=json &#8594; 200 OK",
+        "GET /listings &#8594; 200 OK",
+        "GET /page?ioprofiler=1 &#8594; 200 OK",
+    ]
+    assert '<b class="n1">N+1</b>' in lines[1] and "<span>6 calls</span>" in lines[1]
+    assert "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = 5773450" in html
+    nonce = page.headers["Content-Security-Policy"].split("'nonce-")[1].split("'")[0]
+    assert f'<style nonce="{nonce}">' in html and "<script" not in html
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_the_recent_requests_page_is_the_applications_for_a_refused_client_or_when_off(shop):
+    refused = Client(IOProfilerMiddleware(shop, follow_requests=True)).get(
+        "/__ioprofiler__/", environ_base={"REMOTE_ADDR": "203.0.113.9"}
+    )
+    off = Client(IOProfilerMiddleware(shop)).get("/__ioprofiler__/", environ_base=LOCAL)
+    plain = Client(shop).get("/__ioprofiler__/")
+    for got in (refused, off):
+        assert (got.status, got.headers, got.data) == (plain.status, plain.headers, plain.data)
+
+
+def test_a_followed_trace_is_kept_before_the_client_has_the_body(shop):
+    # The panel asks for the trace once the body has arrived, maybe of another worker,
+    # while the server may not yet have closed the response: the trace is kept by then.
+    client = Client(IOProfilerMiddleware(shop, follow_requests=True))
+    marked = client.get("/listings", headers=MARKED, environ_base=LOCAL, buffered=False)
+    body = b"".join(marked.iter_encoded())  # read, not closed
+    assert json.loads(body)["favorites"]
+    url = f"/__ioprofiler__/traces/{marked.headers['X-IOProfiler-Id']}"
+    assert client.get(url, headers=MARKED, environ_base=LOCAL).json["calls"] == 6
+    assert "db;dur=" in marked.headers["Server-Timing"]
+    marked.close()

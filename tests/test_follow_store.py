@@ -142,6 +142,7 @@ def test_under_gunicorn_every_trace_is_found_whichever_worker_served_it(
             served = list(pool.map(lambda n: get(f"{base}/listings?n={n}", MARKED), range(48)))
             ids = {headers["X-IOProfiler-Id"]: headers["X-Worker"] for _, headers, _ in served}
             read = list(pool.map(lambda i: get(f"{base}/__ioprofiler__/traces/{i}", MARKED), ids))
+        recent = get(f"{base}/__ioprofiler__/", {})
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -152,3 +153,5 @@ def test_under_gunicorn_every_trace_is_found_whichever_worker_served_it(
     assert sorted(e["path"] for e in entries) == sorted(["/listings?n=?"] * 48)
     # on a loaded machine a stall may add a slow_call finding: look at the N+1 one
     assert all(e["calls"] == 6 and "N+1" in e["findings"] for e in entries)
+    # whichever worker shows the recent requests, it lists every worker's
+    assert recent[0] == 200 and all(f'id="t{i}"'.encode() in recent[2] for i in ids)

@@ -360,3 +360,35 @@ def render_listing(
         f"{_targets_table(summary, trace.elapsed_ms)}"
         f"{_repeats_section(summary)}{listing}</div>"
     )
+
+
+_RECENT_STYLE = "body{margin:0}h1.iop{margin:0;padding:8px 12px;font-size:15px}"
+
+
+def render_recent(entries: list[dict], nonce: str) -> str:
+    """The recent requests page: one line per kept request, newest first (method, path,
+    status, time, calls, findings), each opening its listing; ``nonce`` for its style."""
+    rows = []
+    for entry in entries:
+        findings = ", ".join(entry["findings"])
+        flag = f'<b class="n1">{escape(findings)}</b>' if findings else ""
+        rows.append(
+            f'<details class="iop" id="t{escape(entry["id"])}"><summary>'
+            f"{escape(entry['method'])} {escape(entry['path'])} → {escape(entry['status'])}"
+            f"<span>{entry['ms']:.1f} ms</span><span>{counted(entry['calls'], 'call')}</span>"
+            f"<span>{flag}</span></summary>{entry['html']}</details>"
+        )
+    if not rows:
+        rows.append(
+            '<p class="iop">No request kept yet: open a page with <code>?ioprofiler=1</code>; '
+            "it is kept, and so is each fetch and XHR request its panel follows.</p>"
+        )
+    return (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        "<title>ioprofiler: recent requests</title>"
+        f'<style nonce="{escape(nonce)}">{_STYLE}{_RECENT_STYLE}</style></head><body>'
+        '<h1 class="iop">'
+        f"ioprofiler: the {counted(len(entries), 'request')} kept, newest first</h1>"
+        + "".join(rows)
+        + "</body></html>"
+    )
