@@ -312,3 +312,29 @@ def test_a_followed_trace_is_kept_before_the_client_has_the_body(shop):
     assert client.get(url, headers=MARKED, environ_base=LOCAL).json["calls"] == 6
     assert "db;dur=" in marked.headers["Server-Timing"]
     marked.close()
+
+
+def test_the_demo_shops_page_loaded_by_fetch_shows_its_requests_in_the_panel(
+    tmp_path, memcached, start_server, browser
+):
+    from pymemcache.client.base import Client as MemcacheClient
+
+    from demo_app.app import ShopApp
+    from demo_app.shop import Shop
+
+    demo = Shop.from_urls(f"sqlite:///{tmp_path}/{{shard}}.db", MemcacheClient(memcached.address))
+    base = start_server(IOProfilerMiddleware(ShopApp(demo), follow_requests=True))
+    browser.get(f"{base}/browse/7?ioprofiler=1")
+    WebDriverWait(browser, 20).until(
+        lambda b: b.execute_script("return document.body.getAttribute('data-loaded')") == "yes"
+    )
+    script = (
+        f"return Array.from({PANEL}.shadowRoot.querySelectorAll('tr.q'))"
+        ".map(tr => Array.from(tr.cells).map(td => td.textContent));"
+    )
+    WebDriverWait(browser, 20).until(lambda b: len(b.execute_script(script)) == 5)
+    rows = browser.execute_script(script)
+    by_path = {row[1]: row for row in rows}
+    assert "N+1" in by_path["/api/shop/7"][5]
+    assert sum(path.startswith("/api/listing/") for path in by_path) == 4
+    demo.close()

@@ -21,18 +21,16 @@ from ioprofiler.memcached import free_port
 from ioprofiler.store import MemcachedStore, RedisStore, new_id, store_from
 from ioprofiler.wsgi import IOProfilerMiddleware
 from tests.follow_app import FollowedShop
+from tests.test_redis import redis_db  # noqa: F401 - the session's own Redis database
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 ROOT = Path(__file__).resolve().parents[1]
 MARKED = {"X-IOProfiler-Follow": "1"}
 LOCAL = {"REMOTE_ADDR": "127.0.0.1"}
 
 
-def redis_or_skip() -> None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"no Redis at 127.0.0.1:6379 ({exc})")
+@pytest.fixture
+def redis_url(redis_db) -> str:  # noqa: F811
+    return f"redis://127.0.0.1:6379/{redis_db}"
 
 
 @pytest.fixture
@@ -43,14 +41,13 @@ def shop(sqlite_shards, memcached):
 @pytest.fixture(params=["redis", "memcached"])
 def store_url(request, memcached) -> str:
     if request.param == "redis":
-        redis_or_skip()
-        return REDIS_URL
+        return request.getfixturevalue("redis_url")
     host, port = memcached.address
     return f"memcached://{host}:{port}"
 
 
-def test_store_urls_name_their_store(memcached):
-    assert isinstance(store_from(REDIS_URL), RedisStore)
+def test_store_urls_name_their_store():
+    assert isinstance(store_from("redis://127.0.0.1:6379/0"), RedisStore)
     assert isinstance(store_from("memcached://127.0.0.1:11211"), MemcachedStore)
     with pytest.raises(ValueError, match="redis:// or memcached://"):
         store_from("postgres://user:secret@db/shop")
@@ -86,13 +83,12 @@ def test_a_shared_store_keeps_no_values(shop, store_url):
     assert "N+1" in entry["findings"]
 
 
-def test_an_expired_entry_is_gone_from_redis():
-    redis_or_skip()
-    store = RedisStore(REDIS_URL, ttl=1)
+def test_an_entry_expires_in_redis(redis_url):
+    store = RedisStore(redis_url, ttl=1)
     trace_id = new_id()
     store.put(trace_id, b"{}")
     assert store.get(trace_id) == b"{}"
-    ttl = redis.Redis.from_url(REDIS_URL).ttl(f"ioprofiler:trace:{trace_id}")
+    ttl = redis.Redis.from_url(redis_url).ttl(f"ioprofiler:trace:{trace_id}")
     assert 0 < ttl <= 1
 
 
@@ -128,13 +124,12 @@ def served_by_gunicorn(env: dict[str, str], stderr: Path):
 
 
 def test_under_gunicorn_every_trace_is_found_whichever_worker_served_it(
-    sqlite_shards, memcached, tmp_path
+    sqlite_shards, memcached, tmp_path, redis_url
 ):
-    redis_or_skip()
     env = {
         "IOP_SHARDS": str(Path(sqlite_shards["dbshard01"].url.database).parent),
         "IOP_MEMCACHED": "{}:{}".format(*memcached.address),
-        "IOP_STORE": REDIS_URL,
+        "IOP_STORE": redis_url,
     }
     server, base = served_by_gunicorn(env, tmp_path / "gunicorn.err")
     try:
