@@ -68,6 +68,7 @@ FOLLOW_ENVIRON = "HTTP_X_IOPROFILER_FOLLOW"
 ID_HEADER = "X-IOProfiler-Id"  # the id a marked request's trace is kept under
 DEFAULT_FOLLOW_PATH = "/__ioprofiler__/"  # the recent requests; their traces under traces/
 RECENT = 50  # requests the recent requests page lists
+TAIL_BYTES = 1024 * 1024  # read from a recorder's log for that page
 _PARAM_NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
 OPTIONS = (
     "allow",
@@ -360,12 +361,46 @@ class RequestProfiler:
             recent = getattr(self.store, "recent", None)  # a store of the user's own may not
             entries = [json.loads(entry) for entry in recent(RECENT)] if recent else []
             nonce = new_id()
-            body = render_recent(entries, nonce).encode("ascii", "xmlcharrefreplace")
+            logged = self._logged()
+            page = render_recent(entries, nonce, logged)
+            body = page.encode("ascii", "xmlcharrefreplace")
         except Exception:
             log.exception("ioprofiler: could not show the recent requests")
             return None
         policy = f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'"
         return _own_response("text/html; charset=utf-8", body, policy)
+
+    def _logged(self) -> dict[str, list[dict[str, Any]]] | None:
+        """The newest requests each recorder kept, by log path; None without a recorder."""
+        from ioprofiler.recorder import Recorder
+
+        recorders = [sink for sink in self.sinks if isinstance(sink, Recorder)]
+        if not recorders:
+            return None
+        return {
+            str(recorder.path): [
+                self._logged_entry(record) for record in last_records(recorder.path, RECENT)
+            ]
+            for recorder in recorders
+        }
+
+    def _logged_entry(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A recorder's record as the recent requests page lists it."""
+        from ioprofiler.render.html import render_listing
+        from ioprofiler.stored import load
+
+        trace, request = load(record)
+        query = record.get("query")
+        return {
+            "id": str(record.get("id", "")),
+            "method": str(record.get("method", "")),
+            "path": str(record.get("path", "")) + (f"?{query}" if query else ""),
+            "status": str(record.get("status", "")),
+            "ms": float(record.get("duration_ms", 0.0)),
+            "calls": int(record.get("calls", 0)),
+            "findings": [str(f.get("title", "")) for f in record.get("findings", [])],
+            "html": render_listing(trace, None, self.slow_ms),
+        }
 
     def keep(self, trace: Trace, request: RequestInfo, trace_id: str) -> None:
         """Keep a followed request's closed trace under ``trace_id`` for the panel."""
@@ -458,6 +493,25 @@ class RequestProfiler:
             log.exception("ioprofiler: could not describe the finished request for the sinks")
             return
         sinks.deliver(self.sinks, request)
+
+
+def last_records(path: str | os.PathLike[str], count: int) -> list[dict[str, Any]]:
+    """The newest ``count`` records of a recorder's log, newest first, read from its end
+    (at most the last MiB of the current file: a page view never reads a whole log)."""
+    from ioprofiler.logread import parse
+
+    try:
+        with open(path, "rb") as log_file:
+            size = log_file.seek(0, os.SEEK_END)
+            log_file.seek(max(0, size - TAIL_BYTES))
+            tail = log_file.read()
+    except FileNotFoundError:
+        return []
+    lines = tail.split(b"\n")
+    if size > TAIL_BYTES:
+        lines = lines[1:]  # the first may be the end of a line that began before
+    records = [parse(line) for line in lines if line.strip()]
+    return [record for record in records if record is not None][::-1][:count]
 
 
 def _own_response(content_type: str, body: bytes, policy: str | None = None) -> ResponseParts:

@@ -338,3 +338,21 @@ def test_the_demo_shops_page_loaded_by_fetch_shows_its_requests_in_the_panel(
     assert "N+1" in by_path["/api/shop/7"][5]
     assert sum(path.startswith("/api/listing/") for path in by_path) == 4
     demo.close()
+
+
+def test_with_a_recorder_the_recent_requests_page_lists_its_kept_requests_too(shop, tmp_path):
+    from ioprofiler.recorder import Recorder
+
+    log = tmp_path / "io.jsonl"
+    recorder = Recorder(log, max_calls=3)  # the N+1 endpoint's 6 statements: kept
+    app = IOProfilerMiddleware(shop, follow_requests=True, record=recorder)
+    client = Client(app)
+    client.get("/listings?page=2", environ_base=LOCAL).close()  # neither marked nor asked
+    client.get("/api", environ_base=LOCAL).close()  # not kept: one statement
+    recorder.flush()
+    html = client.get("/__ioprofiler__/", environ_base=LOCAL).get_data(as_text=True)
+    assert "the 0 requests kept" in html
+    assert f"The 1 request last kept in {log}, newest first" in html
+    assert "GET /listings?page=? &#8594; 200" in html and "/api" not in html
+    assert "listing_id = ?" in html and '<b class="n1">N+1</b>' in html
+    app.close()

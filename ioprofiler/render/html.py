@@ -365,30 +365,39 @@ def render_listing(
 _RECENT_STYLE = "body{margin:0}h1.iop{margin:0;padding:8px 12px;font-size:15px}"
 
 
-def render_recent(entries: list[dict], nonce: str) -> str:
+def render_recent(
+    entries: list[dict], nonce: str, logged: dict[str, list[dict]] | None = None
+) -> str:
     """The recent requests page: one line per kept request, newest first (method, path,
-    status, time, calls, findings), each opening its listing; ``nonce`` for its style."""
-    rows = []
-    for entry in entries:
-        findings = ", ".join(entry["findings"])
-        flag = f'<b class="n1">{escape(findings)}</b>' if findings else ""
-        rows.append(
-            f'<details class="iop" id="t{escape(entry["id"])}"><summary>'
-            f"{escape(entry['method'])} {escape(entry['path'])} → {escape(entry['status'])}"
-            f"<span>{entry['ms']:.1f} ms</span><span>{counted(entry['calls'], 'call')}</span>"
-            f"<span>{flag}</span></summary>{entry['html']}</details>"
-        )
-    if not rows:
-        rows.append(
+    status, time, calls, findings), each opening its listing; then, by log, the requests
+    a recorder kept (``logged``). ``nonce`` is for its style."""
+    if entries:
+        kept = "".join(_recent_request(entry) for entry in entries)
+    else:
+        kept = (
             '<p class="iop">No request kept yet: open a page with <code>?ioprofiler=1</code>; '
             "it is kept, and so is each fetch and XHR request its panel follows.</p>"
+        )
+    for path, records in (logged or {}).items():
+        kept += (
+            f'<h1 class="iop">The {counted(len(records), "request")} last kept in '
+            f"{escape(path)}, newest first</h1>" + "".join(_recent_request(r) for r in records)
         )
     return (
         '<!doctype html><html><head><meta charset="utf-8">'
         "<title>ioprofiler: recent requests</title>"
         f'<style nonce="{escape(nonce)}">{_STYLE}{_RECENT_STYLE}</style></head><body>'
-        '<h1 class="iop">'
-        f"ioprofiler: the {counted(len(entries), 'request')} kept, newest first</h1>"
-        + "".join(rows)
-        + "</body></html>"
+        f'<h1 class="iop">ioprofiler: the {counted(len(entries), "request")} kept, '
+        f"newest first</h1>{kept}</body></html>"
+    )
+
+
+def _recent_request(entry: dict) -> str:
+    findings = ", ".join(entry["findings"])
+    flag = f'<b class="n1">{escape(findings)}</b>' if findings else ""
+    return (
+        f'<details class="iop" id="t{escape(entry["id"])}"><summary>'
+        f"{escape(entry['method'])} {escape(entry['path'])} → {escape(entry['status'])}"
+        f"<span>{entry['ms']:.1f} ms</span><span>{counted(entry['calls'], 'call')}</span>"
+        f"<span>{flag}</span></summary>{entry['html']}</details>"
     )
