@@ -112,9 +112,14 @@ window.addEventListener("DOMContentLoaded", function () {
   fetch("/api/shop/" + shop).then(function (r) { return r.json(); }).then(function (data) {
     document.getElementById("name").textContent = data.name;
     document.getElementById("fans").textContent = data.fans.join(", ") || "nobody yet";
-    return Promise.all(data.listings.slice(0, 4).map(function (item) {
-      return fetch("/api/listing/" + item.listing_id).then(function (r) { return r.json(); });
-    }));
+    // one after the other: the demo shares one memcached client, which is not thread-safe
+    var items = [];
+    return data.listings.slice(0, 4).reduce(function (done, item) {
+      return done.then(function () {
+        return fetch("/api/listing/" + item.listing_id).then(function (r) { return r.json(); })
+          .then(function (listing) { items.push(listing); });
+      });
+    }, Promise.resolve()).then(function () { return items; });
   }).then(function (items) {
     var grid = document.getElementById("listings");
     items.forEach(function (item) {
