@@ -229,7 +229,7 @@ def _inject_html(
     slow_ms: float,
     follow: str | None = None,
 ) -> ResponseParts | None:
-    from ioprofiler.render.html import render_panel
+    from ioprofiler.render.html import render_follow_marker, render_panel
 
     charset = parts.charset
     if charset.startswith(("utf-16", "utf-32", "utf16", "utf32")):
@@ -242,9 +242,24 @@ def _inject_html(
     # declares, in its headers or in a <meta> tag.
     encoded = panel.encode("ascii", "xmlcharrefreplace")
     body = parts.body
+    if follow is not None:
+        body = _with_marker_first(body, render_follow_marker(parts.csp_nonce).encode("ascii"))
     at = body.lower().rfind(b"</body>")
     body = body + encoded if at < 0 else body[:at] + encoded + body[at:]
     return parts.with_new_body(body, trace, slow_ms=slow_ms)
+
+
+_SCRIPT_TAG = re.compile(rb"<script[\s>]", re.I)
+
+
+def _with_marker_first(body: bytes, marker: bytes) -> bytes:
+    """``body`` with the script that marks the page's requests just before the page's
+    first script, so that it runs before any of them; no page script, no separate marker
+    (the panel's own script marks them too). Nothing moves the page's ``<meta charset>``."""
+    found = _SCRIPT_TAG.search(body)
+    if found is None:
+        return body
+    return body[: found.start()] + marker + body[found.start() :]
 
 
 def decorate(

@@ -116,6 +116,13 @@ def test_the_panel_lists_the_pages_own_requests_and_opens_their_listings(
     )
 
 
+def test_a_fetch_sent_while_the_page_is_parsed_is_followed(shop, start_server, browser):
+    base = start_server(IOProfilerMiddleware(shop, follow_requests=True))
+    browser.get(f"{base}/loads_at_once?ioprofiler=1")
+    rows = rows_listed(browser, 2)
+    assert sorted(row[1] for row in rows) == ["/api", "/listings"]
+
+
 def test_under_a_strict_csp_with_a_nonce_the_panel_follows_the_page(shop, start_server, browser):
     shop.other_origin = start_server(OtherOrigin())
     base = start_server(IOProfilerMiddleware(shop, follow_requests=True))
@@ -356,3 +363,13 @@ def test_with_a_recorder_the_recent_requests_page_lists_its_kept_requests_too(sh
     assert "GET /listings?page=? &#8594; 200" in html and "/api" not in html
     assert "listing_id = ?" in html and '<b class="n1">N+1</b>' in html
     app.close()
+
+
+def test_the_marking_script_goes_just_before_the_pages_first_script(shop):
+    client = Client(IOProfilerMiddleware(shop, follow_requests=True))
+    page = client.get("/loads_at_once?ioprofiler=1", environ_base=LOCAL).get_data(as_text=True)
+    before, marker, after = page.partition("<script>(function(){if(window.__ioprofiler)")
+    assert before == "<!doctype html><html><head><title>Shop</title></head><body><h1>Listing</h1>"
+    assert marker and after.split("</script>", 1)[1].startswith("<script>window.loaded =")
+    plain = client.get("/page?ioprofiler=1", environ_base=LOCAL).get_data(as_text=True)
+    assert plain.count("<script") == 1  # no page script: the panel's marks the requests

@@ -95,28 +95,15 @@ var row=box.querySelector("table.l tr:nth-child("+(+n+1)+")");
 if(row){row.classList.add("hl");first=first||row}});
 if(first)first.scrollIntoView({block:"center"})});"""
 
-# The page's own requests: same-origin fetch and XMLHttpRequest calls are marked, and each
-# one the server kept is listed once its body has arrived; a click opens its listing.
-_FOLLOW_SCRIPT = """function follow(h,r,bars){if(window.__ioprofilerFollows)return;
-window.__ioprofilerFollows=1;var base=h.getAttribute("data-follow"),MARK="X-IOProfiler-Follow",
-ID="X-IOProfiler-Id",list=r.querySelector("table.r"),count=r.querySelector("span.r"),n=0,
-F=window.fetch;function same(u){
+# The page's own requests, from the top of the page: same-origin fetch and XMLHttpRequest
+# calls are marked, and the ids of those the server kept are queued until the panel (at the
+# end of the page) shows them.
+_MARK_SCRIPT = """(function(){if(window.__ioprofiler)return;var MARK="X-IOProfiler-Follow",
+ID="X-IOProfiler-Id",F=window.fetch,api=window.__ioprofiler={fetch:F,queued:[],show:null};
+function same(u){
 try{return new URL(String(u),location.href).origin===location.origin}catch(e){return false}}
-function cell(row,text,cls){var c=row.insertCell();c.textContent=text;if(cls)c.className=cls}
-function add(id,e){var row=list.insertRow(),open=null;row.className="q";
-row.setAttribute("data-id",id);
-cell(row,e.method);cell(row,e.path,"w");cell(row,e.status);cell(row,e.ms.toFixed(1),"n");
-cell(row,e.calls,"n");cell(row,e.findings.join(", "),"warn");list.hidden=false;
-n+=1;count.textContent=n+(n===1?" request":" requests")+" of this page";
-row.addEventListener("click",function(){if(open){open.remove();open=null;return}
-open=list.insertRow(row.rowIndex+1);var c=open.insertCell();c.colSpan=6;
-var box=document.createElement("div");box.className="body";box.innerHTML=e.html;c.appendChild(box);
-bars(box,e.ms||1)})}
-function show(id,tries){var hd={};hd[MARK]="1";
-(F||window.fetch).call(window,base+id,{headers:hd,credentials:"same-origin",cache:"no-store"})
-.then(function(x){if(x.status===200)return x.json().then(function(e){add(id,e)});
-if(tries<6)setTimeout(function(){show(id,tries+1)},100<<tries)}).catch(function(){})}
-function kept(id){if(id&&/^[0-9a-f]{32}$/.test(id))show(id,0)}
+function kept(id){if(!id||!/^[0-9a-f]{32}$/.test(id))return;
+if(api.show)api.show(id);else api.queued.push(id)}
 if(F)window.fetch=function(input,init){var u=input&&input.url!==undefined?input.url:input;
 if(!same(u))return F.apply(this,arguments);
 var hd=new Headers(init&&init.headers||(input instanceof Request?input.headers:undefined));
@@ -128,7 +115,37 @@ var X=window.XMLHttpRequest&&XMLHttpRequest.prototype;if(X){var open=X.open,send
 X.open=function(m,u){this.__ioprofiler=same(u);return open.apply(this,arguments)};
 X.send=function(){var x=this;if(x.__ioprofiler){try{x.setRequestHeader(MARK,"1");
 x.addEventListener("loadend",function(){kept(x.getResponseHeader(ID))})}catch(e){}}
-return send.apply(this,arguments)}}}"""
+return send.apply(this,arguments)}}})();"""
+
+# The panel's list of them: each one the server kept is listed once its body has arrived;
+# a click opens its listing.
+_FOLLOW_SCRIPT = """function follow(h,r,bars){var api=window.__ioprofiler;if(!api||api.show)return;
+var base=h.getAttribute("data-follow"),list=r.querySelector("table.r"),
+count=r.querySelector("span.r"),n=0;
+function cell(row,text,cls){var c=row.insertCell();c.textContent=text;if(cls)c.className=cls}
+function add(id,e){var row=list.insertRow(),open=null;row.className="q";
+row.setAttribute("data-id",id);
+cell(row,e.method);cell(row,e.path,"w");cell(row,e.status);cell(row,e.ms.toFixed(1),"n");
+cell(row,e.calls,"n");cell(row,e.findings.join(", "),"warn");list.hidden=false;
+n+=1;count.textContent=n+(n===1?" request":" requests")+" of this page";
+row.addEventListener("click",function(){if(open){open.remove();open=null;return}
+open=list.insertRow(row.rowIndex+1);var c=open.insertCell();c.colSpan=6;
+var box=document.createElement("div");box.className="body";box.innerHTML=e.html;c.appendChild(box);
+bars(box,e.ms||1)})}
+function show(id,tries){var hd={};hd["X-IOProfiler-Follow"]="1";
+(api.fetch||window.fetch).call(window,base+id,{headers:hd,credentials:"same-origin",
+cache:"no-store"}).then(function(x){if(x.status===200)return x.json().then(function(e){add(id,e)});
+if(tries<6)setTimeout(function(){show(id,tries+1)},100<<tries)}).catch(function(){})}
+api.show=function(id){show(id,0)};api.queued.splice(0).forEach(api.show)}"""
+
+
+def render_follow_marker(nonce: str | None = None) -> str:
+    """The script that marks the page's own requests, for the top of the page (before the
+    page's scripts run); the panel lists them (:func:`render_panel` with ``follow``)."""
+    nonce_attr = f' nonce="{escape(nonce)}"' if nonce else ""
+    return f"<script{nonce_attr}>{_MARK_SCRIPT}</script>"
+
+
 MAX_LINKED_CALLS = 1000
 
 
@@ -307,7 +324,7 @@ def render_panel(
     if follow is None:
         script = f"(function(){{{_SCRIPT}}})();"
     else:
-        script = f"(function(){{{_FOLLOW_SCRIPT};{_SCRIPT}follow(h,r,bars)}})();"
+        script = f"{_MARK_SCRIPT}(function(){{{_FOLLOW_SCRIPT};{_SCRIPT}follow(h,r,bars)}})();"
     return (
         f'<div id="ioprofiler-panel" data-total="{elapsed_ms:.3f}"{follow_attr}>'
         f'<template shadowrootmode="open">{content}</template></div>'
