@@ -78,19 +78,13 @@ class ResponseParts:
             if key.lower() != "content-security-policy":
                 continue
             sources = _csp_directives(value)
-            script = sources.get("script-src-elem", sources.get("script-src"))
-            script = sources.get("default-src") if script is None else script
-            inline = "'unsafe-inline'" in (script or []) and not any(
-                s.startswith(("'nonce-", "'sha")) for s in script or []
-            )
-            if script is not None and not inline and not _NONCE.search(" ".join(script)):
+            if _blocks_inline_script(sources):
                 return (
                     "this page's Content-Security-Policy lets no inline script run and has "
                     "no nonce for the panel's: its fetch and XHR requests are not followed "
                     "(add a 'nonce-…' to script-src and style-src; the panel uses it)"
                 )
-            connect = sources.get("connect-src", sources.get("default-src"))
-            if connect is not None and not {"'self'", "*"} & set(connect):
+            if _blocks_fetching_this_site(sources):
                 return (
                     "this page's Content-Security-Policy does not let the panel fetch from "
                     "this site ('self' is not in connect-src): its fetch and XHR requests "
@@ -141,6 +135,21 @@ def _csp_directives(policy: str) -> dict[str, list[str]]:
         if words and words[0] not in directives:
             directives[words[0]] = words[1:]
     return directives
+
+
+def _blocks_inline_script(sources: dict[str, list[str]]) -> bool:
+    """Whether an inline script without a nonce may not run; browsers ignore
+    ``'unsafe-inline'`` beside a nonce or a hash."""
+    script = sources.get("script-src-elem", sources.get("script-src", sources.get("default-src")))
+    if script is None or _NONCE.search(" ".join(script)):
+        return False
+    hashed = any(source.startswith("'sha") for source in script)
+    return "'unsafe-inline'" not in script or hashed
+
+
+def _blocks_fetching_this_site(sources: dict[str, list[str]]) -> bool:
+    connect = sources.get("connect-src", sources.get("default-src"))
+    return connect is not None and not {"'self'", "*"} & set(connect)
 
 
 def is_stream(status: str, headers: list[tuple[str, str]], body: object = None) -> bool:

@@ -82,7 +82,8 @@ def test_the_panel_lists_the_pages_own_requests_and_opens_their_listings(
     ]
     by_path = {row[1]: row for row in rows}
     assert by_path["/listings?page=2"][4] == "6" and "N+1" in by_path["/listings?page=2"][5]
-    assert by_path["/api"][4] == "1" and by_path["/api"][5] == ""
+    # on a loaded machine a stall may add a slow_call finding: look at the N+1 one
+    assert by_path["/api"][4] == "1" and "N+1" not in by_path["/api"][5]
     assert by_path["/fragment"][4] == "2"  # a query and a cache read
     opened = browser.execute_script(
         f"""const r = {PANEL}.shadowRoot;
