@@ -53,6 +53,7 @@ MEMBERS: dict[str, tuple[str, ...]] = {
         "access",
         "profiling",
         "response",
+        "store",  # where followed requests' traces wait to be read
         "wsgi",
         "asgi",
         "flask",
