@@ -253,13 +253,12 @@ def test_a_call_over_slow_ms_is_slow(shards):
 
 
 def test_the_slowest_call_is_a_finding_when_it_dominates_the_request(shards):
+    # A call under slow_ms that dominates: 250 ms under a slow_ms of 10 s, so a busy
+    # machine (the pool's first connect, descheduling) cannot take half the request.
     with ioprofiler.profile() as trace:
-        sleep_on(shards["dbshard03"], 0.03)
-    slowest = slowest_call(trace)
-    share = slowest.duration_ms / trace.elapsed_ms  # over half, unless the connect stalled
-    limits = Thresholds(slow_ms=1e9, dominant_share=min(0.5, share * 0.999))
-    (finding,) = [f for f in find(trace, limits) if f.kind == "slow_call"]
-    assert finding.events == (slowest,) and "% of the request" in finding.message
+        sleep_on(shards["dbshard03"], 0.25)
+    (finding,) = [f for f in find(trace, slow_ms=10_000.0) if f.kind == "slow_call"]
+    assert "% of the request" in finding.message
 
 
 def test_a_short_call_or_one_that_does_not_dominate_is_not_slow(shards):
