@@ -49,6 +49,7 @@ MEMBERS: dict[str, tuple[str, ...]] = {
     "renderers": ("render", "render.*", "stored"),
     "surfaces": (
         "",  # the package itself: ioprofiler.profile(), install(), configure()
+        "source_tree",  # ioprofiler.integrations found from a clone after a plain install
         "__main__",
         "access",
         "profiling",
