@@ -4,9 +4,8 @@ The recorder keeps the requests worth looking at; this module counts *every* req
 that "is this route slow?" is answered from all traffic, never from the kept ones alone:
 
 >>> totals = Summary(max_routes=100)
->>> totals.count(request)            # on the request's thread: a few counters, under a lock
->>> totals.detail(request)           # on the writer's thread: the I/O, shapes and findings
->>> record = totals.take()           # a {"type": "summary", ...} record, the counters reset
+>>> totals.count(request)            # on the request's thread: queued, nothing more
+>>> routes = totals.take()           # on the writer's: per route, counted, the counters reset
 
 Durations go into a :class:`Histogram` of log-scaled buckets whose relative error is fixed
 (:data:`ACCURACY`, 1%): any percentile read back from it is within 1% of the exact one, and
@@ -123,7 +122,8 @@ def _whole(value: object) -> bool:
 class RouteTotals:
     """One route's requests in one interval: counts, histograms, I/O per target, statement
     shapes and findings. ``detailed`` is how many requests' I/O was added up: all of them,
-    unless the writer fell behind; figures per request divide by it."""
+    unless the writer fell behind; calls and shapes per request divide by it. ``findings``
+    counts the requests that had each kind, among the ``examined`` ones."""
 
     __slots__ = (
         "requests",
@@ -133,6 +133,7 @@ class RouteTotals:
         "io",
         "targets",
         "shapes",
+        "examined",
         "findings",
     )
 
@@ -144,7 +145,8 @@ class RouteTotals:
         self.io = Histogram()
         self.targets: dict[str, list[float]] = {}  # name: [calls, ms]
         self.shapes: dict[tuple[str, str], list[float]] = {}  # (target, shape): [calls, ms]
-        self.findings: dict[str, int] = {}  # kind: requests that had it
+        self.examined = 0  # requests whose findings were looked for
+        self.findings: dict[str, int] = {}  # kind: examined requests that had it
 
     def merge(self, other: RouteTotals) -> None:
         self.requests += other.requests
@@ -156,6 +158,7 @@ class RouteTotals:
             _add_pair(self.targets, name, calls, ms)
         for key, (calls, ms) in other.shapes.items():
             _add_pair(self.shapes, key, calls, ms)
+        self.examined += other.examined
         _add_counts(self.findings, other.findings)
 
     def to_json(self) -> dict[str, Any]:
@@ -175,6 +178,7 @@ class RouteTotals:
                     self.shapes.items(), key=lambda item: -item[1][1]
                 )
             ],
+            "examined": self.examined,
             "findings": dict(sorted(self.findings.items())),
         }
 
@@ -199,6 +203,7 @@ class RouteTotals:
             item = _object(item)
             key = (str(item.get("target")), str(item.get("shape")))
             _add_pair(totals.shapes, key, _count(item.get("calls")), _ms(item.get("ms")))
+        totals.examined = _count(data.get("examined", 0))
         totals.findings = _counts(data.get("findings", {}))
         if totals.duration.total != totals.requests:
             raise ValueError("the duration histogram does not hold every request")
@@ -263,70 +268,67 @@ class Summary:
 
     Routes past ``max_routes`` are counted as ``other`` (the StatsD exporter's rule,
     :class:`ioprofiler.export.names.NameBudget`); a request with no route as ``unknown``.
-    ``queue_size`` bounds the requests waiting for :meth:`fold` (the writer thread); a
-    request past it is still counted, its I/O is not (``detailed`` says how many were).
+    The request's thread only queues a request (up to ``queue_size`` waiting); the writer's
+    thread counts it and adds up its I/O in :meth:`fold`. A request that finds the queue
+    full is counted at once, under a lock, without its I/O (``detailed`` says how many
+    were added up). Findings are looked for in the first :data:`EXAMINED` requests of a
+    route per record (``examined``): what they cost is bounded, whatever the traffic.
     """
 
     def __init__(self, max_routes: int = 100, queue_size: int = 10_000) -> None:
         self.routes = NameBudget("route", max_routes, spell=_route_text, option="max_routes")
         self.queue_size = queue_size
+        self._totals: dict[str, RouteTotals] = {}  # the writer's
+        self._waiting: deque[FinishedRequest] = deque()
         self._lock = threading.Lock()
-        self._totals: dict[str, RouteTotals] = {}
-        self._waiting: deque[tuple[RouteTotals, FinishedRequest]] = deque()
+        self._rushed: dict[str, RouteTotals] = {}  # counted when the queue was full
 
     # -- on the request's thread ---------------------------------------------------------
 
     def count(self, request: FinishedRequest) -> None:
-        """Count ``request`` and queue it for :meth:`fold`; a few counters, no I/O walk."""
-        route = UNKNOWN if request.route is None else self.routes.name(request.route)
-        index = bucket(request.duration_ms)
-        status = _STATUS_CLASS.get(request.status // 100, "other")
-        with self._lock:
-            totals = self._totals.get(route)
-            if totals is None:
-                totals = self._totals[route] = RouteTotals()
-            totals.requests += 1
-            totals.status[status] = totals.status.get(status, 0) + 1
-            counts = totals.duration.counts
-            counts[index] = counts.get(index, 0) + 1
-            if len(self._waiting) < self.queue_size:
-                self._waiting.append((totals, request))
+        """Queue ``request`` to be counted; count it at once if the queue is full."""
+        if len(self._waiting) < self.queue_size:
+            self._waiting.append(request)
+        else:
+            with self._lock:
+                _count_request(self._route(self._rushed, request), request)
 
     # -- on the writer's thread ----------------------------------------------------------
 
     def fold(self) -> None:
-        """Add up the I/O of the requests counted since the last fold."""
+        """Count the queued requests and add up their I/O."""
         waiting = self._waiting
         while waiting:
-            totals, request = waiting.popleft()
-            detail = _detail(request)
-            with self._lock:
-                totals.detailed += 1
-                totals.merge(detail)
-                if len(totals.shapes) > 2 * MAX_SHAPES:
-                    bounded_shapes(totals)
+            request = waiting.popleft()
+            totals = self._route(self._totals, request)
+            _count_request(totals, request)
+            _add_io(totals, request)
 
     def take(self) -> dict[str, RouteTotals]:
-        """The totals so far, per route, every counted request's I/O added up; the
-        counters start again from zero."""
+        """The totals so far, per route; the counters start again from zero."""
+        self.fold()
+        taken, self._totals = self._totals, {}
         with self._lock:
-            taken, self._totals = self._totals, {}
-        self.fold()  # what was counted into them was queued before they were taken
+            rushed, self._rushed = self._rushed, {}
+        _merge_into(taken, rushed)
         for totals in taken.values():
             bounded_shapes(totals)
         return taken
 
     def give_back(self, totals: dict[str, RouteTotals]) -> None:
         """Totals that could not be written: they go into the next record."""
-        with self._lock:
-            for route, taken in totals.items():
-                known = self._totals.get(route)
-                if known is None:
-                    self._totals[route] = taken
-                else:
-                    known.merge(taken)
+        _merge_into(self._totals, totals)
+
+    def _route(self, into: dict[str, RouteTotals], request: FinishedRequest) -> RouteTotals:
+        raw = request.route
+        route = UNKNOWN if raw is None else self.routes.name(raw)
+        totals = into.get(route)
+        if totals is None:
+            totals = into[route] = RouteTotals()
+        return totals
 
 
+EXAMINED = 20
 _STATUS_CLASS = {n: f"{n}xx" for n in range(1, 6)}
 
 
@@ -334,23 +336,46 @@ def _route_text(raw: object) -> str:
     return str(raw)[:MAX_ROUTE_CHARS] or UNKNOWN
 
 
-def _detail(request: FinishedRequest) -> RouteTotals:
-    """One request's I/O as route totals: I/O time, calls per target, shapes, findings
-    (``requests`` stays 0: :meth:`Summary.count` counted it)."""
+def _merge_into(into: dict[str, RouteTotals], other: dict[str, RouteTotals]) -> None:
+    for route, totals in other.items():
+        known = into.get(route)
+        if known is None:
+            into[route] = totals
+        else:
+            known.merge(totals)
+
+
+def _count_request(totals: RouteTotals, request: FinishedRequest) -> None:
+    """The request's count, status class and duration."""
+    totals.requests += 1
+    status = _STATUS_CLASS.get(request.status // 100, "other")
+    totals.status[status] = totals.status.get(status, 0) + 1
+    totals.duration.add(request.duration_ms)
+
+
+def _add_io(totals: RouteTotals, request: FinishedRequest) -> None:
+    """The request's I/O time, calls per target, statement shapes, and (for the first
+    :data:`EXAMINED` of a route) its findings."""
     trace = request.trace
-    totals = RouteTotals()
     tally = RequestTally.of(trace)
+    totals.detailed += 1
     totals.io.add(tally.io_ms)
     for (_, raw), counted in tally.targets.items():
         _add_pair(totals.targets, target_name(raw), counted.calls, counted.ms)
+    statements: dict[tuple[Any, str, Any, Any], list[float]] = {}
     for event in trace._events:
-        if is_query(event) and event.end_ns is not None:
-            text = shape(event.statement, event.paramstyle, event.dialect)  # type: ignore[arg-type]
-            key = (target_name(event._target), text[:MAX_SHAPE_CHARS])
-            _add_pair(totals.shapes, key, 1, (event.end_ns - event.start_ns) / 1e6)
-    for kind in {finding.kind for finding in find(trace)}:
-        totals.findings[kind] = 1
-    return totals
+        if event.end_ns is not None and is_query(event):
+            key = (event._target, event.statement, event.paramstyle, event.dialect)
+            _add_pair(statements, key, 1, event.end_ns - event.start_ns)
+    for (raw, statement, paramstyle, dialect), (calls, ns) in statements.items():
+        text = shape(statement, paramstyle, dialect)[:MAX_SHAPE_CHARS]
+        _add_pair(totals.shapes, (target_name(raw), text), calls, ns / 1e6)
+    if len(totals.shapes) > 2 * MAX_SHAPES:
+        bounded_shapes(totals)
+    if totals.examined < EXAMINED:
+        totals.examined += 1
+        for kind in {finding.kind for finding in find(trace)}:
+            totals.findings[kind] = totals.findings.get(kind, 0) + 1
 
 
 def bounded_shapes(totals: RouteTotals) -> None:
