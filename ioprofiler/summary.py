@@ -247,19 +247,14 @@ def _add_pair(into: dict[Any, list[float]], key: Any, calls: float, ms: float) -
 
 
 def merge_routes(records: Iterable[Mapping[str, Any]]) -> dict[str, RouteTotals]:
-    """Summary records (from any processes, files, hosts) merged per route.
-
-    Raises ValueError on the first damaged record: readers that skip and count damaged
-    lines call :meth:`RouteTotals.from_json` per record instead."""
+    """Summary records (from any processes, files, hosts) merged per route. A record's
+    routes may be as written (JSON; a damaged one raises ValueError) or as
+    :func:`ioprofiler.logread.summaries` reads them (:class:`RouteTotals`)."""
     merged: dict[str, RouteTotals] = {}
     for record in records:
         for route, data in _object(record.get("routes")).items():
-            totals = RouteTotals.from_json(data)
-            known = merged.get(route)
-            if known is None:
-                merged[route] = totals
-            else:
-                known.merge(totals)
+            totals = data if isinstance(data, RouteTotals) else RouteTotals.from_json(data)
+            merged.setdefault(route, RouteTotals()).merge(totals)
     return merged
 
 
