@@ -268,5 +268,38 @@ def test_gunicorn_workers_count_every_request_and_the_merged_p95_is_the_apps(tim
             # the middleware's clock starts before the app's and stops after it: never
             # below the app's figure less the stated error, at most a little above it
             assert exact * (1 - ACCURACY) <= estimate <= exact * (1 + ACCURACY) + 1.0
+    top = subprocess.run(
+        [str(BIN / "ioprofiler"), "top", str(log), "--json"], capture_output=True, text=True
+    )
+    assert top.returncode == 0, top.stderr
+    rows = [json.loads(line) for line in top.stdout.splitlines()]
+    every = {row["route"]: row for row in rows if row["from"] == "summaries"}
+    for route, durations in measured.items():
+        assert every[route]["requests"] == len(durations)
+        exact = exact_quantile(durations, 0.95)
+        assert exact * (1 - ACCURACY) <= every[route]["p95_ms"] <= exact * (1 + ACCURACY) + 1.0
+    assert all(row["from"] == "kept" for row in rows[: len(rows) - len(every)])
     client_p95 = exact_quantile(client_ms, 0.95)
     print(f"the load generator's own p95, queueing included: {client_p95:.1f} ms")
+
+
+def test_top_gives_each_routes_rate_and_percentiles_from_every_request(shop, tmp_path):
+    log = tmp_path / "io.jsonl"
+    recorder = Recorder(log, slow_ms=10_000)
+    load(IOProfilerMiddleware(shop, record=recorder), ["/listing/7"] * 30 + ["/cart"] * 12)
+    recorder.close()
+    with log.open("a") as damaged:
+        damaged.write('{"type":"summary","from_ts":1,"ts":2,"routes":{"cart":{"requests":"9"}}}\n')
+    done = subprocess.run(
+        [str(BIN / "ioprofiler"), "top", str(log)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("12 kept requests (slow, failing or sampled: not every request)")
+    start = lines.index(
+        "every request, 42 requests counted by the recorders' summaries; percentiles within 1%"
+    )
+    rows = {line.split()[0]: line.split() for line in lines[start + 2 :]}
+    assert rows["listing_show"][1] == "30" and rows["cart"][1] == "12"
+    assert rows["cart"][-1] == "0"  # no 5xx: the cart catches its failing statement
+    assert "skipped 1 line" in done.stderr  # the damaged summary, counted, not merged
