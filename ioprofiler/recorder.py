@@ -386,11 +386,7 @@ class Recorder:
             self._say_failing(failure)
         elif self._failing:
             self._failing = False
-            log.warning(
-                "ioprofiler: writing to %s works again; %d kept requests were not recorded "
-                "between %s and %s",
-                self.path, gap.lost, _iso(gap.first), _iso(gap.last),
-            )  # fmt: skip
+            self._say_working(gap)
 
     def _summary_lines(self, summary: _Counted | None) -> list[bytes]:
         if summary is None:
@@ -416,6 +412,18 @@ class Recorder:
                 "counted until writing works again",
                 self.path, exc.strerror or exc,
             )  # fmt: skip
+
+    def _say_working(self, gap: _Gap) -> None:
+        """One warning when writing works again, with the kept requests lost meanwhile
+        (none, when only a summary could not be written: it is in the next one)."""
+        if not gap.lost:
+            log.warning("ioprofiler: writing to %s works again", self.path)
+            return
+        log.warning(
+            "ioprofiler: writing to %s works again; %d kept requests were not recorded "
+            "between %s and %s",
+            self.path, gap.lost, _iso(gap.first), _iso(gap.last),
+        )  # fmt: skip
 
     def _take_gap(self) -> _Gap:
         with self._lock:

@@ -5,6 +5,7 @@ Recorder behind the middleware into a real log."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -23,6 +24,7 @@ from werkzeug.test import Client
 from ioprofiler.recorder import Recorder
 from ioprofiler.summary import ACCURACY, Histogram, RouteTotals, merge_routes
 from ioprofiler.wsgi import IOProfilerMiddleware
+from tests import test_recorder_failures
 from tests.fleetapp import FleetShop
 from tests.test_recorder_e2e import free_port
 
@@ -303,3 +305,27 @@ def test_top_gives_each_routes_rate_and_percentiles_from_every_request(shop, tmp
     assert rows["listing_show"][1] == "30" and rows["cart"][1] == "12"
     assert rows["cart"][-1] == "0"  # no 5xx: the cart catches its failing statement
     assert "skipped 1 line" in done.stderr  # the damaged summary, counted, not merged
+
+
+small_fs = test_recorder_failures.small_fs  # a real 1 MiB tmpfs, to fill
+
+
+def test_a_summary_the_full_disk_refused_is_counted_in_the_next(small_fs, shop, caplog):
+    log = small_fs / "io.jsonl"
+    recorder = Recorder(log, slow_ms=10_000, summary_every=0.2)
+    app = IOProfilerMiddleware(shop, record=recorder)
+    filler = test_recorder_failures.fill(small_fs)
+    with caplog.at_level(logging.WARNING, logger="ioprofiler"):
+        load(app, ["/listing/1"] * 6)
+        deadline = time.monotonic() + 30
+        while "could not write" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "No space left on device" in caplog.text and log.read_text() == ""
+        filler.unlink()
+        while not log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the next summary holds the six
+        assert "works again" in caplog.text
+        load(app, ["/listing/2"] * 4)  # and the writer goes on
+        recorder.close()
+    assert [r["routes"]["listing_show"]["requests"] for r in summaries(log)][0] == 6
+    assert merge_routes(summaries(log))["listing_show"].requests == 10  # none lost
