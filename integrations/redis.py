@@ -9,6 +9,10 @@ server that answered (``[redis 10.0.0.5:6379/0]``), whichever client chose it (a
   (``BLPOP``…) are timed as they are, waiting included.
 - ``Pipeline._execute_pipeline`` and ``_execute_transaction``: a pipeline (or a
   ``MULTI``/``EXEC`` transaction) is one round trip, one event listing its commands.
+- ``Pipeline.reset`` when it sends ``UNWATCH`` straight on the connection (a pipeline left
+  in ``WATCH`` mode without ``EXEC``): a ``reset`` event, a round trip of the connection
+  that counts and budgets leave out unless asked by op, like a connect. ``Pipeline.watch``
+  switches that wrapper on in its context, so pipelines that never watch pay nothing more.
 - ``AbstractConnection.connect_check_health`` (``connect`` before redis-py 6) when it opens a
   connection (its handshake included), as a ``connect`` event: a server that cannot be
   reached shows there.
@@ -26,15 +30,19 @@ commands whose key positions are not known here (``AUTH``…).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
-from ioprofiler.event import CACHE
+from ioprofiler.event import CACHE, RESET
 from ioprofiler.patching import Patches
 from ioprofiler.recording import active, begin, done, failed, perf_counter_ns, profiler_failed
 from ioprofiler.registry import importable
 from ioprofiler.targets import Service, format_server
 
 _patches = Patches()
+# True in a context once a pipeline there has entered WATCH mode with a trace open: only then
+# does Pipeline.reset() run our wrapper (for the UNWATCH it may send).
+_watched: ContextVar[bool] = ContextVar("ioprofiler_redis_watched", default=False)
 
 
 def _address_text(address: Any) -> str:
@@ -90,6 +98,8 @@ def install() -> bool:
     _patches.wrap(sync.Redis, "_send_command_parse_response", _command)
     _patches.wrap(sync.Pipeline, "_execute_pipeline", _pipeline("pipeline"))
     _patches.wrap(sync.Pipeline, "_execute_transaction", _pipeline("transaction"))
+    _patches.wrap(sync.Pipeline, "watch", _watch)
+    _patches.wrap(sync.Pipeline, "reset", _pipeline_reset, enabled=_watched.get)
     _patches.wrap(sync.PubSub, "execute_command", _pubsub_command)
     _patches.wrap(sync.PubSub, "parse_response", _pubsub_message)
     if asynchronous is not None:
@@ -99,6 +109,8 @@ def install() -> bool:
         _patches.wrap(asynchronous.Redis, "_send_command_parse_response", _async_command)
         _patches.wrap(asynchronous.Pipeline, "_execute_pipeline", _async_pipeline("pipeline"))
         _patches.wrap(asynchronous.Pipeline, "_execute_transaction", _async_pipeline("transaction"))
+        _patches.wrap(asynchronous.Pipeline, "watch", _watch)
+        _patches.wrap(asynchronous.Pipeline, "reset", _async_pipeline_reset, enabled=_watched.get)
         _patches.wrap(asynchronous.PubSub, "execute_command", _async_pubsub_command)
         _patches.wrap(asynchronous.PubSub, "parse_response", _async_pubsub_message)
     from ioprofiler.integrations import _redis_cluster
@@ -320,6 +332,49 @@ def _pipeline(op: str):
     return wrapper
 
 
+def _watch(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``Pipeline.watch()``: from now on, resets in this context are looked at."""
+    if not _watched.get():
+        _watched.set(True)
+    return wrapped(*args, **kwargs)
+
+
+def _begin_reset(traces: Any, pipeline: Any):
+    """The event of the ``UNWATCH`` that ``pipeline.reset()`` is about to send; None when it
+    sends nothing (not watching, or its connection is gone) or on failure."""
+    try:
+        connection = pipeline.connection
+        if not (pipeline.watching and connection is not None and connection.is_connected):
+            return None
+    except Exception as exc:
+        profiler_failed(traces, exc)
+        return None
+    event = _begin(traces, connection, RESET, ())
+    if event is not None:
+        event.detail = "UNWATCH"
+    return event
+
+
+def _reset_done(event: Any, result: Any = None) -> None:
+    event.end_ns = perf_counter_ns()
+    done(event)
+
+
+def _pipeline_reset(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``Pipeline.reset()``: an event for the ``UNWATCH`` it sends, when it sends one."""
+    traces = active.get()
+    event = _begin_reset(traces, instance) if traces else None
+    if event is None:
+        return wrapped(*args, **kwargs)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        failed(event, exc)
+        raise
+    _reset_done(event)
+    return result
+
+
 def _connect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     traces = active.get()
     if not traces or getattr(instance, "_sock", None) is not None:
@@ -466,6 +521,14 @@ def _async_pipeline(op: str):
         return awaited(event, wrapped(*args, **kwargs), finish_batch)
 
     return wrapper
+
+
+def _async_pipeline_reset(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    traces = active.get()
+    event = _begin_reset(traces, instance) if traces else None
+    if event is None:
+        return wrapped(*args, **kwargs)
+    return awaited(event, wrapped(*args, **kwargs), _reset_done)
 
 
 def _async_connect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

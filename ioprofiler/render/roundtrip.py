@@ -6,6 +6,10 @@
 'CONNECT root@10.0.0.5:3306/dbshard01'
 >>> describe_op("rollback", True)
 'ROLLBACK (connection returned to the pool)'
+>>> describe_op("ping", None)
+'PING (pool pre-ping)'
+>>> describe_op("reset", "UNWATCH")
+'UNWATCH (pipeline reset)'
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ _WORDS = {
     "commit_twophase": "COMMIT TWO-PHASE",
     "rollback_twophase": "ROLLBACK TWO-PHASE",
     "recover_twophase": "RECOVER TWO-PHASE",
+    "ping": "PING (pool pre-ping)",
 }
 
 
@@ -33,6 +38,8 @@ def describe_op(op: str, detail: Any) -> str:
         return f"CONNECT {address}" if address else "CONNECT"
     if op == "pool_wait":
         return f"POOL WAIT ({pool_text(detail)})" if detail else "POOL WAIT"
+    if op == "reset":  # redis-py's pipeline reset: the command it sent
+        return f"{detail or 'RESET'} (pipeline reset)"
     text = _WORDS.get(op, op.upper())
     if detail is True:
         text += " (connection returned to the pool)"
@@ -81,6 +88,9 @@ _NOUNS = {
     "commit_twophase": ("two-phase commit", "two-phase commits"),
     "rollback_twophase": ("two-phase rollback", "two-phase rollbacks"),
     "recover_twophase": ("two-phase recover", "two-phase recovers"),
+    "setup": ("connection set-up", "connection set-ups"),
+    "ping": ("ping", "pings"),
+    "reset": ("reset", "resets"),
 }
 
 
