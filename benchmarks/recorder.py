@@ -206,8 +206,8 @@ def report_counting(rounds: int, directory: Path, cache: Client) -> None:
     added, cpu = result.added, result.added_cpu
     print("4. Every request counted (summaries) vs today's recorder, nothing kept, paired")
     print(
-        f"   a request without I/O: +{added.median:.2f} µs wall [{added.q1:.2f} .. "
-        f"{added.q3:.2f}], CPU +{cpu.median:.2f} µs [{cpu.q1:.2f} .. {cpu.q3:.2f}] on the "
+        f"   a request without I/O: {added.median:+.2f} µs wall [{added.q1:+.2f} .. "
+        f"{added.q3:+.2f}], CPU {cpu.median:+.2f} µs [{cpu.q1:+.2f} .. {cpu.q3:+.2f}] on the "
         f"request's thread (target {TARGETS['counting µs']:.0f} µs)"
     )
     shop = Shop.from_urls(f"sqlite:///{directory}/{{shard}}.db", cache)

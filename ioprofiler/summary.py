@@ -357,20 +357,47 @@ def _add_io(totals: RouteTotals, request: FinishedRequest) -> None:
     totals.io.add(tally.io_ms)
     for (_, raw), counted in tally.targets.items():
         _add_pair(totals.targets, target_name(raw), counted.calls, counted.ms)
-    statements: dict[tuple[Any, str, Any, Any], list[float]] = {}
+    statements: dict[tuple[Any, ...], list[Any]] = {}  # raw facts first: named once
     for event in trace._events:
-        if event.end_ns is not None and is_query(event):
-            key = (event._target, event.statement, event.paramstyle, event.dialect)
-            _add_pair(statements, key, 1, event.end_ns - event.start_ns)
-    for (raw, statement, paramstyle, dialect), (calls, ns) in statements.items():
-        text = shape(statement, paramstyle, dialect)[:MAX_SHAPE_CHARS]
-        _add_pair(totals.shapes, (target_name(raw), text), calls, ns / 1e6)
+        if event.statement is not None and event.end_ns is not None:
+            key = (event.kind, event.op, event._target, event.statement, event.paramstyle)
+            ns = event.end_ns - event.start_ns
+            counted = statements.get(key)
+            if counted is None:
+                statements[key] = [1, ns, event]
+            else:
+                counted[0] += 1
+                counted[1] += ns
+    for key, (calls, ns, event) in statements.items():
+        shaped = _shape_of(key, event)
+        if shaped is not None:
+            _add_pair(totals.shapes, shaped, calls, ns / 1e6)
     if len(totals.shapes) > 2 * MAX_SHAPES:
         bounded_shapes(totals)
     if totals.examined < EXAMINED:
         totals.examined += 1
         for kind in {finding.kind for finding in find(trace)}:
             totals.findings[kind] = totals.findings.get(kind, 0) + 1
+
+
+_shapes: dict[tuple[Any, ...], tuple[str, str] | None] = {}  # the writer's; bounded
+_MAX_REMEMBERED = 16384
+
+
+def _shape_of(key: tuple[Any, ...], event: Any) -> tuple[str, str] | None:
+    """(target name, statement shape) of the statements like ``event`` (same kind, op,
+    target, text and paramstyle); None for what is not a query (a COMMIT, a ping)."""
+    known = _shapes.get(key, _shapes)
+    if known is not _shapes:
+        return known  # type: ignore[return-value]
+    shaped = None
+    if is_query(event):
+        text = shape(event.statement, event.paramstyle, event.dialect)[:MAX_SHAPE_CHARS]
+        shaped = (target_name(event._target), text)
+    if len(_shapes) >= _MAX_REMEMBERED:
+        _shapes.clear()
+    _shapes[key] = shaped
+    return shaped
 
 
 def bounded_shapes(totals: RouteTotals) -> None:
