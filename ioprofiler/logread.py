@@ -387,11 +387,16 @@ def _status_matches(status: Any, wanted: str) -> bool:
 
 
 def summaries(
-    path: str | os.PathLike[str], keep: Filter | None = None, skipped: Skipped | None = None
+    path: str | os.PathLike[str],
+    keep: Filter | None = None,
+    skipped: Skipped | None = None,
+    markers: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """The summary records whose end is within ``keep``'s time, oldest first, each with its
     ``routes`` as :class:`~ioprofiler.summary.RouteTotals` (only those matching
-    ``keep.route``). Damaged ones are counted in ``skipped``."""
+    ``keep.route``); with ``markers``, the markers in that time too, in their place.
+    Damaged lines are counted in ``skipped``."""
+    wanted = (SUMMARY, MARKER) if markers else (SUMMARY,)
     skipped = skipped or Skipped()
     for file, number, line in _numbered_lines(path, skipped):
         if not line.strip():
@@ -399,8 +404,8 @@ def summaries(
         kind, record = classify(line)
         if kind is None:
             skipped.add(file, number)
-        elif kind == SUMMARY and record is not None and (keep is None or keep.in_time(record)):
-            if keep is not None and keep.route is not None:
+        elif kind in wanted and record is not None and (keep is None or keep.in_time(record)):
+            if kind == SUMMARY and keep is not None and keep.route is not None:
                 record["routes"] = {
                     route: totals
                     for route, totals in record["routes"].items()

@@ -11,7 +11,7 @@ from typing import Any
 from rich.text import Text
 
 from ioprofiler.cli.output import Output
-from ioprofiler.logread import MARKER, Filter, Skipped, entries, marker_notice, summaries
+from ioprofiler.logread import MARKER, Filter, marker_notice, summaries
 from ioprofiler.timeline import Row, Timeline, bucket_seconds
 
 
@@ -28,9 +28,12 @@ def add_parser(commands: argparse._SubParsersAction, filters: Any) -> None:
 
 def run_timeline(args: argparse.Namespace, keep: Filter) -> int:
     timeline = Timeline(args.bucket)
-    for record in summaries(args.log, keep, args.skipped):
-        timeline.add(record)
-    marks = [r for r in entries(args.log, keep, Skipped()) if r.get("type") == MARKER]
+    marks: list[dict[str, Any]] = []
+    for record in summaries(args.log, keep, args.skipped, markers=True):
+        if record["type"] == MARKER:
+            marks.append(record)
+        else:
+            timeline.add(record)
     out = Output()
     busiest = timeline.busiest(args.routes)
     if args.json:
