@@ -386,6 +386,9 @@ def _status_matches(status: Any, wanted: str) -> bool:
     return text == wanted
 
 
+_SUMMARY_OR_MARKER = re.compile(rb'"type"\s*:\s*"(?:summary|marker)"')
+
+
 def summaries(
     path: str | os.PathLike[str],
     keep: Filter | None = None,
@@ -395,11 +398,13 @@ def summaries(
     """The summary records whose end is within ``keep``'s time, oldest first, each with its
     ``routes`` as :class:`~ioprofiler.summary.RouteTotals` (only those matching
     ``keep.route``); with ``markers``, the markers in that time too, in their place.
-    Damaged lines are counted in ``skipped``."""
+    Damaged lines are counted in ``skipped``; without it (a reader that has counted them
+    already) lines that cannot be summaries or markers are passed over unread."""
     wanted = (SUMMARY, MARKER) if markers else (SUMMARY,)
+    unread = skipped is None
     skipped = skipped or Skipped()
     for file, number, line in _numbered_lines(path, skipped):
-        if not line.strip():
+        if not line.strip() or (unread and not _SUMMARY_OR_MARKER.search(line)):
             continue
         kind, record = classify(line)
         if kind is None:

@@ -8,7 +8,7 @@ import argparse
 
 from ioprofiler.aggregate import BY, Row, Top
 from ioprofiler.cli.output import Output
-from ioprofiler.logread import Filter, Skipped, records, summaries
+from ioprofiler.logread import Filter, records, summaries
 from ioprofiler.render.words import counted
 from ioprofiler.summary import ACCURACY, RouteTotals, merge_routes
 
@@ -51,7 +51,7 @@ def run_top(args: argparse.Namespace, keep: Filter) -> int:
 def _every_request(args: argparse.Namespace, keep: Filter) -> list[dict[str, object]]:
     """Per route, from the summary records in the filter's time: requests, rate,
     percentiles of duration and I/O time, server errors; the busiest first."""
-    read = list(summaries(args.log, keep, Skipped()))  # the kept requests' pass counted them
+    read = list(summaries(args.log, keep))  # the kept requests' pass counted damaged lines
     if not read:
         return []
     seconds = max(r["ts"] for r in read) - min(r["from_ts"] for r in read)
