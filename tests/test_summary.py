@@ -111,7 +111,7 @@ def test_every_request_is_counted_per_route_with_its_io(shop, tmp_path):
     count = "SELECT count(*) FROM FavoriteListingUser WHERE listing_id = ?"
     assert by_target == {("dbshard01", count): 90, ("dbshard02", count): 30}
     assert cart.requests == 12 and cart.targets["dbshard03"][0] == 3 * 12
-    assert cart.findings == {}  # nothing in the cart repeats or waits
+    assert cart.examined == 12  # findings looked for in each (up to 20 per summary)
     assert "5773453" not in json.dumps(summary)  # shapes, never values
 
 
