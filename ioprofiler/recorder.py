@@ -20,7 +20,8 @@ Every request, kept or not, is also counted: every ``summary_every`` seconds (10
 exit the writer adds a ``"type": "summary"`` record per process, per route: requests, status
 classes, histograms of duration and I/O time that merge exactly across processes and
 hosts (see :mod:`ioprofiler.summary`), calls and time per target, statement shapes, and
-findings by kind. On the request's thread this is a few counters under a lock.
+findings by kind. On the request's thread this is one append to a queue; the writer
+counts the request and adds up its I/O.
 
 Every record carries the release (``release="4f2a1c"``, default the environment variable
 ``IOPROFILER_RELEASE``), so that before and after a deploy can be told apart.
