@@ -24,9 +24,18 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from ioprofiler import access, sinks
-from ioprofiler.profiling import PASS, REPLACE, RequestProfiler, not_shown, request_line
+from ioprofiler.profiling import (
+    FOLLOW,
+    PASS,
+    REPLACE,
+    RequestProfiler,
+    not_shown,
+    request_line,
+    with_trace_id,
+)
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.response import ResponseParts, is_stream
+from ioprofiler.store import new_id
 from ioprofiler.trace import Trace, active
 
 Scope = MutableMapping[str, Any]
@@ -55,12 +64,17 @@ class IOProfilerMiddleware(RequestProfiler):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if self.store is not None and await self._answered_by_id(scope, send):
+            return None
         query: bytes = scope.get("query_string", b"")
         mode = notice = None
         if self._param in query:
             mode, notice = self.mode(query.decode("latin-1"))
             if mode is not None and not self.allowed(environ_of(scope)):
                 mode = None
+        if mode is None and self.store is not None and self.follows(environ_of(scope)):
+            scope = dict(scope, **{"ioprofiler.trace_id": new_id()})
+            return await ProfiledExchange(self, scope, send, FOLLOW, None).run(receive)
         if mode is None:
             if self.sinks:
                 return await TracedExchange(self, scope, send).run(receive)
@@ -68,7 +82,23 @@ class IOProfilerMiddleware(RequestProfiler):
         if self.strip_param:
             kept = self.without_param(query.decode("latin-1"))
             scope = dict(scope, query_string=kept.encode("latin-1"))
+        if self.store is not None:  # kept for the recent requests page
+            scope = dict(scope, **{"ioprofiler.trace_id": new_id()})
         await ProfiledExchange(self, scope, send, mode, notice).run(receive)
+
+    async def _answered_by_id(self, scope: Scope, send: Send) -> bool:
+        """Send the recent requests or the kept trace asked for; False: the application
+        answers."""
+        if not scope.get("path", "").startswith(self.follow_path):
+            return False
+        own = self.own_answer(environ_of(scope))
+        if own is None:
+            return False
+        status = int(own.status.split(" ", 1)[0])
+        headers = _raw_headers(own.headers)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": own.body})
+        return True
 
 
 def environ_of(scope: Scope) -> dict[str, Any]:
@@ -172,10 +202,16 @@ class TracedExchange:
         await self.downstream(message)
 
     def with_request_id(self, start: Message) -> Message:
-        """The ``http.response.start`` message with ``X-Request-Id``, when recording."""
-        if not self.request_id:
+        """The ``http.response.start`` message with ``X-Request-Id``, when recording, and
+        with ``X-IOProfiler-Id``, when followed."""
+        trace_id = self.scope.get("ioprofiler.trace_id")
+        if not self.request_id and trace_id is None:
             return start
-        headers = sinks.with_request_id(_text_headers(start.get("headers")), self.request_id)
+        headers = _text_headers(start.get("headers"))
+        if self.request_id:
+            headers = sinks.with_request_id(headers, self.request_id)
+        if trace_id is not None:
+            headers = with_trace_id(headers, trace_id)
         return dict(start, headers=_raw_headers(headers))
 
     def close_trace(self) -> None:
@@ -302,6 +338,7 @@ class ProfiledExchange(TracedExchange):
             self.notice,
             original,
             self.decision == REPLACE,
+            self.scope.get("root_path", ""),
         )
         status = int(final.status.split(" ", 1)[0])
         start = dict(self.start, status=status, headers=_raw_headers(final.headers))
@@ -310,3 +347,6 @@ class ProfiledExchange(TracedExchange):
 
     def closed(self) -> None:
         self.middleware.print_to_console(self.trace, self.request)
+        trace_id = self.scope.get("ioprofiler.trace_id")
+        if trace_id is not None:
+            self.middleware.keep(self.trace, self.request, trace_id)

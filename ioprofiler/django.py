@@ -34,13 +34,22 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase, QueryDict
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 
 from ioprofiler import sinks
 from ioprofiler.event import BEGIN, COMMIT, DB, ROLLBACK
-from ioprofiler.profiling import KEEP, REPLACE, RequestProfiler, options_from, request_line
+from ioprofiler.profiling import (
+    FOLLOW,
+    ID_HEADER,
+    KEEP,
+    REPLACE,
+    RequestProfiler,
+    options_from,
+    request_line,
+)
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.response import ResponseParts
+from ioprofiler.store import new_id
 from ioprofiler.trace import Trace, active
 
 log = logging.getLogger("ioprofiler")
@@ -88,6 +97,9 @@ class IOProfilerMiddleware(RequestProfiler):
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
+        kept = self._own_answer(request)
+        if kept is not None:
+            return kept
         mode, notice = self._asked(request)
         if mode is None and not self.sinks:
             return self.get_response(request)
@@ -100,6 +112,9 @@ class IOProfilerMiddleware(RequestProfiler):
         return self._finish(request, response, trace, started_at, mode, notice)
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        kept = self._own_answer(request)
+        if kept is not None:
+            return kept
         mode, notice = self._asked(request)
         if mode is None and not self.sinks:
             return await self.get_response(request)
@@ -114,13 +129,29 @@ class IOProfilerMiddleware(RequestProfiler):
             active.set(tuple(t for t in active.get() if t is not trace))
         return self._finish(request, response, trace, started_at, mode, notice)
 
+    def _own_answer(self, request: HttpRequest) -> HttpResponse | None:
+        """The recent requests or the kept trace asked for, or None: the application
+        answers."""
+        if self.store is None or not request.path_info.startswith(self.follow_path):
+            return None
+        own = self.own_answer(request.META)
+        if own is None:
+            return None
+        response = HttpResponse(own.body)
+        _replace_headers(response, own.headers)
+        return response
+
     def _asked(self, request: HttpRequest) -> tuple[str | None, str | None]:
         query = request.META.get("QUERY_STRING", "")
-        if self.param not in query:
-            return None, None
-        mode, notice = self.mode(query)
-        if mode is not None and not self.allowed(request.META):
-            return None, None
+        mode = notice = None
+        if self.param in query:
+            mode, notice = self.mode(query)
+            if mode is not None and not self.allowed(request.META):
+                mode = None
+        if mode is None and self.store is not None and self.follows(request.META):
+            mode = FOLLOW
+        if mode is not None and self.store is not None:  # kept, followed or not
+            request.META["ioprofiler.trace_id"] = new_id()
         return mode, notice
 
     def _open(self, request: HttpRequest, mode: str | None) -> tuple[Trace, float]:
@@ -183,6 +214,10 @@ class IOProfilerMiddleware(RequestProfiler):
     ) -> None:
         """Hand the request on; ``error``: the exception its streamed body raised."""
         trace.close()
+        if "ioprofiler.trace_id" in request.META:
+            status = f"{response.status_code} {response.reason_phrase}"
+            info = RequestInfo(request.method or "GET", request.get_full_path(), status)
+            self.keep(trace, info, request.META["ioprofiler.trace_id"])
         if self.sinks:
             match = getattr(request, "resolver_match", None)
             self.deliver(
@@ -214,13 +249,24 @@ class IOProfilerMiddleware(RequestProfiler):
         self.print_to_console(trace, info)
         if decision in (KEEP, REPLACE) and not response.streaming:
             original = ResponseParts(status, headers, response.content)  # type: ignore[attr-defined]
-            final = self.final(trace, line, info, mode, notice, original, decision == REPLACE)
+            final = self.final(
+                trace,
+                line,
+                info,
+                mode,
+                notice,
+                original,
+                decision == REPLACE,
+                request.META.get("SCRIPT_NAME", ""),
+            )
             _replace(response, final)
         else:
             streamed = _streams_application_code(response)
             _replace_headers(
                 response, self.passed_through_headers(trace, status, headers, streamed)
             )
+        if "ioprofiler.trace_id" in request.META:
+            response[ID_HEADER] = request.META["ioprofiler.trace_id"]
 
 
 def _replace(response: HttpResponseBase, final: ResponseParts) -> None:

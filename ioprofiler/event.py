@@ -19,8 +19,8 @@ from typing import Any
 
 from ioprofiler import config
 from ioprofiler.cache_text import describe
-from ioprofiler.render.http import describe_http
-from ioprofiler.render.roundtrip import describe_op
+from ioprofiler.http_text import describe_http
+from ioprofiler.roundtrip_text import describe_op
 from ioprofiler.sql_text import render_statement
 
 DB = "db"

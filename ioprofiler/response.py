@@ -16,8 +16,8 @@ from ioprofiler.event import CACHE, DB, HTTP, POOL_WAIT
 from ioprofiler.findings import find
 from ioprofiler.headers import http_token, sf_string
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.render.roundtrip import op_count, ordered_ops
-from ioprofiler.render.words import counted
+from ioprofiler.roundtrip_text import op_count, ordered_ops
+from ioprofiler.words import counted
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
@@ -70,6 +70,28 @@ class ResponseParts:
                     return match.group(1)
         return None
 
+    def why_panel_cannot_follow(self) -> str | None:
+        """Why the page's Content-Security-Policy keeps the panel from following the page's
+        requests (its inline script may not run, or may not fetch from this site), or None.
+        """
+        for key, value in self.headers:
+            if key.lower() != "content-security-policy":
+                continue
+            sources = _csp_directives(value)
+            if _blocks_inline_script(sources):
+                return (
+                    "this page's Content-Security-Policy lets no inline script run and has "
+                    "no nonce for the panel's: its fetch and XHR requests are not followed "
+                    "(add a 'nonce-…' to script-src and style-src; the panel uses it)"
+                )
+            if _blocks_fetching_this_site(sources):
+                return (
+                    "this page's Content-Security-Policy does not let the panel fetch from "
+                    "this site ('self' is not in connect-src): its fetch and XHR requests "
+                    "are not followed"
+                )
+        return None
+
     def passed_through(
         self, trace: Trace, slow_ms: float | None = None, streamed: bool = False
     ) -> list[tuple[str, str]]:
@@ -102,6 +124,32 @@ class ResponseParts:
             ("Server-Timing", server_timing(trace, slow_ms)),
         ]
         return ResponseParts(self.status, headers, body)
+
+
+def _csp_directives(policy: str) -> dict[str, list[str]]:
+    """``"script-src 'self'; default-src 'none'"`` as ``{"script-src": ["'self'"], …}``;
+    the first of a repeated directive counts, as in browsers."""
+    directives: dict[str, list[str]] = {}
+    for directive in policy.split(";"):
+        words = directive.lower().split()
+        if words and words[0] not in directives:
+            directives[words[0]] = words[1:]
+    return directives
+
+
+def _blocks_inline_script(sources: dict[str, list[str]]) -> bool:
+    """Whether an inline script without a nonce may not run; browsers ignore
+    ``'unsafe-inline'`` beside a nonce or a hash."""
+    script = sources.get("script-src-elem", sources.get("script-src", sources.get("default-src")))
+    if script is None or _NONCE.search(" ".join(script)):
+        return False
+    hashed = any(source.startswith("'sha") for source in script)
+    return "'unsafe-inline'" not in script or hashed
+
+
+def _blocks_fetching_this_site(sources: dict[str, list[str]]) -> bool:
+    connect = sources.get("connect-src", sources.get("default-src"))
+    return connect is not None and not {"'self'", "*"} & set(connect)
 
 
 def is_stream(status: str, headers: list[tuple[str, str]], body: object = None) -> bool:
@@ -188,20 +236,39 @@ def _inject_html(
     request: RequestInfo,
     notice: str | None,
     slow_ms: float,
+    follow: str | None = None,
 ) -> ResponseParts | None:
-    from ioprofiler.render.html import render_panel
+    from ioprofiler.render.html import render_follow_marker, render_panel
 
     charset = parts.charset
     if charset.startswith(("utf-16", "utf-32", "utf16", "utf32")):
         return None  # not ASCII-compatible: the panel's bytes would not fit in
-    panel = render_panel(trace, request, parts.csp_nonce, notice, slow_ms)
+    blocked = parts.why_panel_cannot_follow() if follow is not None else None
+    if blocked is not None:
+        notice, follow = (f"{notice}; {blocked}" if notice else blocked), None
+    panel = render_panel(trace, request, parts.csp_nonce, notice, slow_ms, follow)
     # ASCII with character references fits any ASCII-compatible charset, whatever the page
     # declares, in its headers or in a <meta> tag.
     encoded = panel.encode("ascii", "xmlcharrefreplace")
     body = parts.body
+    if follow is not None:
+        body = _with_marker_first(body, render_follow_marker(parts.csp_nonce).encode("ascii"))
     at = body.lower().rfind(b"</body>")
     body = body + encoded if at < 0 else body[:at] + encoded + body[at:]
     return parts.with_new_body(body, trace, slow_ms=slow_ms)
+
+
+_SCRIPT_TAG = re.compile(rb"<script[\s>]", re.I)
+
+
+def _with_marker_first(body: bytes, marker: bytes) -> bytes:
+    """``body`` with the script that marks the page's requests just before the page's
+    first script, so that it runs before any of them; no page script, no separate marker
+    (the panel's own script marks them too). Nothing moves the page's ``<meta charset>``."""
+    found = _SCRIPT_TAG.search(body)
+    if found is None:
+        return body
+    return body[: found.start()] + marker + body[found.start() :]
 
 
 def decorate(
@@ -210,14 +277,16 @@ def decorate(
     request: RequestInfo,
     notice: str | None = None,
     slow_ms: float = config.DEFAULT_SLOW_MS,
+    follow: str | None = None,
 ) -> ResponseParts:
     """``?ioprofiler=1``: the panel into HTML, the listing onto text/plain, and
-    Server-Timing on everything."""
+    Server-Timing on everything; ``follow``: where the panel reads the traces of the
+    page's own requests, when it follows them."""
     from ioprofiler.render.text import listing
 
     media_type = parts.media_type
     if media_type in HTML_TYPES and not parts.is_encoded:
-        changed = _inject_html(parts, trace, request, notice, slow_ms)
+        changed = _inject_html(parts, trace, request, notice, slow_ms, follow)
         if changed is not None:
             return changed
     if media_type == "text/plain" and not parts.is_encoded:

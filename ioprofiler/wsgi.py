@@ -11,6 +11,11 @@ Modes, chosen by the parameter's value:
 - ``?ioprofiler=text``: the body is replaced by the plain-text listing;
 - ``?ioprofiler=json``: the body is replaced by the trace as JSON.
 
+With ``follow_requests=True`` the panel also lists the page's own same-origin fetch and
+XHR requests, each opening its listing (:mod:`ioprofiler.store` keeps their traces):
+
+>>> app = IOProfilerMiddleware(app, follow_requests=True, store="redis://127.0.0.1:6379/0")
+
 Every profiled response but a stream carries ``Server-Timing``. A client the ``allow`` rule
 refuses gets exactly the response it would get without the parameter, and nothing is recorded.
 
@@ -31,6 +36,7 @@ from typing import Any
 from ioprofiler import access, sinks
 from ioprofiler.profiling import (
     DEFAULT_MAX_INJECT_BYTES,
+    FOLLOW,
     MODES,
     OFF,
     PASS,
@@ -39,9 +45,11 @@ from ioprofiler.profiling import (
     not_shown,
     path_text,
     request_line,
+    with_trace_id,
 )
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.response import ResponseParts, is_stream
+from ioprofiler.store import new_id
 from ioprofiler.trace import Trace
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -63,12 +71,20 @@ class IOProfilerMiddleware(RequestProfiler):
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if self.store is not None:
+            own = self.own_answer(environ)
+            if own is not None:
+                start_response(own.status, own.headers)
+                return [own.body]
         query = environ.get("QUERY_STRING", "")
         mode = notice = None
         if self.param in query:
             mode, notice = self.mode(query)
             if mode is not None and not self.allowed(environ):
                 mode = None
+        if mode is None and self.store is not None and self.follows(environ):
+            environ["ioprofiler.trace_id"] = new_id()
+            return self._profile(environ, start_response, FOLLOW, None)
         if mode is None:
             if self.sinks:
                 return self._record(environ, start_response)
@@ -88,6 +104,8 @@ class IOProfilerMiddleware(RequestProfiler):
     ) -> Iterable[bytes]:
         trace = Trace(max_events=self.max_events, name="request").start()
         environ["ioprofiler.trace"] = trace
+        if self.store is not None:  # kept for the recent requests page, followed or not
+            environ.setdefault("ioprofiler.trace_id", new_id())
         if self.sinks:
             environ["ioprofiler.request_id"] = self.request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = ProfiledResponse(self, trace, environ, start_response, mode, notice)
@@ -250,6 +268,7 @@ class ProfiledResponse(TracedBody):
         self.exc_info: Any = None
         self.written: list[bytes] = []
         self._headers_sent = False
+        self._kept = False
 
     def capture_start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -355,6 +374,8 @@ class ProfiledResponse(TracedBody):
         self._headers_sent = True
         if "ioprofiler.request_id" in self.environ:
             headers = sinks.with_request_id(headers, self.environ["ioprofiler.request_id"])
+        if "ioprofiler.trace_id" in self.environ:
+            headers = with_trace_id(headers, self.environ["ioprofiler.trace_id"])
         if self.exc_info is not None:
             self.start_response(status or self.status, headers, self.exc_info)
         else:
@@ -364,11 +385,27 @@ class ProfiledResponse(TracedBody):
         original = ResponseParts(self.status or "", self.headers, b"".join(chunks))
         line = request_line(self.environ)
         final = self.middleware.final(
-            self.trace, line, self.request, self.mode, self.notice, original, replace
+            self.trace,
+            line,
+            self.request,
+            self.mode,
+            self.notice,
+            original,
+            replace,
+            self.environ.get("SCRIPT_NAME", ""),
         )
+        self._keep()  # before the client has the body, and so may ask for the trace
         self._send_headers(final.headers, final.status)
         yield final.body
 
     def _closed(self) -> None:
-        """Print the trace to the console, when asked."""
+        """Print the trace to the console, when asked; keep it, if it was not yet."""
         self.middleware.print_to_console(self.trace, self.request)
+        self._keep()
+
+    def _keep(self) -> None:
+        """Keep the closed trace for the panel and the recent requests, once."""
+        trace_id = self.environ.get("ioprofiler.trace_id")
+        if trace_id is not None and not self._kept:
+            self._kept = True
+            self.middleware.keep(self.trace, self.request, trace_id)

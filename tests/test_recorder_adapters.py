@@ -20,6 +20,10 @@ from ioprofiler.recorder import Recorder
 from tests.asgi_app import QUERY, serving_asgi
 from tests.test_recorder_failures import app_env, gunicorn
 
+# A worker imports the app on its first request: on a busy machine that took longer than
+# httpx's 5 s default, so wait as long as the servers' own start-up is allowed.
+WORKER_START_S = 60
+
 
 def kept(path: Path) -> list[dict]:
     """The kept requests in the log (records with a ``type`` are not requests)."""
@@ -82,7 +86,10 @@ def uvicorn_shop(serve_shop):
 def test_gunicorn_records_a_body_that_fails_half_way_as_failed(sqlite_shards, memcached, tmp_path):
     log = tmp_path / "io.jsonl"
     with gunicorn(app_env(log, sqlite_shards, memcached), tmp_path / "err", workers=1) as base:
-        with httpx.Client() as client, client.stream("GET", f"{base}/broken/5773453") as sent:
+        with (
+            httpx.Client(timeout=WORKER_START_S) as client,
+            client.stream("GET", f"{base}/broken/5773453") as sent,
+        ):
             assert sent.status_code == 200  # the status line went out before the failure
             with pytest.raises(httpx.RemoteProtocolError):
                 sent.read()
@@ -99,7 +106,10 @@ def test_gunicorn_records_a_body_that_fails_half_way_as_failed(sqlite_shards, me
 
 def test_uvicorn_records_a_stream_that_fails_half_way_as_failed(uvicorn_shop):
     base, recorder = uvicorn_shop
-    with httpx.Client() as client, client.stream("GET", f"{base}/broken/5773453") as sent:
+    with (
+        httpx.Client(timeout=WORKER_START_S) as client,
+        client.stream("GET", f"{base}/broken/5773453") as sent,
+    ):
         assert sent.status_code == 200
         with pytest.raises(httpx.RemoteProtocolError):
             sent.read()
@@ -138,7 +148,10 @@ def test_gunicorn_lists_and_records_paths_beyond_latin1_as_the_client_wrote_them
     log = tmp_path / "io.jsonl"
     env = dict(app_env(log, sqlite_shards, memcached), IOP_SAMPLE="1")  # keep every request
     paths = ["/€uro/1", "/商品/2", "/café/3"]
-    with gunicorn(env, tmp_path / "err", workers=1) as base, httpx.Client() as client:
+    with (
+        gunicorn(env, tmp_path / "err", workers=1) as base,
+        httpx.Client(timeout=WORKER_START_S) as client,
+    ):
         listings = [client.get(f"{base}{path}?ioprofiler=text").text for path in paths]
     assert [listing.splitlines()[1] for listing in listings] == [
         f"GET {path}?ioprofiler=text" for path in paths
@@ -163,7 +176,7 @@ def test_gunicorn_sends_the_request_id_back_so_records_match_the_access_log(
     }
     env = app_env(log, sqlite_shards, memcached)
     with gunicorn(env, tmp_path / "err", workers=1, options=options) as base:
-        with httpx.Client(base_url=base) as client:
+        with httpx.Client(base_url=base, timeout=WORKER_START_S) as client:
             answered = {
                 path: client.get(path, headers={"X-Request-Id": rid} if rid else {})
                 for path, rid in sent.items()
@@ -181,7 +194,7 @@ def test_gunicorn_sends_the_request_id_back_so_records_match_the_access_log(
 
 def test_uvicorn_sends_the_request_id_back_recorded_or_profiled(uvicorn_shop):
     base, recorder = uvicorn_shop
-    with httpx.Client(base_url=base) as client:
+    with httpx.Client(base_url=base, timeout=WORKER_START_S) as client:
         plain = client.get("/café/1", headers={"X-Request-Id": "abc-123"})
         profiled = client.get("/café/1?ioprofiler=1")
         failed = client.get("/broken/1?ioprofiler=text")

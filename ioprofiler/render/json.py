@@ -22,8 +22,8 @@ from ioprofiler.cache_text import key_text
 from ioprofiler.event import DB, Event
 from ioprofiler.findings import Finding, find
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.render.roundtrip import detail_fields, ops_fields
 from ioprofiler.render.text import event_line
+from ioprofiler.roundtrip_text import detail_fields, ops_fields
 from ioprofiler.sql_text import render_statement
 from ioprofiler.values import Clipped
 
