@@ -12,6 +12,11 @@ per event, and whether the writer keeps up.
    N = 0 is the cost per request, the growth from 0 to 100 over 100 the cost per event.
 3. The writer alone: 5,000 kept requests of 30 events each (20 SQLite queries, 10 memcached
    gets) handed to a Recorder at once; kept requests per second until all are on disk.
+4. Every request counted: a request without I/O, paired, through a Recorder that keeps
+   nothing, counting (summary records, the default) against today's recorder that does
+   not (``summary_every=None``): µs added per request on the request's thread (target:
+   within 1 µs). Then the writer's share, which the request's thread does not wait for:
+   CPU per request to add up a demo page's I/O (calls per target, shapes, findings).
 """
 
 from __future__ import annotations
@@ -35,9 +40,10 @@ from demo_app.shop import Shop
 from ioprofiler.memcached import MemcachedProcess
 from ioprofiler.recorder import Recorder
 from ioprofiler.sinks import FinishedRequest
+from ioprofiler.summary import Summary
 from ioprofiler.wsgi import IOProfilerMiddleware
 
-TARGETS = {"throughput ratio": 0.95, "writer kept/s": 1000.0}
+TARGETS = {"throughput ratio": 0.95, "writer kept/s": 1000.0, "counting µs": 1.0}
 PAGES = ["/", *(f"/listing/{FIRST_LISTING_ID + n}" for n in (1, 7, 30)), "/shop/3", "/shop/8"]
 
 
@@ -183,6 +189,56 @@ def report_writer(directory: Path, cache: Client) -> None:
     engine.dispose()
 
 
+def report_counting(rounds: int, directory: Path, cache: Client) -> None:
+    engine = sa.create_engine(f"sqlite:///{directory}/counting.db")
+    bare = query_page(engine, 0)  # the request alone: what counting adds stands out
+    today = Recorder(directory / "today.jsonl", slow_ms=500, summary_every=None)
+    counting = Recorder(directory / "counting.jsonl", slow_ms=500)
+    switch = Switch(bare)
+    configs = {
+        "today": switch.serving(IOProfilerMiddleware(bare, record=today)),
+        "counting": switch.serving(IOProfilerMiddleware(bare, record=counting)),
+    }
+    env = environ("/q0")
+    scenario = Scenario("no I/O", lambda: run_wsgi(switch.app, env), calls=2000)
+    run_rounds(configs, [scenario], rounds)
+    result = paired(scenario, "counting", baseline="today")
+    added, cpu = result.added, result.added_cpu
+    print("4. Every request counted (summaries) vs today's recorder, nothing kept, paired")
+    print(
+        f"   a request without I/O: {added.median:+.2f} µs wall [{added.q1:+.2f} .. "
+        f"{added.q3:+.2f}], CPU {cpu.median:+.2f} µs [{cpu.q1:+.2f} .. {cpu.q3:+.2f}] on the "
+        f"request's thread (target {TARGETS['counting µs']:.0f} µs)"
+    )
+    shop = Shop.from_urls(f"sqlite:///{directory}/{{shard}}.db", cache)
+    pages = ShopApp(shop)
+    envs = [environ(url) for url in PAGES]
+    summary = Summary()
+    requests = []
+    for env in envs:
+        with ioprofiler.profile() as trace:
+            run_wsgi(pages, env)
+        requests.append(
+            FinishedRequest(trace, "GET", env["PATH_INFO"], "", env["PATH_INFO"], 200,
+                            time.time(), 12.5, "r", "h", 1)
+        )  # fmt: skip
+    count = 3000
+    start = time.thread_time()
+    for n in range(count):
+        summary.count(requests[n % len(requests)])
+    counted = (time.thread_time() - start) / count
+    start = time.thread_time()
+    summary.take()
+    folded = (time.thread_time() - start) / count
+    print(
+        f"   Summary.count alone: {counted * 1e6:.2f} µs CPU per request; the writer adds "
+        f"up a page's I/O in {folded * 1e6:.1f} µs CPU per request"
+    )
+    counting.close()
+    shop.close()
+    engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -194,6 +250,7 @@ def main() -> None:
         report_pages(args.rounds, directory, cache)
         report_per_event(args.rounds, directory)
         report_writer(directory, cache)
+        report_counting(args.rounds, directory, cache)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,13 @@ writes, and counts the others in a :class:`Skipped` it is given:
 >>> list(records("ioprofiler.jsonl", skipped=skipped)); skipped.message()
 'skipped 2 lines that are not kept requests (the first: ioprofiler.jsonl line 7)'
 
-Records with a ``type`` (``"gap"``: requests the recorder could not write) are not requests
-and not damage: :func:`entries` yields the gaps too, the other readers leave them out.
+Records with a ``type`` are not requests and not damage: ``"gap"`` (requests the recorder
+could not write) and ``"marker"`` (``ioprofiler mark``: a deploy) are notices, which
+:func:`entries` yields in their place; ``"summary"`` records (every request, counted per
+route) are read by :func:`summaries`, merged by the commands that use them:
+
+>>> from ioprofiler.summary import merge_routes
+>>> routes = merge_routes(summaries("ioprofiler.jsonl", Filter(since=parse_time("-1h"))))
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import IO, Any
 
 from ioprofiler.render.words import counted
 from ioprofiler.sql_text import visible
+from ioprofiler.summary import RouteTotals
 
 _ROTATED = re.compile(r"\.(\d+)(\.gz)?$")  # PATH.3, PATH.3.gz
 # logrotate's dateext: PATH-20261206, PATH-2026120603, PATH-2026-12-06, PATH-20261206.gz
@@ -127,13 +133,16 @@ def _numbered_lines(
                 skipped.add(file, number + 1)
 
 
-REQUEST, GAP = "request", "gap"
+REQUEST, GAP, MARKER, SUMMARY = "request", "gap", "marker", "summary"
+NOTICES = (GAP, MARKER)  # shown among the requests, in their place
 
 
 def classify(line: bytes) -> tuple[str | None, dict[str, Any] | None]:
-    """What a line of the log is: ``("request", record)``, ``("gap", record)``, ``(None,
-    None)`` for a line that is not a record (torn, foreign, wrong types), and ``("other",
-    None)`` for a record of another type (what a newer recorder may write): not damage."""
+    """What a line of the log is: ``("request", record)``, ``("gap", record)``,
+    ``("marker", record)``, ``("summary", record)`` (its ``routes`` read into
+    :class:`~ioprofiler.summary.RouteTotals`), ``(None, None)`` for a line that is not a
+    record (torn, foreign, wrong types), and ``("other", None)`` for a record of another
+    type (what a newer recorder may write): not damage."""
     try:
         record = json.loads(line)
     except ValueError:  # not JSON, not UTF-8
@@ -145,6 +154,11 @@ def classify(line: bytes) -> tuple[str | None, dict[str, Any] | None]:
         return (REQUEST, record) if _is_request(record) else (None, None)
     if kind == GAP:
         return (GAP, record) if _fields_fit(record, _GAP_FIELDS) else (None, None)
+    if kind == MARKER:
+        fits = _fields_fit(record, _MARKER_FIELDS, required=("text", "ts"))
+        return (MARKER, record) if fits else (None, None)
+    if kind == SUMMARY:
+        return (SUMMARY, record) if _summary_read(record) else (None, None)
     return ("other", None) if isinstance(kind, str) else (None, None)
 
 
@@ -227,6 +241,38 @@ _GAP_FIELDS = {
     "host": _TEXT,
     "pid": _INT,
 }
+
+
+_MARKER_FIELDS = {
+    "text": _TEXT,
+    "time": _TEXT,
+    "ts": _NUMBER,
+    "host": _TEXT,
+    "pid": _INT,
+    "release": _TEXT,
+}
+_SUMMARY_RECORD_FIELDS = {
+    "from_ts": _NUMBER,
+    "ts": _NUMBER,
+    "host": _TEXT,
+    "pid": _INT,
+    "release": _TEXT,
+    "routes": frozenset({dict}),
+}
+
+
+def _summary_read(record: dict[str, Any]) -> bool:
+    """Whether a summary record is whole; if so its ``routes`` are read in place."""
+    required = ("from_ts", "ts", "routes")
+    if not _fields_fit(record, _SUMMARY_RECORD_FIELDS, required):
+        return False
+    try:
+        record["routes"] = {
+            route: RouteTotals.from_json(totals) for route, totals in record["routes"].items()
+        }
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
 
 
 def _is_request(record: dict[str, Any]) -> bool:
@@ -340,6 +386,39 @@ def _status_matches(status: Any, wanted: str) -> bool:
     return text == wanted
 
 
+_SUMMARY_OR_MARKER = re.compile(rb'"type"\s*:\s*"(?:summary|marker)"')
+
+
+def summaries(
+    path: str | os.PathLike[str],
+    keep: Filter | None = None,
+    skipped: Skipped | None = None,
+    markers: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """The summary records whose end is within ``keep``'s time, oldest first, each with its
+    ``routes`` as :class:`~ioprofiler.summary.RouteTotals` (only those matching
+    ``keep.route``); with ``markers``, the markers in that time too, in their place.
+    Damaged lines are counted in ``skipped``; without it (a reader that has counted them
+    already) lines that cannot be summaries or markers are passed over unread."""
+    wanted = (SUMMARY, MARKER) if markers else (SUMMARY,)
+    unread = skipped is None
+    skipped = skipped or Skipped()
+    for file, number, line in _numbered_lines(path, skipped):
+        if not line.strip() or (unread and not _SUMMARY_OR_MARKER.search(line)):
+            continue
+        kind, record = classify(line)
+        if kind is None:
+            skipped.add(file, number)
+        elif kind in wanted and record is not None and (keep is None or keep.in_time(record)):
+            if kind == SUMMARY and keep is not None and keep.route is not None:
+                record["routes"] = {
+                    route: totals
+                    for route, totals in record["routes"].items()
+                    if fnmatch.fnmatchcase(route, keep.route)
+                }
+            yield record
+
+
 def records(
     path: str | os.PathLike[str], keep: Filter | None = None, skipped: Skipped | None = None
 ) -> Iterator[dict[str, Any]]:
@@ -353,19 +432,21 @@ def records(
 def entries(
     path: str | os.PathLike[str], keep: Filter | None = None, skipped: Skipped | None = None
 ) -> Iterator[dict[str, Any]]:
-    """The kept requests that pass ``keep`` and the gaps within its time (``{"type": "gap",
-    "lost": 3, ...}``: requests the recorder could not write), oldest first."""
+    """The kept requests that pass ``keep`` and the notices within its time (``{"type":
+    "gap", "lost": 3, ...}``: requests the recorder could not write; ``{"type": "marker",
+    "text": "deploy 4f2a1c", ...}``), oldest first."""
     skipped = skipped or Skipped()
     for file, number, line in _numbered_lines(path, skipped):
         record = _taken(file, number, line, keep, skipped)
-        if record is not None:
+        if record is not None and record.get("type") != SUMMARY:
             yield record
 
 
 def _taken(
     file: Path, number: int, line: bytes, keep: Filter | None, skipped: Skipped
 ) -> dict[str, Any] | None:
-    """The line's request or gap when ``keep`` lets it through; a damaged line counted."""
+    """The line's record when ``keep`` lets it through (a notice or summary: when in its
+    time); a damaged line counted."""
     if not line.strip():
         return None
     kind, record = classify(line)
@@ -374,7 +455,7 @@ def _taken(
         return None
     if record is None or keep is None:
         return record
-    if kind == GAP:
+    if kind != REQUEST:
         return record if keep.in_time(record) else None
     return record if keep(record) else None
 
@@ -385,6 +466,15 @@ def gap_notice(gap: dict[str, Any]) -> str:
     return visible(
         f"{lost} not recorded between {gap.get('from', '?')} and {gap.get('until', '?')} "
         f"({gap.get('host', '?')}, pid {gap.get('pid', '?')})"
+    )
+
+
+def marker_notice(marker: dict[str, Any]) -> str:
+    """``marker 2026-12-06T14:32:05: deploy 4f2a1c (release 4f2a1c, deploy-host, pid 88)``"""
+    release = f"release {marker['release']}, " if marker.get("release") else ""
+    return visible(
+        f"marker {str(marker.get('time', '?'))[:19]}: {marker.get('text', '')} "
+        f"({release}{marker.get('host', '?')}, pid {marker.get('pid', '?')})"
     )
 
 
@@ -401,8 +491,8 @@ def follow(
     """Kept requests as they are written, across rotation (like ``tail -F``). A rotated file
     is read to its end, then the file that came after it, even if that one has been rotated
     too in the meantime. Starts at the end of the log unless ``from_start``. ``gaps`` yields
-    the gap records too; ``waiting`` is told, once, when there is no log yet (and when it
-    appears)."""
+    the notices (gaps and markers) too; ``waiting`` is told, once, when there is no log yet
+    (and when it appears)."""
     path = Path(path)
     skipped = skipped or Skipped()
     handle: IO[bytes] | None = None
@@ -443,8 +533,9 @@ def follow(
             for line in complete:
                 number += 1
                 record = _taken(Path(following), number, line, keep, skipped)
-                if record is not None and (gaps or record.get("type", REQUEST) == REQUEST):
-                    yield record
+                kind = None if record is None else record.get("type", REQUEST)
+                if kind == REQUEST or (gaps and kind in NOTICES):
+                    yield record  # type: ignore[misc]
         if rotated:  # that was the rest of the old file: go on with the next one
             handle.close()
             handle, pending = None, b""

@@ -16,6 +16,16 @@ exit. When writing fails (a full disk), the writer warns once, drops and counts 
 requests until it works again, then warns once more and writes a ``"type": "gap"`` record
 saying how many were not recorded, and when.
 
+Every request, kept or not, is also counted: every ``summary_every`` seconds (10) and at
+exit the writer adds a ``"type": "summary"`` record per process, per route: requests, status
+classes, histograms of duration and I/O time that merge exactly across processes and
+hosts (see :mod:`ioprofiler.summary`), calls and time per target, statement shapes, and
+findings by kind. On the request's thread this is one append to a queue; the writer
+counts the request and adds up its I/O.
+
+Every record carries the release (``release="4f2a1c"``, default the environment variable
+``IOPROFILER_RELEASE``), so that before and after a deploy can be told apart.
+
 Privacy by default: bound values are written as ``?`` (``values=True`` keeps them),
 query-string values are dropped. Cache keys are written as they are: when they hold
 something private (a session id), hide them all (``keys=False``) or the parts that match
@@ -36,6 +46,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -44,6 +55,7 @@ from ioprofiler.logfile import AppendError, SharedLog
 from ioprofiler.render.json import trace_dict
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.sinks import HOST, FinishedRequest
+from ioprofiler.summary import ACCURACY, RouteTotals, Summary
 from ioprofiler.trace import Trace
 from ioprofiler.urls import redact_url
 
@@ -53,6 +65,9 @@ RECORD_VERSION = 1  # the fields this module adds to the trace schema
 KeepRule = Callable[[Trace, FinishedRequest, int], Any]
 _STOP = object()
 _BATCH = 256  # lines written per lock
+RELEASE_ENV = "IOPROFILER_RELEASE"
+MAX_RELEASE = 200
+_FOLD_EVERY = 1.0  # seconds between the writer's adding up of counted requests' I/O
 
 
 def _number(name: str, value: object, minimum: float, whole: bool = False) -> Any:
@@ -70,6 +85,10 @@ class Recorder:
     >>> Recorder("/var/log/shop/ioprofiler.jsonl", slow_ms=500, max_calls=200, sample=0.001)
     >>> Recorder(path, keep=lambda trace, request, status: request.route == "/checkout")
     >>> Recorder(path, redact_keys=[r"(?<=^session:)[0-9a-f]+", r"token=[^:]+"])
+    >>> Recorder(path, release=os.environ["GIT_SHA"], summary_every=60)
+
+    ``summary_every=None`` counts no requests (no summary records); ``max_routes`` bounds
+    the routes a summary names, the rest are counted as ``other``.
     """
 
     def __init__(
@@ -86,6 +105,9 @@ class Recorder:
         max_bytes: int = 100 * 2**20,
         backups: int = 5,
         queue_size: int = 10_000,
+        release: str | None = None,
+        summary_every: float | None = 10.0,
+        max_routes: int = 100,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise TypeError(f"path must be the log file's path, not {path!r}")
@@ -111,6 +133,11 @@ class Recorder:
         self.max_bytes = _number("max_bytes", max_bytes, 1024, True)
         self.backups = _number("backups", backups, 0, True)
         self.queue_size = _number("queue_size", queue_size, 1, True)
+        self.release = release_from_env(release)
+        if summary_every is not None:
+            _number("summary_every", summary_every, 0.01)
+        self.summary_every = summary_every
+        self.max_routes = _number("max_routes", max_routes, 1, True)
         self.dropped = 0  # kept requests not written: the queue was full, or writing failed
         self.written = 0
         self.rotations = 0
@@ -145,7 +172,13 @@ class Recorder:
         return reasons
 
     def handle(self, request: FinishedRequest) -> None:
-        """Keep ``request`` if a rule says so: queue it for the writer, or drop and count."""
+        """Count ``request``; keep it if a rule says so: queue it for the writer, or drop
+        and count."""
+        summary = self._summary
+        if summary is not None:
+            if self._thread is None:
+                self._start()
+            summary.count(request)
         reasons = self.reasons(request)
         if not reasons:
             return
@@ -201,6 +234,8 @@ class Recorder:
             reason=reasons[0],
             reasons=reasons,
         )
+        if self.release is not None:
+            record["release"] = self.release
         if request.error:
             record["error"] = request.error
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
@@ -221,6 +256,10 @@ class Recorder:
         self._log: SharedLog | None = None  # the writer's
         self._gap = _Gap()  # kept requests lost since the last write
         self._failing = False  # writing failed, and it was said once
+        self._summary = (
+            None if self.summary_every is None else Summary(self.max_routes, self.queue_size)
+        )
+        self._summary_from = time.time()
 
     def _start(self) -> None:
         with self._lock:
@@ -233,8 +272,9 @@ class Recorder:
     def _run(self) -> None:
         try:
             stop = False
+            due = time.monotonic() + (self.summary_every or 0)
             while not stop:
-                items = [self._queue.get()]
+                items = self._next_items(due)
                 while len(items) < _BATCH:
                     try:
                         items.append(self._queue.get_nowait())
@@ -248,7 +288,14 @@ class Recorder:
                         waiting.append(item)
                     else:
                         kept.append(item)
-                self._write(kept, final=stop)
+                summary = None
+                if self._summary is not None:
+                    if stop or time.monotonic() >= due:
+                        summary = self._take_summary()
+                        due = time.monotonic() + self.summary_every  # type: ignore[operator]
+                    else:
+                        self._summary.fold()
+                self._write(kept, final=stop, summary=summary)
                 for event in waiting:
                     event.set()
         finally:
@@ -256,10 +303,57 @@ class Recorder:
                 self._log.close()
                 self._log = None
 
-    def _write(self, kept: list[tuple[FinishedRequest, list[str]]], final: bool) -> None:
+    def _next_items(self, due: float) -> list[Any]:
+        """What the queue holds (waiting up to a second, or until the summary is due when
+        it sooner is; for ever when no summaries are written)."""
+        timeout = None
+        if self._summary is not None:
+            timeout = min(_FOLD_EVERY, max(0.0, due - time.monotonic()))
+        try:
+            items = [self._queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while len(items) < _BATCH:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _take_summary(self) -> _Counted | None:
+        """Every request counted since the last summary record (None: there were none)."""
+        assert self._summary is not None
+        totals = self._summary.take()
+        start, self._summary_from = self._summary_from, time.time()
+        return _Counted(totals, start, self._summary_from) if totals else None
+
+    def summary_record(self, totals: dict[str, RouteTotals], start: float, end: float) -> bytes:
+        """The ``{"type": "summary", ...}`` line for ``totals`` counted from ``start`` to
+        ``end`` (Unix times)."""
+        record = {
+            "type": "summary",
+            "from": _iso(start),
+            "from_ts": round(start, 6),
+            **self._stamp(end),
+            "accuracy": ACCURACY,
+            "routes": {route: route_totals.to_json() for route, route_totals in totals.items()},
+        }
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+    def _stamp(self, now: float) -> dict[str, Any]:
+        """The fields every record of this process carries: time, host, pid, release."""
+        return stamp(now, self.release)
+
+    def _write(
+        self,
+        kept: list[tuple[FinishedRequest, list[str]]],
+        final: bool,
+        summary: _Counted | None = None,
+    ) -> None:
         """Write the kept requests, after a gap record when kept requests were lost since
         the last write (also on the ``final`` pass, so the log says so before the process
-        ends). What cannot be written is counted as lost, and said once."""
+        ends), and the ``summary`` record last. What cannot be written is counted as lost,
+        and said once; a summary that cannot be written goes into the next one."""
         lines, times = [], []
         for request, reasons in kept:
             line = self._encoded(request, reasons)
@@ -269,19 +363,22 @@ class Recorder:
             else:
                 self._lost(request.started_at)  # could not encode: logged there
         gap = self._take_gap() if lines or final else _Gap()
-        head = [gap.record()] if gap.lost else []
-        if not head and not lines:
+        head = [gap.record(self._stamp(time.time()))] if gap.lost else []
+        tail = self._summary_lines(summary)
+        if not head and not lines and not tail:
             return
         try:
-            self.rotations += self._append(head + lines)
+            self.rotations += self._append(head + lines + tail)
         except OSError as exc:
             failure: OSError | None = exc
             done = exc.written if isinstance(exc, AppendError) else 0
         else:
-            failure, done = None, len(head) + len(lines)
+            failure, done = None, len(head) + len(lines) + len(tail)
         if head and not done:
             with self._lock:
                 self._gap.merge(gap)  # the gap record was not written either
+        if tail and done < len(head) + len(lines) + len(tail):
+            self._summary.give_back(summary.totals)  # type: ignore[union-attr]
         written = max(0, done - len(head))
         self.written += written
         for started_at in times[written:]:
@@ -290,11 +387,16 @@ class Recorder:
             self._say_failing(failure)
         elif self._failing:
             self._failing = False
-            log.warning(
-                "ioprofiler: writing to %s works again; %d kept requests were not recorded "
-                "between %s and %s",
-                self.path, gap.lost, _iso(gap.first), _iso(gap.last),
-            )  # fmt: skip
+            self._say_working(gap)
+
+    def _summary_lines(self, summary: _Counted | None) -> list[bytes]:
+        if summary is None:
+            return []
+        try:
+            return [self.summary_record(summary.totals, summary.start, summary.end)]
+        except Exception:
+            log.exception("ioprofiler: could not encode a summary record")
+            return []
 
     def _append(self, lines: list[bytes]) -> int:
         """Append to the log, opened on first use (and again after it could not be)."""
@@ -311,6 +413,18 @@ class Recorder:
                 "counted until writing works again",
                 self.path, exc.strerror or exc,
             )  # fmt: skip
+
+    def _say_working(self, gap: _Gap) -> None:
+        """One warning when writing works again, with the kept requests lost meanwhile
+        (none, when only a summary could not be written: it is in the next one)."""
+        if not gap.lost:
+            log.warning("ioprofiler: writing to %s works again", self.path)
+            return
+        log.warning(
+            "ioprofiler: writing to %s works again; %d kept requests were not recorded "
+            "between %s and %s",
+            self.path, gap.lost, _iso(gap.first), _iso(gap.last),
+        )  # fmt: skip
 
     def _take_gap(self) -> _Gap:
         with self._lock:
@@ -348,6 +462,15 @@ def _patterns(patterns: object) -> tuple[re.Pattern[str], ...]:
     return tuple(compiled)
 
 
+@dataclass
+class _Counted:
+    """The totals a summary record is made of, and the time they were counted in."""
+
+    totals: dict[str, RouteTotals]
+    start: float
+    end: float
+
+
 class _Gap:
     """Kept requests that were not written: how many, and when the first and last came."""
 
@@ -366,21 +489,49 @@ class _Gap:
         self.first = min(self.first, other.first)
         self.last = max(self.last, other.last)
 
-    def record(self) -> bytes:
-        """The log line that says so: ``{"type": "gap", "lost": N, "from": T1, "until": T2…}``."""
-        now = time.time()
+    def record(self, stamp: dict[str, Any]) -> bytes:
+        """The log line that says so: ``{"type": "gap", "lost": N, "from": T1, "until": T2…}``
+        (``stamp``: the fields every record carries)."""
         record = {
             "type": "gap",
             "lost": self.lost,
             "from": _iso(self.first),
             "until": _iso(self.last),
-            "time": _iso(now),
-            "ts": round(now, 6),
-            "host": HOST,
-            "pid": os.getpid(),
-            "record_version": RECORD_VERSION,
+            **stamp,
         }
         return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+def stamp(now: float, release: str | None) -> dict[str, Any]:
+    """The fields every record a process writes carries, besides its own: when, where,
+    which release (left out when there is none), and the record schema's version."""
+    fields = {
+        "time": _iso(now),
+        "ts": round(now, 6),
+        "host": HOST,
+        "pid": os.getpid(),
+        "record_version": RECORD_VERSION,
+    }
+    if release is not None:
+        fields["release"] = release
+    return fields
+
+
+def release_from_env(release: str | None) -> str | None:
+    """``release``, or the environment's ``IOPROFILER_RELEASE`` when None (or not set):
+    checked, at most 200 characters of text."""
+    if release is None:
+        release = os.environ.get(RELEASE_ENV) or None
+        if release is None:
+            return None
+    if not isinstance(release, str) or not release.strip():
+        raise ValueError(f"release must be a non-empty string such as '4f2a1c', not {release!r}")
+    release = release.strip()
+    if len(release) > MAX_RELEASE or not release.isprintable():
+        raise ValueError(
+            f"release must be at most {MAX_RELEASE} printable characters, not {release!r}"
+        )
+    return release
 
 
 def _iso(timestamp: float) -> str:

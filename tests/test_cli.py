@@ -201,7 +201,10 @@ def test_top_adds_up_routes_statements_and_any_kind_of_wait(tmp_path, capsys):
     (row,) = [json.loads(line) for line in out.splitlines()]
     assert (row["count"], row["median_ms"], row["p95_ms"]) == (20, 11.0, 20.0)  # nearest rank
     out = run(capsys, "top", str(path))[1].splitlines()
-    assert out[0] == "20 kept requests, 2.0 s in all; by route, the most time first"
+    assert out[0] == (
+        "20 kept requests (slow, failing or sampled: not every request), 2.0 s in all; "
+        "by route, the most time first"
+    )
     assert out[2].split() == ["GET", "/a", "15", "1500.0", "100.000", "100.000", "75.0%"]
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0 and percentile([], 0.95) == 0.0
     with pytest.raises(ValueError, match="--by"):

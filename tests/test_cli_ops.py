@@ -377,12 +377,18 @@ def damaged_log(shop) -> tuple[Path, int]:
         b'{"id": "\xff\xfe not utf-8"}',
         *FOREIGN,
         json.dumps(gap).encode(),
-        json.dumps({"type": "summary", "routes": {}}).encode(),  # a newer recorder's
+        json.dumps({"type": "digest", "routes": {}}).encode(),  # a newer recorder's
+        json.dumps({"type": "summary", "routes": {}}).encode(),  # no time: damaged
+        json.dumps(
+            {"type": "summary", "from_ts": 1, "ts": 2, "routes": {"/": {"requests": 2}}}
+        ).encode(),  # its histogram does not hold its requests: damaged
+        json.dumps({"type": "marker", "text": ["deploy"], "ts": 1}).encode(),  # damaged
     ]
     with log.open("ab") as handle:
         handle.write(b"\n".join(damage) + b"\n")
     shop.get("/report/2", request_id="req-after")
-    skipped = 2 + 1 + 1 + 1 + len(FOREIGN)  # .2.gz's garbage, .1.gz's end, torn, huge, bytes
+    # .2.gz's garbage, .1.gz's end, torn, huge, bytes, foreign, the summaries and the marker
+    skipped = 2 + 1 + 1 + 1 + len(FOREIGN) + 3
     return log, skipped
 
 
@@ -603,7 +609,7 @@ def test_a_request_past_max_events_reads_back_with_all_its_calls(
     shop.recorder.close()
     shop.engine.dispose()
     cache.close()
-    record = json.loads(Path(shop.recorder.path).read_text())
+    record = json.loads(Path(shop.recorder.path).read_text().splitlines()[0])  # then its summary
     assert len(record["events"]) == 3 and record["calls"] > 3
     done = ioprofiler("show", str(shop.recorder.path))
     assert done.returncode == 0, done.stderr

@@ -61,6 +61,8 @@ MEMBERS: dict[str, tuple[str, ...]] = {
         "django",
         "sinks",
         "recorder",
+        "summary",  # the recorder's count of every request
+        "timeline",  # the summaries over time, for the command
         "logfile",
         "logread",
         "export",

@@ -26,7 +26,9 @@ WORKER_START_S = 60
 
 
 def kept(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The kept requests in the log (records with a ``type`` are not requests)."""
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [record for record in records if "type" not in record]
 
 
 def make_shop(engine: sa.Engine) -> FastAPI:

@@ -6,6 +6,8 @@
     ioprofiler tail LOG      [same filters] [--list] [--callsites] [--json]
     ioprofiler top LOG       [--by route|target|statement|wait] [--limit N] [filters] [--json]
     ioprofiler report LOG -o report.html [filters] [--slowest N]
+    ioprofiler timeline LOG  [--bucket 1m] [--routes N] [--slow-ms N] [filters] [--json]
+    ioprofiler mark "deploy 4f2a1c" --log LOG [--log LOG2] [--release R] [--statsd HOST:PORT]
 
 Also ``python -m ioprofiler``. Output is coloured in a terminal and plain when piped;
 ``--json`` prints JSON lines for scripts. Lines of the log that are not kept requests are
@@ -18,7 +20,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ioprofiler.cli import report, show, top
+from ioprofiler.cli import mark, report, show, timeline, top
 from ioprofiler.logread import RELATIVE_TIME, Filter, Skipped, parse_time
 from ioprofiler.sql_text import visible
 
@@ -74,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--title", default=None, help="the report's title")
     p.set_defaults(run=report.run_report)
+
+    timeline.add_parser(commands, _filters)
+    mark.add_parser(commands)
     return parser
 
 

@@ -11,7 +11,16 @@ from typing import Any
 from rich.text import Text
 
 from ioprofiler.cli.output import Output, escaped
-from ioprofiler.logread import GAP, Filter, entries, follow, gap_notice, records
+from ioprofiler.logread import (
+    GAP,
+    MARKER,
+    Filter,
+    entries,
+    follow,
+    gap_notice,
+    marker_notice,
+    records,
+)
 from ioprofiler.render.console import SLOW_MS, trace_renderables
 from ioprofiler.render.words import counted
 from ioprofiler.stored import load
@@ -63,6 +72,9 @@ def print_record(out: Output, record: dict[str, Any], args: argparse.Namespace) 
         return
     if record.get("type") == GAP:
         out.line(Text(gap_notice(record), style="bold red"))
+        return
+    if record.get("type") == MARKER:
+        out.line(Text(marker_notice(record), style="bold cyan"))
         return
     out.line(headline(record, out.width))
     if args.list:

@@ -29,7 +29,7 @@ import logging
 import re
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ioprofiler.targets import ServerTarget
 
@@ -87,11 +87,21 @@ def check_prefix(prefix: object) -> str:
 
 
 class NameBudget:
-    """Safe names for one field (routes, targets), at most ``limit`` distinct ones."""
+    """Safe names for one field (routes, targets), at most ``limit`` distinct ones.
+    ``spell`` makes a raw value its name (default :func:`safe_part`); ``option`` is the
+    setting the warning tells the user to raise."""
 
-    def __init__(self, field: str, limit: int) -> None:
+    def __init__(
+        self,
+        field: str,
+        limit: int,
+        spell: Callable[[object], str] = safe_part,
+        option: str = "max_names",
+    ) -> None:
         self.field = field
         self.limit = limit
+        self.spell = spell
+        self.option = option
         self._names: dict[object, str] = {}
         self._distinct: set[str] = set()
         self._warned = False
@@ -103,7 +113,7 @@ class NameBudget:
         if known is not None:
             return known
         with self._lock:
-            name = safe_part(raw)
+            name = self.spell(raw)
             if name not in self._distinct:
                 if len(self._distinct) >= self.limit:
                     name = OTHER
@@ -120,10 +130,11 @@ class NameBudget:
         self._warned = True
         log.warning(
             "ioprofiler: more than %d distinct %s names; %r and later new ones are "
-            "reported as %r (raise max_names, or name %ss by template)",
+            "reported as %r (raise %s, or name %ss by template)",
             self.limit,
             self.field,
-            safe_part(raw),
+            self.spell(raw),
             OTHER,
+            self.option,
             self.field,
         )
