@@ -978,7 +978,21 @@ PyInit__speedups(void)
     return PyModule_Create(&module_def);
 }
 
-#else /* not CPython 3.11 or 3.12 */
+#elif defined(Py_GIL_DISABLED)
+
+/* A free-threaded build: the lookup's tables (the memos above) and the dictionaries it reads
+ * with borrowed references are guarded by the GIL alone. Refused here, before a module exists,
+ * the import leaves the GIL off and ioprofiler runs pure Python. */
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    PyErr_SetString(PyExc_ImportError,
+                    "ioprofiler._speedups needs the GIL (its tables have no locks): on a "
+                    "free-threaded build ioprofiler runs pure Python");
+    return NULL;
+}
+
+#else /* not a CPython whose frames it reads */
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
