@@ -5,6 +5,8 @@
     ioprofiler tail LOG      [same filters] [--json]
     ioprofiler top LOG       [--by route|target|statement|wait] [--limit N] [filters] [--json]
     ioprofiler report LOG -o report.html [filters] [--slowest N]
+    ioprofiler doctor        the version, the Python, which compiled modules and libraries run
+    ioprofiler --version
 
 Also ``python -m ioprofiler``. Output is coloured in a terminal and plain when piped;
 ``--json`` prints JSON lines for scripts.
@@ -16,7 +18,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ioprofiler.cli import report, show, top
+from ioprofiler import __version__
+from ioprofiler.cli import doctor, report, show, top
 from ioprofiler.logread import Filter, parse_time
 
 
@@ -37,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ioprofiler", description="Find slow requests in the recorder's log."
     )
+    parser.add_argument("--version", action="version", version=f"ioprofiler {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("show", help="kept requests as listings")
@@ -66,12 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--title", default=None, help="the report's title")
     p.set_defaults(run=report.run_report)
+
+    p = commands.add_parser("doctor", help="which Python, compiled modules and libraries run here")
+    p.set_defaults(run=doctor.run_doctor)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "doctor":  # reads no log
+        return doctor.run_doctor(args)
     keep = Filter(
         path=args.path,
         route=args.route,
