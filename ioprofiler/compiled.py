@@ -35,7 +35,7 @@ PURPOSE = {
     "_recorders": "the memcached get and SQL statement recorders",
 }
 _VERSIONS = {
-    "_speedups": ((3, 11), (3, 12)),
+    "_speedups": ((3, 10), (3, 11), (3, 12), (3, 13)),
     "_patch": None,  # every version ioprofiler supports
     "_recorders": None,
 }

@@ -21,7 +21,7 @@ COMMAND = Path(sys.executable).parent / "ioprofiler"
 ROOT = Path(__file__).resolve().parent.parent
 
 # The versions each compiled module builds for (the #if at the top of its .c file).
-SPEEDUPS_VERSIONS = {(3, 11), (3, 12)}
+SPEEDUPS_VERSIONS = {(3, 10), (3, 11), (3, 12), (3, 13)}
 CPYTHON = sys.implementation.name == "cpython"
 
 
