@@ -44,8 +44,12 @@
  *              skips them. The thread's newest frame: tstate->cframe (3.11-3.12),
  *              tstate->current_frame (3.13).
  *
- * 3.14 moves f_executable to a tagged _PyStackRef and renames the thread's current frame
- * again: a new branch here, nothing below it. */
+ * 3.14 (not on these machines; planned from its headers' changes): f_executable becomes a
+ * tagged _PyStackRef (read through _PyFrame_GetCode, as 3.13 already is here), the struct and
+ * its inline functions move to internal/pycore_interpframe.h, C-stack shim frames become
+ * FRAME_OWNED_BY_INTERPRETER and each thread's stack ends at a sentinel frame owned by the
+ * thread state (both incomplete to _PyFrame_IsIncomplete, so skipped): a new #include and a
+ * version bound, nothing below this block. */
 
 #if PY_VERSION_HEX >= 0x030B0000
 #ifndef Py_BUILD_CORE
@@ -59,7 +63,7 @@ static inline PyCodeObject *
 frame_code(IFrame *f)
 {
 #if PY_VERSION_HEX >= 0x030D0000
-    return (PyCodeObject *)f->f_executable;
+    return _PyFrame_GetCode(f); /* CPython's own accessor: f_executable, as each version has it */
 #else
     return f->f_code;
 #endif

@@ -10,7 +10,7 @@ Each is imported through :func:`load`, which remembers why it is not there::
 
     _speedups = compiled.load("_speedups")    # the module, or None
     compiled.why_not("_speedups")             # None when loaded, else the reason, e.g.
-    # "refused this Python: ioprofiler._speedups reads CPython 3.11 and 3.12 frames only: ..."
+    # "refused this Python: ioprofiler._speedups reads CPython 3.10 to 3.13 frames only: ..."
 
 ``ioprofiler doctor`` prints it, with whatever the process switched off since.
 """
