@@ -7,11 +7,12 @@ Wall and CPU time on a shared machine move with the neighbours' load; instructio
 not. Each (scenario, configuration) runs in a process of its own under callgrind, which
 counts only what runs inside the measured loop: the loop runs inside ``functools.reduce``
 and callgrind collects inside that function only (``--toggle-collect``). Address-space
-randomisation is turned off (``setarch -R``) and the hash seed fixed, so reruns agree to a
-few instructions; the garbage collector is paused during the counted calls. Before the loop
-every path runs warm (imports, connections, callsite caches). Instructions are not time (a
-cache miss costs more than an add): this compares the two lookups, the paired timings in
-overhead.py say what they cost. Configurations:
+randomisation is turned off (``setarch -R``) and the hash seed fixed (0, or PYTHONHASHSEED if
+set), so reruns agree to a few instructions; another seed can move a count by a few thousand
+(a hot attribute lookup missing the type cache). The garbage collector is paused during the
+counted calls. Before the loop every path runs warm (imports, connections, callsite caches).
+Instructions are not time (a cache miss costs more than an add): this compares the two
+lookups, the paired timings in overhead.py say what they cost. Configurations:
 
 - raw:                     ioprofiler not installed
 - idle:                    ioprofiler installed, no trace open
@@ -133,7 +134,7 @@ def count(scenario: str, config: str, calls: int, memcached: str) -> int:
         command,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
+        env={"PYTHONHASHSEED": "0", **os.environ},  # a seed given wins
     )
     found = re.search(r"Collected : (\d+)", result.stderr)
     if result.returncode != 0 or found is None:
