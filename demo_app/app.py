@@ -30,6 +30,8 @@ URLS = Map(
         Rule("/slow", endpoint="slow"),
         Rule("/broken/<int:listing_id>", endpoint="broken"),
         Rule("/api/listing/<int:listing_id>", endpoint="api_listing"),
+        Rule("/browse/<int:shop_id>", endpoint="browse"),
+        Rule("/api/shop/<int:shop_id>", endpoint="api_shop"),
         Rule("/stream", endpoint="stream"),
     ]
 )
@@ -90,6 +92,18 @@ class ShopApp:
 
     def api_listing(self, request: Request, listing_id: int) -> Response:
         return Response(json.dumps(self.store.listing(listing_id)), mimetype="application/json")
+
+    def browse(self, request: Request, shop_id: int) -> Response:
+        """A page that loads its data after it has loaded, by fetch (follow_requests)."""
+        return html(pages.browse(shop_id))
+
+    def api_shop(self, request: Request, shop_id: int) -> Response:
+        """The shop's listings and fans as JSON, the fans loaded one query each (an N+1)."""
+        data = self.store.shop(shop_id)
+        fans = self.store.shop_fans(data)
+        listings = [{k: item[k] for k in ("listing_id", "title")} for item in data["listings"]]
+        body = {"name": data["name"], "listings": listings, "fans": fans}
+        return Response(json.dumps(body), mimetype="application/json")
 
     def stream(self, request: Request) -> Response:
         def generate() -> Iterator[str]:

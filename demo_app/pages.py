@@ -38,7 +38,7 @@ def layout_head(title: str) -> str:
         "<header><a class='brand' href='/'>Sharded Shop</a>"
         "<a href='/shop/7'>A shop (N+1)</a><a href='/shop/7?fixed=1'>Same shop, batched</a>"
         "<a href='/slow'>Slow page</a><a href='/broken/5773401'>Failing query</a>"
-        "<a href='/stream'>Streamed</a></header><main>"
+        "<a href='/stream'>Streamed</a><a href='/browse/7'>Loaded by fetch</a></header><main>"
     )
 
 
@@ -104,3 +104,45 @@ def shop(data: dict[str, Any], fans: list[str], fixed: bool) -> str:
 
 def message(title: str, text: str) -> str:
     return layout(title, f"<h1>{escape(title)}</h1><p>{escape(text)}</p>")
+
+
+BROWSE_SCRIPT = """
+window.addEventListener("DOMContentLoaded", function () {
+  var shop = document.body.querySelector("[data-shop]").getAttribute("data-shop");
+  fetch("/api/shop/" + shop).then(function (r) { return r.json(); }).then(function (data) {
+    document.getElementById("name").textContent = data.name;
+    document.getElementById("fans").textContent = data.fans.join(", ") || "nobody yet";
+    // one after the other: the demo shares one memcached client, which is not thread-safe
+    var items = [];
+    return data.listings.slice(0, 4).reduce(function (done, item) {
+      return done.then(function () {
+        return fetch("/api/listing/" + item.listing_id).then(function (r) { return r.json(); })
+          .then(function (listing) { items.push(listing); });
+      });
+    }, Promise.resolve()).then(function () { return items; });
+  }).then(function (items) {
+    var grid = document.getElementById("listings");
+    items.forEach(function (item) {
+      var card = document.createElement("div");
+      card.className = "card";
+      card.textContent = item.title + " · " + item.shard;
+      grid.appendChild(card);
+    });
+    document.body.setAttribute("data-loaded", "yes");
+  });
+});
+"""
+
+
+def browse(shop_id: int) -> str:
+    """A shop page whose data arrives by fetch once it has loaded, as many pages' does."""
+    body = (
+        f"<h1 id='name' data-shop='{shop_id}'>Loading…</h1>"
+        "<p class='hint'>This page loads its data with <code>fetch</code> after it has "
+        "loaded. With <code>?ioprofiler=1</code> the panel lists each of those requests "
+        "(the demo runs with <code>follow_requests=True</code>): open the shop's JSON, "
+        "with its N+1, from there.</p>"
+        "<div class='grid' id='listings'></div><h2>Fans</h2><p id='fans'>…</p>"
+        f"<script>{BROWSE_SCRIPT}</script>"
+    )
+    return layout("Loaded by fetch", body)

@@ -125,7 +125,9 @@ def serve(args: argparse.Namespace, ready: threading.Event | None = None) -> Non
         check_memcache(client, f"{address[0]}:{address[1]}")
         shop = open_shop(database_url(args), client)
         ioprofiler.configure(callsite_skip=CALLSITE_SKIP)
-        app = IOProfilerMiddleware(ShopApp(shop), allow=access.loopback(), console=not args.quiet)
+        app = IOProfilerMiddleware(
+            ShopApp(shop), allow=access.loopback(), console=not args.quiet, follow_requests=True
+        )
         check_port(args.host, args.port)
         try:
             server = make_server(args.host, args.port, app, threaded=True)

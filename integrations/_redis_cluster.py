@@ -24,7 +24,7 @@ import contextvars
 import weakref
 from typing import Any
 
-from ioprofiler.integrations.redis import (
+from ioprofiler.integrations._redis_commands import (
     REDIS,
     Settle,
     _begin,

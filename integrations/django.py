@@ -13,18 +13,21 @@ alias (``[dbshard01]`` for ``DATABASES["dbshard01"]``):
   ROLLBACK events, timed as Django times them for ``connection.queries``. Oracle's
   backend imports it under its own name: its transactions are not seen.
 - ``BaseDatabaseWrapper.connect``: a CONNECT event, the statements Django runs to set the
-  new connection up included.
+  new connection up included. The new DB-API connection takes the alias's name for a
+  driver integration below, traced or not.
 
 So the queries Django counts (``assertNumQueries``, ``CaptureQueriesContext``) are these
 events less ``callproc`` (which Django does not log): ``ioprofiler.django.query_count``.
 Turning autocommit back on after a transaction (a ``SET autocommit=1`` round trip on
 MySQL, not in Django's log either) is not an event here (with the PyMySQL integration
-installed it is that integration's event).
+installed it is that integration's event: connection set-up on the alias, op ``setup``).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ioprofiler.integrations._dbapi import name_below
 
 from ioprofiler.event import BEGIN, COMMIT, CONNECT, DB, ROLLBACK
 from ioprofiler.patching import Patches
@@ -64,7 +67,7 @@ def install() -> bool:
     _patches.wrap(CursorWrapper, "execute", _statement("execute"))
     _patches.wrap(CursorWrapper, "executemany", _statement("executemany"))
     _patches.wrap(CursorWrapper, "callproc", _statement("callproc"))
-    _patches.wrap(base.BaseDatabaseWrapper, "connect", _connection_op(CONNECT))
+    _patches.wrap(base.BaseDatabaseWrapper, "connect", _connection_op(CONNECT), always=True)
     _patches.wrap(base, "debug_transaction", _debug_transaction)
     return bool(_patches)
 
@@ -148,14 +151,16 @@ def _address(settings: Any) -> tuple[Any, Any, Any, Any] | None:
 def _connection_op(op: str):
     """connect(): the new connection, its setup statements included.
 
-    Its DB-API connection keeps the database's name for a driver integration: what the
-    driver sends on its own (PyMySQL's ``SET AUTOCOMMIT = 1`` after a transaction) is not
-    one of Django's queries, and ``query_count`` counts by the alias."""
+    Its DB-API connection takes the alias's name for a driver integration (even with no
+    trace open: connects are rare), so what the driver sends on its own (PyMySQL's
+    ``SET AUTOCOMMIT = 1`` after a transaction, connection set-up) is on the alias too."""
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         traces = active.get()
         if not traces or _inside_op.get():
-            return wrapped(*args, **kwargs)
+            result = wrapped(*args, **kwargs)
+            _name_below(instance)
+            return result
         try:
             event = begin(traces, DB, op, instance.alias)
             event.dialect = instance.vendor
@@ -176,9 +181,16 @@ def _connection_op(op: str):
             _inside_op.reset(token)
         event.end_ns = perf_counter_ns()
         done(event)
+        _name_below(instance)
         return result
 
     return wrapper
+
+
+def _name_below(connection: Any) -> None:
+    """The new DB-API connection of a Django connection takes its alias's name below."""
+    if below and connection.connection is not None:
+        name_below(connection.connection, connection.alias)
 
 
 def _address(settings: Any) -> tuple[Any, Any, Any, Any] | None:

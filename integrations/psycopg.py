@@ -15,9 +15,13 @@ after ``install()``:
 - ``Connection.commit`` / ``rollback`` (and the async ones): COMMIT and ROLLBACK events,
   when a transaction is open (otherwise psycopg sends nothing, and there is no event).
 - ``Connection.connect`` / ``AsyncConnection.connect``: a CONNECT event.
+- What ``with conn.transaction():`` sends (sync or async), one event per command, each
+  timed from when psycopg takes it to when it asks for the next
+  (``BaseTransaction._get_enter_commands``, ``_get_commit_commands``,
+  ``_get_rollback_commands``): BEGIN, COMMIT and ROLLBACK events, and the ``SAVEPOINT``,
+  ``RELEASE`` and ``ROLLBACK TO`` of a nested block as the statements they are.
 
-Not yet events of their own: the ``BEGIN``/``COMMIT`` (or ``SAVEPOINT``/``RELEASE``) that
-``with conn.transaction():`` sends, ``COPY``, ``stream()``, and the ``FETCH``es of a
+Not yet events of their own: ``COPY``, ``stream()``, and the ``FETCH``es of a
 server-side cursor. Inside ``with conn.pipeline():`` a statement's event ends when it is
 queued, not when its result arrives.
 
@@ -41,7 +45,7 @@ from ioprofiler.integrations._dbapi import (
     transaction_wrapper,
 )
 
-from ioprofiler.event import COMMIT, CONNECT, ROLLBACK
+from ioprofiler.event import BEGIN, COMMIT, CONNECT, ROLLBACK
 from ioprofiler.patching import Patches
 from ioprofiler.recording import (
     active,
@@ -103,6 +107,10 @@ def install() -> bool:
     _patches.wrap(AsyncConnection, "commit", _async_commit)
     _patches.wrap(AsyncConnection, "rollback", _async_rollback)
     _patches.wrap(AsyncConnection, "connect", _async_connect)
+    from psycopg.transaction import BaseTransaction
+
+    for name in _TRANSACTION_COMMANDS:
+        _patches.wrap(BaseTransaction, name, _transaction_commands)
     add_below(__name__, "psycopg")
     return bool(_patches)
 
@@ -172,6 +180,55 @@ _commit = transaction_wrapper(COMMIT, _names, DIALECT, _sends)
 _rollback = transaction_wrapper(ROLLBACK, _names, DIALECT, _sends)
 _async_commit = transaction_wrapper(COMMIT, _names, DIALECT, _sends, asynchronous=True)
 _async_rollback = transaction_wrapper(ROLLBACK, _names, DIALECT, _sends, asynchronous=True)
+
+
+# -- with conn.transaction(): the commands psycopg sends itself --------------------------
+
+_TRANSACTION_COMMANDS = ("_get_enter_commands", "_get_commit_commands", "_get_rollback_commands")
+# A transaction's command -> its op; any other (SAVEPOINT, RELEASE, ROLLBACK TO) a statement
+_COMMAND_OPS = {b"BEGIN": BEGIN, b"COMMIT": COMMIT, b"ROLLBACK": ROLLBACK}
+
+
+def _transaction_commands(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """The commands a transaction block sends: psycopg sends each before asking for the
+    next, so each is timed from one to the next."""
+    commands = wrapped(*args, **kwargs)
+    traces = active.get()
+    if not traces or inside.get():
+        return commands
+    return _timed_commands(traces, instance._conn, commands)
+
+
+def _timed_commands(traces: Any, connection: Any, commands: Any) -> Any:
+    for command in commands:
+        event = _begin_command(traces, connection, command)
+        if event is None:
+            yield command
+            continue
+        sent = False
+        try:
+            yield command
+            sent = True
+        finally:
+            event.end_ns = perf_counter_ns()
+            if not sent:  # psycopg stopped asking: the command failed (its error is raised)
+                event.error = "Error"
+            done(event)
+
+
+def _begin_command(traces: Any, connection: Any, command: bytes) -> Any:
+    """A BEGIN, COMMIT or ROLLBACK event, or a statement's (a savepoint's); None on failure."""
+    try:
+        op = _COMMAND_OPS.get(command.split(b" ", 1)[0], "execute")
+        if op == "execute" or command.startswith(b"ROLLBACK TO"):
+            event = begin_op(traces, "execute", _names.of(connection), DIALECT, 4)
+            if event is not None:
+                event.statement = command.decode("utf-8", "replace")
+            return event
+        return begin_op(traces, op, _names.of(connection), DIALECT, 4)
+    except Exception as exc:
+        profiler_failed(traces, exc)
+        return None
 
 
 # -- connect: a classmethod; the connection's own facts name it once it exists ------------

@@ -17,7 +17,8 @@ is covered (``DictCursor``, ``SSCursor``…), made before or after ``install()``
   entered only while a ``callproc`` runs).
 - ``Connection.begin``, ``commit``, ``rollback``: BEGIN, COMMIT and ROLLBACK events;
   ``Connection.autocommit(value)``, when it changes the mode: the
-  ``SET AUTOCOMMIT = 0`` (or 1) statement it sends (Django's transactions make these);
+  ``SET AUTOCOMMIT = 0`` (or 1) statement it sends (Django's transactions make these),
+  listed as the connection's set-up (op ``setup``), not as a statement;
   ``Connection.connect`` (also a reconnecting ``ping``): a CONNECT
   event, the set-up statements it sends (``init_command``, ``sql_mode``) part of it.
 
@@ -41,7 +42,7 @@ from ioprofiler.integrations._dbapi import (
     transaction_wrapper,
 )
 
-from ioprofiler.event import BEGIN, COMMIT, CONNECT, ROLLBACK
+from ioprofiler.event import BEGIN, COMMIT, CONNECT, ROLLBACK, SETUP
 from ioprofiler.patching import Patches
 from ioprofiler.recording import active, add_below, inside, profiler_failed, remove_below
 from ioprofiler.registry import importable
@@ -195,9 +196,9 @@ def _variable(procname: str, n: int) -> str:
     return f"@_{procname}_{n}"
 
 
-def _connection_statement(text_of):
-    """A connection method that sends one statement of its own; ``text_of(connection,
-    args, kwargs)`` is its text, or None when the call sends nothing."""
+def _connection_statement(text_of, op: str):
+    """A connection method that sends one statement of its own, an event of ``op``;
+    ``text_of(connection, args, kwargs)`` is its text, or None when the call sends nothing."""
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         traces = active.get()
@@ -209,7 +210,7 @@ def _connection_statement(text_of):
         except Exception as exc:
             profiler_failed(traces, exc)
             return wrapped(*args, **kwargs)
-        event = begin_op(traces, "execute", target, DIALECT) if statement is not None else None
+        event = begin_op(traces, op, target, DIALECT) if statement is not None else None
         if event is None:
             return wrapped(*args, **kwargs)
         event.statement = statement
@@ -225,7 +226,7 @@ def _autocommit_text(connection: Any, args: Any, kwargs: Any) -> str | None:
     return f"SET AUTOCOMMIT = {int(value)}"
 
 
-_autocommit = _connection_statement(_autocommit_text)
+_autocommit = _connection_statement(_autocommit_text, SETUP)
 
 
 _begin = transaction_wrapper(BEGIN, _names, DIALECT)

@@ -15,7 +15,13 @@ engine is covered (sync or async, created before or after ``install()``):
 - ``QueuePool._do_get``, for checkouts that must wait because the pool is exhausted
   (also ``AsyncAdaptedQueuePool``, which inherits it);
 - ``Engine.__init__``, only to learn each engine's shard name before its first
-  statement, so a first CONNECT or POOL WAIT is named.
+  statement, so a first CONNECT or POOL WAIT is named; and ``Engine.raw_connection``
+  (every checkout), while a trace is open, for an engine created before ``install()``;
+- ``DefaultDialect.do_ping`` and its overrides: ``pool_pre_ping``'s check, a PING event
+  whatever the dialect sends for it (PyMySQL's ping, psycopg's ``;``);
+- the pool's set-up of a new connection (``_ConnectionRecord.__connect``): what the
+  dialect sends there (``SET NAMES``, its first connect's ``SELECT VERSION()``…) is listed
+  as connection set-up (op ``setup``), not as the application's statements.
 
 SAVEPOINT, RELEASE SAVEPOINT and ROLLBACK TO SAVEPOINT are statements sent through
 ``do_execute``, and are listed as the statements they are.
@@ -42,6 +48,7 @@ from ioprofiler.event import (
     COMMIT_TWOPHASE,
     CONNECT,
     DB,
+    PING,
     POOL_WAIT,
     PREPARE_TWOPHASE,
     RECOVER_TWOPHASE,
@@ -60,6 +67,7 @@ from ioprofiler.recording import (
     inside,
     perf_counter_ns,
     profiler_failed,
+    run_as_setup,
 )
 from ioprofiler.values import KEPT_TYPES, snapshot
 from ioprofiler.values import first_row as _first_row
@@ -93,10 +101,13 @@ def install() -> bool:
     from sqlalchemy.engine.base import Engine
     from sqlalchemy.engine.default import DefaultDialect
     from sqlalchemy.pool import QueuePool
+    from sqlalchemy.pool.base import _ConnectionRecord
 
     _patches.wrap(DefaultDialect, "__init__", _dialect_init, always=True)
     _patches.wrap(Engine, "__init__", _engine_init, always=True)
+    _patches.wrap(Engine, "raw_connection", _engine_checkout)
     _patches.wrap(QueuePool, "_do_get", _pool_checkout)
+    _patches.wrap(_ConnectionRecord, "_ConnectionRecord__connect", _new_connection_setup)
     for dialect_class in _subclasses(DefaultDialect):
         _patch_dialect_class(dialect_class)
     return bool(_patches)
@@ -179,12 +190,25 @@ def _dialect_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 def _engine_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     result = wrapped(*args, **kwargs)
+    _name_engine(instance)
+    return result
+
+
+def _engine_checkout(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``Engine.raw_connection``, while a trace is open: an engine created before
+    ``install()`` is named before the first round trip of the checkout (a CONNECT, a PING)."""
+    if id(instance.dialect) not in _names:
+        _name_engine(instance)
+    return wrapped(*args, **kwargs)
+
+
+def _name_engine(engine: Any) -> None:
+    """Remember ``engine``'s shard name (its database's) unless it has one (a label)."""
     try:
-        if id(instance.dialect) not in _names:  # a label given earlier wins
-            _remember_name(instance.dialect, name_for_url(instance.url))
+        if id(engine.dialect) not in _names:
+            _remember_name(engine.dialect, name_for_url(engine.url))
     except Exception:
         pass
-    return result
 
 
 def _target(dialect: Any, context: Any) -> str:
@@ -192,9 +216,20 @@ def _target(dialect: Any, context: Any) -> str:
     if name is not None:
         return name
     engine = getattr(context, "engine", None) if context is not None else None
-    if engine is None:
+    if engine is None:  # an engine not met yet (made before install(), its pool used directly)
         return dialect.name
     return _remember_name(dialect, name_for_url(engine.url))
+
+
+def _name_from_connect_args(dialect: Any, cargs: Any, cparams: Any) -> None:
+    """Name an engine not met yet from what its dialect connects with: the database its
+    URL names (the same name :func:`name_for_url` gives), so a connection opened outside
+    any trace is named for its engine, never for its dialect."""
+    from sqlalchemy.engine import URL
+
+    _, host, _, database = connect_address(cargs, cparams, dialect.name == "sqlite")
+    url = URL.create(dialect.name, host=host, database=database)
+    _remember_name(dialect, name_for_url(url))
 
 
 def _remember_name(dialect: Any, name: str) -> str:
@@ -344,8 +379,10 @@ def _run_recorded(event: Any, wrapped: Any, args: Any, kwargs: Any) -> Any:
     return result
 
 
-def _transaction_end_wrapper(op: str):
-    """``do_commit`` / ``do_rollback``: one COMMIT or ROLLBACK round trip."""
+def _round_trip_wrapper(op: str, pool_reset: bool = False):
+    """``do_commit`` / ``do_rollback`` (``pool_reset``: says when the pool's reset on
+    check-in made it), ``do_ping``: one COMMIT, ROLLBACK or PING round trip, whatever
+    the dialect sends for it."""
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         traces = active.get()
@@ -354,10 +391,18 @@ def _transaction_end_wrapper(op: str):
         event = _begin_op(traces, op, instance)
         if event is None:
             return wrapped(*args, **kwargs)
-        event.detail = _called_by_pool_reset()
+        if pool_reset:
+            event.detail = _called_by_pool_reset()
         return _run_recorded(event, wrapped, args, kwargs)
 
     return wrapper
+
+
+def _new_connection_setup(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """The pool opening a connection: its CONNECT, then what the dialect's connect
+    listeners send to set it up (``SET NAMES``, the first connect's version queries),
+    which are connection set-up, not the application's statements."""
+    return run_as_setup(active.get(), wrapped, *args, **kwargs)
 
 
 def _called_by_pool_reset() -> bool:
@@ -423,6 +468,11 @@ def _connect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """``dialect.connect(*cargs, **cparams)``: a new DB-API connection. With a driver
     integration installed, the connection gets the engine's shard name (``name_below``)."""
     traces = active.get()
+    if id(instance) not in _names:
+        try:
+            _name_from_connect_args(instance, args, kwargs)
+        except Exception as exc:
+            profiler_failed(traces, exc)
     if not traces or _recording_statement.get():
         connection = wrapped(*args, **kwargs)
     else:
@@ -542,8 +592,9 @@ def pool_state(pool: Any) -> tuple[str, int, int, int, int, float]:
 
 
 _ROUND_TRIP_WRAPPERS = {
-    "do_commit": _transaction_end_wrapper(COMMIT),
-    "do_rollback": _transaction_end_wrapper(ROLLBACK),
+    "do_commit": _round_trip_wrapper(COMMIT, pool_reset=True),
+    "do_rollback": _round_trip_wrapper(ROLLBACK, pool_reset=True),
+    "do_ping": _round_trip_wrapper(PING),
     "do_begin_twophase": _two_phase_wrapper(BEGIN_TWOPHASE),
     "do_prepare_twophase": _two_phase_wrapper(PREPARE_TWOPHASE),
     "do_commit_twophase": _two_phase_wrapper(COMMIT_TWOPHASE),

@@ -16,13 +16,17 @@ Every database query, cache call and HTTP call a block of code makes, timed, in 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ioprofiler.config import Settings, configure
 from ioprofiler.event import CACHE, DB, Event
 from ioprofiler.registry import install, installed, uninstall
+from ioprofiler.source_tree import join_integrations
 from ioprofiler.thresholds import Thresholds
 from ioprofiler.trace import Trace, current, profile, propagate
+
+join_integrations(Path(__file__).parent)  # run from a clone: its top-level integrations/
 
 __version__ = "0.1.0"
 

@@ -21,11 +21,21 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from ioprofiler import access, sinks
-from ioprofiler.profiling import PASS, REPLACE, RequestProfiler, not_shown, request_line
+from ioprofiler.profiling import (
+    FOLLOW,
+    PASS,
+    REPLACE,
+    RequestProfiler,
+    not_shown,
+    request_line,
+    with_trace_id,
+)
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.response import ResponseParts
+from ioprofiler.response import ResponseParts, is_stream
+from ioprofiler.store import new_id
 from ioprofiler.trace import Trace, active
 
 Scope = MutableMapping[str, Any]
@@ -54,12 +64,17 @@ class IOProfilerMiddleware(RequestProfiler):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if self.store is not None and await self._answered_by_id(scope, send):
+            return None
         query: bytes = scope.get("query_string", b"")
         mode = notice = None
         if self._param in query:
             mode, notice = self.mode(query.decode("latin-1"))
             if mode is not None and not self.allowed(environ_of(scope)):
                 mode = None
+        if mode is None and self.store is not None and self.follows(environ_of(scope)):
+            scope = dict(scope, **{"ioprofiler.trace_id": new_id()})
+            return await ProfiledExchange(self, scope, send, FOLLOW, None).run(receive)
         if mode is None:
             if self.sinks:
                 return await TracedExchange(self, scope, send).run(receive)
@@ -67,7 +82,23 @@ class IOProfilerMiddleware(RequestProfiler):
         if self.strip_param:
             kept = self.without_param(query.decode("latin-1"))
             scope = dict(scope, query_string=kept.encode("latin-1"))
+        if self.store is not None:  # kept for the recent requests page
+            scope = dict(scope, **{"ioprofiler.trace_id": new_id()})
         await ProfiledExchange(self, scope, send, mode, notice).run(receive)
+
+    async def _answered_by_id(self, scope: Scope, send: Send) -> bool:
+        """Send the recent requests or the kept trace asked for; False: the application
+        answers."""
+        if not scope.get("path", "").startswith(self.follow_path):
+            return False
+        own = self.own_answer(environ_of(scope))
+        if own is None:
+            return False
+        status = int(own.status.split(" ", 1)[0])
+        headers = _raw_headers(own.headers)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": own.body})
+        return True
 
 
 def environ_of(scope: Scope) -> dict[str, Any]:
@@ -77,7 +108,7 @@ def environ_of(scope: Scope) -> dict[str, Any]:
     environ: dict[str, Any] = {
         "REQUEST_METHOD": scope.get("method", "GET"),
         "SCRIPT_NAME": "",
-        "PATH_INFO": scope.get("path", ""),
+        "PATH_INFO": _path_info(scope),
         "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
         "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
         "wsgi.url_scheme": scope.get("scheme", "http"),
@@ -93,6 +124,18 @@ def environ_of(scope: Scope) -> dict[str, Any]:
             value = environ[name] + ("; " if name == "HTTP_COOKIE" else ",") + value
         environ[name] = value
     return environ
+
+
+def _path_info(scope: Scope) -> str:
+    """The path as WSGI (PEP 3333) carries it: its bytes, percent-decoded, as Latin-1 text;
+    ``/€uro`` is ``"/\xe2\x82\xacuro"``. The bytes are those of the decoded ``path`` (with
+    ``root_path``, as before), or of ``raw_path`` where the client sent bytes that are not
+    UTF-8, which ``path`` can only show as U+FFFD."""
+    path: str = scope.get("path", "")
+    raw = scope.get("raw_path")
+    if "\ufffd" in path and isinstance(raw, (bytes, bytearray)):
+        return unquote_to_bytes(bytes(raw).split(b"?", 1)[0]).decode("latin-1")
+    return path.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:
@@ -130,10 +173,11 @@ class TracedExchange:
         # the caller's context (an outer OpenTelemetry span, say), for the sinks
         self.context = contextvars.copy_context() if middleware.sinks else None
         self.status: int | None = None
+        self.error: str | None = None  # the type of the exception the application raised
         self.request_id = ""
         scope["ioprofiler.trace"] = self.trace
         if middleware.sinks:
-            self.request_id = sinks.request_id(_header(scope, b"x-request-id"))
+            self.request_id = middleware.request_id(_header(scope, b"x-request-id"))
             scope["ioprofiler.request_id"] = self.request_id
 
     async def run(self, receive: Receive) -> None:
@@ -141,6 +185,9 @@ class TracedExchange:
         active.set(active.get() + (trace,))
         try:
             await self.middleware.app(self.scope, receive, self.send)
+        except BaseException as exc:
+            self.error = sinks.error_name(exc)
+            raise
         finally:
             active.set(tuple(t for t in active.get() if t is not trace))
             self.finish()
@@ -149,9 +196,23 @@ class TracedExchange:
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
+            message = self.with_request_id(message)
         elif kind == "http.response.body" and not message.get("more_body", False):
             self.close_trace()
         await self.downstream(message)
+
+    def with_request_id(self, start: Message) -> Message:
+        """The ``http.response.start`` message with ``X-Request-Id``, when recording, and
+        with ``X-IOProfiler-Id``, when followed."""
+        trace_id = self.scope.get("ioprofiler.trace_id")
+        if not self.request_id and trace_id is None:
+            return start
+        headers = _text_headers(start.get("headers"))
+        if self.request_id:
+            headers = sinks.with_request_id(headers, self.request_id)
+        if trace_id is not None:
+            headers = with_trace_id(headers, trace_id)
+        return dict(start, headers=_raw_headers(headers))
 
     def close_trace(self) -> None:
         if self.trace.recording:
@@ -179,6 +240,7 @@ class TracedExchange:
             started_at=self.started_at,
             request_id=self.request_id,
             context=self.context,
+            error=self.error,
         )
 
 
@@ -240,10 +302,10 @@ class ProfiledExchange(TracedExchange):
 
     async def _send_start_passed_through(self) -> None:
         assert self.start is not None and self.status is not None
-        headers = self.middleware.passed_through_headers(
-            self.trace, _status_line(self.status), self.headers
-        )
-        await self.downstream(dict(self.start, headers=_raw_headers(headers)))
+        status = _status_line(self.status)
+        streamed = is_stream(status, self.headers)
+        headers = self.middleware.passed_through_headers(self.trace, status, self.headers, streamed)
+        await self.downstream(self.with_request_id(dict(self.start, headers=_raw_headers(headers))))
 
     async def _body(self, message: Message) -> None:
         body = bytes(message.get("body", b""))
@@ -276,10 +338,15 @@ class ProfiledExchange(TracedExchange):
             self.notice,
             original,
             self.decision == REPLACE,
+            self.scope.get("root_path", ""),
         )
         status = int(final.status.split(" ", 1)[0])
-        await self.downstream(dict(self.start, status=status, headers=_raw_headers(final.headers)))
+        start = dict(self.start, status=status, headers=_raw_headers(final.headers))
+        await self.downstream(self.with_request_id(start))
         await self.downstream({"type": "http.response.body", "body": final.body})
 
     def closed(self) -> None:
         self.middleware.print_to_console(self.trace, self.request)
+        trace_id = self.scope.get("ioprofiler.trace_id")
+        if trace_id is not None:
+            self.middleware.keep(self.trace, self.request, trace_id)

@@ -136,6 +136,9 @@ def forget() -> None:
     _changed()  # outside the lock: releasing what it remembered may run a finaliser
 
 
+config.when_callsite_skip_changes(forget)
+
+
 def _decision(frame: FrameType) -> Known:
     code = frame.f_code
     known = _is_library.get(id(code))

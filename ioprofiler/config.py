@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,6 +24,16 @@ class Settings:
 
 
 settings = Settings()
+_callsite_skip_watchers: list[Callable[[], None]] = []
+
+
+def when_callsite_skip_changes(forget: Callable[[], None]) -> None:
+    """Call ``forget`` after each ``configure(callsite_skip=...)``: how the callsite walk,
+    which imports this module, drops what it cached without this module importing it.
+
+    >>> config.when_callsite_skip_changes(forget)
+    """
+    _callsite_skip_watchers.append(forget)
 
 
 def configure(
@@ -56,9 +66,8 @@ def configure(
         changes["findings"] = _thresholds(findings, settings.findings)
     settings = replace(settings, **changes)  # type: ignore[arg-type]
     if "callsite_skip" in changes:
-        from ioprofiler import callsite
-
-        callsite.forget()
+        for forget in _callsite_skip_watchers:
+            forget()
     return settings
 
 

@@ -14,10 +14,11 @@
 by its upper-case name. Under WSGI and ASGI alike; with async views the middleware is async
 (Django's ``sync_and_async_middleware``), and sync views that Django runs in a thread carry
 the request's trace. Sinks see the resolver's route (``listing/<int:listing>``).
-A streaming response passes through with ``Server-Timing`` (the view's I/O); its trace records
-while the server reads the stream, so I/O of a generator view is in it, and ends (the sinks get
-the request) when the stream ends or the response is closed. A ``FileResponse`` is left as it
-is (the server may send its file with ``sendfile``): its trace ends with the view.
+A streaming response passes through without ``Server-Timing`` (sent before the body, it could
+not count the stream's queries); its trace records while the server reads the stream, so I/O
+of a generator view is in it, and ends (the sinks get the request) when the stream ends or
+the response is closed. A ``FileResponse`` is left as it is (the server may send its file
+with ``sendfile``): its trace ends with the view.
 
 :func:`query_count` counts what Django's ``assertNumQueries`` counts, for tests that hold
 ioprofiler's budgets and Django's assertions side by side.
@@ -33,13 +34,22 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase, QueryDict
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 
 from ioprofiler import sinks
 from ioprofiler.event import BEGIN, COMMIT, DB, ROLLBACK
-from ioprofiler.profiling import KEEP, REPLACE, RequestProfiler, options_from, request_line
+from ioprofiler.profiling import (
+    FOLLOW,
+    ID_HEADER,
+    KEEP,
+    REPLACE,
+    RequestProfiler,
+    options_from,
+    request_line,
+)
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.response import ResponseParts
+from ioprofiler.store import new_id
 from ioprofiler.trace import Trace, active
 
 log = logging.getLogger("ioprofiler")
@@ -87,6 +97,9 @@ class IOProfilerMiddleware(RequestProfiler):
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
+        kept = self._own_answer(request)
+        if kept is not None:
+            return kept
         mode, notice = self._asked(request)
         if mode is None and not self.sinks:
             return self.get_response(request)
@@ -99,6 +112,9 @@ class IOProfilerMiddleware(RequestProfiler):
         return self._finish(request, response, trace, started_at, mode, notice)
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        kept = self._own_answer(request)
+        if kept is not None:
+            return kept
         mode, notice = self._asked(request)
         if mode is None and not self.sinks:
             return await self.get_response(request)
@@ -113,13 +129,29 @@ class IOProfilerMiddleware(RequestProfiler):
             active.set(tuple(t for t in active.get() if t is not trace))
         return self._finish(request, response, trace, started_at, mode, notice)
 
+    def _own_answer(self, request: HttpRequest) -> HttpResponse | None:
+        """The recent requests or the kept trace asked for, or None: the application
+        answers."""
+        if self.store is None or not request.path_info.startswith(self.follow_path):
+            return None
+        own = self.own_answer(request.META)
+        if own is None:
+            return None
+        response = HttpResponse(own.body)
+        _replace_headers(response, own.headers)
+        return response
+
     def _asked(self, request: HttpRequest) -> tuple[str | None, str | None]:
         query = request.META.get("QUERY_STRING", "")
-        if self.param not in query:
-            return None, None
-        mode, notice = self.mode(query)
-        if mode is not None and not self.allowed(request.META):
-            return None, None
+        mode = notice = None
+        if self.param in query:
+            mode, notice = self.mode(query)
+            if mode is not None and not self.allowed(request.META):
+                mode = None
+        if mode is None and self.store is not None and self.follows(request.META):
+            mode = FOLLOW
+        if mode is not None and self.store is not None:  # kept, followed or not
+            request.META["ioprofiler.trace_id"] = new_id()
         return mode, notice
 
     def _open(self, request: HttpRequest, mode: str | None) -> tuple[Trace, float]:
@@ -132,7 +164,7 @@ class IOProfilerMiddleware(RequestProfiler):
         trace = self.new_trace()
         request.META["ioprofiler.trace"] = trace
         if self.sinks:
-            request.META["ioprofiler.request_id"] = sinks.request_id(
+            request.META["ioprofiler.request_id"] = self.request_id(
                 request.META.get("HTTP_X_REQUEST_ID")
             )
         return trace, time.time()
@@ -148,6 +180,8 @@ class IOProfilerMiddleware(RequestProfiler):
     ) -> HttpResponseBase:
         """Show the trace in the response, then close it and hand the request to the sinks:
         at once, or, for a streamed response, once the server has read the stream."""
+        if self.sinks and not response.has_header(sinks.REQUEST_ID_HEADER):
+            response[sinks.REQUEST_ID_HEADER] = request.META["ioprofiler.request_id"]
         streamed = _streams_application_code(response)
         if not streamed:
             trace.close()
@@ -161,7 +195,9 @@ class IOProfilerMiddleware(RequestProfiler):
             return response
         try:
             response.streaming_content = _traced_stream(  # type: ignore[attr-defined]
-                response, trace, lambda: self._deliver(request, response, trace, started_at)
+                response,
+                trace,
+                lambda error: self._deliver(request, response, trace, started_at, error),
             )
         except Exception:
             log.exception("ioprofiler: could not follow the stream; its trace ends here")
@@ -169,9 +205,19 @@ class IOProfilerMiddleware(RequestProfiler):
         return response
 
     def _deliver(
-        self, request: HttpRequest, response: HttpResponseBase, trace: Trace, started_at: float
+        self,
+        request: HttpRequest,
+        response: HttpResponseBase,
+        trace: Trace,
+        started_at: float,
+        error: str | None = None,
     ) -> None:
+        """Hand the request on; ``error``: the exception its streamed body raised."""
         trace.close()
+        if "ioprofiler.trace_id" in request.META:
+            status = f"{response.status_code} {response.reason_phrase}"
+            info = RequestInfo(request.method or "GET", request.get_full_path(), status)
+            self.keep(trace, info, request.META["ioprofiler.trace_id"])
         if self.sinks:
             match = getattr(request, "resolver_match", None)
             self.deliver(
@@ -184,6 +230,7 @@ class IOProfilerMiddleware(RequestProfiler):
                 started_at=started_at,
                 request_id=request.META["ioprofiler.request_id"],
                 context=request.META["ioprofiler.context"],
+                error=error,
             )
 
     def _change(
@@ -202,10 +249,24 @@ class IOProfilerMiddleware(RequestProfiler):
         self.print_to_console(trace, info)
         if decision in (KEEP, REPLACE) and not response.streaming:
             original = ResponseParts(status, headers, response.content)  # type: ignore[attr-defined]
-            final = self.final(trace, line, info, mode, notice, original, decision == REPLACE)
+            final = self.final(
+                trace,
+                line,
+                info,
+                mode,
+                notice,
+                original,
+                decision == REPLACE,
+                request.META.get("SCRIPT_NAME", ""),
+            )
             _replace(response, final)
         else:
-            _replace_headers(response, self.passed_through_headers(trace, status, headers))
+            streamed = _streams_application_code(response)
+            _replace_headers(
+                response, self.passed_through_headers(trace, status, headers, streamed)
+            )
+        if "ioprofiler.trace_id" in request.META:
+            response[ID_HEADER] = request.META["ioprofiler.trace_id"]
 
 
 def _replace(response: HttpResponseBase, final: ResponseParts) -> None:
@@ -229,27 +290,31 @@ def _streams_application_code(response: HttpResponseBase) -> bool:
     return response.streaming and getattr(response, "file_to_stream", None) is None
 
 
-def _traced_stream(response: Any, trace: Trace, finish: Callable[[], None]) -> Any:
+def _traced_stream(response: Any, trace: Trace, finish: Finish) -> Any:
     content = response.streaming_content
     if response.is_async:
         return _TracedAsyncStream(content, trace, finish)
     return _TracedStream(content, trace, finish)
 
 
+Finish = Callable[["str | None"], None]  # called with the type of the body's exception
+
+
 class _Followed:
     """A streamed body read with the request's trace recording; ``finish`` runs once, when
-    the body ends, fails, or is closed (Django closes it with the response)."""
+    the body ends, fails (with the exception's type), or is closed (Django closes it with
+    the response)."""
 
-    def __init__(self, content: Any, trace: Trace, finish: Callable[[], None]) -> None:
+    def __init__(self, content: Any, trace: Trace, finish: Finish) -> None:
         self._content = content
         self._trace = trace
-        self._finish: Callable[[], None] | None = finish
+        self._finish: Finish | None = finish
 
-    def close(self) -> None:
+    def close(self, error: str | None = None) -> None:
         finish, self._finish = self._finish, None
         if finish is not None:
             try:
-                finish()
+                finish(error)
             except Exception:
                 log.exception("ioprofiler: could not hand on a streamed request's trace")
 
@@ -261,8 +326,8 @@ class _TracedStream(_Followed):
     def __next__(self) -> Any:
         try:
             return self._trace.call(next, self._content)
-        except BaseException:  # StopIteration included: the body ended
-            self.close()
+        except BaseException as exc:  # StopIteration included: the body ended
+            self.close(sinks.error_name(exc))
             raise
 
 
@@ -275,8 +340,8 @@ class _TracedAsyncStream(_Followed):
         active.set(active.get() + (trace,))
         try:
             return await self._content.__anext__()
-        except BaseException:  # StopAsyncIteration included: the body ended
-            self.close()
+        except BaseException as exc:  # StopAsyncIteration included: the body ended
+            self.close(sinks.error_name(exc))
             raise
         finally:
             active.set(tuple(t for t in active.get() if t is not trace))

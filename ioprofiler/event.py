@@ -19,8 +19,8 @@ from typing import Any
 
 from ioprofiler import config
 from ioprofiler.cache_text import describe
-from ioprofiler.render.http import describe_http
-from ioprofiler.render.roundtrip import describe_op
+from ioprofiler.http_text import describe_http
+from ioprofiler.roundtrip_text import describe_op
 from ioprofiler.sql_text import render_statement
 
 DB = "db"
@@ -41,6 +41,13 @@ PREPARE_TWOPHASE = "prepare_twophase"
 COMMIT_TWOPHASE = "commit_twophase"
 ROLLBACK_TWOPHASE = "rollback_twophase"
 RECOVER_TWOPHASE = "recover_twophase"
+# Round trips a library makes on its own to set up, check or reset a connection: a
+# statement a dialect or driver sends to set a new connection up (``SET NAMES``, a first
+# connect's ``SELECT VERSION()``, ``SET AUTOCOMMIT = 1``), a pool's pre-ping, redis-py's
+# ``UNWATCH`` when a pipeline is reset. Listed and timed, counted only when asked by op.
+SETUP = "setup"
+PING = "ping"
+RESET = "reset"
 CONNECTION_OPS = frozenset(
     (
         CONNECT,
@@ -53,6 +60,9 @@ CONNECTION_OPS = frozenset(
         COMMIT_TWOPHASE,
         ROLLBACK_TWOPHASE,
         RECOVER_TWOPHASE,
+        SETUP,
+        PING,
+        RESET,
     )
 )
 
@@ -146,7 +156,8 @@ class Event:
     def is_call(self) -> bool:
         """A call the application made (a statement, a cache command): what counts and
         budgets count. False for the round trips and waits around those calls: connects,
-        pool waits, commits, rollbacks and two-phase steps (see ``CONNECTION_OPS``)."""
+        pool waits, commits, rollbacks, two-phase steps, and what a library sends to set
+        up, check or reset a connection (see ``CONNECTION_OPS``)."""
         return self.op not in CONNECTION_OPS
 
     @property
@@ -239,7 +250,9 @@ class Event:
         ``sql``: this event's :attr:`sql`, when the caller has rendered it already.
         """
         try:
-            if self.op in CONNECTION_OPS:
+            if self.op == SETUP:
+                text = f"{sql if sql is not None else (self.sql or '')} (connection set-up)"
+            elif self.op in CONNECTION_OPS:
                 text = describe_op(self.op, self.detail)
             elif self.kind == DB:
                 text = sql if sql is not None else (self.sql or "")

@@ -32,10 +32,13 @@ from ioprofiler.event import (
     CONNECTION_OPS,
     DB,
     HTTP,
+    PING,
     POOL_WAIT,
     PREPARE_TWOPHASE,
+    RESET,
     ROLLBACK,
     ROLLBACK_TWOPHASE,
+    SETUP,
     Event,
 )
 from ioprofiler.event import callsite_text as _callsite_text
@@ -113,10 +116,10 @@ SLOW_OP_HINTS = {
     BEGIN: f"BEGIN is {_NETWORK}",
     CONNECT: "a new connection costs network, TLS and authentication round trips: reuse "
     "connections (a pool) and check name resolution and the network",
-    "setup": "statements that set a new connection up run once per connection: reuse "
+    SETUP: "statements that set a new connection up run once per connection: reuse "
     "connections (a pool)",
-    "ping": f"the pool's pre-ping is {_NETWORK}; pool_recycle instead of pool_pre_ping saves it",
-    "reset": f"resetting a connection is {_NETWORK}",
+    PING: f"the pool's pre-ping is {_NETWORK}; pool_recycle instead of pool_pre_ping saves it",
+    RESET: f"resetting a connection is {_NETWORK}",
 }
 CONNECTION_OP_HINT = f"a round trip of the connection, not a query: {_NETWORK}"
 

@@ -4,6 +4,17 @@
 ...     print(record["id"], record["duration_ms"])
 >>> for record in follow("/var/log/shop/ioprofiler.jsonl"):     # like tail -F
 ...     print(record["path"])
+
+Everything in the log is untrusted: a line another tool wrote, a line torn by a crash, bytes
+that are not UTF-8. A reader takes only lines whose fields have the types the recorder
+writes, and counts the others in a :class:`Skipped` it is given:
+
+>>> skipped = Skipped()
+>>> list(records("ioprofiler.jsonl", skipped=skipped)); skipped.message()
+'skipped 2 lines that are not kept requests (the first: ioprofiler.jsonl line 7)'
+
+Records with a ``type`` (``"gap"``: requests the recorder could not write) are not requests
+and not damage: :func:`entries` yields the gaps too, the other readers leave them out.
 """
 
 from __future__ import annotations
@@ -14,28 +25,37 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
-_ROTATED = re.compile(r"\.(\d+)(\.gz)?$")
+from ioprofiler.render.words import counted
+from ioprofiler.sql_text import visible
+
+_ROTATED = re.compile(r"\.(\d+)(\.gz)?$")  # PATH.3, PATH.3.gz
+# logrotate's dateext: PATH-20261206, PATH-2026120603, PATH-2026-12-06, PATH-20261206.gz
+_DATED = re.compile(r"-(\d{4}-?\d{2}-?\d{2}[\d-]*)(\.gz)?$")
 
 
 def log_files(path: str | os.PathLike[str]) -> list[Path]:
-    """The files of the log at ``path``, oldest first: ``PATH.5`` … ``PATH.1`` (or their
-    ``.gz``), then ``PATH``. A path to one file (``PATH.2.gz``) is that file alone."""
+    """The files of the log at ``path``, oldest first: logrotate's date-named files
+    (``PATH-20261205``, ``PATH-20261206.gz``) by date, then ``PATH.5`` … ``PATH.1`` (or
+    their ``.gz``), then ``PATH``. A path to one rotated file (``PATH.2.gz``) is that file
+    alone."""
     path = Path(path)
-    if _ROTATED.search(path.name) or path.suffix == ".gz":
+    if _ROTATED.search(path.name) or _DATED.search(path.name) or path.suffix == ".gz":
         return [path]
-    rotated = []
-    for candidate in path.parent.glob(glob_escape(path.name) + ".*"):
-        match = _ROTATED.fullmatch(candidate.name[len(path.name) :])
-        if match:
-            rotated.append((int(match.group(1)), candidate))
-    rotated.sort(key=lambda item: -item[0])
-    files = [candidate for _, candidate in rotated]
+    dated, numbered = [], []
+    for candidate in path.parent.glob(glob_escape(path.name) + "[.-]*"):
+        suffix = candidate.name[len(path.name) :]
+        if match := _ROTATED.fullmatch(suffix):
+            numbered.append((-int(match.group(1)), candidate))
+        elif match := _DATED.fullmatch(suffix):
+            dated.append((match.group(1).replace("-", ""), candidate))
+    files = [candidate for _, candidate in sorted(dated) + sorted(numbered)]
     if path.exists():
         files.append(path)
     if not files:
@@ -53,30 +73,218 @@ def _open(path: Path) -> IO[bytes]:
     return open(path, "rb")
 
 
-def lines(path: str | os.PathLike[str]) -> Iterator[bytes]:
-    """Every complete line of the log, oldest first, streamed."""
+class Skipped:
+    """The lines a reader could not take as records: torn by a crash, written by another
+    tool, not JSON, not UTF-8, fields of the wrong type. Counted, the first one named.
+
+    >>> skipped = Skipped()
+    >>> skipped.add(Path("io.jsonl"), 7)
+    >>> skipped.message()
+    'skipped 1 line that is not a kept request (the first: io.jsonl line 7)'
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: str | None = None  # "io.jsonl.1 line 17"
+
+    def add(self, file: Path, number: int) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = f"{file} line {number}"
+
+    def message(self) -> str | None:
+        """One sentence for stderr, or None when nothing was skipped."""
+        if not self.count:
+            return None
+        what = "that is not a kept request" if self.count == 1 else "that are not kept requests"
+        return (
+            f"skipped {counted(self.count, 'line')} {what} (the first: {visible(self.first or '')})"
+        )
+
+
+def lines(path: str | os.PathLike[str], skipped: Skipped | None = None) -> Iterator[bytes]:
+    """Every line of the log, oldest first, streamed."""
+    for _file, _number, line in _numbered_lines(path, skipped or Skipped()):
+        yield line
+
+
+def _numbered_lines(
+    path: str | os.PathLike[str], skipped: Skipped
+) -> Iterator[tuple[Path, int, bytes]]:
+    """``(file, line number, line)`` for every line of every file of the log. A gzipped file
+    that ends early or is damaged counts as one skipped line where it breaks off."""
     for file in log_files(path):
         try:
             handle = _open(file)
         except FileNotFoundError:  # rotated away while we read the others
             continue
+        number = 0
         with handle:
-            yield from handle
+            try:
+                for number, line in enumerate(handle, start=1):  # noqa: B007
+                    yield file, number, line
+            except (OSError, EOFError, zlib.error):
+                skipped.add(file, number + 1)
+
+
+REQUEST, GAP = "request", "gap"
+
+
+def classify(line: bytes) -> tuple[str | None, dict[str, Any] | None]:
+    """What a line of the log is: ``("request", record)``, ``("gap", record)``, ``(None,
+    None)`` for a line that is not a record (torn, foreign, wrong types), and ``("other",
+    None)`` for a record of another type (what a newer recorder may write): not damage."""
+    try:
+        record = json.loads(line)
+    except ValueError:  # not JSON, not UTF-8
+        return None, None
+    if not isinstance(record, dict):
+        return None, None
+    kind = record.get("type", REQUEST)
+    if kind == REQUEST:
+        return (REQUEST, record) if _is_request(record) else (None, None)
+    if kind == GAP:
+        return (GAP, record) if _fields_fit(record, _GAP_FIELDS) else (None, None)
+    return ("other", None) if isinstance(kind, str) else (None, None)
 
 
 def parse(line: bytes) -> dict[str, Any] | None:
-    """A line as a record; None for a line that is not one (torn by a crash, foreign)."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) and "id" in record else None
+    """A line as a kept request; None for a line that is not one."""
+    kind, record = classify(line)
+    return record if kind == REQUEST else None
+
+
+# Exact types, as json.loads makes them (a bool is not a number here).
+_NONE = type(None)
+_TEXT = frozenset({str})
+_NUMBER = frozenset({int, float})
+_INT = frozenset({int})
+_MAYBE_TEXT = frozenset({str, _NONE})
+_MAYBE_NUMBER = frozenset({int, float, _NONE})
+_MAYBE_INT = frozenset({int, _NONE})
+_LIST = frozenset({list})
+_MAYBE_LIST = frozenset({list, _NONE})
+
+# The fields the readers use, with the types the recorder writes them with (present or not).
+_REQUEST_FIELDS = {
+    "id": _TEXT,
+    "time": _TEXT,
+    "ts": _NUMBER,
+    "host": _TEXT,
+    "pid": _INT,
+    "method": _TEXT,
+    "path": _TEXT,
+    "query": _MAYBE_TEXT,
+    "route": _MAYBE_TEXT,
+    "status": frozenset({int, str}),
+    "duration_ms": _NUMBER,
+    "elapsed_ms": _NUMBER,
+    "io_ms": _NUMBER,
+    "calls": _INT,
+    "reason": _TEXT,
+    "reasons": _MAYBE_LIST,
+    "events": _LIST,
+    "targets": _LIST,
+    "summary": frozenset({dict}),
+    "request": frozenset({dict, _NONE}),
+}
+_EVENT_FIELDS = {
+    "kind": _TEXT,
+    "op": _TEXT,
+    "target": _TEXT,
+    "start_ms": _MAYBE_NUMBER,
+    "duration_ms": _MAYBE_NUMBER,
+    "statement": _MAYBE_TEXT,
+    "sql": _MAYBE_TEXT,
+    "keys": _MAYBE_LIST,
+    "missed_keys": _MAYBE_LIST,
+    "hit": frozenset({bool, _NONE}),
+    "hit_count": _MAYBE_INT,
+    "miss_count": _MAYBE_INT,
+    "rows": _MAYBE_INT,
+    "note": _MAYBE_TEXT,
+    "error": _MAYBE_TEXT,
+    "error_message": _MAYBE_TEXT,
+    "callsite": _MAYBE_TEXT,
+    "line": _MAYBE_TEXT,
+}
+_TARGET_FIELDS = {
+    "kind": _TEXT,
+    "target": _TEXT,
+    "calls": _INT,
+    "ms": _NUMBER,
+    "errors": _INT,
+    "ops": frozenset({dict, _NONE}),
+}
+_OP_FIELDS = {"count": _INT, "ms": _NUMBER, "errors": _INT}
+_REQUEST_INFO_FIELDS = {"method": _TEXT, "path": _TEXT, "status": _TEXT}
+_SUMMARY_FIELDS = {"profiler_errors": _INT}
+_GAP_FIELDS = {
+    "lost": _INT,
+    "from": _TEXT,
+    "until": _TEXT,
+    "ts": _NUMBER,
+    "host": _TEXT,
+    "pid": _INT,
+}
+
+
+def _is_request(record: dict[str, Any]) -> bool:
+    """Whether every field the readers use has its type, down to each event and total."""
+    if type(record.get("id")) is not str or not _fields_fit(record, _REQUEST_FIELDS):
+        return False
+    return (
+        _texts(record.get("reasons"))
+        and all(_is_event(event) for event in record.get("events") or ())
+        and all(_is_total(total) for total in record.get("targets") or ())
+        and _fields_fit(record.get("request") or {}, _REQUEST_INFO_FIELDS)
+        and _fields_fit(record.get("summary") or {}, _SUMMARY_FIELDS)
+    )
+
+
+def _is_event(event: Any) -> bool:
+    return (
+        type(event) is dict
+        and _fields_fit(event, _EVENT_FIELDS, ("kind", "op", "target"))
+        and _texts(event.get("keys"))
+        and _texts(event.get("missed_keys"))
+    )
+
+
+def _is_total(total: Any) -> bool:
+    return (
+        type(total) is dict
+        and _fields_fit(total, _TARGET_FIELDS, ("kind", "target", "calls", "ms"))
+        and all(
+            type(part) is dict and _fields_fit(part, _OP_FIELDS, ("count", "ms", "errors"))
+            for part in (total.get("ops") or {}).values()
+        )
+    )
+
+
+def _texts(values: list[Any] | None) -> bool:
+    return values is None or all(type(value) is str for value in values)
+
+
+def _fields_fit(
+    record: dict[str, Any], fields: dict[str, frozenset[type]], required: tuple[str, ...] = ()
+) -> bool:
+    """Whether each field of ``record`` named in ``fields`` has one of its types, and the
+    ``required`` ones are there."""
+    for name, value in record.items():
+        types = fields.get(name)
+        if types is not None and type(value) not in types:
+            return False
+    return all(name in record for name in required)
+
+
+RELATIVE_TIME = re.compile(r"-(\d+(?:\.\d+)?)([smhd])")  # -1h, -30m, -2d, -90s
 
 
 def parse_time(text: str) -> float:
     """``2026-11-27T03:12``, ``2026-11-27 03:12:30``, ``-1h``, ``-30m``, ``-2d``: a Unix time.
     Times without a zone are UTC, as the log's are."""
-    relative = re.fullmatch(r"-(\d+(?:\.\d+)?)([smhd])", text.strip())
+    relative = RELATIVE_TIME.fullmatch(text.strip())
     if relative:
         unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[relative.group(2)]
         return time.time() - float(relative.group(1)) * unit
@@ -94,7 +302,7 @@ class Filter:
     """Which kept requests to look at; every condition given must hold."""
 
     path: str | None = None  # a glob: /listing/*
-    route: str | None = None
+    route: str | None = None  # a glob too: /listing/<int:id>, /listing/*
     min_ms: float | None = None
     status: str | None = None  # 500, or 5xx
     since: float | None = None
@@ -106,12 +314,18 @@ class Filter:
             return False
         if self.min_ms is not None and record.get("duration_ms", 0) < self.min_ms:
             return False
-        if self.route is not None and record.get("route") != self.route:
+        if self.route is not None and not fnmatch.fnmatchcase(
+            record.get("route") or "", self.route
+        ):
             return False
         if self.path is not None and not fnmatch.fnmatchcase(record.get("path", ""), self.path):
             return False
         if self.status is not None and not _status_matches(record.get("status"), self.status):
             return False
+        return self.in_time(record)
+
+    def in_time(self, record: dict[str, Any]) -> bool:
+        """Whether the record (a request or a gap) is within ``since`` and ``until``."""
         ts = record.get("ts", 0)
         if self.since is not None and ts < self.since:
             return False
@@ -126,12 +340,52 @@ def _status_matches(status: Any, wanted: str) -> bool:
     return text == wanted
 
 
-def records(path: str | os.PathLike[str], keep: Filter | None = None) -> Iterator[dict[str, Any]]:
-    """The kept requests in the log, oldest first, that pass ``keep``."""
-    for line in lines(path):
-        record = parse(line)
-        if record is not None and (keep is None or keep(record)):
+def records(
+    path: str | os.PathLike[str], keep: Filter | None = None, skipped: Skipped | None = None
+) -> Iterator[dict[str, Any]]:
+    """The kept requests in the log, oldest first, that pass ``keep``. Lines that are not
+    records are counted in ``skipped``."""
+    for record in entries(path, keep, skipped):
+        if record.get("type", REQUEST) == REQUEST:
             yield record
+
+
+def entries(
+    path: str | os.PathLike[str], keep: Filter | None = None, skipped: Skipped | None = None
+) -> Iterator[dict[str, Any]]:
+    """The kept requests that pass ``keep`` and the gaps within its time (``{"type": "gap",
+    "lost": 3, ...}``: requests the recorder could not write), oldest first."""
+    skipped = skipped or Skipped()
+    for file, number, line in _numbered_lines(path, skipped):
+        record = _taken(file, number, line, keep, skipped)
+        if record is not None:
+            yield record
+
+
+def _taken(
+    file: Path, number: int, line: bytes, keep: Filter | None, skipped: Skipped
+) -> dict[str, Any] | None:
+    """The line's request or gap when ``keep`` lets it through; a damaged line counted."""
+    if not line.strip():
+        return None
+    kind, record = classify(line)
+    if kind is None:
+        skipped.add(file, number)
+        return None
+    if record is None or keep is None:
+        return record
+    if kind == GAP:
+        return record if keep.in_time(record) else None
+    return record if keep(record) else None
+
+
+def gap_notice(gap: dict[str, Any]) -> str:
+    """``3 requests not recorded between T1 and T2 (web1, pid 4121)``"""
+    lost = counted(gap.get("lost", 0), "request")
+    return visible(
+        f"{lost} not recorded between {gap.get('from', '?')} and {gap.get('until', '?')} "
+        f"({gap.get('host', '?')}, pid {gap.get('pid', '?')})"
+    )
 
 
 def follow(
@@ -140,14 +394,22 @@ def follow(
     poll: float = 0.2,
     from_start: bool = False,
     stop_after: timedelta | None = None,
+    skipped: Skipped | None = None,
+    gaps: bool = False,
+    waiting: Callable[[str], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Kept requests as they are written, across rotation (like ``tail -F``). A rotated file
     is read to its end, then the file that came after it, even if that one has been rotated
-    too in the meantime. Starts at the end of the log unless ``from_start``."""
+    too in the meantime. Starts at the end of the log unless ``from_start``. ``gaps`` yields
+    the gap records too; ``waiting`` is told, once, when there is no log yet (and when it
+    appears)."""
     path = Path(path)
+    skipped = skipped or Skipped()
     handle: IO[bytes] | None = None
     inode: tuple[int, int] | None = None
     pending = b""
+    number = 0  # of the last complete line read from the open file
+    told = False
     deadline = None if stop_after is None else time.monotonic() + stop_after.total_seconds()
     at_end = not from_start and path.exists()  # a log that appears later is read whole
     while deadline is None or time.monotonic() < deadline:
@@ -156,16 +418,22 @@ def follow(
             try:
                 handle = open(following, "rb")
             except FileNotFoundError:
+                if waiting is not None and not told and inode is None:
+                    waiting(f"{path}: no such file yet; waiting for it")
+                    told = True
                 time.sleep(poll)
                 continue
+            if told and waiting is not None:
+                waiting(f"{path} has appeared; following it")
+                told = False
             opened = _inode(os.fstat(handle.fileno()))
             if expected is not None and opened != expected:  # renamed meanwhile: look again
                 handle.close()
                 handle = None
                 continue
-            inode = opened
+            inode, number = opened, 0
             if at_end:
-                handle.seek(0, os.SEEK_END)
+                number = _read_to_end(handle)
                 at_end = False
         rotated = _replaced(path, inode)  # before reading: no line is written to it after
         chunk = handle.read()
@@ -173,8 +441,9 @@ def follow(
             pending += chunk
             *complete, pending = pending.split(b"\n")
             for line in complete:
-                record = parse(line)
-                if record is not None and (keep is None or keep(record)):
+                number += 1
+                record = _taken(Path(following), number, line, keep, skipped)
+                if record is not None and (gaps or record.get("type", REQUEST) == REQUEST):
                     yield record
         if rotated:  # that was the rest of the old file: go on with the next one
             handle.close()
@@ -183,6 +452,14 @@ def follow(
             time.sleep(poll)
     if handle is not None:
         handle.close()
+
+
+def _read_to_end(handle: IO[bytes]) -> int:
+    """Moves to the end of the file; the number of lines passed (to name skipped lines)."""
+    passed = 0
+    while chunk := handle.read(1 << 20):
+        passed += chunk.count(b"\n")
+    return passed
 
 
 def _inode(stat: os.stat_result) -> tuple[int, int]:

@@ -29,8 +29,8 @@ import pytest
 import ioprofiler
 from ioprofiler import snapshot, testing
 from ioprofiler.event import CACHE, DB
-from ioprofiler.render.words import counted
 from ioprofiler.trace import Trace
+from ioprofiler.words import counted
 
 _TRACE_KEY = pytest.StashKey[Trace]()
 _REPORT_KEY = "ioprofiler"

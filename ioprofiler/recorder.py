@@ -12,8 +12,14 @@ the log with the ``ioprofiler`` command: ``ioprofiler top LOG``.
 On the request's thread the recorder only decides and appends to a bounded queue; a
 background thread encodes and writes. When the queue is full the request is dropped and
 counted (:attr:`Recorder.dropped`), never waited for. Lines still queued are written at
-exit. Privacy by default: bound values are written as ``?`` (``values=True`` keeps them),
-query-string values are dropped, cache keys are kept (``keys=False`` hides them).
+exit. When writing fails (a full disk), the writer warns once, drops and counts the kept
+requests until it works again, then warns once more and writes a ``"type": "gap"`` record
+saying how many were not recorded, and when.
+
+Privacy by default: bound values are written as ``?`` (``values=True`` keeps them),
+query-string values are dropped. Cache keys are written as they are: when they hold
+something private (a session id), hide them all (``keys=False``) or the parts that match
+patterns (``redact_keys=[r"(?<=^session:)[0-9a-f]+"]`` writes ``session:?``).
 """
 
 from __future__ import annotations
@@ -21,20 +27,23 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import os
 import queue
 import random
+import re
 import threading
+import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ioprofiler.logfile import SharedLog
+from ioprofiler.logfile import AppendError, SharedLog
 from ioprofiler.render.json import trace_dict
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.sinks import FinishedRequest
+from ioprofiler.sinks import HOST, FinishedRequest
 from ioprofiler.trace import Trace
 from ioprofiler.urls import redact_url
 
@@ -60,6 +69,7 @@ class Recorder:
 
     >>> Recorder("/var/log/shop/ioprofiler.jsonl", slow_ms=500, max_calls=200, sample=0.001)
     >>> Recorder(path, keep=lambda trace, request, status: request.route == "/checkout")
+    >>> Recorder(path, redact_keys=[r"(?<=^session:)[0-9a-f]+", r"token=[^:]+"])
     """
 
     def __init__(
@@ -72,6 +82,7 @@ class Recorder:
         keep: KeepRule | None = None,
         values: bool = False,
         keys: bool = True,
+        redact_keys: Iterable[str | re.Pattern[str]] = (),
         max_bytes: int = 100 * 2**20,
         backups: int = 5,
         queue_size: int = 10_000,
@@ -96,13 +107,14 @@ class Recorder:
         self.keep = keep
         self.values = values
         self.keys = keys
+        self.redact_keys = _patterns(redact_keys)
         self.max_bytes = _number("max_bytes", max_bytes, 1024, True)
         self.backups = _number("backups", backups, 0, True)
         self.queue_size = _number("queue_size", queue_size, 1, True)
-        self.dropped = 0  # kept requests not written: the queue was full
+        self.dropped = 0  # kept requests not written: the queue was full, or writing failed
         self.written = 0
         self.rotations = 0
-        SharedLog(self.path, self.max_bytes, self.backups).close()  # unwritable: fail now
+        _check_writable(self.path, self.max_bytes, self.backups)
         self._reset()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _call(ref, "_reset"))
@@ -142,8 +154,7 @@ class Recorder:
         try:
             self._queue.put_nowait((request, reasons))
         except queue.Full:
-            with self._lock:
-                self.dropped += 1
+            self._lost(request.started_at)
 
     def close(self) -> None:
         """Write what is queued and stop the writer (also done at exit)."""
@@ -169,12 +180,13 @@ class Recorder:
             query = redact_url(f"?{query}")[1:]  # names stay: q=?&page=?
         path = request.path + (f"?{query}" if query else "")
         info = RequestInfo(request.method, path, str(request.status))
-        record = trace_dict(request.trace, info, redact=not self.values, keys=self.keys)
+        keys = self._key_shown if self.keys and self.redact_keys else self.keys
+        record = trace_dict(request.trace, info, redact=not self.values, keys=keys)
         summary = record["summary"]
         record.update(
             record_version=RECORD_VERSION,
             id=request.request_id,
-            time=datetime.fromtimestamp(request.started_at, timezone.utc).isoformat(),
+            time=_iso(request.started_at),
             ts=round(request.started_at, 6),
             host=request.host,
             pid=request.pid,
@@ -189,7 +201,16 @@ class Recorder:
             reason=reasons[0],
             reasons=reasons,
         )
+        if request.error:
+            record["error"] = request.error
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+    def _key_shown(self, key: str) -> str:
+        """A cache key as the log keeps it: each part a ``redact_keys`` pattern matches is
+        ``?``."""
+        for pattern in self.redact_keys:
+            key = pattern.sub("?", key)
+        return key
 
     def _reset(self) -> None:
         """A fresh queue and no writer: at start, and in a forked child (gunicorn's
@@ -197,6 +218,9 @@ class Recorder:
         self._queue: queue.Queue[Any] = queue.Queue(self.queue_size)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._log: SharedLog | None = None  # the writer's
+        self._gap = _Gap()  # kept requests lost since the last write
+        self._failing = False  # writing failed, and it was said once
 
     def _start(self) -> None:
         with self._lock:
@@ -207,7 +231,6 @@ class Recorder:
         thread.start()
 
     def _run(self) -> None:
-        shared = SharedLog(self.path, self.max_bytes, self.backups)
         try:
             stop = False
             while not stop:
@@ -217,25 +240,89 @@ class Recorder:
                         items.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                lines, waiting = [], []
+                kept, waiting = [], []
                 for item in items:
                     if item is _STOP:
                         stop = True
                     elif isinstance(item, threading.Event):
                         waiting.append(item)
                     else:
-                        lines.append(self._encoded(*item))
-                lines = [line for line in lines if line]
-                try:
-                    if lines:
-                        self.rotations += shared.append(lines)
-                        self.written += len(lines)
-                except OSError:
-                    log.exception("ioprofiler: could not write to %s", self.path)
+                        kept.append(item)
+                self._write(kept, final=stop)
                 for event in waiting:
                     event.set()
         finally:
-            shared.close()
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    def _write(self, kept: list[tuple[FinishedRequest, list[str]]], final: bool) -> None:
+        """Write the kept requests, after a gap record when kept requests were lost since
+        the last write (also on the ``final`` pass, so the log says so before the process
+        ends). What cannot be written is counted as lost, and said once."""
+        lines, times = [], []
+        for request, reasons in kept:
+            line = self._encoded(request, reasons)
+            if line:
+                lines.append(line)
+                times.append(request.started_at)
+            else:
+                self._lost(request.started_at)  # could not encode: logged there
+        gap = self._take_gap() if lines or final else _Gap()
+        head = [gap.record()] if gap.lost else []
+        if not head and not lines:
+            return
+        try:
+            self.rotations += self._append(head + lines)
+        except OSError as exc:
+            failure: OSError | None = exc
+            done = exc.written if isinstance(exc, AppendError) else 0
+        else:
+            failure, done = None, len(head) + len(lines)
+        if head and not done:
+            with self._lock:
+                self._gap.merge(gap)  # the gap record was not written either
+        written = max(0, done - len(head))
+        self.written += written
+        for started_at in times[written:]:
+            self._lost(started_at)
+        if failure is not None:
+            self._say_failing(failure)
+        elif self._failing:
+            self._failing = False
+            log.warning(
+                "ioprofiler: writing to %s works again; %d kept requests were not recorded "
+                "between %s and %s",
+                self.path, gap.lost, _iso(gap.first), _iso(gap.last),
+            )  # fmt: skip
+
+    def _append(self, lines: list[bytes]) -> int:
+        """Append to the log, opened on first use (and again after it could not be)."""
+        if self._log is None:
+            self._log = SharedLog(self.path, self.max_bytes, self.backups)
+        return self._log.append(lines)
+
+    def _say_failing(self, exc: OSError) -> None:
+        """One warning, without a traceback, when writing starts failing."""
+        if not self._failing:
+            self._failing = True
+            log.warning(
+                "ioprofiler: could not write to %s (%s); kept requests are dropped and "
+                "counted until writing works again",
+                self.path, exc.strerror or exc,
+            )  # fmt: skip
+
+    def _take_gap(self) -> _Gap:
+        with self._lock:
+            gap, self._gap = self._gap, _Gap()
+        return gap
+
+    def _lost(self, started_at: float) -> None:
+        """Count a kept request that was not written (the queue was full, or writing
+        failed), for :attr:`dropped` and the next gap record."""
+        with self._lock:
+            self.dropped += 1
+            self._gap.add(started_at)
 
     def _encoded(self, request: FinishedRequest, reasons: list[str]) -> bytes:
         try:
@@ -243,6 +330,72 @@ class Recorder:
         except Exception:
             log.exception("ioprofiler: could not encode a kept request")
             return b""
+
+
+def _patterns(patterns: object) -> tuple[re.Pattern[str], ...]:
+    """``redact_keys`` compiled, or a clear error naming what is wrong."""
+    if isinstance(patterns, (str, re.Pattern)) or not isinstance(patterns, Iterable):
+        raise TypeError(f"redact_keys must be a list of regular expressions, not {patterns!r}")
+    compiled = []
+    for pattern in patterns:
+        if not isinstance(pattern, (str, re.Pattern)):
+            raise TypeError(f"redact_keys holds regular expressions, not {pattern!r}")
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as exc:
+            message = f"redact_keys: {pattern!r} is not a regular expression: {exc}"
+            raise ValueError(message) from None
+    return tuple(compiled)
+
+
+class _Gap:
+    """Kept requests that were not written: how many, and when the first and last came."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+        self.first = math.inf
+        self.last = -math.inf
+
+    def add(self, started_at: float) -> None:
+        self.lost += 1
+        self.first = min(self.first, started_at)
+        self.last = max(self.last, started_at)
+
+    def merge(self, other: _Gap) -> None:
+        self.lost += other.lost
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
+
+    def record(self) -> bytes:
+        """The log line that says so: ``{"type": "gap", "lost": N, "from": T1, "until": T2…}``."""
+        now = time.time()
+        record = {
+            "type": "gap",
+            "lost": self.lost,
+            "from": _iso(self.first),
+            "until": _iso(self.last),
+            "time": _iso(now),
+            "ts": round(now, 6),
+            "host": HOST,
+            "pid": os.getpid(),
+            "record_version": RECORD_VERSION,
+        }
+        return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+
+
+def _check_writable(path: Path, max_bytes: int, backups: int) -> None:
+    """Open the log and its lock file once, so that a log this process may not write is an
+    error at construction, not a warning later."""
+    try:
+        SharedLog(path, max_bytes, backups).close()
+    except OSError as exc:
+        raise type(exc)(
+            exc.errno, f"the recorder cannot write its log {str(path)!r}: {exc.strerror}"
+        ) from exc
 
 
 def _call(ref: weakref.ref[Recorder], method: str) -> None:

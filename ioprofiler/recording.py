@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
 from time import perf_counter_ns
 from typing import Any
@@ -65,6 +66,7 @@ from ioprofiler.event import (
     CACHE_CALL_DEFAULTS,
     CONNECTION_OPS,
     DB,
+    SETUP,
     STATEMENT_DEFAULTS,
     CacheCall,
     Event,
@@ -84,6 +86,7 @@ __all__ = [
     "done",
     "failed",
     "inside",
+    "run_as_setup",
     "profiler_failed",
     "perf_counter_ns",
     "remove_below",
@@ -249,6 +252,46 @@ def failed(event: Event, exc: BaseException) -> None:
         done(event)
     except Exception as inner:  # pragma: no cover - done() only touches our own objects
         profiler_failed(overflow, inner)
+
+
+def run_as_setup(
+    traces: tuple[Trace, ...], fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """``fn(*args, **kwargs)``, a library setting a new connection up: the statements it
+    sends are listed as connection set-up (op ``setup``), its connects and rollbacks as
+    they are.
+
+    What this context records meanwhile goes to a trace of its own, then to ``traces``, so
+    the statements other threads record in the same traces stay theirs. For the rare
+    moments a connection is opened, never per statement.
+    """
+    collector = Trace(max_events=sys.maxsize)  # a handful of events; the traces bound them
+    collector.start_ns = traces[-1].start_ns  # the events' times, from the innermost trace's
+    collector._open = True
+    token = active.set((collector,))
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        active.reset(token)
+        _keep_as_setup(traces, collector)
+
+
+def _keep_as_setup(traces: tuple[Trace, ...], collector: Trace) -> None:
+    for trace in traces:
+        trace.profiler_errors += collector.profiler_errors
+    for event in collector._events:
+        if event.kind == DB and event.op in _STATEMENT_OPS:
+            event.op = SETUP
+        for trace in traces:
+            if not trace._open:
+                continue
+            if len(trace._events) < trace.max_events:
+                trace._events.append(event)
+            else:
+                trace._tally(event)
+
+
+_STATEMENT_OPS = ("execute", "executemany")
 
 
 def profiler_failed(traces: tuple[Trace, ...], exc: BaseException) -> None:

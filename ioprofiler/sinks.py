@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ from ioprofiler.trace import Trace
 log = logging.getLogger("ioprofiler")
 
 HOST = socket.gethostname()
-MAX_REQUEST_ID = 200  # longer incoming ids are cut: they end up in logs and metrics
+MAX_REQUEST_ID = 128  # a longer incoming id is replaced: ids go to logs and back to clients
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/@-]+\Z")
+REQUEST_ID_HEADER = "X-Request-Id"
 
 RouteOf = Callable[[dict[str, Any]], "str | None"]
 
@@ -46,6 +49,9 @@ class FinishedRequest:
     when known. ``started_at`` is ``time.time()`` when the request arrived. ``context`` is
     a copy of the context the application was called in, for sinks that read context-local
     state of that moment (OpenTelemetry's current span): ``request.context.run(fn)``.
+    ``error`` is the type of the exception the application raised (``"RuntimeError"``),
+    before its response started or while its body was being sent; ``status`` is then 500,
+    whatever status line had gone out.
     """
 
     trace: Trace
@@ -60,6 +66,7 @@ class FinishedRequest:
     host: str
     pid: int
     context: contextvars.Context | None = None
+    error: str | None = None
 
 
 @runtime_checkable
@@ -103,13 +110,39 @@ def deliver(sinks: Iterable[Sink], request: FinishedRequest) -> None:
             log.exception("ioprofiler: the sink %r failed on a request", sink)
 
 
-def request_id(incoming: str | None) -> str:
-    """The client's ``X-Request-Id`` when it sent a usable one, else a new random id."""
-    if incoming:
-        text = incoming.strip()[:MAX_REQUEST_ID]
-        if text and text.isprintable():
+def request_id(incoming: str | None, trusted: bool = True) -> str:
+    """The request's id: the incoming ``X-Request-Id`` (set by a proxy, or a client) when
+    the deployment trusts it and it is safe to write to logs and send back (1 to 128 of
+    ``A-Z a-z 0-9 . _ : + = / @ -``, as UUIDs and nginx's ``$request_id`` are), else a new
+    random one.
+
+    >>> request_id("7f3e9c2a-5d41-4f0e-9b8a-2c6d1e0f4a3b")
+    '7f3e9c2a-5d41-4f0e-9b8a-2c6d1e0f4a3b'
+    >>> len(request_id("evil\\r\\nSet-Cookie: x=1"))  # refused: a new one instead
+    32
+    """
+    if trusted and incoming:
+        text = incoming.strip()
+        if len(text) <= MAX_REQUEST_ID and _SAFE_REQUEST_ID.match(text):
             return text
     return os.urandom(16).hex()
+
+
+def with_request_id(headers: list[tuple[str, str]], request_id: str) -> list[tuple[str, str]]:
+    """The response's headers with ``X-Request-Id``, unless the application sent its own,
+    so that a record can be matched to the access log's line and the client's report."""
+    if any(name.lower() == "x-request-id" for name, _ in headers):
+        return headers
+    return [*headers, (REQUEST_ID_HEADER, request_id)]
+
+
+def error_name(exc: BaseException) -> str | None:
+    """The type of an exception the application raised, for :attr:`FinishedRequest.error`;
+    None for the ends of a body (``StopIteration``) and for what is not the application's
+    failure (``GeneratorExit``, ``KeyboardInterrupt``)."""
+    if isinstance(exc, Exception) and not isinstance(exc, (StopIteration, StopAsyncIteration)):
+        return type(exc).__name__
+    return None
 
 
 def status_code(status: str | None) -> int:

@@ -261,7 +261,8 @@ def render_statement(
     redact: bool = False,
     dialect: str | None = None,
 ) -> str:
-    """The statement on one line, with ``params`` in place (``?`` when ``redact``).
+    """The statement on one line, with ``params`` in place; when ``redact``, every value
+    is ``?``, bound or written in the statement (``name = 's3cr3t'`` too).
 
     ``rows`` is the row count of an executemany; ``params`` then holds its first row.
     ``dialect`` (SQLAlchemy's dialect name) decides how string literals are escaped.
@@ -269,14 +270,15 @@ def render_statement(
     """
     try:
         bound = params is not None or rows is not None
-        parts = _template(statement, dialect, paramstyle, bound)
-        if bound:
+        if redact:
+            text = _redacted(statement, dialect, paramstyle, bound)
+        elif bound:
             binder = _Binder(
-                () if params is None else params, redact, dialect in _BACKSLASH_DIALECTS
+                () if params is None else params, False, dialect in _BACKSLASH_DIALECTS
             )
-            text = binder.fill(parts)
+            text = binder.fill(_template(statement, dialect, paramstyle, bound))
         else:
-            text = "".join(parts)  # type: ignore[arg-type]
+            text = "".join(_template(statement, dialect, paramstyle, bound))  # type: ignore[arg-type]
     except Exception:
         text = _unrendered(statement, params, redact)
     if rows is not None:
@@ -287,7 +289,9 @@ def render_statement(
 def _unrendered(statement: Any, params: Any, redact: bool) -> str:
     """The statement as it came, and its parameters as Python shows them; never raises."""
     text = " ".join(_safe_str(statement).split())
-    if params is not None and not redact:
+    if redact:
+        return _fold_literals(text, None)
+    if params is not None:
         text += f" -- params: {safe_repr(params)}"
     return text
 
@@ -357,10 +361,20 @@ def shape(statement: str, paramstyle: str | None, dialect: str | None = None) ->
 # 10,000-statement trace; only the first pays for statements that all differ.
 @functools.lru_cache(maxsize=16384)
 def _shape(statement: str, paramstyle: str | None, dialect: str | None) -> str:
-    text = _Binder((), redact=True).fill(_template(statement, dialect, paramstyle, True))
+    return visible(_IN_LIST.sub(_collapse, _redacted(statement, dialect, paramstyle, True)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _redacted(statement: str, dialect: str | None, paramstyle: str | None, bound: bool) -> str:
+    """The statement on one line with every value, bound or inline, as ``?``."""
+    text = _Binder((), redact=True).fill(_template(statement, dialect, paramstyle, bound))
+    return _fold_literals(text, dialect)
+
+
+def _fold_literals(text: str, dialect: str | None) -> str:
+    """``name = 's3cr3t' AND n > 5`` -> ``name = ? AND n > ?``; quoted identifiers stay."""
 
     def literal_to_mark(match: re.Match[str]) -> str:
         return match.group() if match.lastgroup == "identifier" else "?"
 
-    text = _shape_scanner(dialect).sub(literal_to_mark, text)
-    return visible(_IN_LIST.sub(_collapse, text))
+    return _shape_scanner(dialect).sub(literal_to_mark, text)

@@ -11,9 +11,9 @@ recorder kept them), the keys, the callsite's text, the line's own description.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
-from ioprofiler.event import Event
+from ioprofiler.event import DB, Event
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.sql_text import visible
 from ioprofiler.trace import Trace, _Tally
@@ -48,6 +48,11 @@ def _event(data: dict[str, Any]) -> StoredEvent:
     duration = data.get("duration_ms")
     event.end_ns = None if duration is None else event.start_ns + _ns(duration)
     event.statement = data.get("statement")
+    if data["kind"] == DB and data.get("sql") is not None:
+        # The log holds the statement as the driver took it (%(s)s, :id) but not the
+        # driver's paramstyle; the SQL as listed (? or values in place) shapes the same way
+        # the live trace's statement does, so findings and repeats read as they did live.
+        event.statement, event.paramstyle = data["sql"], "qmark"
     # The rendered SQL tells calls apart when it holds values; without them, no two calls
     # are claimed to be identical.
     event.params = data.get("sql") if data.get("params") is not None else object()
@@ -63,8 +68,28 @@ def _event(data: dict[str, Any]) -> StoredEvent:
     event.error_message = data.get("error_message")
     event._sql = data.get("sql")
     event._callsite = data.get("callsite")
+    event._site = _site(event._callsite)
     event._description = _description(data)
     return event
+
+
+class _Code(NamedTuple):
+    """What findings read of a callsite's code object, from the callsite's text."""
+
+    co_filename: str
+    co_name: str
+
+
+_CALLSITE = re.compile(r"(?P<file>.+):(?P<line>\d+) in (?P<name>\S+)")
+
+
+def _site(callsite: str | None) -> tuple[_Code, int] | None:
+    """``("app/views.py:42 in listing")`` as the ``(code, line)`` a live event holds, so that
+    findings and repeats name the callsite as they did live."""
+    match = _CALLSITE.fullmatch(callsite or "")
+    if match is None:
+        return None
+    return _Code(match["file"], match["name"]), int(match["line"])
 
 
 def _description(data: dict[str, Any]) -> str:
@@ -79,6 +104,30 @@ def _description(data: dict[str, Any]) -> str:
     return data.get("sql") or line
 
 
+def _unlisted(total: dict[str, Any], listed: list[StoredEvent]) -> dict[str, _Tally]:
+    """A target's calls that its totals count but the line does not list (past
+    ``max_events``), per op: the round-trip ops its totals name, the rest as the op of its
+    listed statements (or ``execute``)."""
+    ops = {op: (t["count"], t["ms"], t["errors"]) for op, t in (total.get("ops") or {}).items()}
+    rest = (  # a target's calls leave its round trips out, its time and errors take them in
+        total["calls"],
+        total["ms"] - sum(ms for _, ms, _ in ops.values()),
+        total.get("errors", 0) - sum(e for _, _, e in ops.values()),
+    )
+    other_op = next((e.op for e in listed if e.op not in ops), "execute")
+    ops[other_op] = rest
+    unlisted = {}
+    for op, (calls, ms, errors) in ops.items():
+        mine = [e for e in listed if (e.op if e.op in ops else other_op) == op]
+        if calls - len(mine) <= 0:
+            continue
+        tally = unlisted[op] = _Tally()
+        tally.calls = calls - len(mine)
+        tally.ns = max(0, _ns(ms) - sum((e.end_ns or e.start_ns) - e.start_ns for e in mine))
+        tally.errors = max(0, errors - sum(1 for e in mine if e.error))
+    return unlisted
+
+
 def load(record: dict[str, Any]) -> tuple[Trace, RequestInfo]:
     """The trace and the request of one kept line."""
     trace = Trace(name="request")
@@ -89,16 +138,10 @@ def load(record: dict[str, Any]) -> tuple[Trace, RequestInfo]:
     trace._events = events
     summary = record.get("summary") or {}
     trace.profiler_errors = summary.get("profiler_errors", 0)
-    for total in record.get("targets", []):  # calls past max_events: in the totals only
+    for total in record.get("targets") or ():  # calls past max_events: in the totals only
         listed = [e for e in events if e.kind == total["kind"] and e.target == total["target"]]
-        calls = total["calls"] - len(listed)
-        if calls > 0:
-            tally = trace._overflow[(total["kind"], total["target"])] = _Tally()
-            tally.calls = calls
-            tally.ns = max(
-                0, _ns(total["ms"]) - sum((e.end_ns or e.start_ns) - e.start_ns for e in listed)
-            )
-            tally.errors = max(0, total.get("errors", 0) - sum(1 for e in listed if e.error))
+        for op, part in _unlisted(total, listed).items():
+            trace._overflow[(total["kind"], total["target"], op)] = part
     request = record.get("request") or {}
     info = RequestInfo(
         request.get("method", record.get("method", "GET")),

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 from ioprofiler import config
 from ioprofiler.event import CACHE, CONNECTION_OPS, Event
-from ioprofiler.render.words import counted
 from ioprofiler.targets import target_matches
+from ioprofiler.words import counted
 
 log = logging.getLogger("ioprofiler")
 

@@ -11,8 +11,13 @@ Modes, chosen by the parameter's value:
 - ``?ioprofiler=text``: the body is replaced by the plain-text listing;
 - ``?ioprofiler=json``: the body is replaced by the trace as JSON.
 
-Every profiled response carries ``Server-Timing``. A client the ``allow`` rule refuses
-gets exactly the response it would get without the parameter, and nothing is recorded.
+With ``follow_requests=True`` the panel also lists the page's own same-origin fetch and
+XHR requests, each opening its listing (:mod:`ioprofiler.store` keeps their traces):
+
+>>> app = IOProfilerMiddleware(app, follow_requests=True, store="redis://127.0.0.1:6379/0")
+
+Every profiled response but a stream carries ``Server-Timing``. A client the ``allow`` rule
+refuses gets exactly the response it would get without the parameter, and nothing is recorded.
 
 With sinks attached, every request is traced and handed to them once its response has
 finished; responses are unchanged unless an allowed client asked with the parameter:
@@ -31,16 +36,20 @@ from typing import Any
 from ioprofiler import access, sinks
 from ioprofiler.profiling import (
     DEFAULT_MAX_INJECT_BYTES,
+    FOLLOW,
     MODES,
     OFF,
     PASS,
     REPLACE,
     RequestProfiler,
     not_shown,
+    path_text,
     request_line,
+    with_trace_id,
 )
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.response import ResponseParts
+from ioprofiler.response import ResponseParts, is_stream
+from ioprofiler.store import new_id
 from ioprofiler.trace import Trace
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -62,12 +71,20 @@ class IOProfilerMiddleware(RequestProfiler):
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if self.store is not None:
+            own = self.own_answer(environ)
+            if own is not None:
+                start_response(own.status, own.headers)
+                return [own.body]
         query = environ.get("QUERY_STRING", "")
         mode = notice = None
         if self.param in query:
             mode, notice = self.mode(query)
             if mode is not None and not self.allowed(environ):
                 mode = None
+        if mode is None and self.store is not None and self.follows(environ):
+            environ["ioprofiler.trace_id"] = new_id()
+            return self._profile(environ, start_response, FOLLOW, None)
         if mode is None:
             if self.sinks:
                 return self._record(environ, start_response)
@@ -87,11 +104,13 @@ class IOProfilerMiddleware(RequestProfiler):
     ) -> Iterable[bytes]:
         trace = Trace(max_events=self.max_events, name="request").start()
         environ["ioprofiler.trace"] = trace
+        if self.store is not None:  # kept for the recent requests page, followed or not
+            environ.setdefault("ioprofiler.trace_id", new_id())
         if self.sinks:
-            environ["ioprofiler.request_id"] = sinks.request_id(environ.get("HTTP_X_REQUEST_ID"))
+            environ["ioprofiler.request_id"] = self.request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = ProfiledResponse(self, trace, environ, start_response, mode, notice)
         try:
-            response.body = trace.call(self.app, environ, response.capture_start_response)
+            response.body = response.step(self.app, environ, response.capture_start_response)
         except BaseException:
             response.finish()
             raise
@@ -101,10 +120,10 @@ class IOProfilerMiddleware(RequestProfiler):
         """Trace the request for the sinks, passing the response through unchanged."""
         trace = Trace(max_events=self.max_events, name="request").start()
         environ["ioprofiler.trace"] = trace
-        environ["ioprofiler.request_id"] = sinks.request_id(environ.get("HTTP_X_REQUEST_ID"))
+        environ["ioprofiler.request_id"] = self.request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = RecordedResponse(self, trace, environ, start_response)
         try:
-            response.body = trace.call(self.app, environ, response.capture_start_response)
+            response.body = response.step(self.app, environ, response.capture_start_response)
         except BaseException:
             response.finish()
             raise
@@ -115,17 +134,17 @@ class IOProfilerMiddleware(RequestProfiler):
         if not self.sinks:
             return
         environ = body.environ
-        script = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         self.deliver(
             body.trace,
             method=environ.get("REQUEST_METHOD", "GET"),
-            path=script.encode("latin-1", "replace").decode("utf-8", "replace"),
+            path=path_text(environ),
             query=environ.get("QUERY_STRING", ""),
             route=sinks.route_of(environ, self.route, body.matched),
             status=sinks.status_code(body.status),
             started_at=body.started_at,
             request_id=environ["ioprofiler.request_id"],
             context=body.context,
+            error=body.error,
         )
 
 
@@ -150,8 +169,18 @@ class TracedBody:
         self.matched: str | None = None  # the framework's route, read when the response starts
         self.status: str | None = None
         self.body: Iterable[bytes] | None = None
+        self.error: str | None = None  # the type of the exception the application raised
         self._body_closed = False
         self._finished = False
+
+    def step(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Call into the application (the call, a step of the body, ``close()``) with the
+        trace recording; an exception it raises is noted, for the sinks, and raised on."""
+        try:
+            return self.trace.call(function, *args)
+        except BaseException as exc:
+            self.error = self.error or sinks.error_name(exc)
+            raise
 
     def _close_body(self) -> None:
         if self._body_closed:
@@ -159,7 +188,7 @@ class TracedBody:
         self._body_closed = True
         close = getattr(self.body, "close", None)
         if close is not None:
-            self.trace.call(close)
+            self.step(close)
 
     def close(self) -> None:
         """Called by the server once the response is sent (or abandoned)."""
@@ -190,6 +219,7 @@ class RecordedResponse(TracedBody):
     ) -> Any:
         self.status = status
         self.matched = sinks.matched_rule(self.environ)
+        headers = sinks.with_request_id(headers, self.environ["ioprofiler.request_id"])
         return self.start_response(status, headers, *exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
@@ -199,10 +229,10 @@ class RecordedResponse(TracedBody):
 
     def _traced_iteration(self) -> Iterator[bytes]:
         assert self.body is not None
-        iterator = self.trace.call(iter, self.body)
+        iterator = self.step(iter, self.body)
         while True:
             try:
-                chunk = self.trace.call(next, iterator)
+                chunk = self.step(next, iterator)
             except StopIteration:
                 return
             yield chunk
@@ -238,6 +268,7 @@ class ProfiledResponse(TracedBody):
         self.exc_info: Any = None
         self.written: list[bytes] = []
         self._headers_sent = False
+        self._kept = False
 
     def capture_start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -251,7 +282,7 @@ class ProfiledResponse(TracedBody):
 
     @property
     def request(self) -> RequestInfo:
-        path = self.environ.get("SCRIPT_NAME", "") + self.environ.get("PATH_INFO", "")
+        path = path_text(self.environ)
         query = self.environ.get("QUERY_STRING", "")
         return RequestInfo(
             self.environ.get("REQUEST_METHOD", "GET"),
@@ -264,7 +295,7 @@ class ProfiledResponse(TracedBody):
 
     def _generate(self) -> Iterator[bytes]:
         assert self.body is not None
-        iterator = self.trace.call(iter, self.body)
+        iterator = self.step(iter, self.body)
         limit = self.middleware.max_inject_bytes
         chunks: list[bytes] = []
         size = 0
@@ -284,7 +315,7 @@ class ProfiledResponse(TracedBody):
                 self._not_shown(f"the body grew past max_inject_bytes ({limit:,} bytes)")
                 break
             try:
-                chunk = self.trace.call(next, iterator)
+                chunk = self.step(next, iterator)
             except StopIteration:
                 exhausted = True
                 break
@@ -306,7 +337,7 @@ class ProfiledResponse(TracedBody):
         yield from chunks
         while True:
             try:
-                chunk = self.trace.call(next, iterator)
+                chunk = self.step(next, iterator)
             except StopIteration:
                 break
             yield from self._drain_written(None)
@@ -335,10 +366,16 @@ class ProfiledResponse(TracedBody):
         not_shown(request_line(self.environ), reason)
 
     def _passed_through_headers(self) -> list[tuple[str, str]]:
-        return self.middleware.passed_through_headers(self.trace, self.status or "", self.headers)
+        status = self.status or ""
+        streamed = is_stream(status, self.headers, self.body)
+        return self.middleware.passed_through_headers(self.trace, status, self.headers, streamed)
 
     def _send_headers(self, headers: list[tuple[str, str]], status: str | None = None) -> None:
         self._headers_sent = True
+        if "ioprofiler.request_id" in self.environ:
+            headers = sinks.with_request_id(headers, self.environ["ioprofiler.request_id"])
+        if "ioprofiler.trace_id" in self.environ:
+            headers = with_trace_id(headers, self.environ["ioprofiler.trace_id"])
         if self.exc_info is not None:
             self.start_response(status or self.status, headers, self.exc_info)
         else:
@@ -348,11 +385,27 @@ class ProfiledResponse(TracedBody):
         original = ResponseParts(self.status or "", self.headers, b"".join(chunks))
         line = request_line(self.environ)
         final = self.middleware.final(
-            self.trace, line, self.request, self.mode, self.notice, original, replace
+            self.trace,
+            line,
+            self.request,
+            self.mode,
+            self.notice,
+            original,
+            replace,
+            self.environ.get("SCRIPT_NAME", ""),
         )
+        self._keep()  # before the client has the body, and so may ask for the trace
         self._send_headers(final.headers, final.status)
         yield final.body
 
     def _closed(self) -> None:
-        """Print the trace to the console, when asked."""
+        """Print the trace to the console, when asked; keep it, if it was not yet."""
         self.middleware.print_to_console(self.trace, self.request)
+        self._keep()
+
+    def _keep(self) -> None:
+        """Keep the closed trace for the panel and the recent requests, once."""
+        trace_id = self.environ.get("ioprofiler.trace_id")
+        if trace_id is not None and not self._kept:
+            self._kept = True
+            self.middleware.keep(self.trace, self.request, trace_id)

@@ -2,10 +2,12 @@
 the recorder on. Configured by environment variables (gunicorn imports it in each worker):
 
 IOP_LOG (the log), IOP_SHARDS (a directory of dbshard0N.db files), IOP_MEMCACHED (host:port),
-IOP_SLOW_MS (the recorder's threshold), IOP_MAX_BYTES (rotation size).
+IOP_SLOW_MS (the recorder's threshold), IOP_MAX_BYTES (rotation size), IOP_SAMPLE (the
+recorder's sample rate, default 0).
 
 Routes: ``/listing/<id>`` (fast: a cache read and a count on shard id % 4), ``/report/<id>``
-(slow: a statement on dbshard03 that sleeps inside SQLite), ``/fail/<id>`` (queries, then 500).
+(slow: a statement on dbshard03 that sleeps inside SQLite), ``/fail/<id>`` (queries, then 500),
+``/broken/<id>`` (200, then the body raises after its first chunk).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ URLS = Map(
         Rule("/listing/<int:listing_id>", endpoint="listing"),
         Rule("/report/<int:listing_id>", endpoint="report"),
         Rule("/fail/<int:listing_id>", endpoint="fail"),
+        Rule("/broken/<int:listing_id>", endpoint="broken"),
     ]
 )
 
@@ -74,8 +77,16 @@ class App:
                 self.count(shard, listing_id)
             status = "500 Internal Server Error"
         body = f"listing {listing_id}: {favorites} favorites\n".encode()
+        if rule.endpoint == "broken":
+            start_response(status, [("Content-Type", "text/plain")])
+            return self.broken(listing_id, body)
         start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]
+
+    def broken(self, listing_id: int, first: bytes):
+        yield first
+        self.count(1, listing_id)
+        raise RuntimeError("the body failed half way")
 
 
 ioprofiler.install()
@@ -83,6 +94,7 @@ recorder = Recorder(
     os.environ["IOP_LOG"],
     slow_ms=float(os.environ.get("IOP_SLOW_MS", "100")),
     max_bytes=int(os.environ.get("IOP_MAX_BYTES", str(100 * 2**20))),
+    sample=float(os.environ.get("IOP_SAMPLE", "0")),
     backups=1000,
 )
 app = IOProfilerMiddleware(App(), record=recorder)

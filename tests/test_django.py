@@ -158,7 +158,7 @@ def transactions_page(alias: str) -> None:
 
 
 def django_logged(trace, alias: str) -> list:
-    return [e for e in trace.events if e.target == alias and e.op != "connect"]
+    return [e for e in trace.events if e.target == alias and e.op not in ("connect", "setup")]
 
 
 def first_words(captured) -> list[str]:

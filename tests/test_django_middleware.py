@@ -86,6 +86,16 @@ def export(request, first: int) -> StreamingHttpResponse:
     return StreamingHttpResponse(rows(), content_type="text/csv")
 
 
+def broken_export(request, first: int) -> StreamingHttpResponse:
+    """An export that fails after its first row, when the status line has gone out."""
+
+    def rows():
+        yield f"{first},{favorites_of('dbshard03', first)}\n"
+        raise RuntimeError("the export failed half way")
+
+    return StreamingHttpResponse(rows(), content_type="text/csv")
+
+
 async def async_export(request, first: int) -> StreamingHttpResponse:
     async def rows():
         yield "listing,favorites\n"
@@ -105,6 +115,7 @@ def download(request) -> FileResponse:
 urlpatterns = [
     path("export/<int:first>", export),
     path("async-export/<int:first>", async_export),
+    path("broken-export/<int:first>", broken_export),
     path("download", download),
     path("long/<int:number>", long_page),
     path("listing/<int:listing>", listing),
@@ -195,6 +206,16 @@ def test_settings_options_and_route_for_sinks(shop):
     assert [r.path for r in sink.requests] == ["/listing/5773453"] * 2
 
 
+def test_with_sinks_the_request_id_goes_back_in_the_response(shop):
+    sink = Collected()
+    with override_settings(IOPROFILER={"EXPORT": [sink], "TRUST_REQUEST_ID": False}):
+        plain = Client().get("/listing/5773453", headers={"X-Request-Id": "from-client"})
+        profiled = Client().get("/listing/5773453?ioprofiler=1")
+    ids = [r.request_id for r in sink.requests]
+    assert [plain["X-Request-Id"], profiled["X-Request-Id"]] == ids
+    assert "from-client" not in ids and len(set(ids)) == 2  # not trusted: new ones
+
+
 def test_bad_settings_fail_when_the_middleware_loads(shop):
     with override_settings(IOPROFILER={"ALOW": "x"}):
         with pytest.raises(ValueError, match="ALOW is not an ioprofiler option"):
@@ -222,6 +243,21 @@ def test_real_server_thread_concurrent_requests(shop):
             assert executed(response.content) == [("dbshard02", [n])]
 
 
+def test_a_streamed_body_that_fails_half_way_is_recorded_as_failed(shop):
+    from django.core.wsgi import get_wsgi_application
+
+    sink = Collected()
+    with override_settings(IOPROFILER={"EXPORT": [sink]}):
+        with serving(get_wsgi_application()) as base, httpx.Client() as client:
+            with client.stream("GET", f"{base}/broken-export/4000") as sent:
+                assert sent.status_code == 200  # the status line went out first
+                with pytest.raises(httpx.RemoteProtocolError):
+                    sent.read()
+    [request] = sink.requests
+    assert (request.status, request.error) == (500, "RuntimeError")
+    assert request.route == "broken-export/<int:first>"
+
+
 def streamed_queries(request) -> list[object]:
     return [e.params for e in request.trace.events if e.op == "execute"]
 
@@ -230,7 +266,7 @@ def test_a_streamed_body_s_queries_are_in_its_trace_which_ends_with_the_stream(s
     sink = Collected()
     with override_settings(IOPROFILER={"EXPORT": [sink]}):
         response = Client().get("/export/4000?ioprofiler=1")
-        assert "db;dur=" in response["Server-Timing"]  # the view's part, sent before the body
+        assert not response.has_header("Server-Timing")  # sent before the stream's queries
         assert sink.requests == []  # nothing is handed on while the body is still to be read
         body = b"".join(response.streaming_content).decode()
         response.close()

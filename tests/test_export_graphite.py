@@ -12,6 +12,7 @@ import pytest
 from werkzeug.test import Client
 
 from ioprofiler.export import StatsD
+from ioprofiler.export.names import safe_part, target_name
 from ioprofiler.wsgi import IOProfilerMiddleware
 from tests.fleet import Graphite, StatsdDaemon, stack_or_skip
 from tests.fleetapp import Collect, FleetShop
@@ -45,8 +46,8 @@ def expected_metrics(requests, prefix: str):
         round_trips = [e for e in trace.events if e.op != "pool_wait"]
         timers[f"{base}.io_time"].append(sum(_ms(e) for e in round_trips))
         for target in {e.target for e in round_trips}:
-            kind = next(e.kind for e in round_trips if e.target == target)
-            where = f"{base}.{kind}.{target}"
+            kind, raw = next((e.kind, e._target) for e in round_trips if e.target == target)
+            where = f"{base}.{kind}.{safe_part(target_name(raw))}"
             timers[f"{where}.io_time"].append(
                 sum(_ms(e) for e in round_trips if e.target == target)
             )
@@ -96,8 +97,9 @@ def test_graphite_holds_what_the_profiler_recorded_per_route_and_shard(
     # the workload as the app was written: what the exporter must see, per route and shard
     assert counters[f"{prefix}.listing_show.db.dbshard01.queries"] == 18
     assert counters[f"{prefix}.listing_show.db.dbshard02.queries"] == 6
-    assert counters[f"{prefix}.listing_show.cache.memcache.misses"] == 5
-    assert counters[f"{prefix}.listing_show.cache.memcache.hits"] == 7
+    cache = safe_part(f"memcache {memcached.address[0]}:{memcached.address[1]}")
+    assert counters[f"{prefix}.listing_show.cache.{cache}.misses"] == 5
+    assert counters[f"{prefix}.listing_show.cache.{cache}.hits"] == 7
     assert counters[f"{prefix}.cart.db.dbshard03.queries"] == 9
     assert counters[f"{prefix}.cart.db.dbshard03.errors"] == 3
     assert counters[f"{prefix}.listing_show.connects"] >= 2  # each shard's first connection

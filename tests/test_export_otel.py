@@ -10,12 +10,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
+from pymemcache.client.base import Client as PymemcacheClient
 from werkzeug.test import Client
 
 import ioprofiler
 from ioprofiler.export import OpenTelemetry
 from ioprofiler.wsgi import IOProfilerMiddleware
-from tests.fleetapp import Collect, FleetShop
+from tests.fleetapp import COUNT, Collect, FleetShop
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def server_span(exporter):
 def test_the_io_summary_becomes_attributes_of_the_server_span(shop, spans):
     provider, exporter = spans
     ioprofiler.configure(findings={"n_plus_one_count": 3})  # conftest resets it
-    (trace,) = serve(shop, provider, "/listing/7")
+    (trace,) = serve(shop, provider, "/listing/7", slow_ms=60_000)  # past any stall
     attributes = server_span(exporter).attributes
     assert attributes["ioprofiler.db.queries"] == 4
     assert attributes["ioprofiler.db.queries.dbshard01"] == 3
@@ -67,7 +68,7 @@ def test_the_io_summary_becomes_attributes_of_the_server_span(shop, spans):
     io_ms = sum(e.end_ns - e.start_ns for e in round_trips) / 1e6
     assert attributes["ioprofiler.io.time_ms"] == pytest.approx(io_ms, abs=0.002)
     assert "ioprofiler.errors" not in attributes
-    assert not server_span(exporter).events  # a fast request: no listing
+    assert not server_span(exporter).events  # a request under slow_ms: no listing
     assert [s.kind for s in exporter.get_finished_spans()] == [SpanKind.SERVER]
 
 
@@ -199,3 +200,56 @@ def test_a_database_span_names_the_server_its_connect_reached(spans):
     assert (select["server.address"], select["server.port"]) == ("127.0.0.1", 3306)
     assert select["db.system.name"] == "mysql"
     assert select["db.namespace"] == "mariashard"
+
+
+def test_past_max_events_the_span_still_counts_every_query_and_cache_call(
+    sqlite_shards, memcached, spans
+):
+    provider, exporter = spans
+    engine = sqlite_shards["dbshard01"]
+    cache = PymemcacheClient(memcached.address, default_noreply=False)
+    cache.set("bounded:hit:1", b"1")
+    cache.set("bounded:hit:2", b"2")
+
+    def app(environ, start_response):
+        with engine.connect() as conn:
+            for listing_id in range(15):
+                conn.execute(COUNT, {"id": listing_id}).scalar_one()
+        for key in ("bounded:hit:1", "bounded:hit:2", "bounded:miss:1", "bounded:miss:2"):
+            cache.get(key)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    otel = OpenTelemetry(tracer_provider=provider)
+    middleware = IOProfilerMiddleware(app, max_events=5, export=[otel])
+    Client(OpenTelemetryMiddleware(middleware, tracer_provider=provider)).get("/").close()
+    attributes = server_span(exporter).attributes
+    assert attributes["ioprofiler.dropped"] > 0  # the trace did stop keeping events
+    assert attributes["ioprofiler.db.queries"] == 15
+    per_shard = {k: v for k, v in attributes.items() if k.startswith("ioprofiler.db.queries.")}
+    assert sum(per_shard.values()) == 15, per_shard
+    assert attributes["ioprofiler.cache.calls"] == 4
+    assert (attributes["ioprofiler.cache.hits"], attributes["ioprofiler.cache.misses"]) == (2, 2)
+
+
+def test_the_listing_event_hides_values_written_in_the_statement_too(sqlite_shards, spans):
+    provider, exporter = spans
+    engine = sqlite_shards["dbshard01"]
+
+    def app(environ, start_response):
+        with engine.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM FavoriteListingUser WHERE note = 's3cr3t' AND user_id = 42"
+            ).scalar_one()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    otel = OpenTelemetry(spans=True, slow_ms=0, tracer_provider=provider)
+    middleware = IOProfilerMiddleware(app, export=[otel])
+    Client(OpenTelemetryMiddleware(middleware, tracer_provider=provider)).get("/").close()
+    (event,) = server_span(exporter).events
+    listing = event.attributes["ioprofiler.listing"]
+    assert "s3cr3t" not in listing and "42" not in listing
+    assert "WHERE note = ? AND user_id = ?" in listing
+    texts = {s.attributes.get("db.query.text") for s in exporter.get_finished_spans()}
+    assert "SELECT count(*) FROM FavoriteListingUser WHERE note = ? AND user_id = ?" in texts

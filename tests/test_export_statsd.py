@@ -7,8 +7,10 @@ import logging
 import socket
 
 import pytest
+from pymemcache.client.base import Client as PymemcacheClient
 from werkzeug.test import Client
 
+import ioprofiler
 from ioprofiler.export import StatsD
 from ioprofiler.export.names import NameBudget, check_prefix, safe_part
 from ioprofiler.export.udp import UDPSender, pack
@@ -146,7 +148,14 @@ def test_a_datagram_the_socket_refuses_is_counted_and_nothing_raises():
 # -- what is sent -----------------------------------------------------------------------
 
 
-def test_graphite_names_per_route_and_target(shop, receiver):
+def memcache_name(memcached) -> str:
+    """A memcached server's part of a metric name: its service and address, always."""
+    host, port = memcached.address
+    return safe_part(f"memcache {host}:{port}")
+
+
+def test_graphite_names_per_route_and_target(shop, receiver, memcached):
+    cache = memcache_name(memcached)
     exporter = StatsD("127.0.0.1", receiver.getsockname()[1], prefix="shop.web")
     run(shop, exporter, "/listing/7", "/cart")
     packets = datagrams(receiver)
@@ -155,32 +164,33 @@ def test_graphite_names_per_route_and_target(shop, receiver):
     assert values["shop.web.listing_show.requests"] == "1|c"
     assert values["shop.web.listing_show.db.dbshard01.queries"] == "3|c"
     assert values["shop.web.listing_show.db.dbshard02.queries"] == "1|c"
-    assert values["shop.web.listing_show.cache.memcache.calls"] == "3|c"
-    assert values["shop.web.listing_show.cache.memcache.hits"] == "1|c"
-    assert values["shop.web.listing_show.cache.memcache.misses"] == "1|c"
+    assert values[f"shop.web.listing_show.cache.{cache}.calls"] == "3|c"
+    assert values[f"shop.web.listing_show.cache.{cache}.hits"] == "1|c"
+    assert values[f"shop.web.listing_show.cache.{cache}.misses"] == "1|c"
     assert values["shop.web.cart.db.dbshard03.queries"] == "3|c"
     assert values["shop.web.cart.db.dbshard03.errors"] == "1|c"
     for timer in (
         "shop.web.listing_show.request_time",
         "shop.web.listing_show.io_time",
         "shop.web.listing_show.db.dbshard01.io_time",
-        "shop.web.listing_show.cache.memcache.io_time",
+        f"shop.web.listing_show.cache.{cache}.io_time",
         "shop.web.cart.db.dbshard03.io_time",
     ):
         assert values[timer].endswith("|ms") and float(values[timer][:-3]) > 0
-    assert "shop.web.cart.cache.memcache.io_time" not in values  # the cart uses no cache
+    assert f"shop.web.cart.cache.{cache}.io_time" not in values  # the cart uses no cache
     assert all(len(p) <= 1432 for p in packets)
     assert all(set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789_.") for name in values)
     assert not any("SELECT" in line or "listing:7" in line for line in lines)
 
 
-def test_dogstatsd_tags_carry_the_route_and_target(shop, receiver):
+def test_dogstatsd_tags_carry_the_route_and_target(shop, receiver, memcached):
     exporter = StatsD("127.0.0.1", receiver.getsockname()[1], tags="dogstatsd")
     run(shop, exporter, "/listing/7")
     lines = b"\n".join(datagrams(receiver)).decode().split("\n")
     assert "ioprofiler.requests:1|c|#route:listing_show" in lines
     assert "ioprofiler.db.queries:3|c|#route:listing_show,target:dbshard01" in lines
-    assert "ioprofiler.cache.hits:1|c|#route:listing_show,target:memcache" in lines
+    cache = memcache_name(memcached)
+    assert f"ioprofiler.cache.hits:1|c|#route:listing_show,target:{cache}" in lines
     assert any(line.startswith("ioprofiler.request_time:") for line in lines)
 
 
@@ -267,3 +277,117 @@ def test_pool_waits_and_connects_are_counted_per_route(tmp_path, receiver):
     assert float(values["ioprofiler.report.io_time"].split("|")[0]) < waited  # not I/O
     assert values["ioprofiler.report.db.dbshard09.queries"] == "1|c"
     assert "ioprofiler.report.connects" not in values  # the holder opened the connection
+
+
+def test_a_servers_series_keeps_its_name_when_the_process_meets_a_second_server(
+    shop, receiver, memcached, start_memcached
+):
+    exporter = StatsD("127.0.0.1", receiver.getsockname()[1], flush_interval=3600)
+    client = Client(IOProfilerMiddleware(shop, export=[exporter]))
+
+    def cache_series(url: str) -> set[str]:
+        client.get(url).close()
+        exporter.flush()
+        lines = b"\n".join(datagrams(receiver)).decode().split("\n")
+        return {line.split(":")[0] for line in lines if ".cache." in line}
+
+    before = cache_series("/listing/7")
+    second = start_memcached()
+    with ioprofiler.profile():  # the process now talks to two memcached servers
+        PymemcacheClient(second.address).get("elsewhere")
+    after = cache_series("/listing/8")
+    metrics = ("calls", "hits", "misses", "io_time")
+    cache = memcache_name(memcached)
+    assert before == after == {f"ioprofiler.listing_show.cache.{cache}.{m}" for m in metrics}
+    exporter.close()
+
+
+def test_constant_dogstatsd_tags_go_first_on_every_line(shop, receiver):
+    tags = ["env:prod", "service:shop"]
+    exporter = StatsD("127.0.0.1", receiver.getsockname()[1], tags=tags)
+    run(shop, exporter, "/listing/7")
+    lines = b"\n".join(datagrams(receiver)).decode().split("\n")
+    assert "ioprofiler.requests:1|c|#env:prod,service:shop,route:listing_show" in lines
+    assert (
+        "ioprofiler.db.queries:3|c|#env:prod,service:shop,route:listing_show,target:dbshard01"
+        in lines
+    )
+    assert all("|#env:prod,service:shop,route:" in line for line in lines)
+
+
+@pytest.mark.parametrize("bad", [["env prod"], ["a|b"], [""], ["x,y"], ["#x"], [7], "env:prod"])
+def test_a_bad_constant_tag_is_refused(bad):
+    with pytest.raises(ValueError, match="tag"):
+        StatsD(tags=bad)
+
+
+def test_a_graphite_prefix_can_name_the_host(shop, receiver):
+    exporter = StatsD("127.0.0.1", receiver.getsockname()[1], prefix="shop.{host}")
+    run(shop, exporter, "/cart")
+    lines = b"\n".join(datagrams(receiver)).decode().split("\n")
+    host = safe_part(socket.gethostname())
+    assert f"shop.{host}.cart.requests:1|c" in lines
+    assert all(line.startswith(f"shop.{host}.cart.") for line in lines)
+
+
+@pytest.fixture
+def daemon_moves(monkeypatch):
+    """``statsd.test`` resolves to whatever address ``moves["to"]`` holds; lookups counted."""
+    real = socket.getaddrinfo
+    moves = {"to": "127.0.0.1", "lookups": 0}
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host != "statsd.test":
+            return real(host, port, *args, **kwargs)
+        moves["lookups"] += 1
+        to = moves["to"] if isinstance(moves["to"], tuple) else (moves["to"], port)
+        return real(*to, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return moves
+
+
+@pytest.fixture
+def two_receivers():
+    """Receivers on 127.0.0.1 and 127.0.0.2 (both loopback), on one port."""
+    first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    first.bind(("127.0.0.1", 0))
+    second = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    second.bind(("127.0.0.2", first.getsockname()[1]))
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_the_daemons_host_is_looked_up_again_where_metrics_are_sent(
+    shop, daemon_moves, two_receivers
+):
+    first, second = two_receivers
+    port = first.getsockname()[1]
+    exporter = StatsD("statsd.test", port, resolve_every=0, flush_interval=3600)
+    client = Client(IOProfilerMiddleware(shop, export=[exporter]))
+    client.get("/cart").close()
+    assert daemon_moves["lookups"] == 1  # at construction; never on the request's thread
+    exporter.flush()
+    assert b"ioprofiler.cart.requests:1|c" in b"\n".join(datagrams(first))
+    daemon_moves["to"] = "127.0.0.2"  # the daemon moved (a new container, a DNS change)
+    client.get("/cart").close()
+    exporter.flush()
+    assert b"ioprofiler.cart.requests:1|c" in b"\n".join(datagrams(second))
+    assert datagrams(first) == []
+    exporter.close()
+
+
+def test_a_failed_send_has_the_host_looked_up_again(shop, daemon_moves, receiver):
+    daemon_moves["to"] = ("127.0.0.1", 0)  # an address no datagram can be sent to
+    exporter = StatsD("statsd.test", receiver.getsockname()[1], flush_interval=3600)
+    client = Client(IOProfilerMiddleware(shop, export=[exporter]))
+    client.get("/cart").close()
+    exporter.flush()
+    assert exporter.sent == 0 and exporter.dropped >= 1
+    daemon_moves["to"] = "127.0.0.1"
+    client.get("/cart").close()
+    exporter.flush()  # long before resolve_every: the failure asked for the lookup
+    assert daemon_moves["lookups"] == 2
+    assert b"ioprofiler.cart.requests:1|c" in b"\n".join(datagrams(receiver))
+    exporter.close()

@@ -335,7 +335,9 @@ def test_repeated_calls_to_one_url_shape_are_a_likely_n_plus_one(server):
     )
     assert finding.events == tuple(trace.events)
     panel = render_panel(trace)
-    assert "N+1 API calls: GET /v1/items/# called 5×" in panel and "likely N+1" in panel
+    # the finding's own heading in bold, once (never the kind's title before it: "N+1 N+1")
+    assert '<b class="n1">N+1 API calls</b> GET /v1/items/# called 5×' in panel
+    assert "N+1 N+1" not in panel and "likely N+1" in panel
     document = json.loads(render_json(trace))
     assert [f["events"] for f in document["findings"] if f["kind"] == "n_plus_one"] == [
         [1, 2, 3, 4, 5]

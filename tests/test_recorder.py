@@ -7,6 +7,7 @@ import fcntl
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -145,6 +146,37 @@ def test_values_and_keys_are_opt_in_and_opt_out(io_trace, tmp_path):
     assert cache["line"].endswith("Cache MISS, keys: ?")
 
 
+def test_cache_keys_are_redacted_where_a_pattern_matches(memcached, tmp_path):
+    session = "5f1c0a9e3b7d4c2e8a6f0b1d9c3e7a5f"
+
+    def app(environ, start_response):  # keys its cache by the visitor's session id
+        cache = MemcacheClient(memcached.address)
+        cache.get(f"session:{session}")
+        cache.get(f"session:{session}")  # the same key twice: a finding names it
+        cache.get_many([f"cart:{session}:items", "listing:42"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    patterns = [r"(?<=^session:)[0-9a-f]+", re.compile(r"(?<=^cart:)[^:]+")]
+    recorder = Recorder(tmp_path / "io.jsonl", slow_ms=0, redact_keys=patterns)
+    Client(IOProfilerMiddleware(app, record=recorder)).get("/").close()
+    recorder.flush()
+    (record,) = lines(recorder.path)
+    session_reads, many = calls_in(record)[0:2], calls_in(record)[2]
+    assert [e["keys"] for e in session_reads] == [["session:?"]] * 2
+    assert session_reads[0]["line"].endswith("Cache MISS, keys: session:?")
+    assert many["keys"] == ["cart:?:items", "listing:42"]
+    assert many["missed_keys"] == ["cart:?:items", "listing:42"]
+    assert record["findings"] and session not in recorder.path.read_text()
+
+
+def test_redact_keys_takes_regular_expressions(tmp_path):
+    with pytest.raises(ValueError, match=r"redact_keys: '\(' is not a regular expression"):
+        Recorder(tmp_path / "a", redact_keys=["("])
+    with pytest.raises(TypeError, match="redact_keys must be a list"):
+        Recorder(tmp_path / "a", redact_keys="session:.*")
+
+
 def test_the_middleware_records_what_the_rules_keep(sqlite_shards, memcached, tmp_path):
     shop = ShopApp(sqlite_shards, memcached.address)
     recorder = Recorder(tmp_path / "io.jsonl", slow_ms=10_000, max_calls=1)
@@ -176,7 +208,9 @@ def test_a_full_queue_drops_and_counts_and_never_blocks(io_trace, tmp_path):
         fcntl.flock(holder, fcntl.LOCK_UN)
         os.close(holder)
     recorder.flush()
-    assert [r["id"] for r in lines(recorder.path)] == ["first", "r0", "r1"]
+    written = lines(recorder.path)
+    assert [r["id"] for r in written if "type" not in r] == ["first", "r0", "r1"]
+    assert [r["lost"] for r in written if r.get("type") == "gap"] == [7]  # said in the log
     assert recorder.written == 3
 
 

@@ -4,6 +4,7 @@ and the response is exactly what the application sent."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 
 import flask
@@ -60,8 +61,9 @@ def test_every_request_is_traced_and_the_response_is_unchanged(shop, url):
     sink = Collect()
     seen, body = fetch(IOProfilerMiddleware(shop, record=sink), url)
     assert (seen.status, body) == (bare.status, bare_body)
-    assert sorted(seen.headers.items()) == sorted(bare.headers.items())
     (request,) = sink.requests
+    echoed = [("X-Request-Id", request.request_id)]  # the one header added: records match
+    assert sorted(seen.headers.items()) == sorted([*bare.headers.items(), *echoed])
     assert request.trace.count() >= 1 and not request.trace.recording
     assert request.status == bare.status_code
     assert (request.method, request.path, request.query) == ("GET", url, "")
@@ -144,3 +146,26 @@ def test_closing_the_middleware_closes_its_sinks_and_bad_sinks_are_refused(shop)
         IOProfilerMiddleware(shop, export=42)
     with pytest.raises(TypeError, match="route"):
         IOProfilerMiddleware(shop, route="/x")
+
+
+def test_the_request_id_is_the_incoming_one_only_when_trusted_and_safe(shop):
+    sink = Collect()
+    trusting = IOProfilerMiddleware(shop, record=sink)
+    wary = IOProfilerMiddleware(shop, record=sink, trust_request_id=False)
+    incoming = {
+        "req-42": (trusting, "req-42"),
+        "req-43": (wary, None),  # not trusted: a new id
+        "a" * 128: (trusting, "a" * 128),
+        "a" * 129: (trusting, None),  # too long: a new id, not a cut one
+        "two words": (trusting, None),
+        "<script>": (trusting, None),
+        "über": (trusting, None),
+    }
+    for sent, (app, expected) in incoming.items():
+        response, _ = fetch(app, "/page", headers={"X-Request-Id": sent})
+        echoed = response.headers["X-Request-Id"]
+        assert echoed == sink.requests[-1].request_id
+        if expected is None:
+            assert re.fullmatch("[0-9a-f]{32}", echoed), sent
+        else:
+            assert echoed == expected

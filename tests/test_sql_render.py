@@ -186,3 +186,48 @@ def test_values_that_cannot_print_themselves_never_raise():
     rendered = render_statement("SELECT ?", (Evil(),), "qmark")
     assert rendered.startswith("SELECT ? -- params: (<")
     assert "Evil object at" in rendered and rendered.endswith(">,)")
+
+
+@pytest.mark.parametrize(
+    ("dialect", "statement", "params"),
+    [
+        ("sqlite", "SELECT * FROM t WHERE a = ? AND name = 's3cr3t' AND n > 42", (5,)),
+        ("mysql", "SELECT * FROM t WHERE a = %s AND name = 's3\\'cr3t' AND n > 42", (5,)),
+        ("postgresql", "SELECT * FROM t WHERE a = %(a)s AND name = E's3cr3t' AND n > 42", {"a": 5}),
+    ],
+)
+def test_redaction_hides_values_written_into_the_statement(dialect, statement, params):
+    paramstyle = {"sqlite": "qmark", "mysql": "format", "postgresql": "pyformat"}[dialect]
+    assert render_statement(statement, params, paramstyle, redact=True, dialect=dialect) == (
+        "SELECT * FROM t WHERE a = ? AND name = ? AND n > ?"
+    )
+    unbound = render_statement(statement, None, paramstyle, redact=True, dialect=dialect)
+    assert "s3" not in unbound and "42" not in unbound
+
+
+def test_configured_redaction_hides_inline_literals_in_every_rendering(sqlite_shards):
+    import json
+
+    import sqlalchemy as sa
+
+    import ioprofiler
+    from ioprofiler.render.json import render_json
+
+    ioprofiler.configure(redact=True)
+    engine = sqlite_shards["dbshard01"]
+    with ioprofiler.profile() as trace:
+        with engine.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM FavoriteListingUser WHERE note = 's3cr3t' AND id = :id"
+                ),
+                {"id": 7},
+            ).scalar_one()
+    listing = trace.text(callsites=True)
+    assert "WHERE note = ? AND id = ?" in listing, listing
+    document = render_json(trace)
+    assert "s3cr3t" not in listing + document
+    (select,) = [e for e in json.loads(document)["events"] if e["sql"]]
+    assert (
+        select["statement"] == "SELECT count(*) FROM FavoriteListingUser WHERE note = ? AND id = ?"
+    )

@@ -33,6 +33,7 @@ import ioprofiler
 from ioprofiler import config
 from ioprofiler.event import CONNECT, CONNECTION_OPS, DB, POOL_WAIT, Event
 from ioprofiler.export.names import NameBudget
+from ioprofiler.export.tally import RequestTally
 from ioprofiler.render.sql import render_statement, shape
 from ioprofiler.sinks import FinishedRequest
 from ioprofiler.trace import Trace
@@ -115,65 +116,46 @@ class OpenTelemetry:
     # -- attributes ---------------------------------------------------------------------
 
     def attributes(self, trace: Trace) -> dict[str, Any]:
-        """The I/O summary as span attributes, from one pass over the events:
+        """The I/O summary as span attributes, from the request's per-target totals
+        (which go on counting past ``max_events``, as StatsD's do):
         ``ioprofiler.io.time_ms`` (every round trip, pool waits excluded),
         ``ioprofiler.db.queries`` and per shard ``ioprofiler.db.queries.<shard>``,
         ``ioprofiler.<kind>.calls`` for other kinds, ``ioprofiler.cache.hits``/``misses``,
         and when non-zero ``ioprofiler.errors``, ``ioprofiler.n_plus_one`` (statements run
-        at least ``n_plus_one_count`` times with the same text on one shard) and
-        ``ioprofiler.dropped``."""
-        per_shard: dict[Any, int] = {}
-        per_kind: dict[str, int] = {}
-        statements: dict[tuple[Any, str], int] = {}
-        io_ns = errors = hits = misses = 0
-        connection_ops, db = CONNECTION_OPS, DB  # locals: this loop is the exporter's cost
-        for event in trace._events:
-            op = event.op
-            if op in connection_ops:
-                if op == POOL_WAIT:
-                    continue
-            elif event.kind == db:
-                shard = event._target
-                per_shard[shard] = per_shard.get(shard, 0) + 1
-                key = (shard, event.statement)
-                statements[key] = statements.get(key, 0) + 1
-            else:
-                kind = event.kind
-                per_kind[kind] = per_kind.get(kind, 0) + 1
-                if event.hit is not None:
-                    misses += event.miss_count or 0
-                    hits += event.hit_count or 0
-            end = event.end_ns
-            if end is not None:
-                io_ns += end - event.start_ns
-            if event.error is not None:
-                errors += 1
+        at least ``n_plus_one_count`` times with the same text on one shard, among the kept
+        events) and ``ioprofiler.dropped``."""
+        counts = IOCounts.of(trace)
         out: dict[str, Any] = {
-            "ioprofiler.io.time_ms": round(io_ns / 1e6, 3),
-            "ioprofiler.db.queries": sum(per_shard.values()),
+            "ioprofiler.io.time_ms": round(counts.io_ns / 1e6, 3),
+            "ioprofiler.db.queries": sum(counts.per_shard.values()),
         }
-        keys = self._shard_keys
-        for shard, count in per_shard.items():
-            key = keys.get(shard)
-            if key is None:
-                key = f"ioprofiler.db.queries.{self.targets.name(str(shard))}"
-                if len(keys) < 4 * self.targets.limit:
-                    keys[shard] = key
+        for shard, count in counts.per_shard.items():
+            key = self._shard_key(shard)
             out[key] = out.get(key, 0) + count  # shards past the budget share "other"
-        for kind, count in per_kind.items():
+        for kind, count in counts.per_kind.items():
             out[f"ioprofiler.{kind}.calls"] = count
-        if hits or misses:
-            out["ioprofiler.cache.hits"] = hits
-            out["ioprofiler.cache.misses"] = misses
-        if errors:
-            out["ioprofiler.errors"] = errors
+        if counts.hits or counts.misses:
+            out["ioprofiler.cache.hits"] = counts.hits
+            out["ioprofiler.cache.misses"] = counts.misses
+        if counts.errors:
+            out["ioprofiler.errors"] = counts.errors
         at_least = config.settings.findings.n_plus_one_count
-        repeated = sum(1 for count in statements.values() if count >= at_least)
+        repeated = sum(1 for count in counts.statements.values() if count >= at_least)
         if repeated:
             out["ioprofiler.n_plus_one"] = repeated
         if trace._overflow:
             out["ioprofiler.dropped"] = trace.dropped
         return out
+
+    def _shard_key(self, shard: Any) -> str:
+        """``ioprofiler.db.queries.<shard>``, named once per shard within the name budget."""
+        keys = self._shard_keys
+        key = keys.get(shard)
+        if key is None:
+            key = f"ioprofiler.db.queries.{self.targets.name(str(shard))}"
+            if len(keys) < 4 * self.targets.limit:
+                keys[shard] = key
+        return key
 
     # -- spans --------------------------------------------------------------------------
 
@@ -253,6 +235,64 @@ class OpenTelemetry:
                 event.statement, event.params, event.paramstyle, event.rows, False, event.dialect
             )
         return shape(event.statement, event.paramstyle, event.dialect)
+
+
+class IOCounts:
+    """What the span's attributes say, added up in one pass over the kept events, plus the
+    calls past ``max_events`` (counted per target by the trace, see :class:`RequestTally`).
+    ``statements`` counts (shard, text) among the kept events only."""
+
+    __slots__ = ("per_shard", "per_kind", "statements", "io_ns", "errors", "hits", "misses")
+
+    def __init__(self) -> None:
+        self.per_shard: dict[Any, int] = {}
+        self.per_kind: dict[str, int] = {}
+        self.statements: dict[tuple[Any, str | None], int] = {}
+        self.io_ns = self.errors = self.hits = self.misses = 0
+
+    @classmethod
+    def of(cls, trace: Trace) -> IOCounts:
+        counts = cls()
+        per_shard, per_kind, statements = counts.per_shard, counts.per_kind, counts.statements
+        io_ns = errors = hits = misses = 0
+        connection_ops, db = CONNECTION_OPS, DB  # locals: this loop is the exporter's cost
+        for event in trace._events:
+            op = event.op
+            if op in connection_ops:
+                if op == POOL_WAIT:
+                    continue
+            elif event.kind == db:
+                shard = event._target
+                per_shard[shard] = per_shard.get(shard, 0) + 1
+                key = (shard, event.statement)
+                statements[key] = statements.get(key, 0) + 1
+            else:
+                kind = event.kind
+                per_kind[kind] = per_kind.get(kind, 0) + 1
+                if event.hit is not None:
+                    misses += event.miss_count or 0
+                    hits += event.hit_count or 0
+            end = event.end_ns
+            if end is not None:
+                io_ns += end - event.start_ns
+            if event.error is not None:
+                errors += 1
+        counts.io_ns, counts.errors, counts.hits, counts.misses = io_ns, errors, hits, misses
+        if trace._overflow:
+            counts._add_past_bound(trace)
+        return counts
+
+    def _add_past_bound(self, trace: Trace) -> None:
+        past = RequestTally.past_bound(trace)
+        self.io_ns += past.io_ns
+        for (kind, raw), target in past.targets.items():
+            self.hits += target.hits
+            self.misses += target.misses
+            self.errors += target.errors
+            if target.calls and kind == DB:
+                self.per_shard[raw] = self.per_shard.get(raw, 0) + target.calls
+            elif target.calls:
+                self.per_kind[kind] = self.per_kind.get(kind, 0) + target.calls
 
 
 def perf_counter_to_epoch_ns() -> int:

@@ -10,13 +10,17 @@ Each request adds, with Graphite-style dotted names (``prefix.route.kind.target.
     ioprofiler.listing_show.io_time:3.104|ms
     ioprofiler.listing_show.db.dbshard01.queries:3|c
     ioprofiler.listing_show.db.dbshard01.io_time:2.512|ms
-    ioprofiler.listing_show.cache.memcache.calls:2|c
-    ioprofiler.listing_show.cache.memcache.hits:1|c
-    ioprofiler.listing_show.cache.memcache.misses:1|c
+    ioprofiler.listing_show.cache.memcache_10_0_0_5_11211.calls:2|c
+    ioprofiler.listing_show.cache.memcache_10_0_0_5_11211.hits:1|c
+    ioprofiler.listing_show.cache.memcache_10_0_0_5_11211.misses:1|c
 
 and, when present, ``errors`` per target and ``pool_waits``, ``pool_wait_time`` and
-``connects`` per route. With ``tags="dogstatsd"`` the route and target become tags:
-``ioprofiler.db.queries:3|c|#route:listing_show,target:dbshard01``.
+``connects`` per route. A server is named with its address (``memcache_10_0_0_5_11211``),
+however many servers the process has seen, so a series keeps its name. With
+``tags="dogstatsd"`` the route and target become tags:
+``ioprofiler.db.queries:3|c|#route:listing_show,target:dbshard01``; ``tags=["env:prod"]``
+does the same and puts those tags first on every line. ``prefix="shop.{host}"`` puts the
+machine's host name in every Graphite name (``shop.web_01.listing_show.requests``).
 
 On the request's thread the exporter only adds the trace up (:class:`RequestTally`) and
 appends it to a bounded queue; a background thread names, formats and packs the metrics
@@ -34,16 +38,24 @@ import os
 import random
 import threading
 import weakref
+from collections.abc import Iterable
 from typing import Any
 
-from ioprofiler.export.names import UNKNOWN, NameBudget, check_prefix, safe_part
+from ioprofiler.export.names import (
+    UNKNOWN,
+    NameBudget,
+    check_prefix,
+    check_tags,
+    safe_part,
+    target_name,
+    with_host,
+)
 from ioprofiler.export.tally import RequestTally
-from ioprofiler.export.udp import SAFE_PACKET, UDPSender, pack
+from ioprofiler.export.udp import RESOLVE_EVERY, SAFE_PACKET, UDPSender, pack
 from ioprofiler.sinks import FinishedRequest
 
 log = logging.getLogger("ioprofiler")
 
-TAG_STYLES = (None, "dogstatsd")
 # What a target's calls are called: statements on a database, calls anywhere else.
 CALLS_NAME = {"db": "queries"}
 
@@ -53,9 +65,13 @@ Queued = tuple[Any, float, RequestTally]
 class StatsD:
     """Send each request's I/O to a StatsD daemon. Options:
 
-    - ``host``, ``port``: the daemon (UDP); default ``127.0.0.1:8125``.
-    - ``prefix``: the first part of every name; default ``ioprofiler``.
-    - ``tags``: None for Graphite dotted names, ``"dogstatsd"`` for DogStatsD tags.
+    - ``host``, ``port``: the daemon (UDP); default ``127.0.0.1:8125``. The host name is
+      looked up again every ``resolve_every`` seconds (60) and after a failed send, by the
+      sender thread.
+    - ``prefix``: the first part of every name; default ``ioprofiler``; ``{host}`` in it
+      is replaced by this machine's host name (letters, digits and ``_``).
+    - ``tags``: None for Graphite dotted names, ``"dogstatsd"`` for DogStatsD tags, or a
+      list of constant DogStatsD tags (``["env:prod", "service:shop"]``) sent on every line.
     - ``sample_rate``: the share of requests sent (0 < rate <= 1), marked ``|@rate`` so
       the daemon scales the counts back up.
     - ``max_names``: distinct routes, and distinct targets, before new ones are
@@ -69,18 +85,17 @@ class StatsD:
         host: str = "127.0.0.1",
         port: int = 8125,
         prefix: str = "ioprofiler",
-        tags: str | None = None,
+        tags: str | Iterable[str] | None = None,
         *,
         sample_rate: float = 1.0,
         max_names: int = 100,
         max_packet: int = SAFE_PACKET,
         flush_interval: float = 0.2,
         max_queue: int = 10_000,
+        resolve_every: float = RESOLVE_EVERY,
     ) -> None:
         if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
             raise ValueError(f"port must be a UDP port number (1-65535), not {port!r}")
-        if tags not in TAG_STYLES:
-            raise ValueError(f"tags must be None (Graphite names) or 'dogstatsd', not {tags!r}")
         if (
             not isinstance(sample_rate, (int, float))
             or isinstance(sample_rate, bool)
@@ -92,8 +107,11 @@ class StatsD:
         _check_whole("max_queue", max_queue, 1)
         if not isinstance(flush_interval, (int, float)) or not flush_interval > 0:
             raise ValueError(f"flush_interval must be seconds > 0, not {flush_interval!r}")
-        self.prefix = check_prefix(prefix)
-        self.tags = tags
+        if not isinstance(resolve_every, (int, float)) or not resolve_every >= 0:
+            raise ValueError(f"resolve_every must be seconds >= 0, not {resolve_every!r}")
+        self.prefix = check_prefix(with_host(prefix))
+        self.tags, self.constant_tags = _tag_style(tags)
+        self._constant = "".join(f"{tag}," for tag in self.constant_tags)
         self.sample_rate = float(sample_rate)
         self.max_packet = max_packet
         self.flush_interval = float(flush_interval)
@@ -101,7 +119,7 @@ class StatsD:
         self.routes = NameBudget("route", max_names)
         self.targets = NameBudget("target", max_names)
         self.dropped = 0
-        self._sender = UDPSender(host, port)
+        self._sender = UDPSender(host, port, float(resolve_every))
         self._rate = "" if sample_rate == 1 else f"|@{self.sample_rate:g}"
         self._queue: collections.deque[Queued] = collections.deque()
         self._flushing = threading.Lock()
@@ -143,7 +161,10 @@ class StatsD:
                 except Exception:
                     log.exception("ioprofiler: could not format a request's metrics")
                     self.dropped += 1
-            for packet in pack(lines, self.max_packet):
+            packets = pack(lines, self.max_packet)
+            if packets:
+                self._sender.refresh()
+            for packet in packets:
                 if not self._sender.send(packet):
                     self.dropped += packet.count(b"\n") + 1
 
@@ -176,7 +197,7 @@ class StatsD:
             own = ""
         else:
             base = f"{self.prefix}."
-            own = f"#route:{route_name}"
+            own = f"#{self._constant}route:{route_name}"
         out = [
             self._line(base, "requests", "1", "c", own, rate),
             self._line(base, "request_time", f"{duration_ms:.3f}", "ms", own, rate),
@@ -190,7 +211,7 @@ class StatsD:
             out.append(self._line(base, "connects", str(tally.connects), "c", own, rate))
         for (kind, raw), counted in tally.targets.items():
             kind_name = safe_part(kind)
-            target = self.targets.name(str(raw))
+            target = self.targets.name(target_name(raw))
             if self.tags is None:
                 where, tags = f"{base}{kind_name}.{target}.", ""
             else:
@@ -231,6 +252,18 @@ class StatsD:
         self._thread = None
         self._flushing = threading.Lock()
         self._queue.clear()
+
+
+def _tag_style(tags: object) -> tuple[str | None, tuple[str, ...]]:
+    """``tags=`` as (style, constant tags): a list of tags means DogStatsD with them."""
+    if tags is None or tags == "dogstatsd":
+        return tags, ()  # type: ignore[return-value]
+    if isinstance(tags, (list, tuple)):
+        return "dogstatsd", check_tags(tags)
+    raise ValueError(
+        "tags must be None (Graphite names), 'dogstatsd', or a list of constant tags "
+        f"such as ['env:prod'], not {tags!r}"
+    )
 
 
 def _check_whole(name: str, value: object, least: int) -> None:

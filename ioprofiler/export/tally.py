@@ -85,6 +85,13 @@ class RequestTally:
             tally._add_overflow(trace)
         return tally
 
+    @classmethod
+    def past_bound(cls, trace: Trace) -> RequestTally:
+        """The calls past the trace's ``max_events`` alone (the trace counted, not kept them)."""
+        tally = cls()
+        tally._add_overflow(trace)
+        return tally
+
     def _add_overflow(self, trace: Trace) -> None:
         """Calls past ``max_events``: counted per target and op."""
         for (kind, raw, op), counted in trace._overflow_items():

@@ -22,8 +22,8 @@ from ioprofiler.event import CACHE, DB, HTTP, Event
 from ioprofiler.findings import find
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.text import finding_lines, summary_lines
-from ioprofiler.render.words import counted
 from ioprofiler.sql_text import visible
+from ioprofiler.words import counted
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace

@@ -7,7 +7,7 @@ Shown in full, without ``-v`` and without a second run, as django-perf-rec and D
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
 from rich.table import Table
@@ -21,10 +21,24 @@ from ioprofiler.targets import batch_read_of
 if TYPE_CHECKING:
     from ioprofiler.analysis import Repeat
     from ioprofiler.findings import Finding
-    from ioprofiler.testing import Verdict
     from ioprofiler.trace import Trace
 
 WIDTH = 120
+
+
+class Verdict(Protocol):
+    """What the message reads of one checked budget (an :class:`ioprofiler.testing.Verdict`;
+    named here by its shape, since a renderer does not import the test API above it)."""
+
+    kind: str
+    target: str
+    budget: object
+    calls: int
+    hits: int
+    misses: int
+
+    @property
+    def ok(self) -> bool: ...
 
 
 def failure_report(

@@ -17,6 +17,7 @@ from ioprofiler import config
 from ioprofiler.analysis import Summary, summarize
 from ioprofiler.event import CACHE, CONNECTION_OPS, DB, HTTP, POOL_WAIT, Event
 from ioprofiler.findings import Finding, find
+from ioprofiler.render.json import redacted
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.render.roundtrip import op_count, ordered_ops
 from ioprofiler.render.text import call_numbers
@@ -69,25 +70,82 @@ font-weight:600;background:#e8590c}
 .iop ol.f a{color:#3b5bdb}
 .iop tr.hl td{background:#fff3bf}
 .iop .note{color:#b3001b;font-weight:600}
+.iop table.r{margin:4px 12px;width:calc(100% - 24px)}
+.iop tr.q{cursor:pointer}.iop tr.q:hover td{background:#eef1fb}
+.iop tr.q td.warn{color:#c2255c;font-weight:600}
 @media (max-width:700px){.iop .l td:nth-child(3),.iop .l th:nth-child(3),
 .iop .l td:nth-child(7),.iop .l th:nth-child(7),.iop td.c,.iop th.c{display:none}}
 """
 
-_SCRIPT = """(function(){var s=document.currentScript,h=s&&s.previousElementSibling;
+_SCRIPT = """var s=document.currentScript,h=s&&s.previousElementSibling;
 if(!h||h.id!=="ioprofiler-panel")return;var r=h.shadowRoot;
 if(!r){var t=h.querySelector("template");if(!t)return;r=h.attachShadow({mode:"open"});
 r.appendChild(t.content);t.remove()}
-var rows=r.querySelectorAll("table.l tr"),total=parseFloat(h.getAttribute("data-total"))||1;
+function bars(box,total){var rows=box.querySelectorAll("table.l tr");
 for(var i=1;i<rows.length;i++){var c=rows[i].cells,st=parseFloat(c[1].textContent),
 d=parseFloat(c[4].textContent)||0,bar=document.createElement("div"),b=document.createElement("i");
 bar.className="bar";bar.appendChild(b);c[2].appendChild(bar);
-b.style.left=Math.min(100,st/total*100)+"%";b.style.width=Math.min(100,d/total*100)+"%"}
+b.style.left=Math.min(100,st/total*100)+"%";b.style.width=Math.min(100,d/total*100)+"%"}}
+bars(r.querySelector(".body"),parseFloat(h.getAttribute("data-total"))||1);
 r.addEventListener("click",function(e){var a=e.target.closest&&e.target.closest("a[data-calls]");
-if(!a)return;e.preventDefault();var first=null;
-r.querySelectorAll("tr.hl").forEach(function(x){x.classList.remove("hl")});
-a.getAttribute("data-calls").split(" ").forEach(function(n){var row=r.getElementById("e"+n);
+if(!a)return;e.preventDefault();var first=null,box=a.closest(".body");
+box.querySelectorAll("tr.hl").forEach(function(x){x.classList.remove("hl")});
+a.getAttribute("data-calls").split(" ").forEach(function(n){
+var row=box.querySelector("table.l tr:nth-child("+(+n+1)+")");
 if(row){row.classList.add("hl");first=first||row}});
-if(first)first.scrollIntoView({block:"center"})})})();"""
+if(first)first.scrollIntoView({block:"center"})});"""
+
+# The page's own requests, from the top of the page: same-origin fetch and XMLHttpRequest
+# calls are marked, and the ids of those the server kept are queued until the panel (at the
+# end of the page) shows them.
+_MARK_SCRIPT = """(function(){if(window.__ioprofiler)return;var MARK="X-IOProfiler-Follow",
+ID="X-IOProfiler-Id",F=window.fetch,api=window.__ioprofiler={fetch:F,queued:[],show:null};
+function same(u){
+try{return new URL(String(u),location.href).origin===location.origin}catch(e){return false}}
+function kept(id){if(!id||!/^[0-9a-f]{32}$/.test(id))return;
+if(api.show)api.show(id);else api.queued.push(id)}
+if(F)window.fetch=function(input,init){var u=input&&input.url!==undefined?input.url:input;
+if(!same(u))return F.apply(this,arguments);
+var hd=new Headers(init&&init.headers||(input instanceof Request?input.headers:undefined));
+hd.set(MARK,"1");init=Object.assign({},init,{headers:hd});
+return F.call(this,input,init).then(function(resp){try{var id=resp.headers.get(ID);
+if(id)resp.clone().arrayBuffer().then(function(){kept(id)},function(){kept(id)})}catch(e){}
+return resp})};
+var X=window.XMLHttpRequest&&XMLHttpRequest.prototype;if(X){var open=X.open,send=X.send;
+X.open=function(m,u){this.__ioprofiler=same(u);return open.apply(this,arguments)};
+X.send=function(){var x=this;if(x.__ioprofiler){try{x.setRequestHeader(MARK,"1");
+x.addEventListener("loadend",function(){kept(x.getResponseHeader(ID))})}catch(e){}}
+return send.apply(this,arguments)}}})();"""
+
+# The panel's list of them: each one the server kept is listed once its body has arrived;
+# a click opens its listing.
+_FOLLOW_SCRIPT = """function follow(h,r,bars){var api=window.__ioprofiler;if(!api||api.show)return;
+var base=h.getAttribute("data-follow"),list=r.querySelector("table.r"),
+count=r.querySelector("span.r"),n=0;
+function cell(row,text,cls){var c=row.insertCell();c.textContent=text;if(cls)c.className=cls}
+function add(id,e){var row=list.insertRow(),open=null;row.className="q";
+row.setAttribute("data-id",id);
+cell(row,e.method);cell(row,e.path,"w");cell(row,e.status);cell(row,e.ms.toFixed(1),"n");
+cell(row,e.calls,"n");cell(row,e.findings.join(", "),"warn");list.hidden=false;
+n+=1;count.textContent=n+(n===1?" request":" requests")+" of this page";
+row.addEventListener("click",function(){if(open){open.remove();open=null;return}
+open=list.insertRow(row.rowIndex+1);var c=open.insertCell();c.colSpan=6;
+var box=document.createElement("div");box.className="body";box.innerHTML=e.html;c.appendChild(box);
+bars(box,e.ms||1)})}
+function show(id,tries){var hd={};hd["X-IOProfiler-Follow"]="1";
+(api.fetch||window.fetch).call(window,base+id,{headers:hd,credentials:"same-origin",
+cache:"no-store"}).then(function(x){if(x.status===200)return x.json().then(function(e){add(id,e)});
+if(tries<6)setTimeout(function(){show(id,tries+1)},100<<tries)}).catch(function(){})}
+api.show=function(id){show(id,0)};api.queued.splice(0).forEach(api.show)}"""
+
+
+def render_follow_marker(nonce: str | None = None) -> str:
+    """The script that marks the page's own requests, for the top of the page (before the
+    page's scripts run); the panel lists them (:func:`render_panel` with ``follow``)."""
+    nonce_attr = f' nonce="{escape(nonce)}"' if nonce else ""
+    return f"<script{nonce_attr}>{_MARK_SCRIPT}</script>"
+
+
 MAX_LINKED_CALLS = 1000
 
 
@@ -191,7 +249,9 @@ def _repeats_section(summary: Summary) -> str:
     )
 
 
-def _event_rows(trace: Trace, events: list[Event], summary: Summary, slow_ms: float) -> str:
+def _event_rows(
+    trace: Trace, events: list[Event], summary: Summary, slow_ms: float, values: bool = True
+) -> str:
     groups: dict[int, tuple[int, bool]] = {}
     duplicates: set[int] = set()
     for number, repeat in enumerate(summary.repeats, start=1):
@@ -224,7 +284,7 @@ def _event_rows(trace: Trace, events: list[Event], summary: Summary, slow_ms: fl
             f'<tr class="{classes}" id="e{index}"><td>{index}</td>'
             f"<td>{trace.offset_ms(event):.3f}</td><td></td>"
             f"<td>{escape(event.target)}</td><td>{_ms(duration)}</td>"
-            f"<td>{badges}{escape(event.description())}</td>"
+            f"<td>{badges}{escape(event.description(None if values else redacted(event)))}</td>"
             f"<td>{escape(event.callsite or '')}</td></tr>"
         )
     return "".join(rows)
@@ -236,15 +296,63 @@ def render_panel(
     nonce: str | None = None,
     notice: str | None = None,
     slow_ms: float = SLOW_MS,
+    follow: str | None = None,
 ) -> str:
     """The panel's HTML for ``trace``; ``nonce`` is the page's CSP nonce, if it has one;
-    calls of ``slow_ms`` or more are marked slow."""
+    calls of ``slow_ms`` or more are marked slow. ``follow``: the path the panel's script
+    reads the page's own requests from (``/__ioprofiler__/traces/``), when they are followed.
+    """
     summary = summarize(trace)
     elapsed_ms = trace.elapsed_ms
-    events = trace.events
     findings = find(trace, slow_ms=slow_ms)
-    numbers = {id(e): i for i, e in enumerate(events, start=1)}
     nonce_attr = f' nonce="{escape(nonce)}"' if nonce else ""
+    followed = ""
+    follow_attr = ""
+    if follow is not None:
+        follow_attr = f' data-follow="{escape(follow)}"'
+        followed = (
+            '<table class="r" hidden><tr><th>method</th><th>path</th><th>status</th>'
+            '<th class="n">ms</th><th class="n">calls</th><th>findings</th></tr></table>'
+        )
+    content = (
+        f'<style{nonce_attr}>{_STYLE}</style><details class="iop" open>'
+        f"<summary>{_header(summary, request, elapsed_ms, findings)}"
+        f"{'<span class=r></span>' if follow is not None else ''}</summary>"
+        f"{followed}{render_listing(trace, notice, slow_ms, summary=summary, findings=findings)}"
+        "</details>"
+    )
+    if follow is None:
+        script = f"(function(){{{_SCRIPT}}})();"
+    else:
+        script = f"{_MARK_SCRIPT}(function(){{{_FOLLOW_SCRIPT};{_SCRIPT}follow(h,r,bars)}})();"
+    return (
+        f'<div id="ioprofiler-panel" data-total="{elapsed_ms:.3f}"{follow_attr}>'
+        f'<template shadowrootmode="open">{content}</template></div>'
+        f"<script{nonce_attr}>{script}</script>"
+    )
+
+
+def render_note(text: str) -> str:
+    """A panel body holding only a note, such as why a listing is not there."""
+    return f'<div class="body"><p class="note">{escape(text)}</p></div>'
+
+
+def render_listing(
+    trace: Trace,
+    notice: str | None = None,
+    slow_ms: float = SLOW_MS,
+    values: bool = True,
+    *,
+    summary: Summary | None = None,
+    findings: list[Finding] | None = None,
+) -> str:
+    """The panel's body: notes, findings, targets, repeated statements and every call; the
+    part a followed request opens in place. ``values=False`` writes statements without their
+    bound values (``?``), as a shared store keeps them."""
+    summary = summary or summarize(trace)
+    findings = find(trace, slow_ms=slow_ms) if findings is None else findings
+    events = trace.events
+    numbers = {id(e): i for i, e in enumerate(events, start=1)}
     notes = ""
     if notice:
         notes += f'<p class="note">{escape(notice)}</p>'
@@ -261,18 +369,52 @@ def render_panel(
     listing = (
         '<h3>Calls in start order</h3><table class="l"><tr><th>#</th><th>at ms</th>'
         "<th>timeline</th><th>target</th><th>ms</th><th>what</th><th>called from</th></tr>"
-        + _event_rows(trace, events, summary, slow_ms)
+        + _event_rows(trace, events, summary, slow_ms, values)
         + "</table>"
     )
-    content = (
-        f'<style{nonce_attr}>{_STYLE}</style><details class="iop" open>'
-        f"<summary>{_header(summary, request, elapsed_ms, findings)}</summary>"
-        f'<div class="body">{notes}{_findings_section(findings, numbers)}'
-        f"{_targets_table(summary, elapsed_ms)}"
-        f"{_repeats_section(summary)}{listing}</div></details>"
-    )
     return (
-        f'<div id="ioprofiler-panel" data-total="{elapsed_ms:.3f}">'
-        f'<template shadowrootmode="open">{content}</template></div>'
-        f"<script{nonce_attr}>{_SCRIPT}</script>"
+        f'<div class="body">{notes}{_findings_section(findings, numbers)}'
+        f"{_targets_table(summary, trace.elapsed_ms)}"
+        f"{_repeats_section(summary)}{listing}</div>"
+    )
+
+
+_RECENT_STYLE = "body{margin:0}h1.iop{margin:0;padding:8px 12px;font-size:15px}"
+
+
+def render_recent(
+    entries: list[dict], nonce: str, logged: dict[str, list[dict]] | None = None
+) -> str:
+    """The recent requests page: one line per kept request, newest first (method, path,
+    status, time, calls, findings), each opening its listing; then, by log, the requests
+    a recorder kept (``logged``). ``nonce`` is for its style."""
+    if entries:
+        kept = "".join(_recent_request(entry) for entry in entries)
+    else:
+        kept = (
+            '<p class="iop">No request kept yet: open a page with <code>?ioprofiler=1</code>; '
+            "it is kept, and so is each fetch and XHR request its panel follows.</p>"
+        )
+    for path, records in (logged or {}).items():
+        kept += (
+            f'<h1 class="iop">The {counted(len(records), "request")} last kept in '
+            f"{escape(path)}, newest first</h1>" + "".join(_recent_request(r) for r in records)
+        )
+    return (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        "<title>ioprofiler: recent requests</title>"
+        f'<style nonce="{escape(nonce)}">{_STYLE}{_RECENT_STYLE}</style></head><body>'
+        f'<h1 class="iop">ioprofiler: the {counted(len(entries), "request")} kept, '
+        f"newest first</h1>{kept}</body></html>"
+    )
+
+
+def _recent_request(entry: dict) -> str:
+    findings = ", ".join(entry["findings"])
+    flag = f'<b class="n1">{escape(findings)}</b>' if findings else ""
+    return (
+        f'<details class="iop" id="t{escape(entry["id"])}"><summary>'
+        f"{escape(entry['method'])} {escape(entry['path'])} → {escape(entry['status'])}"
+        f"<span>{entry['ms']:.1f} ms</span><span>{counted(entry['calls'], 'call')}</span>"
+        f"<span>{flag}</span></summary>{entry['html']}</details>"
     )

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ioprofiler import config
 from ioprofiler.analysis import summarize
 from ioprofiler.cache_text import key_text
-from ioprofiler.event import Event
+from ioprofiler.event import DB, Event
 from ioprofiler.findings import Finding, find
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.render.roundtrip import detail_fields, ops_fields
 from ioprofiler.render.text import event_line
+from ioprofiler.roundtrip_text import detail_fields, ops_fields
 from ioprofiler.sql_text import render_statement
 from ioprofiler.values import Clipped
 
@@ -51,24 +52,40 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-class _KeysHidden:
-    """An event seen with its cache keys replaced by ``?``, for logs that must not keep them."""
+KeyShown = Callable[[str], str]  # a cache key's text -> what a log may keep of it
 
-    def __init__(self, event: Event) -> None:
+
+class _KeysHidden:
+    """An event seen with its cache keys replaced by ``?`` (or by what ``shown`` keeps of
+    each), for logs that must not keep them."""
+
+    def __init__(self, event: Event, shown: KeyShown | None = None) -> None:
         self._event = event
-        self.keys = ("?",) * len(event.keys)
-        self.missed_keys = None if event.missed_keys is None else ("?",) * len(event.missed_keys)
+        self.keys = self._shown(event.keys, shown)
+        missed = event.missed_keys
+        self.missed_keys = None if missed is None else self._shown(missed, shown)
+
+    @staticmethod
+    def _shown(keys: tuple[Any, ...], shown: KeyShown | None) -> tuple[str, ...]:
+        if shown is None:
+            return ("?",) * len(keys)
+        return tuple(shown(key_text(key)) for key in keys)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._event, name)
 
 
 def event_dict(
-    trace: Trace, event: Event, index: int, redact: bool | None = None, keys: bool = True
+    trace: Trace,
+    event: Event,
+    index: int,
+    redact: bool | None = None,
+    keys: bool | KeyShown = True,
 ) -> dict[str, Any]:
-    """One event as JSON. ``redact`` (default: the configured setting) writes bound values
-    as ``?`` and leaves out the parameters and the error's message (which may quote them);
-    ``keys=False`` writes each cache key as ``?``."""
+    """One event as JSON. ``redact`` (default: the configured setting) writes values, bound
+    or written into the statement, as ``?`` and leaves out the parameters and the error's
+    message (which may quote them); ``keys=False`` writes each cache key as ``?``, and a
+    callable writes what it returns for each key's text."""
     if redact is None:
         redact = config.settings.redact
     sql = None
@@ -76,7 +93,7 @@ def event_dict(
         sql = render_statement(
             event.statement, event.params, event.paramstyle, event.rows, redact, event.dialect
         )
-    seen: Any = event if keys else _KeysHidden(event)
+    seen: Any = event if keys is True else _KeysHidden(event, keys or None)
     description = Event.description(seen, sql)
     return {
         "index": index,
@@ -85,7 +102,7 @@ def event_dict(
         "op": event.op,
         "start_ms": round(trace.offset_ms(event), 6),
         "duration_ms": None if event.duration_ms is None else round(event.duration_ms, 6),
-        "statement": event.statement,
+        "statement": redacted(event) if redact and event.kind == DB else event.statement,
         "sql": sql,
         "params": None if redact or event.params is None else _jsonable(event.params),
         "rows": event.rows,
@@ -107,13 +124,23 @@ def event_dict(
     }
 
 
-def finding_dict(finding: Finding, numbers: dict[int, int], keys: bool = True) -> dict[str, Any]:
-    """A finding; ``events`` holds the ``index`` of each event it is about. Without ``keys``
-    the message names no cache key."""
+def redacted(event: Event) -> str | None:
+    """A database event's statement as it was written, with the values written into it as
+    ``?`` (an HTTP call's statement, its URL, holds no values already)."""
+    if event.statement is None:
+        return None
+    return render_statement(event.statement, None, event.paramstyle, None, True, event.dialect)
+
+
+def finding_dict(
+    finding: Finding, numbers: dict[int, int], keys: bool | KeyShown = True
+) -> dict[str, Any]:
+    """A finding; ``events`` holds the ``index`` of each event it is about. Unless ``keys``
+    is True the message names no cache key."""
     return {
         "kind": finding.kind,
         "title": finding.title,
-        "message": finding.message if keys else finding.without_keys,
+        "message": finding.message if keys is True else finding.without_keys,
         "ms": round(finding.ms, 6),
         "hint": finding.hint,
         "events": [numbers[id(e)] for e in finding.events if id(e) in numbers],
@@ -124,7 +151,7 @@ def trace_dict(
     trace: Trace,
     request: RequestInfo | None = None,
     redact: bool | None = None,
-    keys: bool = True,
+    keys: bool | KeyShown = True,
     slow_ms: float | None = None,
 ) -> dict[str, Any]:
     """The trace as the schema's dict; ``redact`` and ``keys`` as in :func:`event_dict`;

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 from ioprofiler.analysis import Summary, summarize
 from ioprofiler.event import CACHE, DB, HTTP, Event
 from ioprofiler.findings import Finding, find
-from ioprofiler.render.roundtrip import op_count, ordered_ops
-from ioprofiler.render.words import counted
+from ioprofiler.roundtrip_text import op_count, ordered_ops
 from ioprofiler.sql_text import visible
 from ioprofiler.targets import batch_read_of
+from ioprofiler.words import counted
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace
