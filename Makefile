@@ -145,4 +145,4 @@ peer: $(INSTALLED)
 	$(PY) tests/peer/run.py $(PEER_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-bench .venv-sqlalchemy20 .venv-coexist .node build dist *.egg-info ioprofiler/*.so
+	rm -rf $(VENV) .venv-bench .venv-sqlalchemy20 .venv-coexist .venv-py3.* .node build dist *.egg-info ioprofiler/*.so

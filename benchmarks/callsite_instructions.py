@@ -7,13 +7,15 @@ Wall and CPU time on a shared machine move with the neighbours' load; instructio
 not. Each (scenario, configuration) runs in a process of its own under callgrind, which
 counts only what runs inside the measured loop: the loop runs inside ``functools.reduce``
 and callgrind collects inside that function only (``--toggle-collect``). Address-space
-randomisation is turned off (``setarch -R``) and the hash seed fixed, so reruns agree to a
-few instructions; the garbage collector is paused during the counted calls. Before the loop
-every path runs warm (imports, connections, callsite caches). Instructions are not time (a
-cache miss costs more than an add): this compares the two lookups, the paired timings in
-overhead.py say what they cost. Configurations:
+randomisation is turned off (``setarch -R``) and the hash seed fixed (0, or PYTHONHASHSEED if
+set), so reruns agree to a few instructions; another seed can move a count by a few thousand
+(a hot attribute lookup missing the type cache). The garbage collector is paused during the
+counted calls. Before the loop every path runs warm (imports, connections, callsite caches).
+Instructions are not time (a cache miss costs more than an add): this compares the two
+lookups, the paired timings in overhead.py say what they cost. Configurations:
 
 - raw:                     ioprofiler not installed
+- idle:                    ioprofiler installed, no trace open
 - recording, no callsite:  a trace open, the callsite lookup replaced by a C call returning None
 - recording, pure lookup:  the pure-Python callsite lookup
 - recording, compiled:     the compiled lookup (ioprofiler._speedups), when built
@@ -21,12 +23,17 @@ overhead.py say what they cost. Configurations:
 Scenarios: a SQLAlchemy statement on SQLite, the same through SQLAlchemy's asyncio engine
 (aiosqlite: the lookup crosses from the statement's greenlet to the awaiting coroutine), and
 a pymemcache get against a private memcached.
+
+Any CPython with valgrind: the compiled lookup's configuration is left out where it is not in
+use (``ioprofiler doctor`` says why). ``--scenario`` picks scenarios, ``--jobs`` runs that many
+callgrind processes at once (counts do not depend on it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import gc
 import os
@@ -36,8 +43,15 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
-CONFIGS = ("raw", "recording, no callsite", "recording, pure lookup", "recording, compiled")
+CONFIGS = (
+    "raw",
+    "idle",
+    "recording, no callsite",
+    "recording, pure lookup",
+    "recording, compiled",
+)
 SCENARIOS = ("SQL statement", "SQL statement (asyncio)", "memcache get (hit)")
 WARM = 50
 
@@ -86,9 +100,10 @@ def child(scenario: str, config: str, calls: int, memcached: str) -> None:
             callsite.find = {}.get  # a C call that returns None
         elif config == "recording, pure lookup":
             callsite.find = callsite._find_pure
-        elif not callsite.accelerated:
+        elif config == "recording, compiled" and not callsite.accelerated:
             raise SystemExit("the compiled lookup is not in use")
-        with ioprofiler.profile(max_events=sys.maxsize):
+        traced = config != "idle"
+        with ioprofiler.profile(max_events=sys.maxsize) if traced else contextlib.nullcontext():
             if config != "raw":
                 run(WARM)  # this configuration's own caches warm too
             gc.collect()
@@ -119,11 +134,12 @@ def count(scenario: str, config: str, calls: int, memcached: str) -> int:
         command,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
+        env={"PYTHONHASHSEED": "0", **os.environ},  # a seed given wins
     )
     found = re.search(r"Collected : (\d+)", result.stderr)
     if result.returncode != 0 or found is None:
         raise RuntimeError(f"{scenario} / {config} failed:\n{result.stdout}\n{result.stderr}")
+    print(f"# {scenario} / {config}: {int(found[1]) / calls:,.0f}", file=sys.stderr, flush=True)
     return int(found[1])
 
 
@@ -132,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=2000, help="calls counted per process")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--memcached", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="(default: all)")
+    parser.add_argument("--config", action="append", choices=CONFIGS, help="(default: all)")
+    parser.add_argument("--jobs", type=int, default=1, help="callgrind processes at a time")
     args = parser.parse_args(argv)
     if args.child:
         child(*args.child, args.calls, args.memcached)
@@ -144,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     from ioprofiler.memcached import MemcachedProcess
 
     configs = [c for c in CONFIGS if c != "recording, compiled" or callsite.accelerated]
+    configs = [c for c in configs if c == "raw" or c in (args.config or configs)]
     print(
         f"instructions per call (callgrind, {args.calls} calls counted after warming; "
         f"Python {sys.version.split()[0]}, compiled lookup "
@@ -151,13 +171,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     with MemcachedProcess() as server:
         memcached = f"{server.address[0]}:{server.address[1]}"
-        for scenario in SCENARIOS:
-            per_call = {c: count(scenario, c, args.calls, memcached) / args.calls for c in configs}
-            raw, no_callsite = per_call["raw"], per_call["recording, no callsite"]
+        scenarios = args.scenario or SCENARIOS
+        jobs = [(scenario, config) for scenario in scenarios for config in configs]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            counts = pool.map(lambda job: count(*job, args.calls, memcached), jobs)
+            counted = dict(zip(jobs, counts, strict=True))
+        for scenario in scenarios:
+            per_call = {c: counted[scenario, c] / args.calls for c in configs}
+            raw, no_callsite = per_call["raw"], per_call.get("recording, no callsite")
             print(f"  {scenario}: raw {raw:,.0f}")
             for config in configs[1:]:
                 line = f"    {config:<24}{per_call[config] - raw:>+9,.0f} over raw"
-                if config != "recording, no callsite":
+                if (
+                    no_callsite is not None
+                    and config.startswith("recording, ")
+                    and (config != "recording, no callsite")
+                ):
                     line += f", callsite lookup {per_call[config] - no_callsite:>+7,.0f}"
                 print(line)
     return 0

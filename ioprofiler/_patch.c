@@ -28,6 +28,13 @@
  *
  * Only the public C API is used: it builds on every CPython ioprofiler supports. The
  * pure-Python fallback is wrapt (ioprofiler.patching chooses).
+ *
+ * Free-threaded builds (3.13t): the module declares it does not need the GIL (see its init).
+ * A MethodPatch's fields are set when it is made and never changed after; a call reads them
+ * and the calling thread's own context and argument array, and every object it touches
+ * besides is reached through the C API with a reference of its own (no borrowed reference
+ * from a dictionary another thread could change). The module's globals are interned names
+ * set once by its init.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -566,17 +573,20 @@ static PyObject *
 bound_reduce(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     BoundMethodPatch *self = (BoundMethodPatch *)op;
-    PyObject *builtins = PyEval_GetBuiltins(), *getattr_function, *name;
+    PyObject *builtins, *getattr_function, *name;
 
-    getattr_function = builtins != NULL ? PyDict_GetItemString(builtins, "getattr") : NULL;
-    if (getattr_function == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "builtins.getattr is missing");
+    /* A reference of our own, not one borrowed from the builtins' dictionary. */
+    builtins = PyImport_ImportModule("builtins");
+    getattr_function = builtins != NULL ? PyObject_GetAttrString(builtins, "getattr") : NULL;
+    Py_XDECREF(builtins);
+    if (getattr_function == NULL)
+        return NULL;
+    name = PyObject_GetAttr(self->patch->original, str_name);
+    if (name == NULL) {
+        Py_DECREF(getattr_function);
         return NULL;
     }
-    name = PyObject_GetAttr(self->patch->original, str_name);
-    if (name == NULL)
-        return NULL;
-    return Py_BuildValue("O(ON)", getattr_function, self->self, name);
+    return Py_BuildValue("N(ON)", getattr_function, self->self, name);
 }
 
 static PyMethodDef bound_methods[] = {
@@ -647,6 +657,14 @@ PyInit__patch(void)
     module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;
+#ifdef Py_GIL_DISABLED
+    /* Py_mod_gil for a module made by PyModule_Create: safe without the GIL (the top of this
+     * file says why), so importing it leaves a free-threaded build free-threaded. */
+    if (PyUnstable_Module_SetGIL(module, Py_MOD_GIL_NOT_USED) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+#endif
     if (PyModule_AddObjectRef(module, "MethodPatch", (PyObject *)&MethodPatch_Type) < 0 ||
         PyModule_AddObjectRef(module, "BoundMethodPatch", (PyObject *)&BoundMethodPatch_Type) <
             0) {

@@ -26,7 +26,9 @@
  * Only the public C API is used (with _PyType_Lookup, and the perf counter CPython's
  * time.perf_counter_ns reads; both exported on every version):
  * it builds on every CPython ioprofiler supports. On a free-threaded build it refuses to import
- * (it reads dictionary entries the GIL guards), and the Python wrappers record.
+ * (it reads dictionary entries the GIL guards), and the Python wrappers record: refused before
+ * a module exists, the import leaves the GIL off (a module made without declaring Py_mod_gil
+ * would turn it back on for the whole process).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -1,10 +1,11 @@
 /* ioprofiler._speedups: the callsite lookup without frame objects.
  *
  * ioprofiler.callsite finds the application's frame that made an I/O call by walking
- * ``frame.f_back`` from the library frame that called the wrapper. On CPython 3.11 and 3.12
- * every ``f_back`` read of a frame nobody has looked at yet creates its frame object (the
+ * ``frame.f_back`` from the library frame that called the wrapper. From CPython 3.11 on every
+ * ``f_back`` read of a frame nobody has looked at yet creates its frame object (the
  * interpreter keeps frames in its own struct, ``_PyInterpreterFrame``, and makes the object on
- * demand), and a SQLAlchemy statement runs about six such frames above the wrapper.
+ * demand), and a SQLAlchemy statement runs about six such frames above the wrapper; on 3.10
+ * the frames exist, but walking them in Python is some twenty bytecodes a frame.
  *
  * This module walks the interpreter's frames themselves, the way ``sys._getframe`` and
  * ``frame.f_back`` link them (incomplete frames skipped: frames still setting up, and 3.12's
@@ -14,34 +15,59 @@
  * hands anything it has not seen decided to the pure-Python lookup, so both give the same
  * answer. See ``install`` and ``find`` below.
  *
- * It reads CPython's internal frame layout, which differs between minor versions: it is built
- * for CPython 3.11 and 3.12 only. On any other interpreter the module refuses to import and
+ * It reads CPython's frame layout, which differs between minor versions: it is built for
+ * CPython 3.10 to 3.13 (each version's layout in one block below, "the frames, per version").
+ * On any other interpreter, and on a free-threaded build, the module refuses to import and
  * ioprofiler.callsite stays pure Python.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#if !defined(PYPY_VERSION) && !defined(Py_GIL_DISABLED) && PY_VERSION_HEX >= 0x030B0000 && \
-    PY_VERSION_HEX < 0x030D0000
+#if !defined(PYPY_VERSION) && !defined(Py_GIL_DISABLED) && PY_VERSION_HEX >= 0x030A0000 && \
+    PY_VERSION_HEX < 0x030E0000
 #define IOP_SUPPORTED 1
-#ifndef Py_BUILD_CORE
-#define Py_BUILD_CORE 1
-#endif
-#include "internal/pycore_frame.h"
 #else
 #define IOP_SUPPORTED 0
 #endif
 
 #if IOP_SUPPORTED
 
+/* -- the frames, per version ----------------------------------------------------------------
+ *
+ * Everything below reads frames through these few functions; each version's layout is here
+ * and nowhere else. IFrame is what the interpreter links its frames by:
+ *
+ *   3.10       PyFrameObject, always made (cpython/frameobject.h: f_back, f_code, f_lasti)
+ *   3.11-3.13  _PyInterpreterFrame (internal/pycore_frame.h): `previous`, its code (3.13
+ *              calls the field f_executable), its frame object if one was made; incomplete
+ *              frames (setting up, and 3.12+'s C-stack shims) are skipped as sys._getframe
+ *              skips them. The thread's newest frame: tstate->cframe (3.11-3.12),
+ *              tstate->current_frame (3.13).
+ *
+ * 3.14 (not on these machines; planned from its headers' changes): f_executable becomes a
+ * tagged _PyStackRef (read through _PyFrame_GetCode, as 3.13 already is here), the struct and
+ * its inline functions move to internal/pycore_interpframe.h, C-stack shim frames become
+ * FRAME_OWNED_BY_INTERPRETER and each thread's stack ends at a sentinel frame owned by the
+ * thread state (both incomplete to _PyFrame_IsIncomplete, so skipped): a new #include and a
+ * version bound, nothing below this block. */
+
+#if PY_VERSION_HEX >= 0x030B0000
+#ifndef Py_BUILD_CORE
+#define Py_BUILD_CORE 1
+#endif
+#include "internal/pycore_frame.h"
+
 typedef _PyInterpreterFrame IFrame;
 
-/* Set by install(): callsite's dictionaries and its pure-Python fallbacks (strong refs). */
-static PyObject *hints_dict = NULL;  /* id(entry code) -> (entry code, (chain, ...)) */
-static PyObject *known_dict = NULL;  /* id(code) -> (code, is library?, sites by line) */
-static PyObject *slow_find = NULL;   /* the pure-Python find(depth) */
-static PyObject *parent_frame = NULL; /* () -> the parent greenlet's frame, or None */
-static PyObject *awaiting_site = NULL; /* () -> the site awaiting the running task, or None */
+static inline PyCodeObject *
+frame_code(IFrame *f)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return _PyFrame_GetCode(f); /* CPython's own accessor: f_executable, as each version has it */
+#else
+    return f->f_code;
+#endif
+}
 
 /* The first complete frame from f on (sys._getframe's and f_back's skipping). */
 static inline IFrame *
@@ -64,17 +90,113 @@ back(IFrame *f)
     return first_complete(f->previous);
 }
 
-/* sys._getframe(depth) counted from the Python function calling us (C calls have no frame). */
+/* The frame below f as sys._getframe counts them (which ignores f_back). */
+static inline IFrame *
+caller_of(IFrame *f)
+{
+    return first_complete(f->previous);
+}
+
+/* The newest frame of this thread: the Python function calling us (C calls have none). */
+static inline IFrame *
+newest_frame(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyThreadState_Get()->current_frame;
+#else
+    return PyThreadState_Get()->cframe->current_frame;
+#endif
+}
+
+/* The frame a frame object stands for. */
+static inline IFrame *
+frame_of(PyFrameObject *obj)
+{
+    return obj->f_frame;
+}
+
+/* The line a tracer or a debugger's jump set on f's frame object, or 0. */
+static inline int
+line_set(IFrame *f)
+{
+    return f->frame_obj != NULL ? f->frame_obj->f_lineno : 0;
+}
+
+/* The offset, in code units, of f's current instruction (frame.f_lasti / 2). */
+static inline int
+last_offset(IFrame *f)
+{
+    return _PyInterpreterFrame_LASTI(f);
+}
+
+#else /* 3.10: every frame is a PyFrameObject */
+#include <frameobject.h> /* the struct: cpython/frameobject.h */
+
+typedef PyFrameObject IFrame;
+
+static inline PyCodeObject *
+frame_code(IFrame *f)
+{
+    return f->f_code;
+}
+
+static inline IFrame *
+back(IFrame *f)
+{
+    return f->f_back;
+}
+
+static inline IFrame *
+caller_of(IFrame *f)
+{
+    return f->f_back;
+}
+
+static inline IFrame *
+newest_frame(void)
+{
+    return PyEval_GetFrame();
+}
+
+static inline IFrame *
+frame_of(PyFrameObject *obj)
+{
+    return obj;
+}
+
+/* 3.10's PyFrame_GetLineNumber: f_lineno when set (a tracer), else the instruction's line. */
+static inline int
+line_set(IFrame *f)
+{
+    return f->f_lineno;
+}
+
+static inline int
+last_offset(IFrame *f)
+{
+    return f->f_lasti;
+}
+
+#endif
+
+/* sys._getframe(depth) counted from the Python function calling us. */
 static IFrame *
 frame_at(long depth)
 {
-    IFrame *f = PyThreadState_Get()->cframe->current_frame;
+    IFrame *f = newest_frame();
     while (f != NULL && depth > 0) {
-        f = first_complete(f->previous);
+        f = caller_of(f);
         --depth;
     }
     return f;
 }
+
+/* Set by install(): callsite's dictionaries and its pure-Python fallbacks (strong refs). */
+static PyObject *hints_dict = NULL;  /* id(entry code) -> (entry code, (chain, ...)) */
+static PyObject *known_dict = NULL;  /* id(code) -> (code, is library?, sites by line) */
+static PyObject *slow_find = NULL;   /* the pure-Python find(depth) */
+static PyObject *parent_frame = NULL; /* () -> the parent greenlet's frame, or None */
+static PyObject *awaiting_site = NULL; /* () -> the site awaiting the running task, or None */
 
 /* Outcomes of a walk besides an answer. */
 #define ASK_PYTHON ((PyObject *)1) /* something not decided yet: the pure path decides */
@@ -297,17 +419,18 @@ site_at_line(PyObject *known, int line)
 static PyObject *
 site_of(PyObject *known, IFrame *f)
 {
-    PyFrameObject *obj = f->frame_obj;
-    if (obj != NULL && obj->f_lineno != 0) {
-        return site_at_line(known, obj->f_lineno);
+    int line = line_set(f);
+    if (line != 0) {
+        return site_at_line(known, line);
     }
-    int offset = _PyInterpreterFrame_LASTI(f);
-    PyObject *site = memo_get(&site_memo, f->f_code, offset);
+    PyCodeObject *code = frame_code(f);
+    int offset = last_offset(f);
+    PyObject *site = memo_get(&site_memo, code, offset);
     if (site != NULL) {
         return Py_NewRef(site);
     }
-    site = site_at_line(known, PyCode_Addr2Line(f->f_code, offset * (int)sizeof(_Py_CODEUNIT)));
-    if (site != NULL && site != ASK_PYTHON && memo_put(&site_memo, f->f_code, offset, site) < 0) {
+    site = site_at_line(known, PyCode_Addr2Line(code, offset * (int)sizeof(_Py_CODEUNIT)));
+    if (site != NULL && site != ASK_PYTHON && memo_put(&site_memo, code, offset, site) < 0) {
         Py_CLEAR(site);
     }
     return site;
@@ -318,7 +441,7 @@ static PyObject *
 answer(IFrame *f)
 {
     int is_library;
-    PyObject *known = decision(f->f_code, &is_library);
+    PyObject *known = decision(frame_code(f), &is_library);
     if (known == NULL || known == ASK_PYTHON) {
         return known;
     }
@@ -340,8 +463,8 @@ walk(IFrame *f, int *left_task)
             return site;
         }
         IFrame *below = back(f);
-        if (below != NULL && !*left_task && (f->f_code->co_flags & ASYNC_CODE) &&
-            !(below->f_code->co_flags & ASYNC_CODE)) {
+        if (below != NULL && !*left_task && (frame_code(f)->co_flags & ASYNC_CODE) &&
+            !(frame_code(below)->co_flags & ASYNC_CODE)) {
             *left_task = 1;
             site = PyObject_CallNoArgs(awaiting_site);
             if (site == NULL || PyTuple_Check(site)) {
@@ -368,7 +491,7 @@ match_chains(IFrame *entry, PyObject *chains)
         Py_ssize_t length = PyTuple_GET_SIZE(chain);
         IFrame *f = back(entry);
         Py_ssize_t i = 0;
-        while (i < length && f != NULL && (PyObject *)f->f_code == PyTuple_GET_ITEM(chain, i)) {
+        while (i < length && f != NULL && (PyObject *)frame_code(f) == PyTuple_GET_ITEM(chain, i)) {
             f = back(f);
             i++;
         }
@@ -387,7 +510,7 @@ match_chains(IFrame *entry, PyObject *chains)
 static PyObject *
 match_hints(IFrame *entry)
 {
-    PyObject *hint = remembered_by_id(&hint_memo, hints_dict, entry->f_code, 1);
+    PyObject *hint = remembered_by_id(&hint_memo, hints_dict, frame_code(entry), 1);
     if (hint == NULL) {
         return PyErr_Occurred() ? NULL : ASK_PYTHON;
     }
@@ -437,7 +560,7 @@ find_at(long depth)
             site = ASK_PYTHON;
         }
         else {
-            site = walk(((PyFrameObject *)parent)->f_frame, &left_task);
+            site = walk(frame_of((PyFrameObject *)parent), &left_task);
             Py_DECREF(parent);
             if (site == STACK_ENDED) {
                 Py_RETURN_NONE;
@@ -571,6 +694,21 @@ static PyObject *connection_ops = NULL;              /* frozenset of ops that ar
 static PyObject *slow_begin = NULL;                  /* recording's pure-Python begin */
 static PyObject *callsite_dict = NULL;               /* ioprofiler.callsite's globals */
 static PyObject *str_find, *str_depth, *zero;
+
+/* time.perf_counter_ns() (ioprofiler/_recorders.c has its twin). */
+static PyObject *
+perf_counter_ns(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyTime_t now;
+    if (PyTime_PerfCounter(&now) < 0) {
+        return NULL;
+    }
+    return PyLong_FromLongLong(now);
+#else
+    return _PyTime_AsNanosecondsObject(_PyTime_GetPerfCounter());
+#endif
+}
 
 #define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
 
@@ -937,7 +1075,7 @@ begin(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnam
         Py_DECREF(event);
         return NULL;
     }
-    PyObject *now = _PyTime_AsNanosecondsObject(_PyTime_GetPerfCounter());
+    PyObject *now = perf_counter_ns();
     if (now == NULL) {
         Py_DECREF(event);
         return NULL;
@@ -958,7 +1096,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "ioprofiler._speedups",
-    "The callsite lookup without frame objects (CPython 3.11 and 3.12).", -1, methods,
+    "The callsite lookup without frame objects (CPython 3.10 to 3.13).", -1, methods,
 };
 
 PyMODINIT_FUNC
@@ -978,13 +1116,27 @@ PyInit__speedups(void)
     return PyModule_Create(&module_def);
 }
 
-#else /* not CPython 3.11 or 3.12 */
+#elif defined(Py_GIL_DISABLED)
+
+/* A free-threaded build: the lookup's tables (the memos above) and the dictionaries it reads
+ * with borrowed references are guarded by the GIL alone. Refused here, before a module exists,
+ * the import leaves the GIL off and ioprofiler runs pure Python. */
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    PyErr_SetString(PyExc_ImportError,
+                    "ioprofiler._speedups needs the GIL (its tables have no locks): on a "
+                    "free-threaded build ioprofiler runs pure Python");
+    return NULL;
+}
+
+#else /* not a CPython whose frames it reads */
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     PyErr_SetString(PyExc_ImportError,
-                    "ioprofiler._speedups reads CPython 3.11 and 3.12 frames only: "
+                    "ioprofiler._speedups reads CPython 3.10 to 3.13 frames only: "
                     "ioprofiler runs pure Python here");
     return NULL;
 }

@@ -21,7 +21,7 @@ import threading
 from types import CodeType, FrameType
 from typing import Any
 
-from ioprofiler import config
+from ioprofiler import compiled, config
 
 _LIBRARY_PACKAGES = (
     "ioprofiler",
@@ -328,13 +328,9 @@ def _changed() -> None:
 
 _find_pure = find
 accelerated = False
-if os.environ.get("IOPROFILER_PURE_PYTHON", "") in ("", "0"):
-    try:
-        from ioprofiler import _speedups
-    except ImportError:  # not built, or not CPython 3.11/3.12: pure Python
-        pass
-    else:
-        _speedups.install(_hints, _is_library, _find_pure, _parent_greenlet_frame, _awaiting_site)
-        find = _speedups.find  # noqa: F811
-        _changed = _speedups.forget  # noqa: F811
-        accelerated = True
+_speedups = compiled.load("_speedups")  # None: not built, refused, or pure Python forced
+if _speedups is not None:
+    _speedups.install(_hints, _is_library, _find_pure, _parent_greenlet_frame, _awaiting_site)
+    find = _speedups.find  # noqa: F811
+    _changed = _speedups.forget  # noqa: F811
+    accelerated = True

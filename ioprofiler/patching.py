@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from collections.abc import Callable
 from contextvars import ContextVar
 from types import FunctionType, ModuleType
@@ -32,7 +31,7 @@ from typing import Any
 
 import wrapt
 
-from ioprofiler import recorders
+from ioprofiler import compiled, recorders
 from ioprofiler.trace import active
 
 log = logging.getLogger("ioprofiler")
@@ -86,12 +85,8 @@ class IOProfilerWrapper(wrapt.FunctionWrapper):  # type: ignore[misc]
     __bound_function_wrapper__ = BoundIOProfilerWrapper
 
 
-MethodPatch: Any = None
-if os.environ.get("IOPROFILER_PURE_PYTHON", "") in ("", "0"):
-    try:
-        from ioprofiler._patch import MethodPatch
-    except ImportError:  # not built: wrapt everywhere
-        pass
+_patch = compiled.load("_patch")  # None: wrapt everywhere
+MethodPatch: Any = None if _patch is None else _patch.MethodPatch
 
 compiled_patches = MethodPatch is not None
 

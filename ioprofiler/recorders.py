@@ -19,17 +19,11 @@ before ``ioprofiler.install()`` to record with the Python wrappers (a benchmark'
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from ioprofiler import recording
+from ioprofiler import compiled, recording
 
-_recorders: Any = None
-if os.environ.get("IOPROFILER_PURE_PYTHON", "") in ("", "0"):
-    try:
-        from ioprofiler import _recorders
-    except ImportError:  # not built: the Python wrappers everywhere
-        pass
+_recorders: Any = compiled.load("_recorders")  # None: the Python wrappers everywhere
 
 compiled_recorders = _recorders is not None
 

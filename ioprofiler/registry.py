@@ -12,6 +12,8 @@ import logging
 import threading
 from types import ModuleType
 
+from ioprofiler import compiled
+
 log = logging.getLogger("ioprofiler")
 
 INTEGRATIONS = (
@@ -26,6 +28,7 @@ INTEGRATIONS = (
 )
 _installed: dict[str, ModuleType] = {}
 _lock = threading.Lock()
+_told_path = False
 
 
 def importable(module: str) -> bool:
@@ -74,7 +77,28 @@ def install(only: str | list[str] | tuple[str, ...] | None = None) -> list[str]:
                 continue
             module.install()
             _installed[name] = module
+        _tell_path_once()
         return [name for name in INTEGRATIONS if name in _installed]
+
+
+def _tell_path_once() -> None:
+    """One INFO line per process when a compiled module this Python could run is not in use."""
+    global _told_path
+    if _told_path:
+        return
+    _told_path = True
+    missing = {}
+    for name in compiled.MODULES:
+        reason = compiled.state(name) if compiled.could_run(name) else None
+        if reason is not None:
+            missing[name] = reason
+    if missing:
+        log.info(
+            "ioprofiler runs without its compiled %s on this Python (%s): `ioprofiler doctor` "
+            "says more",
+            ", ".join(missing),
+            "; ".join(f"{name}: {reason}" for name, reason in missing.items()),
+        )
 
 
 def _names(only: object) -> tuple[str, ...]:

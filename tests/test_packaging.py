@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ACCELERATED = sys.implementation.name == "cpython" and sys.version_info[:2] in {(3, 11), (3, 12)}
+ACCELERATED = sys.implementation.name == "cpython" and (3, 10) <= sys.version_info[:2] <= (3, 13)
 
 
 def copy_source(source: Path, folders: tuple[str, ...] = ("ioprofiler", "integrations")) -> Path:

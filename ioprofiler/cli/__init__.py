@@ -8,6 +8,8 @@
     ioprofiler report LOG -o report.html [filters] [--slowest N]
     ioprofiler timeline LOG  [--bucket 1m] [--routes N] [--slow-ms N] [filters] [--json]
     ioprofiler mark "deploy 4f2a1c" --log LOG [--log LOG2] [--release R] [--statsd HOST:PORT]
+    ioprofiler doctor        the version, the Python, which compiled modules and libraries run
+    ioprofiler --version
 
 Also ``python -m ioprofiler``. Output is coloured in a terminal and plain when piped;
 ``--json`` prints JSON lines for scripts. Lines of the log that are not kept requests are
@@ -20,7 +22,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ioprofiler.cli import mark, report, show, timeline, top
+from ioprofiler import __version__
+from ioprofiler.cli import doctor, mark, report, show, timeline, top
 from ioprofiler.logread import RELATIVE_TIME, Filter, Skipped, parse_time
 from ioprofiler.sql_text import visible
 
@@ -45,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ioprofiler", description="Find slow requests in the recorder's log."
     )
+    parser.add_argument("--version", action="version", version=f"ioprofiler {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("show", help="kept requests as listings")
@@ -79,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     timeline.add_parser(commands, _filters)
     mark.add_parser(commands)
+    p = commands.add_parser("doctor", help="which Python, compiled modules and libraries run here")
+    p.set_defaults(run=doctor.run_doctor)
     return parser
 
 
@@ -96,6 +102,8 @@ def relative_times_attached(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(relative_times_attached(sys.argv[1:] if argv is None else argv))
+    if args.command == "doctor":  # reads no log
+        return doctor.run_doctor(args)
     args.skipped = Skipped()  # what every reader skips, said once at the end
     keep = Filter(
         path=args.path,
