@@ -85,21 +85,3 @@ def could_run(name: str) -> bool:
         return False
     versions = _VERSIONS[name]
     return versions is None or sys.version_info[:2] in versions
-
-
-def state(name: str) -> str | None:
-    """None when ``ioprofiler.<name>`` is in use in this process, else why not: not loaded
-    (:func:`why_not`), or loaded and switched off since (a setting, or a refusal at run time)."""
-    # the modules that load them (imported here: each of them imports this module)
-    from ioprofiler import callsite, patching, recorders, recording  # noqa: F401
-
-    reason = why_not(name)
-    if reason is not None:
-        return reason
-    if name == "_speedups" and not recording.compiled_begin:
-        return "in use for the callsite lookup; begin refused the event classes (debug log)"
-    if name == "_patch" and not patching.compiled_patches:
-        return "switched off (ioprofiler.patching.compiled_patches = False)"
-    if name == "_recorders" and not recorders.compiled_recorders:
-        return "switched off (ioprofiler.recorders.compiled_recorders = False)"
-    return None

@@ -12,7 +12,8 @@ import logging
 import threading
 from types import ModuleType
 
-from ioprofiler import compiled
+# the modules that load the compiled ones: imported so that their state is settled
+from ioprofiler import callsite, compiled, patching, recorders, recording  # noqa: F401
 
 log = logging.getLogger("ioprofiler")
 
@@ -89,7 +90,7 @@ def _tell_path_once() -> None:
     _told_path = True
     missing = {}
     for name in compiled.MODULES:
-        reason = compiled.state(name) if compiled.could_run(name) else None
+        reason = compiled_state(name) if compiled.could_run(name) else None
         if reason is not None:
             missing[name] = reason
     if missing:
@@ -125,3 +126,19 @@ def uninstall() -> None:
 
 def installed() -> list[str]:
     return [name for name in INTEGRATIONS if name in _installed]
+
+
+def compiled_state(name: str) -> str | None:
+    """None when ``ioprofiler.<name>`` is in use in this process, else why not: not loaded
+    (:func:`ioprofiler.compiled.why_not`), or loaded and switched off since (a setting, or a
+    refusal at run time)."""
+    reason = compiled.why_not(name)
+    if reason is not None:
+        return reason
+    if name == "_speedups" and not recording.compiled_begin:
+        return "in use for the callsite lookup; begin refused the event classes (debug log)"
+    if name == "_patch" and not patching.compiled_patches:
+        return "switched off (ioprofiler.patching.compiled_patches = False)"
+    if name == "_recorders" and not recorders.compiled_recorders:
+        return "switched off (ioprofiler.recorders.compiled_recorders = False)"
+    return None

@@ -43,7 +43,7 @@ MEMBERS: dict[str, tuple[str, ...]] = {
         "headers",
     ),
     "model": ("event", "trace"),
-    "recording": ("recording", "recorders", "callsite", "patching", "registry"),
+    "recording": ("recording", "recorders", "callsite", "patching", "registry", "compiled"),
     "integrations": ("integrations", "integrations.*"),
     "analysis": ("analysis", "findings", "aggregate"),
     "renderers": ("render", "render.*", "stored"),

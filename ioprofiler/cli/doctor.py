@@ -37,7 +37,7 @@ def python_line() -> str:
 def compiled_lines() -> list[str]:
     lines = ["compiled modules:"]
     for name in compiled.MODULES:
-        reason = compiled.state(name)
+        reason = registry.compiled_state(name)
         if reason is None:
             lines.append(f"  {name:<11} in use       {compiled.PURPOSE[name]}")
         else:
