@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass, field, replace
 from time import perf_counter_ns
 from types import CodeType
 from typing import TYPE_CHECKING
@@ -204,6 +205,27 @@ class Summary:
 
 
 def summarize(trace: Trace) -> Summary:
+    """Totals per target, repeats, and what the trace adds up to.
+
+    A closed trace whose calls have all finished is added up once: the panel, the
+    Server-Timing header and the listing of one response each ask. Each caller gets a
+    Summary of its own (its lists copied), as if it had been made anew.
+    """
+    if trace.recording or trace.end_ns is None:  # open, or never opened and closed
+        return _summarize(trace)
+    known = _summaries.get(trace)
+    if known is None:
+        known = _summarize(trace)
+        if known.running:  # a call still running may yet finish: not remembered
+            return known
+        _summaries[trace] = known
+    return replace(known, targets=list(known.targets), repeats=list(known.repeats))
+
+
+_summaries: weakref.WeakKeyDictionary[Trace, Summary] = weakref.WeakKeyDictionary()
+
+
+def _summarize(trace: Trace) -> Summary:
     events = trace.events
     totals: dict[tuple[str, str], TargetTotals] = {}
     running = errors = 0
