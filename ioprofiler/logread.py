@@ -37,9 +37,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from ioprofiler.render.words import counted
 from ioprofiler.sql_text import visible
 from ioprofiler.summary import RouteTotals
+from ioprofiler.words import counted
 
 _ROTATED = re.compile(r"\.(\d+)(\.gz)?$")  # PATH.3, PATH.3.gz
 # logrotate's dateext: PATH-20261206, PATH-2026120603, PATH-2026-12-06, PATH-20261206.gz
