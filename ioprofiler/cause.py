@@ -75,6 +75,13 @@ class Cause:
             f"{share}{where}"
         )
 
+    def short(self) -> str:
+        """The cause without its figures, for a narrow column: ``N+1 · SELECT … · dbshard01``."""
+        if self.kind == NO_IO:
+            return NO_IO
+        title, target, what, _ = self.parts()
+        return " · ".join(part for part in (title, what, target) if part)
+
     def parts(self) -> tuple[str, str, str, str]:
         """``(title, target, what, callsite)``, "" for what it has not, escaped."""
         return (
