@@ -53,7 +53,10 @@ def headline(record: dict[str, Any], width: int | None = None, cause: bool = Fal
     parts.append(Text(f"kept: {reasons}", style="magenta"))
     parts.append(Text(f"{record.get('host', '')} pid {record.get('pid', '')}", style="dim"))
     if cause:
-        parts.append(cause_line(record))
+        line = cause_line(record)
+        if width is not None:  # alone on its line at most: cut to fit it
+            line.truncate(max(width - 4, 20), overflow="ellipsis")
+        parts.append(line)
     return _fitted(parts, width)
 
 
