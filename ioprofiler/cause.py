@@ -1,5 +1,6 @@
 """Why a kept request was slow, in one line: its costliest finding, else the target and
-statement shape that took the most of its time, with where that was called from.
+statement shape that took the most of its time, with where that was called from (or, when
+the time outside every call was more, that, naming those calls still).
 
 >>> cause = cause_of(record)            # one kept request, as the log holds it
 >>> cause.line()
@@ -37,14 +38,16 @@ from ioprofiler.urls import url_shape
 BY = ("finding", "callsite", "shape")
 SEPARATOR = "  "  # between the parts of a key, as aggregate's keys
 DOMINANT = "most time"  # a cause that is no finding: the dominant target and shape
+NOT_IO = "not in I/O"  # … or the time outside every call, when it is more
 NO_IO = "no I/O"
 
 
 @dataclass(frozen=True)
 class Cause:
     """What a request's time went to. ``kind`` is a finding's kind (one of
-    :data:`ioprofiler.findings.KINDS`), :data:`DOMINANT` or :data:`NO_IO`; ``what`` is a
-    statement's shape, an HTTP call's method and URL shape, or a call's op."""
+    :data:`ioprofiler.findings.KINDS`), :data:`DOMINANT`, :data:`NOT_IO` or :data:`NO_IO`;
+    ``what`` is a statement's shape, an HTTP call's method and URL shape, or a call's op
+    (for :data:`NOT_IO`: those of the calls that took the most time, ``ms`` their time)."""
 
     kind: str
     title: str  # "N+1", "slow call", "most time", "no I/O"
@@ -55,6 +58,7 @@ class Cause:
     ms: float
     request_ms: float
     message: str | None = None  # a finding's own sentence, as the log holds it
+    outside_ms: float = 0.0  # NOT_IO: the request's time outside every call
 
     @property
     def share(self) -> float | None:
@@ -70,20 +74,26 @@ class Cause:
         share = f" ({self.share:.0%})" if self.share is not None else ""
         where = f" <- {self.callsite}" if self.callsite else ""
         calls = "1 call" if self.calls == 1 else f"{self.calls} calls"
-        return visible(
-            f"{self.title}: {self.what} on {self.target}, {calls}, {_ms_text(self.ms)} ms"
-            f"{share}{where}"
-        )
+        most = f"{self.what} on {self.target}, {calls}, {_ms_text(self.ms)} ms"
+        if self.kind == NOT_IO:
+            outside = self.outside_ms / self.request_ms if self.request_ms > 0 else 1.0
+            return visible(
+                f"{NOT_IO}: {self.outside_ms:.1f} ms ({outside:.0%}) outside every call "
+                f"(the application's own work, or waiting to run); the most I/O: {most}{where}"
+            )
+        return visible(f"{self.title}: {most}{share}{where}")
 
     def short(self) -> str:
         """The cause without its figures, for a narrow column: ``N+1 · SELECT … · dbshard01``."""
-        if self.kind == NO_IO:
-            return NO_IO
+        if self.kind in (NO_IO, NOT_IO):
+            return self.title
         title, target, what, _ = self.parts()
         return " · ".join(part for part in (title, what, target) if part)
 
     def parts(self) -> tuple[str, str, str, str]:
         """``(title, target, what, callsite)``, "" for what it has not, escaped."""
+        if self.kind in (NO_IO, NOT_IO):
+            return (self.title, "", "", "")
         return (
             self.title,
             visible(self.target or ""),
@@ -93,7 +103,7 @@ class Cause:
 
     def key(self) -> str:
         """What causes of one kind have in common, without counts or times: requests with
-        the same key had the same cause."""
+        the same key had the same cause (:data:`NOT_IO` is one cause, whatever its calls)."""
         title, target, what, callsite = self.parts()
         return SEPARATOR.join(
             part for part in (title, target, what, callsite and f"<- {callsite}") if part
@@ -178,10 +188,22 @@ def finding_causes(record: dict[str, Any]) -> list[Cause]:
     return causes
 
 
+def _outside_ms(record: dict[str, Any]) -> float:
+    """The request's time outside every call, as the recorder counted it."""
+    summary = record.get("summary")
+    unexplained = summary.get("unexplained_ms") if isinstance(summary, dict) else None
+    if isinstance(unexplained, (int, float)) and not isinstance(unexplained, bool):
+        return float(unexplained)
+    io_ms = record.get("io_ms")
+    io = float(io_ms) if isinstance(io_ms, (int, float)) and not isinstance(io_ms, bool) else 0.0
+    return max(0.0, _request_ms(record) - io)
+
+
 def dominant(record: dict[str, Any]) -> Cause:
     """The target and shape whose calls took the most of the request's time (connection
     round trips included: a pool wait can be what a request waited for), with the callsite
-    most of them were made from; :data:`NO_IO` when the request made no call."""
+    most of them were made from; :data:`NOT_IO` (naming those calls too) when the time
+    outside every call was more; :data:`NO_IO` when the request made no call."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for event in _events(record):
         groups.setdefault((event["target"], what_of(event)), []).append(event)
@@ -190,15 +212,18 @@ def dominant(record: dict[str, Any]) -> Cause:
     (target, what), calls = max(
         groups.items(), key=lambda item: (sum(_ms(e) for e in item[1]), len(item[1]))
     )
+    ms = sum(_ms(e) for e in calls)
+    outside = _outside_ms(record)
     return Cause(
-        kind=DOMINANT,
-        title=DOMINANT,
+        kind=NOT_IO if outside > ms else DOMINANT,
+        title=NOT_IO if outside > ms else DOMINANT,
         target=target,
         what=what,
         callsite=_most_common([e.get("callsite") for e in calls]),
         calls=len(calls),
-        ms=sum(_ms(e) for e in calls),
+        ms=ms,
         request_ms=_request_ms(record),
+        outside_ms=outside,
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ioprofiler.cause import DOMINANT, NO_IO, Causes, cause_of, finding_causes, what_of
+from ioprofiler.cause import DOMINANT, NO_IO, NOT_IO, Causes, cause_of, finding_causes, what_of
 from ioprofiler.logread import records
 from tests.incident import HOSTILE, N_PLUS_ONE, SLOW, write_incident_log
 
@@ -80,6 +80,14 @@ def test_without_a_finding_the_cause_is_the_target_and_shape_that_took_the_most_
     for event in record["events"]:  # now the ROLLBACK is what the request waited for
         event["duration_ms"] = 30.0 if event["op"] == "rollback" else 0.2
     assert (cause_of(record).what, cause_of(record).ms) == ("ROLLBACK", 30.0)
+    record["summary"]["unexplained_ms"] = 31.5  # more than any call: the time outside them
+    outside = cause_of(record)
+    assert (outside.kind, outside.short(), outside.key()) == (NOT_IO, NOT_IO, NOT_IO)
+    assert outside.line() == (
+        "not in I/O: 31.5 ms (79%) outside every call (the application's own work, or "
+        f"waiting to run); the most I/O: ROLLBACK on dbshard01, 1 call, 30.0 ms <- "
+        f"{outside.callsite}"
+    )
     record["events"] = []
     assert cause_of(record).kind == NO_IO
     assert cause_of(record).line() == "no I/O: no call recorded in 40.0 ms"

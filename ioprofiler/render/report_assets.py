@@ -94,7 +94,9 @@ margin:0 0 8px;font-size:13px}
 @media (max-width:640px){.req dl{grid-template-columns:max-content 1fr}}
 .req dt{color:#68708a}.req dd{margin:0;overflow-wrap:anywhere}
 #request-body .iop .body{overflow-x:visible;padding:4px 0}
-#request-body .iop td{overflow-wrap:anywhere}
+#request-body .iop .l td:nth-child(n+6),#request-body .iop td.w,#request-body .iop ol.f li{
+overflow-wrap:anywhere}
+#request-body .iop .l td:nth-child(4){white-space:nowrap}
 #request-body .iop .l td:nth-child(6),#request-body .iop td.w{min-width:10em}
 #request-body .iop .l td:nth-child(7){min-width:8em}
 #request-body .iop .l td:nth-child(3){width:90px;min-width:40px}
