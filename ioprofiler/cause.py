@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ioprofiler.aggregate import Row, percentile
@@ -67,8 +67,6 @@ class Cause:
 
     def line(self) -> str:
         """The cause in one line, control characters escaped."""
-        if self.message is not None:
-            return visible(self.message)
         if self.kind == NO_IO:
             return visible(f"{NO_IO}: no call recorded in {self.request_ms:.1f} ms")
         share = f" ({self.share:.0%})" if self.share is not None else ""
@@ -77,10 +75,13 @@ class Cause:
         most = f"{self.what} on {self.target}, {calls}, {_ms_text(self.ms)} ms"
         if self.kind == NOT_IO:
             outside = self.outside_ms / self.request_ms if self.request_ms > 0 else 1.0
+            then = f"finding: {self.message}" if self.message else f"the most I/O: {most}{where}"
             return visible(
                 f"{NOT_IO}: {self.outside_ms:.1f} ms ({outside:.0%}) outside every call "
-                f"(the application's own work, or waiting to run); the most I/O: {most}{where}"
+                f"(the application's own work, or waiting to run); {then}"
             )
+        if self.message is not None:
+            return visible(self.message)
         return visible(f"{self.title}: {most}{share}{where}")
 
     def short(self) -> str:
@@ -227,10 +228,22 @@ def dominant(record: dict[str, Any]) -> Cause:
     )
 
 
+OUTSIDE_MS = 20.0  # time outside every call that outweighs a finding, when most of a request
+
+
 def cause_of(record: dict[str, Any]) -> Cause:
-    """The request's costliest finding, else its :func:`dominant` target and shape."""
+    """The request's costliest finding, else its :func:`dominant` target and shape. When
+    most of the request (and at least :data:`OUTSIDE_MS`) was outside every call, more than
+    its costliest finding took, the cause is :data:`NOT_IO`, naming that finding: a request
+    slow in its own code (or waiting for a CPU) is not made slow by a 0.1 ms N+1."""
     found = finding_causes(record)
-    return found[0] if found else dominant(record)
+    if not found:
+        return dominant(record)
+    costliest = found[0]
+    outside, request_ms = _outside_ms(record), _request_ms(record)
+    if outside >= OUTSIDE_MS and outside > request_ms / 2 and outside > costliest.ms:
+        return replace(costliest, kind=NOT_IO, title=NOT_IO, outside_ms=outside)
+    return costliest
 
 
 _Grouped = Iterator[tuple[tuple[str, ...], float]]  # (the key's parts, ms)

@@ -44,6 +44,7 @@ def test_a_finding_is_the_cause_named_by_its_target_shape_and_callsite(log):
     for record in listings:  # the costliest finding, whatever the machine's load did
         costliest = max(record["findings"], key=lambda f: f["ms"])
         assert cause_of(record).message == costliest["message"]
+        assert costliest["message"] in cause_of(record).line()
     n_plus_ones = [c for r in listings for c in finding_causes(r) if c.kind == "n_plus_one"]
     assert len(n_plus_ones) == len(listings)
     cause = n_plus_ones[0]
@@ -88,7 +89,16 @@ def test_without_a_finding_the_cause_is_the_target_and_shape_that_took_the_most_
         f"waiting to run); the most I/O: ROLLBACK on dbshard01, 1 call, 30.0 ms <- "
         f"{outside.callsite}"
     )
-    record["events"] = []
+    record["findings"] = [  # a finding, and 31.5 ms outside every call: the time outside
+        {"kind": "duplicate", "message": "duplicate: SELECT … twice", "ms": 0.4, "events": [1]}
+    ]
+    assert cause_of(record).line() == (
+        "not in I/O: 31.5 ms (79%) outside every call (the application's own work, or "
+        "waiting to run); finding: duplicate: SELECT … twice"
+    )
+    record["summary"]["unexplained_ms"] = 19.0  # under OUTSIDE_MS (and half): the finding
+    assert cause_of(record).line() == "duplicate: SELECT … twice"
+    record["events"], record["findings"] = [], []
     assert cause_of(record).kind == NO_IO
     assert cause_of(record).line() == "no I/O: no call recorded in 40.0 ms"
 
