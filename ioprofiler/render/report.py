@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -68,7 +68,7 @@ class Overview:
     facts: Sequence[str] = ()  # sentences: what was counted, the releases
     causes: Sequence[TopCause] = ()
     shapes: Sequence[Shape] = ()
-    notes: Sequence[str] = field(default_factory=tuple)  # why a part is missing
+    notes: Sequence[str] = ()  # why a part is missing
 
 
 def _hash(text: str) -> str:
