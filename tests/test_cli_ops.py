@@ -206,9 +206,10 @@ def test_each_ops_command_in_the_readme_runs_as_printed(command, shop, tmp_path)
     if args[0] == "show" and "--list" in args:  # the guide's example line, values aside
         assert [line.split()[1:5] for line in out] == [printed[0].split()[1:5]]
         assert out[0].split("  ")[1:3] == printed[0].split("  ")[1:3]  # route, reasons
-    elif args[0] == "show" and "req-8812" in args:
-        assert out[0].split()[1:5] == ["req-8812", "GET", "/report/350", "500"]
-        listed = [line.split(" ms ", 1)[-1] for line in out[1:]]
+    elif args[0] == "show" and "req-8812" in args:  # the cause first, then the headline
+        assert out[0].startswith("cause: slow call: ")
+        assert out[1].split()[1:5] == ["req-8812", "GET", "/report/350", "500"]
+        listed = [line.split(" ms ", 1)[-1] for line in out[2:]]
         assert printed[0].split(" ms ", 1)[-1] in listed  # Cache MISS, keys: listing:350
         assert any(line.startswith(printed[1].split(" ms ", 1)[-1]) for line in listed)
     elif args[0] == "top":
@@ -287,6 +288,8 @@ EVERY_COMMAND = [
     ["top", "--by", "target"],
     ["top", "--by", "statement"],
     ["top", "--by", "wait"],
+    ["top", "--by", "finding"],
+    ["top", "--by", "callsite"],
     ["report", "-o", "r.html"],
 ]
 
@@ -309,7 +312,14 @@ def test_no_command_puts_a_control_character_on_a_terminal(args, hostile_log, tm
 
 
 @pytest.mark.parametrize(
-    "args", [["show", "--json"], ["top", "--json"], ["top", "--by", "wait", "--json"]]
+    "args",
+    [
+        ["show", "--json"],
+        ["top", "--json"],
+        ["top", "--by", "wait", "--json"],
+        ["top", "--by", "finding", "--json"],
+        ["top", "--by", "shape", "--json"],
+    ],
 )
 def test_json_output_escapes_them_and_stays_the_same_json(args, hostile_log):
     done = ioprofiler(args[0], str(hostile_log), *args[1:])
@@ -401,6 +411,8 @@ READERS = [
     ["top", "--by", "target"],
     ["top", "--by", "statement"],
     ["top", "--by", "wait"],
+    ["top", "--by", "finding"],
+    ["top", "--by", "callsite"],
     ["report", "-o", "r.html"],
 ]
 
@@ -525,7 +537,7 @@ def test_an_id_prefix_that_matches_several_requests_is_ambiguous(shop):
     )
     assert [line.split()[1] for line in said[1:]] == ["req-71", "req-72"]
     one = ioprofiler("show", str(shop.recorder.path), "req-72")
-    assert one.returncode == 0 and one.stdout.split()[1] == "req-72"
+    assert one.returncode == 0 and one.stdout.splitlines()[1].split()[1] == "req-72"
 
 
 def test_the_report_has_the_logs_permissions(shop, tmp_path):

@@ -45,7 +45,7 @@ MEMBERS: dict[str, tuple[str, ...]] = {
     "model": ("event", "trace"),
     "recording": ("recording", "recorders", "callsite", "patching", "registry", "compiled"),
     "integrations": ("integrations", "integrations.*"),
-    "analysis": ("analysis", "findings", "aggregate"),
+    "analysis": ("analysis", "findings", "aggregate", "cause"),
     "renderers": ("render", "render.*", "stored"),
     "surfaces": (
         "",  # the package itself: ioprofiler.profile(), install(), configure()
