@@ -23,10 +23,11 @@ The rule (docs/incident.md says it for ops). A route regressed when what it does
   window shows more calls per request than every record of the before window (the change is
   beyond the spread both windows show; counts do not move with load);
 - **a statement's own time**: its time per call rose beyond the machine's load and the
-  spread: with ``load`` the median ratio (after / before) of the time per call of every other
-  statement shape in the log, the after window's fastest record, divided by ``load``, is
-  still slower than the before window's slowest, and the time it adds per request is at
-  least :data:`MIN_SHARE` of the route's median before;
+  spread: with ``load`` the median ratio (after / before, at least 1) of the time per call
+  of every other statement shape in the log, the after window's fastest record, divided by
+  ``load``, is still slower than the before window's slowest, and the time it adds per
+  request beyond ``load`` is at least :data:`MIN_SHARE` of the route's median before and at
+  least :data:`MIN_ADDED_MS`;
 - **latency alone** (nothing it does changed): its p95 ratio, divided by the median ratio
   of the other routes whose work did not change, exceeds both :data:`MIN_LATENCY_RATIO` and
   the spread of its per-record p95 within either window. With no such other route there is
@@ -39,6 +40,7 @@ findings are thresholds on time, which load moves.
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
 import os
 import re
@@ -56,6 +58,7 @@ from ioprofiler.summary import ACCURACY, RouteTotals
 
 MIN_CALLS_CHANGE = 0.5  # calls per request
 MIN_SHARE = 0.1  # of the route's median duration before
+MIN_ADDED_MS = 0.5  # per request: less than this, nobody waits for it
 MIN_LATENCY_RATIO = 1.25
 MIN_CALLS = 10  # calls of a shape in a window for its time per call to count
 MIN_SLICE = 10  # requests of a route in one summary record for its p95 to be a spread point
@@ -79,6 +82,7 @@ class Window:
     until: float | None = None
     release: str | None = None
     said: str | None = None  # how a regression's line says "after": "after deploy 4f2a1c"
+    about: str | None = None  # what the window is, in words: "before marker 'deploy 4f2a1c'"
 
     @property
     def phrase(self) -> str:
@@ -96,6 +100,8 @@ class Window:
 
     def describe(self) -> str:
         parts = [] if self.release is None else [f"release {self.release}"]
+        if self.about is not None:
+            parts.append(self.about)
         if self.since is not None or self.until is not None:
             parts.append(f"{_clock(self.since)} .. {_clock(self.until)}")
         return ", ".join(parts) or "the whole log"
@@ -152,8 +158,10 @@ class _Range:
     seen: int = 0
 
     def add(self, value: float) -> None:
-        self.low = min(self.low, value)
-        self.high = max(self.high, value)
+        if value < self.low:
+            self.low = value
+        if value > self.high:
+            self.high = value
         self.seen += 1
 
 
@@ -175,12 +183,23 @@ class _RouteSide:
         if not totals.detailed:
             return
         self.records += 1
-        for (target, text), (calls, ms) in totals.shapes.items():
-            self.calls.setdefault((target, text), _Range()).add(calls / totals.detailed)
+        detailed = totals.detailed
+        ranges, per_call = self.calls, self.per_call
+        for key, (calls, ms) in totals.shapes.items():
+            found = ranges.get(key)
+            if found is None:
+                found = ranges[key] = _Range()
+            found.add(calls / detailed)
             if calls:
-                self.per_call.setdefault((target, text), _Range()).add(ms / calls)
+                timed = per_call.get(key)
+                if timed is None:
+                    timed = per_call[key] = _Range()
+                timed.add(ms / calls)
         for target, (calls, _) in totals.targets.items():
-            self.calls.setdefault((target, None), _Range()).add(calls / totals.detailed)
+            found = ranges.get((target, None))
+            if found is None:
+                found = ranges[(target, None)] = _Range()
+            found.add(calls / detailed)
 
     def calls_range(self, key: tuple[str, str | None]) -> _Range:
         """The calls per request of ``key`` over the records; 0 where it was not sent."""
@@ -221,13 +240,31 @@ class Read:
     markers: list[dict[str, Any]]
     releases: dict[str, tuple[float, float]]  # release: (first, last) summary time
     kept_sites: dict[tuple[str, str], str]  # (route, shape): callsite, from kept requests
+    paths: list[str | os.PathLike[str]]  # the logs read (not the records given)
 
 
 Source = str | os.PathLike[str] | Mapping[str, Any]
 
 
-def _records(sources: Iterable[Source], skipped: Skipped) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(kind, record)`` of every readable line of every log (or record given as it is)."""
+# What diff reads, validated field by field (logread.classify): summary and marker lines.
+_READ = re.compile(rb'"type"\s*:\s*"(?:summary|marker)"')
+# The other lines a recorder writes begin so: kept requests, and notices (gaps, newer kinds).
+_RECORDER_LINE = (b'{"schema":"ioprofiler.trace"', b'{"type":')
+
+
+def _whole(line: bytes) -> bool:
+    """Whether a line diff does not read is a whole line a recorder wrote (not torn, not
+    another tool's): its beginning and its end, without parsing the rest."""
+    return line.startswith(_RECORDER_LINE) and line.rstrip().endswith(b"}")
+
+
+def _records(
+    sources: Iterable[Source], skipped: Skipped, wanted: re.Pattern[bytes] = _READ
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(kind, record)`` of each line of each log that ``wanted`` finds and that reads as a
+    record (records given as they are pass whole). Lines that are not whole records are
+    counted in ``skipped``; the lines ``wanted`` passes over are not parsed (reading 1 GiB
+    of kept requests costs more than the summaries and markers diff needs)."""
     for source in sources:
         if isinstance(source, Mapping):
             kind = source.get("type", REQUEST)
@@ -242,7 +279,9 @@ def _records(sources: Iterable[Source], skipped: Skipped) -> Iterator[tuple[str,
             yield kind, record
             continue
         for file, number, line in numbered_lines(source, skipped):
-            if not line.strip():
+            if not wanted.search(line):
+                if line.strip() and not _whole(line):
+                    skipped.add(file, number)
                 continue
             kind, record = classify(line)
             if kind is None:
@@ -258,7 +297,9 @@ def read(
     skipped: Skipped | None = None,
 ) -> Read:
     """One pass: each summary record added to the window(s) ``sides_of`` gives it, markers
-    and releases listed, callsites of statement shapes taken from the kept requests."""
+    and releases listed; callsites of statement shapes taken from kept requests given as
+    records (in a log, :func:`kept_sites` reads them when they are needed)."""
+    sources = list(sources)
     skipped = skipped if skipped is not None else Skipped()
     sides: dict[str, Side] = {}
     markers: list[dict[str, Any]] = []
@@ -281,7 +322,8 @@ def read(
         elif kind == REQUEST and len(kept_sites) < _MAX_KEPT_SITES:
             _take_sites(record, kept_sites, shapes)
     markers.sort(key=lambda marker: marker["ts"])
-    return Read(sides, markers, releases, kept_sites)
+    paths = [source for source in sources if not isinstance(source, Mapping)]
+    return Read(sides, markers, releases, kept_sites, paths)
 
 
 def _take_sites(
@@ -566,9 +608,10 @@ def _structural(
         factor = load.get((route, change.target, change.shape))
         if factor is None:
             continue  # too few calls on one side to judge its time
+        factor = max(1.0, factor)  # a quieter machine after does not make a statement slower
         added = change.calls_after * (change.ms_after - factor * change.ms_before)
         quickest, slowest = a.per_call[key].low, b.per_call[key].high
-        if quickest / factor > slowest and added >= MIN_SHARE * p50_b:
+        if quickest / factor > slowest and added >= max(MIN_SHARE * p50_b, MIN_ADDED_MS):
             found.append(
                 Regression(
                     route, "slower", p95_b, p95_a, added_ms=added, after=after_name,
@@ -681,7 +724,36 @@ def _sides_compared(found: Read, before: Window, after: Window) -> Diff:
                 f"no summary records in the {window.label} window ({window.describe()}); "
                 f"{_span(found)}"
             )
-    return compare_sides(found.sides[before.label], found.sides[after.label], found.kept_sites)
+    before_side, after_side = found.sides[before.label], found.sides[after.label]
+    diff = compare_sides(before_side, after_side, found.kept_sites)
+    missing = {(r.route, r.shape) for r in diff.regressions if r.shape and not r.callsite}
+    if missing and found.paths:
+        sites = kept_sites(found.paths, missing)
+        if sites:
+            diff = compare_sides(before_side, after_side, {**found.kept_sites, **sites})
+    return diff
+
+
+def kept_sites(
+    paths: Iterable[str | os.PathLike[str]], wanted: set[tuple[str, str | None]]
+) -> dict[tuple[str, str], str]:
+    """Callsites of ``(route, shape)`` from the kept requests of those routes: for logs
+    whose summaries do not carry them (written before they did)."""
+    routes = {route for route, _ in wanted}
+    needles = re.compile(
+        b"|".join(
+            re.escape(b'"route":' + json.dumps(route, ensure_ascii=False).encode())
+            for route in sorted(routes)
+        )
+    )
+    found: dict[tuple[str, str], str] = {}
+    shapes: dict[str, str] = {}
+    for kind, record in _records(paths, Skipped(), needles):
+        if kind == REQUEST:
+            _take_sites(record, found, shapes)
+            if all(key in found for key in wanted):
+                break
+    return found
 
 
 def compare_releases(
@@ -731,7 +803,9 @@ def marker_windows(
     text holds it; the latest when several match): each runs to the neighbouring marker or
     the log's end, at most ``length`` seconds."""
     markers: list[dict[str, Any]] = []
-    for kind, record in _records(sources, skipped if skipped is not None else Skipped()):
+    only_markers = re.compile(rb'"type"\s*:\s*"marker"')
+    found = _records(sources, skipped if skipped is not None else Skipped(), only_markers)
+    for kind, record in found:
         if kind == MARKER:
             markers.append(record)
     markers.sort(key=lambda marker: marker["ts"])
@@ -752,7 +826,11 @@ def marker_windows(
         previous = at - length if previous is None else max(previous, at - length)
         following = at + length if following is None else min(following, at + length)
     said = f"after {chosen['text']}"
-    return Window("before", previous, at), Window("after", at, following, said=said)
+    about = f"marker {chosen['text']!r} at {_clock(at)}"
+    return (
+        Window("before", previous, at, about=f"before {about}"),
+        Window("after", at, following, said=said, about=f"after {about}"),
+    )
 
 
 def release_regressions(records_or_paths: Iterable[Source]) -> list[Regression]:

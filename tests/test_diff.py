@@ -42,9 +42,12 @@ def command(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def serve_phase(log: Path, db: Path, release: str, rounds: int = 45) -> None:
-    """One release's load, in-process, behind a real Recorder writing summaries every 0.1 s."""
-    recorder = Recorder(log, release=release, summary_every=0.1, slow_ms=10_000)
+def serve_phase(
+    log: Path, db: Path, release: str, rounds: int = 45, slow_ms: float = 10_000
+) -> None:
+    """One release's load, in-process, behind a real Recorder writing summaries every 0.1 s
+    (and keeping the requests slower than ``slow_ms``)."""
+    recorder = Recorder(log, release=release, summary_every=0.1, slow_ms=slow_ms)
     app = IOProfilerMiddleware(shop.Shop(shop.engine_for(db, release), release), record=recorder)
     client = Client(app)
     for n in range(rounds):
@@ -78,7 +81,8 @@ def deployed(tmp_path_factory) -> tuple[Path, float]:
 def check_the_two(regressions, after: str) -> None:
     """Exactly the N+1 on /listing and the slow statement on /search, with their causes."""
     by_route = {r.route: r for r in regressions}
-    assert sorted(by_route) == ["/listing/<int:id>", "/search"], [r.line() for r in regressions]
+    assert len(regressions) == 2, [r.line() for r in regressions]
+    assert sorted(by_route) == ["/listing/<int:id>", "/search"]
     search, listing = by_route["/search"], by_route["/listing/<int:id>"]
     assert regressions[0] is search  # 40 ms per request costs more than 12 fast queries
     assert search.kind == "slower" and search.shape == shop.SEARCH
@@ -353,3 +357,29 @@ def test_compare_says_which_window_is_empty(deployed):
     log, marked = deployed
     with pytest.raises(DiffError, match="no summary records in the after window"):
         compare([log], Window("before", until=marked), Window("after", since=marked + 3600))
+
+
+def test_callsites_come_from_kept_requests_when_the_summaries_have_none(tmp_path):
+    """A log written before summaries carried callsites: diff finds them in kept requests
+    of the route that sent the same shape; with none kept, the line goes without."""
+    ioprofiler.install()
+    db, log = tmp_path / "shop.db", tmp_path / "io.jsonl"
+    shop.create(db)
+    serve_phase(log, db, shop.BEFORE, rounds=30, slow_ms=0)  # every request kept
+    serve_phase(log, db, shop.AFTER, rounds=30, slow_ms=0)
+    old, bare = tmp_path / "old.jsonl", tmp_path / "bare.jsonl"
+    with old.open("w") as with_kept, bare.open("w") as without:
+        for line in log.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("type") == "summary":
+                for totals in record["routes"].values():
+                    for item in totals["shapes"]:
+                        item.pop("callsite", None)
+                line = json.dumps(record)
+            with_kept.write(line + "\n")
+            if record.get("type") == "summary":
+                without.write(line + "\n")
+    found = {r.route: r.callsite for r in release_regressions([old])}
+    assert found["/listing/<int:id>"].endswith(" in favorites")
+    assert found["/search"].endswith(" in search")
+    assert all(r.callsite is None and " <- " not in r.line() for r in release_regressions([bare]))
