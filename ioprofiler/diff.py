@@ -102,7 +102,7 @@ class Window:
         parts = [] if self.release is None else [f"release {self.release}"]
         if self.about is not None:
             parts.append(self.about)
-        if self.since is not None or self.until is not None:
+        elif self.since is not None or self.until is not None:
             parts.append(f"{_clock(self.since)} .. {_clock(self.until)}")
         return ", ".join(parts) or "the whole log"
 
@@ -646,18 +646,18 @@ def _latency(
     others = [r for other, r in unchanged.items() if other != route and r is not None]
     moved = f"p95 {_number(ratio)}× with no change in its calls or statements"
     if not others:
-        return None, f"{moved}; no other unchanged route to tell load from code: not named"
+        return None, f"{moved}; not named: no other unchanged route to tell load from code"
     load = statistics.median(others)
     spreads = [
         side.p95.high / side.p95.low for side in (b, a) if side.p95.seen >= 2 and side.p95.low
     ]
     if len(spreads) < 2:
-        return None, f"{moved}; too few requests per summary record to know its spread: not named"
+        return None, f"{moved}; not named: too few requests per summary record to know its spread"
     spread = max(spreads)
     if ratio / load <= max(spread, MIN_LATENCY_RATIO):
         return None, (
-            f"{moved}; other unchanged routes moved {_number(load)}×, and its p95 spreads "
-            f"{_number(spread)}× within a window: load, not named"
+            f"{moved}; not named: load (other unchanged routes moved {_number(load)}×, and its "
+            f"p95 spreads {_number(spread)}× within a window)"
         )
     p95_b, p95_a = b.totals.duration.quantile(0.95), a.totals.duration.quantile(0.95)
     added = (p95_a or 0.0) - load * (p95_b or 0.0)

@@ -10,9 +10,10 @@ Three routes over one SQLite file:
 
 ``Shop(engine, release)`` serves in-process (the unit tests); served by gunicorn
 (``tests.incident_app:app``) it reads ``IOP_DB``, ``IOP_LOG``, ``IOPROFILER_RELEASE``,
-``IOP_SUMMARY_EVERY`` and ``IOP_TIMINGS``: a timer around the application (from its call
-until the server closes the body) and one around the recorder's middleware write every
-request's duration to ``IOP_TIMINGS/<pid>.app`` and ``<pid>.outer`` at the worker's exit.
+``IOP_SUMMARY_EVERY``, ``IOP_SLOW_MS`` (default 500) and ``IOP_TIMINGS``: a timer around
+the application (from its call until the server closes the body) and one around the
+recorder's middleware write every request's duration to ``IOP_TIMINGS/<pid>.app`` and
+``<pid>.outer`` at the worker's exit.
 """
 
 from __future__ import annotations
@@ -165,7 +166,9 @@ def _served():
     release = os.environ["IOPROFILER_RELEASE"]
     shop = Shop(engine_for(os.environ["IOP_DB"], release), release)
     recorder = Recorder(
-        os.environ["IOP_LOG"], summary_every=float(os.environ.get("IOP_SUMMARY_EVERY", "10"))
+        os.environ["IOP_LOG"],
+        summary_every=float(os.environ.get("IOP_SUMMARY_EVERY", "10")),
+        slow_ms=float(os.environ.get("IOP_SLOW_MS", "500")),
     )
     return Timed(IOProfilerMiddleware(Timed(shop, "app"), record=recorder), "outer")
 

@@ -140,8 +140,8 @@ def _print_json(out: Output, diff: Diff) -> None:
 def _print_text(out: Output, diff: Diff, limit: int) -> None:
     for name, side in (("before", diff.before), ("after", diff.after)):
         out.line(
-            f"{name + ':':<8}{side.window.describe()}; counted {_time(side.first)} .. "
-            f"{_time(side.last)} UTC: {side.requests} requests in {side.records} summary records"
+            f"{name + ':':<8}{side.window.describe()}: {side.requests} requests counted "
+            f"{_time(side.first)} .. {_time(side.last)} UTC ({side.records} summary records)"
         )
     out.line()
     if diff.regressions:
@@ -178,7 +178,7 @@ def _row(change: RouteChange) -> list[str]:
     if change.regressions:
         verdict = "regression"
     elif change.moved:
-        verdict = f"moved, not named: {change.moved.split('; ', 1)[-1]}"
+        verdict = "not named: " + change.moved.partition("; not named: ")[2]
     else:
         verdict = "-"
     return [
