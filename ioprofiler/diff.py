@@ -404,6 +404,7 @@ class Regression:
             name: getattr(self, name)
             for name in self.__dataclass_fields__  # type: ignore[attr-defined]
         }
+        data = _four_places(data)
         data["findings"] = list(self.findings)
         data["line"] = self.line()
         return data
@@ -452,7 +453,7 @@ class RouteChange:
             "before": self.before,
             "after": self.after,
             "changes": [
-                {**vars(change), "change": change.change}
+                {**_four_places(vars(change)), "change": change.change}
                 for change in self.shapes
                 if change.change != "same"
             ],
@@ -668,6 +669,10 @@ def _latency(
         ),
         None,
     )  # fmt: skip
+
+
+def _four_places(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in data.items()}
 
 
 def _findings_appeared(b: RouteTotals, a: RouteTotals) -> list[str]:
