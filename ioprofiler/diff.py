@@ -48,11 +48,19 @@ import statistics
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from ioprofiler.export.names import OTHER
-from ioprofiler.logread import MARKER, REQUEST, SUMMARY, Skipped, classify, parse_time
-from ioprofiler.logread import _numbered_lines as numbered_lines
+from ioprofiler.logread import (
+    MARKER,
+    REQUEST,
+    SUMMARY,
+    Skipped,
+    classify,
+    numbered_lines,
+    parse_time,
+)
 from ioprofiler.sql_text import shape, visible
 from ioprofiler.summary import ACCURACY, RouteTotals
 
@@ -96,7 +104,7 @@ class Window:
         middle = (record["from_ts"] + record["ts"]) / 2
         if self.since is not None and middle < self.since:
             return False
-        return self.until is None or middle <= self.until
+        return self.until is None or middle < self.until
 
     def describe(self) -> str:
         parts = [] if self.release is None else [f"release {self.release}"]
@@ -265,18 +273,13 @@ def _records(
     record (records given as they are pass whole). Lines that are not whole records are
     counted in ``skipped``; the lines ``wanted`` passes over are not parsed (reading 1 GiB
     of kept requests costs more than the summaries and markers diff needs)."""
-    for source in sources:
+    for index, source in enumerate(sources, start=1):
         if isinstance(source, Mapping):
-            kind = source.get("type", REQUEST)
-            record = dict(source)
-            if kind == SUMMARY:
-                record["routes"] = {
-                    route: totals
-                    if isinstance(totals, RouteTotals)
-                    else RouteTotals.from_json(totals)
-                    for route, totals in record["routes"].items()
-                }
-            yield kind, record
+            kind, record = _given(source)
+            if kind is None:
+                skipped.add(Path("records given"), index)
+            elif record is not None:
+                yield kind, record
             continue
         for file, number, line in numbered_lines(source, skipped):
             if not wanted.search(line):
@@ -341,6 +344,19 @@ def _take_sites(
                 shapes.clear()
             shaped = shapes[text] = shape(text, "qmark")
         into.setdefault((route, shaped), site)
+
+
+def _given(source: Mapping[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """A record given as it is: as :func:`ioprofiler.logread.summaries` yields it (its
+    routes read already), or as written, checked as a line of the log would be."""
+    routes = source.get("routes")
+    if isinstance(routes, Mapping) and all(isinstance(t, RouteTotals) for t in routes.values()):
+        return source.get("type", REQUEST), dict(source)
+    try:
+        line = json.dumps(source, ensure_ascii=False).encode()
+    except (TypeError, ValueError):
+        return None, None
+    return classify(line)
 
 
 # -- comparing ------------------------------------------------------------------------------
@@ -768,8 +784,9 @@ def compare_releases(
     route_glob: str | None = None,
     skipped: Skipped | None = None,
 ) -> Diff:
-    """Compare two releases; without them, the two most recent (by when each was first
-    counted). DiffError with fewer than two, or an unknown one."""
+    """Compare two releases; without them, the two most recent (by when each was last
+    counted: after a rollback, the release rolled back to is the after one). DiffError with
+    fewer than two, or an unknown one."""
     windows: dict[str, Window] = {}
 
     def by_release(record: Mapping[str, Any]) -> list[Window]:
@@ -783,7 +800,7 @@ def compare_releases(
 
     found = read(sources, by_release, route_glob, skipped)
     if before is None and after is None:
-        ordered = sorted(found.releases, key=lambda r: found.releases[r])
+        ordered = sorted(found.releases, key=lambda r: found.releases[r][::-1])
         if len(ordered) < 2:
             raise DiffError(
                 f"{_releases_known(found)}: compare windows with --before/--after or "
@@ -855,7 +872,7 @@ def release_regressions(records_or_paths: Iterable[Source]) -> list[Regression]:
 
 
 def _releases_known(found: Read) -> str:
-    ordered = sorted(found.releases, key=lambda r: found.releases[r])
+    ordered = sorted(found.releases, key=lambda r: found.releases[r][::-1])
     if not ordered:
         return (
             "the log's summary records name no release "

@@ -227,11 +227,13 @@ def test_a_log_of_one_release_or_none_says_so(tmp_path):
 # -- the rule's edges, over summary records the real Recorder encodes -----------------------
 
 
-def write_summaries(log: Path, release: str, routes: dict[str, list[list[float]]]) -> None:
+def write_summaries(
+    log: Path, release: str, routes: dict[str, list[list[float]]], start: float | None = None
+) -> None:
     """Per route, one summary record per list of request durations (ms), as a Recorder of
-    ``release`` counts and writes them; no I/O."""
+    ``release`` counts and writes them, one second each from ``start``; no I/O."""
     recorder = Recorder(log, release=release, summary_every=None)
-    start = time.time()
+    start = time.time() if start is None else start
     slices = max(len(records) for records in routes.values())
     with log.open("ab") as out:
         for index in range(slices):
@@ -386,3 +388,25 @@ def test_callsites_come_from_kept_requests_when_the_summaries_have_none(tmp_path
     assert found["/listing/<int:id>"].endswith(" in favorites")
     assert found["/search"].endswith(" in search")
     assert all(r.callsite is None and " <- " not in r.line() for r in release_regressions([bare]))
+
+
+def test_after_a_rollback_the_release_rolled_back_to_is_the_after_one(tmp_path):
+    log = tmp_path / "io.jsonl"
+    steady = {"/b": [spread(5)] * 3, "/c": [spread(8)] * 3}
+    write_summaries(log, "a", {"/a": [spread(10)] * 3, **steady}, start=1000)
+    write_summaries(log, "b", {"/a": [spread(40)] * 3, **steady}, start=2000)
+    write_summaries(log, "a", {"/a": [spread(10)] * 3, **steady}, start=3000)
+    done = command("diff", str(log), "--json")
+    windows = [json.loads(line) for line in done.stdout.splitlines()][:2]
+    assert [w["release"] for w in windows] == ["b", "a"]  # b, then back to a: faster
+    assert [r.route for r in release_regressions([log])] == []
+
+
+def test_records_given_that_are_damaged_are_skipped_not_raised(deployed):
+    log, _ = deployed
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    records.insert(
+        2, {"type": "summary", "from_ts": 1, "ts": 2, "routes": {"/x": {"requests": "9"}}}
+    )
+    records.insert(4, {"type": "summary", "routes": []})
+    check_the_two(release_regressions(records), f"in {shop.AFTER}")
