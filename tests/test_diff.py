@@ -28,7 +28,7 @@ from ioprofiler.diff import (
 )
 from ioprofiler.recorder import Recorder
 from ioprofiler.sinks import FinishedRequest
-from ioprofiler.summary import Summary
+from ioprofiler.summary import RouteTotals, Summary
 from ioprofiler.wsgi import IOProfilerMiddleware
 from tests import incident_app as shop
 
@@ -410,3 +410,58 @@ def test_records_given_that_are_damaged_are_skipped_not_raised(deployed):
     )
     records.insert(4, {"type": "summary", "routes": []})
     check_the_two(release_regressions(records), f"in {shop.AFTER}")
+
+
+def test_more_cache_calls_per_request_are_named_on_their_server(memcached, tmp_path):
+    """A target without statement shapes (a cache) is judged by its calls per request."""
+    from pymemcache.client.base import Client as Memcache
+
+    ioprofiler.install()
+    cache = Memcache(memcached.address, default_noreply=False)
+    log = tmp_path / "io.jsonl"
+    for release, gets in (("a", 1), ("b", 4)):
+        recorder = Recorder(log, release=release, summary_every=None, slow_ms=10_000)
+        for _ in range(2):  # two summary records per release
+            summary = Summary()
+            for n in range(12):
+                with ioprofiler.profile() as trace:
+                    for k in range(gets):
+                        cache.get(f"item:{n}:{k}")
+                summary.count(
+                    FinishedRequest(trace, "GET", "/", "", "/cart", 200, time.time(), 1.0, "i",
+                                    "h", 1)
+                )  # fmt: skip
+            with log.open("ab") as out:
+                out.write(recorder.summary_record(summary.take(), time.time(), time.time()))
+        recorder.close()
+    (regression,) = release_regressions([log])
+    assert (regression.route, regression.kind, regression.shape) == ("/cart", "calls", None)
+    assert regression.target.startswith("memcache")
+    assert regression.line().split(" ms  ", 1)[1] == (
+        f"+3 calls/request on {regression.target} (1 → 4 per request in b)"
+    )
+
+
+def test_the_summary_carries_one_callsite_per_shape_and_refuses_a_damaged_one(deployed):
+    log, _ = deployed
+    summaries = [json.loads(line) for line in log.read_text().splitlines() if '"summary"' in line]
+    sites = {
+        item["shape"]: item["callsite"]
+        for record in summaries
+        for totals in record["routes"].values()
+        for item in totals["shapes"]
+    }
+    assert sites[shop.FAVORITES].startswith("tests/incident_app.py:")
+    assert sites[shop.FAVORITES].endswith(" in favorites")
+    assert sites[shop.HOME_COUNT].endswith(" in home")
+    totals = next(iter(summaries[0]["routes"].values()))
+    totals["shapes"][0]["callsite"] = 88
+    with pytest.raises(ValueError, match="a callsite is text"):
+        RouteTotals.from_json(totals)
+
+
+def test_only_the_routes_asked_for(deployed):
+    log, _ = deployed
+    done = command("diff", str(log), "--route", "/search*", "--json")
+    routes = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {line["route"] for line in routes if line["type"] != "window"} == {"/search"}
