@@ -89,6 +89,7 @@ class Window:
     since: float | None = None
     until: float | None = None
     release: str | None = None
+    other_than: str | None = None  # records of any release but this one
     said: str | None = None  # how a regression's line says "after": "after deploy 4f2a1c"
     about: str | None = None  # what the window is, in words: "before marker 'deploy 4f2a1c'"
 
@@ -101,6 +102,8 @@ class Window:
     def holds(self, record: Mapping[str, Any]) -> bool:
         if self.release is not None and record.get("release") != self.release:
             return False
+        if self.other_than is not None and record.get("release") == self.other_than:
+            return False
         middle = (record["from_ts"] + record["ts"]) / 2
         if self.since is not None and middle < self.since:
             return False
@@ -108,6 +111,8 @@ class Window:
 
     def describe(self) -> str:
         parts = [] if self.release is None else [f"release {self.release}"]
+        if self.other_than is not None:
+            parts.append(f"releases other than {self.other_than}")
         if self.about is not None:
             parts.append(self.about)
         elif self.since is not None or self.until is not None:
@@ -823,13 +828,11 @@ def marker_windows(
 ) -> tuple[Window, Window]:
     """The windows before and after the marker ``text`` (exact, else the one marker whose
     text holds it; the latest when several match): each runs to the neighbouring marker or
-    the log's end, at most ``length`` seconds."""
-    markers: list[dict[str, Any]] = []
-    only_markers = re.compile(rb'"type"\s*:\s*"marker"')
-    found = _records(sources, skipped if skipped is not None else Skipped(), only_markers)
-    for kind, record in found:
-        if kind == MARKER:
-            markers.append(record)
+    the log's end, at most ``length`` seconds. When the marker names a release that summary
+    records carry, the after window holds that release's records and the before window the
+    others': workers of the old release that still served after the marker (a rolling
+    deploy) count as before."""
+    markers, releases = _markers_and_releases(sources, skipped)
     markers.sort(key=lambda marker: marker["ts"])
     exact = [m for m in markers if m["text"] == text]
     matching = exact or [m for m in markers if text in m["text"]]
@@ -849,10 +852,60 @@ def marker_windows(
         following = at + length if following is None else min(following, at + length)
     said = f"after {chosen['text']}"
     about = f"marker {chosen['text']!r} at {_clock(at)}"
+    release = chosen.get("release")
+    if release not in releases:
+        release = None
+    if release is not None:  # by release, between the neighbouring markers
+        return (
+            Window("before", previous, following, other_than=release, about=f"before {about}"),
+            Window("after", previous, following, release=release, said=said,
+                   about=f"after {about}"),
+        )  # fmt: skip
     return (
         Window("before", previous, at, about=f"before {about}"),
         Window("after", at, following, said=said, about=f"after {about}"),
     )
+
+
+_RELEASE = re.compile(rb'"release"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def _markers_and_releases(
+    sources: Iterable[Source], skipped: Skipped | None
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """The markers, and the releases summary records carry (read from their lines without
+    parsing the records)."""
+    skipped = skipped if skipped is not None else Skipped()
+    markers: list[dict[str, Any]] = []
+    releases: set[str] = set()
+    for index, source in enumerate(sources, start=1):
+        if isinstance(source, Mapping):
+            kind, record = _given(source)
+            if kind == MARKER and record is not None:
+                markers.append(record)
+            elif kind == SUMMARY and record is not None and "release" in record:
+                releases.add(record["release"])
+            elif kind is None:
+                skipped.add(Path("records given"), index)
+            continue
+        for _file, _number, line in numbered_lines(source, skipped):
+            if not _READ.search(line):
+                continue
+            if _SUMMARY_LINE.search(line):
+                found = _RELEASE.search(line)
+                if found:
+                    try:
+                        releases.add(json.loads(found.group(1)))
+                    except ValueError:
+                        pass  # a damaged line: the comparison's pass counts it
+                continue
+            kind, record = classify(line)
+            if kind == MARKER and record is not None:
+                markers.append(record)
+    return markers, releases
+
+
+_SUMMARY_LINE = re.compile(rb'"type"\s*:\s*"summary"')
 
 
 def release_regressions(records_or_paths: Iterable[Source]) -> list[Regression]:

@@ -465,3 +465,33 @@ def test_only_the_routes_asked_for(deployed):
     done = command("diff", str(log), "--route", "/search*", "--json")
     routes = [json.loads(line) for line in done.stdout.splitlines()]
     assert {line["route"] for line in routes if line["type"] != "window"} == {"/search"}
+
+
+def rolling_deploy(log: Path, marked_release: str | None) -> None:
+    """Release a, a marker (naming release b, or none), then both a's stragglers and b."""
+    from ioprofiler.cli.mark import marker
+
+    steady = {"/b": [spread(5)] * 2, "/c": [spread(8)] * 2}
+    write_summaries(log, "a", {"/a": [spread(10)] * 2, **steady}, start=1000)
+    with log.open("ab") as out:
+        out.write(marker("deploy b", release=marked_release, now=1002.5))
+    write_summaries(log, "a", {"/a": [spread(10)] * 2, **steady}, start=1003)  # stragglers
+    write_summaries(log, "b", {"/a": [spread(40)] * 2, **steady}, start=1003)
+
+
+def test_at_a_marker_naming_its_release_old_workers_after_it_count_as_before(tmp_path):
+    """A rolling deploy: workers of the old release still serve (and write summaries) after
+    the marker. The marker names the new release, so those records count as before."""
+    rolled, unnamed = tmp_path / "rolled.jsonl", tmp_path / "unnamed.jsonl"
+    rolling_deploy(rolled, "b")
+    done = command("diff", str(rolled), "--at-marker", "deploy b", "--json")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [w["requests"] for w in lines[:2]] == [4 * 60, 2 * 60]
+    (regression,) = [line for line in lines if line["type"] == "regression"]
+    assert (regression["route"], regression["kind"]) == ("/a", "latency")
+    rolling_deploy(unnamed, None)  # without the release, the marker's time splits them
+    by_time = command("diff", str(unnamed), "--at-marker", "deploy b", "--json")
+    lines = [json.loads(line) for line in by_time.stdout.splitlines()]
+    assert [w["requests"] for w in lines[:2]] == [2 * 60, 4 * 60]
+    assert not [line for line in lines if line["type"] == "regression"]  # the spread hides it
