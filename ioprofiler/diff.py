@@ -110,12 +110,12 @@ class Window:
         return self.until is None or middle < self.until
 
     def describe(self) -> str:
-        parts = [] if self.release is None else [f"release {self.release}"]
+        parts = [] if self.about is None else [self.about]
+        if self.release is not None:
+            parts.append(f"release {self.release}")
         if self.other_than is not None:
             parts.append(f"releases other than {self.other_than}")
-        if self.about is not None:
-            parts.append(self.about)
-        elif self.since is not None or self.until is not None:
+        if self.about is None and (self.since is not None or self.until is not None):
             parts.append(f"{_clock(self.since)} .. {_clock(self.until)}")
         return ", ".join(parts) or "the whole log"
 
