@@ -51,7 +51,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from ioprofiler.export.names import OTHER
+from ioprofiler.export.names import OTHER, UNKNOWN
 from ioprofiler.logread import (
     MARKER,
     REQUEST,
@@ -337,7 +337,7 @@ def read(
 def _take_sites(
     record: dict[str, Any], into: dict[tuple[str, str], str], shapes: dict[str, str]
 ) -> None:
-    route = record.get("route") or record.get("path") or ""
+    route = record.get("route") or UNKNOWN  # as the summaries name a request without one
     for event in record.get("events") or ():
         site = event.get("callsite")
         text = event.get("sql") or event.get("statement")
