@@ -114,6 +114,14 @@ def lines(path: str | os.PathLike[str], skipped: Skipped | None = None) -> Itera
         yield line
 
 
+def numbered_lines(
+    path: str | os.PathLike[str], skipped: Skipped
+) -> Iterator[tuple[Path, int, bytes]]:
+    """``(file, line number, line)`` for every line of every file of the log, oldest first,
+    unparsed: for a reader that picks the lines it parses (and names those it skips)."""
+    return _numbered_lines(path, skipped)
+
+
 def _numbered_lines(
     path: str | os.PathLike[str], skipped: Skipped
 ) -> Iterator[tuple[Path, int, bytes]]:

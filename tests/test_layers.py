@@ -63,6 +63,7 @@ MEMBERS: dict[str, tuple[str, ...]] = {
         "recorder",
         "summary",  # the recorder's count of every request
         "timeline",  # the summaries over time, for the command
+        "diff",  # two windows of the summaries compared: the regressions
         "logfile",
         "logread",
         "export",
