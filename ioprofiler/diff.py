@@ -24,10 +24,11 @@ The rule (docs/incident.md says it for ops). A route regressed when what it does
   beyond the spread both windows show; counts do not move with load);
 - **a statement's own time**: its time per call rose beyond the machine's load and the
   spread: with ``load`` the median ratio (after / before, at least 1) of the time per call
-  of every other statement shape in the log, the after window's fastest record, divided by
-  ``load``, is still slower than the before window's slowest, and the time it adds per
-  request beyond ``load`` is at least :data:`MIN_SHARE` of the route's median before and at
-  least :data:`MIN_ADDED_MS`;
+  of every other statement shape in the log of a like size (within :data:`LIKE_SIZE` of its
+  time per call: load stretches tiny statements far more), the after window's fastest
+  record, divided by ``load``, is still slower than the before window's slowest, and the
+  time it adds per request beyond ``load`` is at least :data:`MIN_SHARE` of the route's
+  median before and at least :data:`MIN_ADDED_MS`;
 - **latency alone** (nothing it does changed): its p95 ratio, divided by the median ratio
   of the other routes whose work did not change, exceeds both :data:`MIN_LATENCY_RATIO` and
   the spread of its per-record p95 within either window. With no such other route there is
@@ -69,6 +70,7 @@ MIN_SHARE = 0.1  # of the route's median duration before
 MIN_ADDED_MS = 0.5  # per request: less than this, nobody waits for it
 MIN_LATENCY_RATIO = 1.25
 MIN_CALLS = 10  # calls of a shape in a window for its time per call to count
+LIKE_SIZE = 10  # a statement's load is read from statements within 10x of its time per call
 MIN_SLICE = 10  # requests of a route in one summary record for its p95 to be a spread point
 MIN_REQUESTS = 20  # requests of a route in each window for it to be a load reference
 FINDING_SHARE = 0.5  # of examined requests, for a finding to have appeared
@@ -573,9 +575,14 @@ def _per_request(pair: list[float] | None, detailed: int) -> tuple[float, float 
 
 
 def _statement_load(before: Side, after: Side) -> dict[tuple[str, str, str], float]:
-    """Per shape of each route, the time-per-call ratio of every *other* shape sent at
-    least :data:`MIN_CALLS` times in both windows: their median, the load to judge it by."""
-    ratios: dict[tuple[str, str, str], float] = {}
+    """Per shape of each route, the load to judge its time by: the median time-per-call
+    ratio (after / before) of every *other* shape of a like size (:data:`LIKE_SIZE`) sent at
+    least :data:`MIN_CALLS` times in both windows; 1 when there is none.
+
+    Only statements of a like size: a machine's load stretches a 0.02 ms statement by
+    scheduling delays many times over while a 40 ms one hardly moves, so tiny statements'
+    ratios would excuse any big statement's slowdown as "load"."""
+    ratios: dict[tuple[str, str, str], tuple[float, float]] = {}
     for route, b in before.routes.items():
         a = after.routes.get(route)
         if a is None:
@@ -584,14 +591,34 @@ def _statement_load(before: Side, after: Side) -> dict[tuple[str, str, str], flo
             later = a.totals.shapes.get(key)
             if key[1] == OTHER or later is None or min(calls, later[0]) < MIN_CALLS or not ms:
                 continue
-            ratios[(route, *key)] = (later[1] / later[0]) / (ms / calls)
+            ratios[(route, *key)] = (ms / calls, (later[1] / later[0]) / (ms / calls))
     if len(ratios) > 50:  # one shape more or less does not move the median of so many
-        middle = statistics.median(ratios.values())
-        return dict.fromkeys(ratios, middle)
+        by_size: dict[int, list[float]] = {}
+        for per_call, ratio in ratios.values():
+            by_size.setdefault(_size_class(per_call), []).append(ratio)
+        return {
+            key: statistics.median(
+                [r for near in (-1, 0, 1) for r in by_size.get(_size_class(per_call) + near, ())]
+            )
+            for key, (per_call, _) in ratios.items()
+        }
     return {
-        key: statistics.median([r for other, r in ratios.items() if other != key] or [1.0])
-        for key in ratios
+        key: statistics.median(
+            [
+                ratio
+                for other, (size, ratio) in ratios.items()
+                if other != key and per_call / LIKE_SIZE <= size <= per_call * LIKE_SIZE
+            ]
+            or [1.0]
+        )
+        for key, (per_call, _) in ratios.items()
     }
+
+
+def _size_class(per_call_ms: float) -> int:
+    """Statements whose time per call is within :data:`LIKE_SIZE` of each other share a class
+    or are in neighbouring ones."""
+    return math.floor(math.log(max(per_call_ms, 1e-6), LIKE_SIZE))
 
 
 def _structural(

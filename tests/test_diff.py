@@ -316,6 +316,33 @@ def test_statements_slower_with_the_load_are_not_named_and_one_slower_than_that_
     assert (regression.route, regression.kind, regression.shape) == ("x", "slower", "SELECT x")
 
 
+def test_a_big_statement_slower_is_judged_by_statements_of_its_size_not_tiny_ones():
+    """Tiny statements stretched 9x by scheduling delays do not excuse a 5 ms statement that
+    became 40 ms; a 4 ms one that moved with a like-sized one stays unnamed."""
+
+    def record(release: str, ts: float, after: bool) -> dict:
+        def route(shapes: dict[str, float]) -> dict:
+            return {
+                "requests": 20, "detailed": 20, "duration_ms": {"100": 20}, "io_ms": {"50": 20},
+                "shapes": [{"target": "db", "shape": f"SELECT {name}", "calls": 40,
+                            "ms": 40 * ms} for name, ms in shapes.items()],
+            }  # fmt: skip
+
+        tiny = 0.02 * (9 if after else 1)
+        return {
+            "type": "summary", "from_ts": ts, "ts": ts + 1, "release": release,
+            "routes": {
+                "/search": route({"big": 40.0 if after else 5.0, "t1": tiny}),
+                "/home": route({"t2": tiny, "t3": tiny, "mid": 8.0 if after else 4.0}),
+                "/other": route({"mid2": 8.0 if after else 4.0}),
+            },
+        }  # fmt: skip
+
+    log = [record("a", 0, False), record("a", 1, False), record("b", 2, True), record("b", 3, True)]
+    (regression,) = release_regressions(log)
+    assert (regression.route, regression.shape) == ("/search", "SELECT big")
+
+
 def test_hostile_route_and_statement_text_are_escaped(tmp_path):
     log = tmp_path / "io.jsonl"
     evil = "/evil\x1b[2J\x07"

@@ -12,7 +12,6 @@ import hashlib
 import re
 import subprocess
 import sys
-import types
 from collections import Counter
 from html import escape
 from html.parser import HTMLParser
@@ -153,24 +152,19 @@ def test_regressions_are_shown_when_given_and_escaped():
     assert "<li>/listing p95 180 → 420 ms &lt;b&gt;</li>" in html
 
 
-def test_the_regressions_come_from_ioprofiler_diff_when_two_releases_are_there(monkeypatch):
+def test_the_regressions_section_is_ioprofiler_diffs_between_the_two_releases(log, report):
+    """r2 added an N+1 on /listing and a slow statement on /search: the report names both,
+    with the words ``ioprofiler diff`` prints, and only when the log holds two releases."""
     two = {"r1": [1.0, 2.0], "r2": [3.0, 4.0]}
-    monkeypatch.setitem(sys.modules, "ioprofiler.diff", None)  # not installed: no section
-    assert regressions("io.jsonl", two) == []
-
-    class Regression:
-        def __init__(self, text: str) -> None:
-            self.text = text
-
-        def line(self) -> str:
-            return self.text
-
-    asked = []
-    diff = types.ModuleType("ioprofiler.diff")
-    diff.release_regressions = lambda logs: asked.append(logs) or [Regression("/listing +7")]  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ioprofiler.diff", diff)
-    assert regressions("io.jsonl", two) == ["/listing +7"] and asked == [["io.jsonl"]]
-    assert regressions("io.jsonl", {"r1": [1.0, 2.0]}) == []  # one release: nothing asked
+    lines = regressions(str(log), two)
+    assert len(lines) == 2, lines
+    assert any(line.startswith("/listing") and "FavoriteListingUser" in line for line in lines)
+    assert any(line.startswith("/search") and "on dbshard03" in line for line in lines)
+    section = re.search(r'<section id="regressions">(.*?)</section>', report, re.S)
+    assert section is not None
+    for line in lines:
+        assert escape(line, quote=False) in section.group(1) or escape(line) in section.group(1)
+    assert regressions(str(log), {"r1": [1.0, 2.0]}) == []  # one release: nothing compared
 
 
 def test_a_log_without_summaries_says_why_there_are_no_charts(sqlite_shards, tmp_path):

@@ -20,6 +20,7 @@ from typing import Any
 
 from ioprofiler.cause import Causes
 from ioprofiler.cli.output import Output
+from ioprofiler.diff import release_regressions
 from ioprofiler.logread import MARKER, SUMMARY, Filter, log_files, records, summaries
 from ioprofiler.render.report import (
     Axis,
@@ -82,15 +83,11 @@ def _seen(releases: dict[str, list[float]], record: dict[str, Any]) -> None:
 
 
 def regressions(log: str, releases: dict[str, list[float]]) -> list[str]:
-    """The lines of ``ioprofiler diff``'s release regressions, when the log holds two
-    releases and the module is installed; none otherwise."""
+    """The lines of ``ioprofiler diff``'s regressions between the log's two most recent
+    releases; none when it holds fewer than two."""
     if len(releases) < 2:
         return []
-    try:
-        from ioprofiler import diff  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    return [regression.line() for regression in diff.release_regressions([log])]
+    return [regression.line() for regression in release_regressions([log])]
 
 
 def bucket_seconds(span: float, interval: float) -> float:
