@@ -32,8 +32,8 @@ from ioprofiler.render.report import (
     render_report,
 )
 from ioprofiler.render.report_chart import Series, local_time, zone
-from ioprofiler.render.words import counted
 from ioprofiler.summary import Histogram, RouteTotals
+from ioprofiler.words import counted
 
 BUCKETS = 90  # about this many points per chart, at most
 ROUTES_CHARTED = 4  # the busiest routes get their own p95 line

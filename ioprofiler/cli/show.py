@@ -25,8 +25,8 @@ from ioprofiler.logread import (
     records,
 )
 from ioprofiler.render.console import SLOW_MS, trace_renderables
-from ioprofiler.render.words import counted
 from ioprofiler.stored import load
+from ioprofiler.words import counted
 
 _CANDIDATES_SHOWN = 20  # ids listed when a prefix matches several requests
 

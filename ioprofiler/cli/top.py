@@ -19,8 +19,8 @@ from ioprofiler.cause import Causes
 from ioprofiler.cli.output import Output
 from ioprofiler.findings import TITLES
 from ioprofiler.logread import Filter, records, summaries
-from ioprofiler.render.words import counted
 from ioprofiler.summary import ACCURACY, RouteTotals, merge_routes
+from ioprofiler.words import counted
 
 __all__ = ["BY", "run_top"]
 

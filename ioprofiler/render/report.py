@@ -28,8 +28,8 @@ from ioprofiler.cause import cause_of
 from ioprofiler.render.html import render_listing
 from ioprofiler.render.report_assets import SCRIPT, STYLE
 from ioprofiler.render.report_chart import Axis, Chart, Marker, local_time, render_chart, zone
-from ioprofiler.render.words import counted
 from ioprofiler.stored import load
+from ioprofiler.words import counted
 
 __all__ = ["Axis", "Chart", "Marker", "Overview", "Shape", "TopCause", "render_report"]
 
