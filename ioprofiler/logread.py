@@ -37,9 +37,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from ioprofiler.render.words import counted
 from ioprofiler.sql_text import visible
 from ioprofiler.summary import RouteTotals
+from ioprofiler.words import counted
 
 _ROTATED = re.compile(r"\.(\d+)(\.gz)?$")  # PATH.3, PATH.3.gz
 # logrotate's dateext: PATH-20261206, PATH-2026120603, PATH-2026-12-06, PATH-20261206.gz
@@ -112,6 +112,14 @@ def lines(path: str | os.PathLike[str], skipped: Skipped | None = None) -> Itera
     """Every line of the log, oldest first, streamed."""
     for _file, _number, line in _numbered_lines(path, skipped or Skipped()):
         yield line
+
+
+def numbered_lines(
+    path: str | os.PathLike[str], skipped: Skipped
+) -> Iterator[tuple[Path, int, bytes]]:
+    """``(file, line number, line)`` for every line of every file of the log, oldest first,
+    unparsed: for a reader that picks the lines it parses (and names those it skips)."""
+    return _numbered_lines(path, skipped)
 
 
 def _numbered_lines(

@@ -38,6 +38,7 @@ MIN_MS = 0.001  # durations below 1 µs are counted as 1 µs
 MAX_SHAPES = 50  # statement shapes per route; the rest are added up as shape "other"
 MAX_SHAPE_CHARS = 1000
 MAX_ROUTE_CHARS = 200
+MAX_CALLSITE_CHARS = 300
 
 
 def bucket(ms: float) -> int:
@@ -109,7 +110,7 @@ class Histogram:
             raise ValueError("a histogram is an object of bucket: count")
         counts = {}
         for key, count in data.items():
-            if not _whole(count) or count < 0:
+            if type(count) is not int or count < 0:  # _whole, inline: read per bucket
                 raise ValueError(f"a bucket's count must be a whole number, not {count!r}")
             counts[int(key)] = count  # int("x") raises ValueError: a damaged record
         return cls(counts)
@@ -123,7 +124,8 @@ class RouteTotals:
     """One route's requests in one interval: counts, histograms, I/O per target, statement
     shapes and findings. ``detailed`` is how many requests' I/O was added up: all of them,
     unless the writer fell behind; calls and shapes per request divide by it. ``findings``
-    counts the requests that had each kind, among the ``examined`` ones."""
+    counts the requests that had each kind, among the ``examined`` ones. ``callsites``
+    holds one place in the application's code that sent each shape (the first seen)."""
 
     __slots__ = (
         "requests",
@@ -133,6 +135,7 @@ class RouteTotals:
         "io",
         "targets",
         "shapes",
+        "callsites",
         "examined",
         "findings",
     )
@@ -145,6 +148,7 @@ class RouteTotals:
         self.io = Histogram()
         self.targets: dict[str, list[float]] = {}  # name: [calls, ms]
         self.shapes: dict[tuple[str, str], list[float]] = {}  # (target, shape): [calls, ms]
+        self.callsites: dict[tuple[str, str], str] = {}  # (target, shape): file.py:88 in f
         self.examined = 0  # requests whose findings were looked for
         self.findings: dict[str, int] = {}  # kind: examined requests that had it
 
@@ -158,6 +162,8 @@ class RouteTotals:
             _add_pair(self.targets, name, calls, ms)
         for key, (calls, ms) in other.shapes.items():
             _add_pair(self.shapes, key, calls, ms)
+        for key, site in other.callsites.items():
+            self.callsites.setdefault(key, site)
         self.examined += other.examined
         _add_counts(self.findings, other.findings)
 
@@ -173,7 +179,7 @@ class RouteTotals:
                 for name, (calls, ms) in sorted(self.targets.items())
             },
             "shapes": [
-                {"target": target, "shape": text, "calls": int(calls), "ms": round(ms, 3)}
+                _shape_json(target, text, calls, ms, self.callsites.get((target, text)))
                 for (target, text), (calls, ms) in sorted(
                     self.shapes.items(), key=lambda item: -item[1][1]
                 )
@@ -203,11 +209,30 @@ class RouteTotals:
             item = _object(item)
             key = (str(item.get("target")), str(item.get("shape")))
             _add_pair(totals.shapes, key, _count(item.get("calls")), _ms(item.get("ms")))
+            site = item.get("callsite")
+            if site is not None:
+                if not isinstance(site, str):
+                    raise ValueError(f"a callsite is text, not {site!r}")
+                totals.callsites.setdefault(key, site)
         totals.examined = _count(data.get("examined", 0))
         totals.findings = _counts(data.get("findings", {}))
         if totals.duration.total != totals.requests:
             raise ValueError("the duration histogram does not hold every request")
         return totals
+
+
+def _shape_json(
+    target: str, text: str, calls: float, ms: float, site: str | None
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "target": target,
+        "shape": text,
+        "calls": int(calls),
+        "ms": round(ms, 3),
+    }
+    if site is not None:
+        item["callsite"] = site
+    return item
 
 
 def _object(value: object) -> dict[str, Any]:
@@ -372,6 +397,10 @@ def _add_io(totals: RouteTotals, request: FinishedRequest) -> None:
         shaped = _shape_of(key, event)
         if shaped is not None:
             _add_pair(totals.shapes, shaped, calls, ns / 1e6)
+            if shaped not in totals.callsites:
+                site = event.callsite
+                if site is not None:
+                    totals.callsites[shaped] = site[:MAX_CALLSITE_CHARS]
     if len(totals.shapes) > 2 * MAX_SHAPES:
         bounded_shapes(totals)
     if totals.examined < EXAMINED:
@@ -409,3 +438,4 @@ def bounded_shapes(totals: RouteTotals) -> None:
     for (target, _), (calls, ms) in ranked[MAX_SHAPES - 1 :]:
         _add_pair(kept, (target, OTHER), calls, ms)
     totals.shapes = kept
+    totals.callsites = {key: site for key, site in totals.callsites.items() if key in kept}

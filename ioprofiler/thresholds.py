@@ -18,7 +18,7 @@ DEFAULT_SLOW_MS = 100.0
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The defaults below are documented in README's "Findings" section."""
+    """The defaults below are documented in docs/reference.md, "Findings"."""
 
     # N+1: one statement shape, run with this many different sets of values or more...
     n_plus_one_count: int = 5

@@ -1,6 +1,6 @@
 """The `ioprofiler` command as ops run it: the installed entry point, on a log a real Recorder
-wrote behind the WSGI middleware, with the README's command lines as printed, hostile data in
-the log, damaged and foreign lines, rotated files, a terminal and a pipe."""
+wrote behind the WSGI middleware, with the command lines of docs/ops.md as printed, hostile data
+in the log, damaged and foreign lines, rotated files, a terminal and a pipe."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from werkzeug.test import Client as BrowserLike
 
 from ioprofiler.recorder import Recorder
 from ioprofiler.wsgi import IOProfilerMiddleware
-from tests.test_readme import README
+from tests.test_readme import DOCS
 
 BIN = Path(sys.executable).with_name("ioprofiler")
 LOG_IN_README = "/var/log/shop/ioprofiler.jsonl"
@@ -39,7 +39,7 @@ RAW_CONTROLS = ("\x1b[2J", "\x1b]0;", "\x07", "\x9b", "\u2028")
 
 
 class Shop:
-    """A small shop behind the middleware with a recorder, as the README's Ops section sets it
+    """A small shop behind the middleware with a recorder, as the guide's Ops page sets it
     up: ``/listing/<id>`` (a cache read and counts), ``/one/<id>`` (a cache read, then 500),
     any other path (a slow statement and counts, then 500: kept), on a SQLite file and a real
     memcached."""
@@ -159,16 +159,13 @@ class Following:
         self.process.wait(timeout=30)
 
 
-# -- defect 1: the README's command lines, as printed ------------------------------------------
+# -- defect 1: the guide's command lines, as printed -------------------------------------------
 
 
 def ops_commands() -> list[tuple[str, list[str]]]:
-    """Each ``$ ioprofiler ...`` line of the README's Ops section and the lines it prints."""
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Ops: finding slow requests") :]
-    section = section[: section.index("\n## ", 1)]
+    """Each ``$ ioprofiler ...`` line of the guide's Ops page and the lines it prints."""
     commands: list[tuple[str, list[str]]] = []
-    for line in section.splitlines():
+    for line in (DOCS / "ops.md").read_text(encoding="utf-8").splitlines():
         if line.startswith("$ ioprofiler "):
             commands.append((line[2:], []))
         elif commands and line and not line.startswith(("```", "…")):
@@ -206,12 +203,13 @@ def test_each_ops_command_in_the_readme_runs_as_printed(command, shop, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     out = done.stdout.splitlines()
-    if args[0] == "show" and "--list" in args:  # the README's example line, values aside
+    if args[0] == "show" and "--list" in args:  # the guide's example line, values aside
         assert [line.split()[1:5] for line in out] == [printed[0].split()[1:5]]
         assert out[0].split("  ")[1:3] == printed[0].split("  ")[1:3]  # route, reasons
-    elif args[0] == "show" and "req-8812" in args:
-        assert out[0].split()[1:5] == ["req-8812", "GET", "/report/350", "500"]
-        listed = [line.split(" ms ", 1)[-1] for line in out[1:]]
+    elif args[0] == "show" and "req-8812" in args:  # the cause first, then the headline
+        assert out[0].startswith("cause: slow call: ")
+        assert out[1].split()[1:5] == ["req-8812", "GET", "/report/350", "500"]
+        listed = [line.split(" ms ", 1)[-1] for line in out[2:]]
         assert printed[0].split(" ms ", 1)[-1] in listed  # Cache MISS, keys: listing:350
         assert any(line.startswith(printed[1].split(" ms ", 1)[-1]) for line in listed)
     elif args[0] == "top":
@@ -290,6 +288,8 @@ EVERY_COMMAND = [
     ["top", "--by", "target"],
     ["top", "--by", "statement"],
     ["top", "--by", "wait"],
+    ["top", "--by", "finding"],
+    ["top", "--by", "callsite"],
     ["report", "-o", "r.html"],
 ]
 
@@ -312,7 +312,14 @@ def test_no_command_puts_a_control_character_on_a_terminal(args, hostile_log, tm
 
 
 @pytest.mark.parametrize(
-    "args", [["show", "--json"], ["top", "--json"], ["top", "--by", "wait", "--json"]]
+    "args",
+    [
+        ["show", "--json"],
+        ["top", "--json"],
+        ["top", "--by", "wait", "--json"],
+        ["top", "--by", "finding", "--json"],
+        ["top", "--by", "shape", "--json"],
+    ],
 )
 def test_json_output_escapes_them_and_stays_the_same_json(args, hostile_log):
     done = ioprofiler(args[0], str(hostile_log), *args[1:])
@@ -404,6 +411,8 @@ READERS = [
     ["top", "--by", "target"],
     ["top", "--by", "statement"],
     ["top", "--by", "wait"],
+    ["top", "--by", "finding"],
+    ["top", "--by", "callsite"],
     ["report", "-o", "r.html"],
 ]
 
@@ -528,7 +537,7 @@ def test_an_id_prefix_that_matches_several_requests_is_ambiguous(shop):
     )
     assert [line.split()[1] for line in said[1:]] == ["req-71", "req-72"]
     one = ioprofiler("show", str(shop.recorder.path), "req-72")
-    assert one.returncode == 0 and one.stdout.split()[1] == "req-72"
+    assert one.returncode == 0 and one.stdout.splitlines()[1].split()[1] == "req-72"
 
 
 def test_the_report_has_the_logs_permissions(shop, tmp_path):

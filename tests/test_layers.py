@@ -45,7 +45,7 @@ MEMBERS: dict[str, tuple[str, ...]] = {
     "model": ("event", "trace"),
     "recording": ("recording", "recorders", "callsite", "patching", "registry", "compiled"),
     "integrations": ("integrations", "integrations.*"),
-    "analysis": ("analysis", "findings", "aggregate"),
+    "analysis": ("analysis", "findings", "aggregate", "cause"),
     "renderers": ("render", "render.*", "stored"),
     "surfaces": (
         "",  # the package itself: ioprofiler.profile(), install(), configure()
@@ -63,6 +63,7 @@ MEMBERS: dict[str, tuple[str, ...]] = {
         "recorder",
         "summary",  # the recorder's count of every request
         "timeline",  # the summaries over time, for the command
+        "diff",  # two windows of the summaries compared: the regressions
         "logfile",
         "logread",
         "export",

@@ -25,6 +25,7 @@ def copy_source(source: Path, folders: tuple[str, ...] = ("ioprofiler", "integra
     source.mkdir()
     for name in ("pyproject.toml", "MANIFEST.in", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "docs", source / "docs")
     for name in folders:
         shutil.copytree(
             ROOT / name,
@@ -150,7 +151,8 @@ def test_a_clone_works_from_inside_after_a_plain_pip_install(tmp_path):
 
 def test_the_sdist_is_the_package_and_no_part_of_the_test_suite(tmp_path):
     """The test suite runs from a clone (it needs the demo app, the Makefile, servers): the
-    sdist holds none of it, not test files without the conftest.py and helpers they import."""
+    sdist holds none of it, not test files without the conftest.py and helpers they import.
+    It holds the user guide the README links to (docs/)."""
     source = copy_source(tmp_path / "clone", ("ioprofiler", "integrations", "tests", "demo_app"))
     subprocess.run(
         [sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(tmp_path), "."],
@@ -169,8 +171,9 @@ def test_the_sdist_is_the_package_and_no_part_of_the_test_suite(tmp_path):
         if path.suffix in (".py", ".c") and "__pycache__" not in path.parts
     }
     metadata = {"PKG-INFO", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE"}
+    guide = {str(path.relative_to(ROOT)) for path in (ROOT / "docs").glob("*.md")}
     assert not [name for name in shipped if name.startswith("tests/")]
-    assert shipped == package | metadata
+    assert shipped == package | metadata | guide
 
 
 def test_the_metadata_names_the_pythons_frameworks_and_licence(tmp_path):

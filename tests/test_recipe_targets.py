@@ -1,7 +1,7 @@
-"""The README's FastAPI, Flask and Django recipes, run exactly as written: their engine is
-made at import, before the middleware installs ioprofiler, and is not labelled. Every event
-of every request they make is on the shard the engine names (``shop``, its file): the
-first request's CONNECT and ROLLBACK too, and no summary names another target.
+"""The guide's FastAPI, Flask and Django recipes (docs/frameworks.md), run exactly as written:
+their engine is made at import, before the middleware installs ioprofiler, and is not
+labelled. Every event of every request they make is on the shard the engine names (``shop``,
+its file): the first request's CONNECT and ROLLBACK too, and no summary names another target.
 
 A trace open around the whole recipe sees every request's events (a trace records the I/O
 of the requests the middleware profiles inside it), the first one's (the panel) included.

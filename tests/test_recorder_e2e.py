@@ -173,7 +173,9 @@ def test_gunicorn_workers_log_exactly_the_kept_requests_and_the_command_reads_th
     one = sorted(slow)[0]
     shown = command("show", str(log), one)
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.startswith(f"{records[ids.index(one)]['time'][:23]} {one} GET /report/")
+    cause, headline = shown.stdout.splitlines()[:2]  # show ID: the cause, then the request
+    assert cause.startswith("cause: slow call: ") and "dbshard03: SELECT sleep_ms(?)" in cause
+    assert headline.startswith(f"{records[ids.index(one)]['time'][:23]} {one} GET /report/")
     assert "[dbshard03] " in shown.stdout and "SELECT sleep_ms(?), count(*)" in shown.stdout
     assert "kept: slow" in shown.stdout
     errors = command("show", str(log), "--status", "5xx", "--list").stdout.splitlines()
@@ -191,31 +193,29 @@ def check_report_in_chromium(report: Path, rows: int, request_id: str) -> None:
     browser = chromium_or_skip()
     try:
         browser.get(report.as_uri())
-        assert browser.execute_script("return document.querySelectorAll('tbody tr').length") == rows
-        hidden = browser.execute_script(
-            "return [...document.querySelectorAll('section.request')]"
-            ".filter(s => s.offsetParent !== null).length"
-        )
-        assert hidden == 0  # panels open on demand
+        listed = "return document.querySelectorAll('table.requests tbody tr').length"
+        assert browser.execute_script(listed) == rows
+        assert browser.execute_script("return document.getElementById('request').open") is False
         browser.execute_script(
-            "document.querySelector(`tr[data-panel] td[data-v='${arguments[0]}']`).click()",
+            "document.querySelector(`tr[data-r] td[data-v='${arguments[0]}'] a`).click()",
             request_id,
         )
         panel = browser.execute_script(
-            """const open = [...document.querySelectorAll('section.request')]
-                 .filter(s => s.offsetParent !== null);
-               const root = open[0].querySelector('#ioprofiler-panel').shadowRoot;
-               return {open: open.length, title: open[0].querySelector('h2').textContent,
-                       text: root.textContent,
-                       height: open[0].getBoundingClientRect().height};"""
+            """const open = document.getElementById('request');
+               return {open: open.open, title: open.querySelector('h2').textContent,
+                       id: open.querySelector('.req dl').textContent,
+                       text: open.textContent,
+                       height: open.getBoundingClientRect().height};"""
         )
-        assert panel["open"] == 1 and panel["title"].startswith(request_id)
+        assert panel["open"] and panel["title"].startswith("GET /report/")
+        assert request_id in panel["id"]
         assert "SELECT sleep_ms(?), count(*) FROM FavoriteListingUser" in panel["text"]
         assert panel["height"] > 100
+        browser.execute_script("document.getElementById('back').click()")
         # sorting by duration, slowest first, puts a slow request on top
-        browser.execute_script("document.querySelectorAll('thead th')[5].click()")
+        browser.execute_script("document.querySelectorAll('thead th button')[4].click()")
         top_ms = browser.execute_script(
-            "return parseFloat(document.querySelector('tbody tr').cells[5].dataset.v)"
+            "return +document.querySelector('table.requests tbody tr').cells[4].dataset.v"
         )
         assert top_ms >= 120
     finally:

@@ -7,6 +7,8 @@
     ioprofiler top LOG       [--by route|target|statement|wait] [--limit N] [filters] [--json]
     ioprofiler report LOG -o report.html [filters] [--slowest N]
     ioprofiler timeline LOG  [--bucket 1m] [--routes N] [--slow-ms N] [filters] [--json]
+    ioprofiler diff LOG      [--before T..T --after T..T | --at-marker TEXT | --before-release R
+                             --after-release R] [--route GLOB] [--fail-on regression] [--json]
     ioprofiler mark "deploy 4f2a1c" --log LOG [--log LOG2] [--release R] [--statsd HOST:PORT]
     ioprofiler doctor        the version, the Python, which compiled modules and libraries run
     ioprofiler --version
@@ -23,7 +25,7 @@ import sys
 from collections.abc import Sequence
 
 from ioprofiler import __version__
-from ioprofiler.cli import doctor, mark, report, show, timeline, top
+from ioprofiler.cli import diff, doctor, mark, report, show, timeline, top
 from ioprofiler.logread import RELATIVE_TIME, Filter, Skipped, parse_time
 from ioprofiler.sql_text import visible
 
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=report.run_report)
 
     timeline.add_parser(commands, _filters)
+    diff.add_parser(commands)
     mark.add_parser(commands)
     p = commands.add_parser("doctor", help="which Python, compiled modules and libraries run here")
     p.set_defaults(run=doctor.run_doctor)

@@ -1,4 +1,6 @@
-"""``ioprofiler show`` and ``ioprofiler tail``: kept requests as the listing, or one line each."""
+"""``ioprofiler show`` and ``ioprofiler tail``: kept requests as the listing, or one line each,
+each with its cause (:func:`ioprofiler.cause.cause_of`): the last column of ``--list``, the
+line under each headline, the first line of ``show LOG ID``."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from rich.text import Text
 
+from ioprofiler.cause import cause_of
 from ioprofiler.cli.output import Output, escaped
 from ioprofiler.logread import (
     GAP,
@@ -22,17 +25,17 @@ from ioprofiler.logread import (
     records,
 )
 from ioprofiler.render.console import SLOW_MS, trace_renderables
-from ioprofiler.render.words import counted
 from ioprofiler.stored import load
+from ioprofiler.words import counted
 
 _CANDIDATES_SHOWN = 20  # ids listed when a prefix matches several requests
 
 
-def headline(record: dict[str, Any], width: int | None = None) -> Text:
+def headline(record: dict[str, Any], width: int | None = None, cause: bool = False) -> Text:
     """``2026-11-27T03:12:01.512 4f2a… GET /listing/7 500 812.0 ms, I/O 640.2 ms, 9 calls
     route /listing/<int:id>  kept: slow, status  web1 pid 4121``: one line, or, when
     ``width`` is given and it would not fit, the request on the first line and the rest on
-    indented lines below."""
+    indented lines below. ``cause`` adds the request's cause last (``cause: N+1: …``)."""
     status = record.get("status", 0)
     request = Text()
     request.append(f"{record.get('time', '')[:23]} ", style="dim")
@@ -49,7 +52,19 @@ def headline(record: dict[str, Any], width: int | None = None) -> Text:
     reasons = ", ".join(record.get("reasons") or [record.get("reason", "?")])
     parts.append(Text(f"kept: {reasons}", style="magenta"))
     parts.append(Text(f"{record.get('host', '')} pid {record.get('pid', '')}", style="dim"))
+    if cause:
+        line = cause_line(record)
+        if width is not None:  # alone on its line at most: cut to fit it
+            line.truncate(max(width - 4, 20), overflow="ellipsis")
+        parts.append(line)
     return _fitted(parts, width)
+
+
+def cause_line(record: dict[str, Any]) -> Text:
+    """``cause: N+1: SELECT … ran 12× on dbshard01 (3.2 ms) <- listing.py:88 in view``"""
+    line = Text("cause: ", style="bold")
+    line.append(cause_of(record).line(), style="yellow")
+    return line
 
 
 def _fitted(parts: list[Text], width: int | None) -> Text:
@@ -66,7 +81,11 @@ def _fitted(parts: list[Text], width: int | None) -> Text:
     return Text("\n").join(lines)
 
 
-def print_record(out: Output, record: dict[str, Any], args: argparse.Namespace) -> None:
+def print_record(
+    out: Output, record: dict[str, Any], args: argparse.Namespace, cause_first: bool = False
+) -> None:
+    """A kept request (or a notice) as ``args`` asks: JSON, one line (``--list``, its cause
+    last), or its headline, cause and listing (``cause_first``: the cause, then the rest)."""
     if args.json:
         out.json(record)
         return
@@ -76,9 +95,14 @@ def print_record(out: Output, record: dict[str, Any], args: argparse.Namespace) 
     if record.get("type") == MARKER:
         out.line(Text(marker_notice(record), style="bold cyan"))
         return
-    out.line(headline(record, out.width))
     if args.list:
+        out.line(headline(record, out.width, cause=True))
         return
+    if cause_first:
+        out.line(cause_line(record))
+    out.line(headline(record, out.width))
+    if not cause_first:
+        out.line(cause_line(record))
     for text in listing(record, callsites=args.callsites):
         out.line(text)
     out.line()
@@ -129,7 +153,7 @@ def _show_one(args: argparse.Namespace, keep: Filter) -> int:
         return 1
     out = Output()
     for record in exact or found:
-        print_record(out, record, args)
+        print_record(out, record, args, cause_first=True)
     return 0
 
 

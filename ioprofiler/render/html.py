@@ -19,10 +19,10 @@ from ioprofiler.event import CACHE, CONNECTION_OPS, DB, HTTP, POOL_WAIT, Event
 from ioprofiler.findings import Finding, find
 from ioprofiler.render.json import redacted
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.render.roundtrip import op_count, ordered_ops
 from ioprofiler.render.text import call_numbers
-from ioprofiler.render.words import counted
+from ioprofiler.roundtrip_text import op_count, ordered_ops
 from ioprofiler.targets import batch_read_of
+from ioprofiler.words import counted
 
 if TYPE_CHECKING:
     from ioprofiler.trace import Trace

@@ -1,4 +1,4 @@
-"""The trace as JSON: schema ``ioprofiler.trace``, version 2 (documented in README).
+"""The trace as JSON: schema ``ioprofiler.trace``, version 2 (documented in docs/reference.md).
 
 >>> document = json.loads(render_json(trace, RequestInfo("GET", "/", "200 OK")))
 >>> document["schema"], document["version"], document["events"][0]["target"]

@@ -1,0 +1,353 @@
+"""Why a kept request was slow, in one line: its costliest finding, else the target and
+statement shape that took the most of its time, with where that was called from (or, when
+the time outside every call was more, that, naming those calls still).
+
+>>> cause = cause_of(record)            # one kept request, as the log holds it
+>>> cause.line()
+'N+1: SELECT count(*) FROM FavoriteListingUser WHERE listing_id = ? ran 12× on dbshard01 …'
+>>> cause_of(other).line()
+'most time: SELECT … FROM Listing WHERE id = ? on dbshard03, 1 call, 420.1 ms (52%) <- …'
+
+Read from the log's record alone (its findings as the recorder's process found them, with its
+thresholds and its privacy settings; its events for the rest): no trace is rebuilt, so the
+commands can stream a large log. Shapes, never values: a statement is named by its shape.
+
+:class:`Causes` adds kept requests up by finding, callsite, statement shape or cause, for
+``ioprofiler top --by finding|callsite|shape`` and the report's top causes:
+
+>>> causes = Causes("finding")
+>>> for record in records(log):
+...     causes.add(record)
+>>> causes.rows(10)[0].key
+'N+1  dbshard01  SELECT count(*) FROM FavoriteListingUser WHERE listing_id = ?  <- views.py:88 …'
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ioprofiler.aggregate import Row, percentile
+from ioprofiler.event import CONNECTION_OPS, DB, HTTP
+from ioprofiler.findings import KINDS, TITLES
+from ioprofiler.sql_text import shape, visible
+from ioprofiler.urls import url_shape
+
+BY = ("finding", "callsite", "shape")
+SEPARATOR = "  "  # between the parts of a key, as aggregate's keys
+DOMINANT = "most time"  # a cause that is no finding: the dominant target and shape
+NOT_IO = "not in I/O"  # … or the time outside every call, when it is more
+NO_IO = "no I/O"
+
+
+@dataclass(frozen=True)
+class Cause:
+    """What a request's time went to. ``kind`` is a finding's kind (one of
+    :data:`ioprofiler.findings.KINDS`), :data:`DOMINANT`, :data:`NOT_IO` or :data:`NO_IO`;
+    ``what`` is a statement's shape, an HTTP call's method and URL shape, or a call's op
+    (for :data:`NOT_IO`: those of the calls that took the most time, ``ms`` their time)."""
+
+    kind: str
+    title: str  # "N+1", "slow call", "most time", "no I/O"
+    target: str | None
+    what: str | None
+    callsite: str | None
+    calls: int
+    ms: float
+    request_ms: float
+    message: str | None = None  # a finding's own sentence, as the log holds it
+    outside_ms: float = 0.0  # NOT_IO: the request's time outside every call
+
+    @property
+    def share(self) -> float | None:
+        """The cause's time as a fraction of the request's."""
+        return self.ms / self.request_ms if self.request_ms > 0 else None
+
+    def line(self) -> str:
+        """The cause in one line, control characters escaped."""
+        if self.kind == NO_IO:
+            return visible(f"{NO_IO}: no call recorded in {self.request_ms:.1f} ms")
+        share = f" ({self.share:.0%})" if self.share is not None else ""
+        where = f" <- {self.callsite}" if self.callsite else ""
+        calls = "1 call" if self.calls == 1 else f"{self.calls} calls"
+        most = f"{self.what} on {self.target}, {calls}, {_ms_text(self.ms)} ms"
+        if self.kind == NOT_IO:
+            outside = self.outside_ms / self.request_ms if self.request_ms > 0 else 1.0
+            then = f"finding: {self.message}" if self.message else f"the most I/O: {most}{where}"
+            return visible(
+                f"{NOT_IO}: {self.outside_ms:.1f} ms ({outside:.0%}) outside every call "
+                f"(the application's own work, or waiting to run); {then}"
+            )
+        if self.message is not None:
+            return visible(self.message)
+        return visible(f"{self.title}: {most}{share}{where}")
+
+    def short(self) -> str:
+        """The cause without its figures, for a narrow column: ``N+1 · SELECT … · dbshard01``."""
+        if self.kind in (NO_IO, NOT_IO):
+            return self.title
+        title, target, what, _ = self.parts()
+        return " · ".join(part for part in (title, what, target) if part)
+
+    def parts(self) -> tuple[str, str, str, str]:
+        """``(title, target, what, callsite)``, "" for what it has not, escaped."""
+        if self.kind in (NO_IO, NOT_IO):
+            return (self.title, "", "", "")
+        return (
+            self.title,
+            visible(self.target or ""),
+            visible(self.what or ""),
+            visible(self.callsite or ""),
+        )
+
+    def key(self) -> str:
+        """What causes of one kind have in common, without counts or times: requests with
+        the same key had the same cause (:data:`NOT_IO` is one cause, whatever its calls)."""
+        title, target, what, callsite = self.parts()
+        return SEPARATOR.join(
+            part for part in (title, target, what, callsite and f"<- {callsite}") if part
+        )
+
+
+def _ms_text(ms: float) -> str:
+    return f"{ms:.1f}" if ms >= 1 else f"{ms:.3f}"
+
+
+def what_of(event: dict[str, Any]) -> str:
+    """An event of the log as its shape: ``SELECT … WHERE id = ?``, ``GET /v1/items/#``,
+    ``get_many``, ``POOL WAIT``."""
+    op = str(event.get("op", ""))
+    text = event.get("sql") or event.get("statement")
+    if event.get("kind") == DB and isinstance(text, str) and op not in CONNECTION_OPS:
+        return shape(text, "qmark")
+    if event.get("kind") == HTTP and isinstance(text, str):
+        return f"{op} {url_shape(text)}"
+    return op.replace("_", " ").upper() if op in CONNECTION_OPS else op
+
+
+def _ms(event: dict[str, Any]) -> float:
+    ms = event.get("duration_ms")
+    return float(ms) if isinstance(ms, (int, float)) and not isinstance(ms, bool) else 0.0
+
+
+def _events(record: dict[str, Any]) -> list[dict[str, Any]]:
+    events = record.get("events")
+    if not isinstance(events, list):
+        return []
+    return [e for e in events if isinstance(e, dict) and isinstance(e.get("target"), str)]
+
+
+def _findings(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The record's findings whose fields have the types the recorder writes."""
+    findings = record.get("findings")
+    for finding in findings if isinstance(findings, list) else ():
+        if (
+            isinstance(finding, dict)
+            and finding.get("kind") in KINDS
+            and isinstance(finding.get("message"), str)
+            and isinstance(finding.get("ms"), (int, float))
+            and not isinstance(finding.get("ms"), bool)
+        ):
+            yield finding
+
+
+def _most_common(values: list[str | None]) -> str | None:
+    present = [value for value in values if value]
+    return Counter(present).most_common(1)[0][0] if present else None
+
+
+def _request_ms(record: dict[str, Any]) -> float:
+    ms = record.get("duration_ms", record.get("elapsed_ms"))
+    return float(ms) if isinstance(ms, (int, float)) and not isinstance(ms, bool) else 0.0
+
+
+def finding_causes(record: dict[str, Any]) -> list[Cause]:
+    """Each finding of the record as a :class:`Cause`, the costliest first: the target,
+    shape and callsite of most of the calls it is about."""
+    events = _events(record)
+    by_index = {e.get("index"): e for e in events}
+    causes = []
+    for finding in _findings(record):
+        indexes = finding.get("events")
+        about = [by_index[i] for i in indexes or () if i in by_index]
+        causes.append(
+            Cause(
+                kind=finding["kind"],
+                title=TITLES[finding["kind"]],
+                target=_most_common([e["target"] for e in about]),
+                what=_most_common([what_of(e) for e in about]),
+                callsite=_most_common([e.get("callsite") for e in about]),
+                calls=len(about),
+                ms=float(finding["ms"]),
+                request_ms=_request_ms(record),
+                message=finding["message"],
+            )
+        )
+    causes.sort(key=lambda cause: (-cause.ms, KINDS.index(cause.kind)))
+    return causes
+
+
+def _outside_ms(record: dict[str, Any]) -> float:
+    """The request's time outside every call, as the recorder counted it."""
+    summary = record.get("summary")
+    unexplained = summary.get("unexplained_ms") if isinstance(summary, dict) else None
+    if isinstance(unexplained, (int, float)) and not isinstance(unexplained, bool):
+        return float(unexplained)
+    io_ms = record.get("io_ms")
+    io = float(io_ms) if isinstance(io_ms, (int, float)) and not isinstance(io_ms, bool) else 0.0
+    return max(0.0, _request_ms(record) - io)
+
+
+def dominant(record: dict[str, Any]) -> Cause:
+    """The target and shape whose calls took the most of the request's time (connection
+    round trips included: a pool wait can be what a request waited for), with the callsite
+    most of them were made from; :data:`NOT_IO` (naming those calls too) when the time
+    outside every call was more; :data:`NO_IO` when the request made no call."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for event in _events(record):
+        groups.setdefault((event["target"], what_of(event)), []).append(event)
+    if not groups:
+        return Cause(NO_IO, NO_IO, None, None, None, 0, 0.0, _request_ms(record))
+    (target, what), calls = max(
+        groups.items(), key=lambda item: (sum(_ms(e) for e in item[1]), len(item[1]))
+    )
+    ms = sum(_ms(e) for e in calls)
+    outside = _outside_ms(record)
+    return Cause(
+        kind=NOT_IO if outside > ms else DOMINANT,
+        title=NOT_IO if outside > ms else DOMINANT,
+        target=target,
+        what=what,
+        callsite=_most_common([e.get("callsite") for e in calls]),
+        calls=len(calls),
+        ms=ms,
+        request_ms=_request_ms(record),
+        outside_ms=outside,
+    )
+
+
+OUTSIDE_MS = 20.0  # time outside every call that outweighs a finding, when most of a request
+
+
+def cause_of(record: dict[str, Any]) -> Cause:
+    """The request's costliest finding, else its :func:`dominant` target and shape. When
+    most of the request (and at least :data:`OUTSIDE_MS`) was outside every call, more than
+    its costliest finding took, the cause is :data:`NOT_IO`, naming that finding: a request
+    slow in its own code (or waiting for a CPU) is not made slow by a 0.1 ms N+1."""
+    found = finding_causes(record)
+    if not found:
+        return dominant(record)
+    costliest = found[0]
+    outside, request_ms = _outside_ms(record), _request_ms(record)
+    if outside >= OUTSIDE_MS and outside > request_ms / 2 and outside > costliest.ms:
+        return replace(costliest, kind=NOT_IO, title=NOT_IO, outside_ms=outside)
+    return costliest
+
+
+_Grouped = Iterator[tuple[tuple[str, ...], float]]  # (the key's parts, ms)
+
+
+def _by_finding(record: dict[str, Any]) -> _Grouped:
+    for cause in finding_causes(record):
+        yield cause.parts(), cause.ms
+
+
+def _by_callsite(record: dict[str, Any]) -> _Grouped:
+    for event in _events(record):
+        if event.get("callsite"):
+            yield (visible(str(event["callsite"])),), _ms(event)
+
+
+def _by_shape(record: dict[str, Any]) -> _Grouped:
+    for event in _events(record):
+        if event.get("kind") == DB and event.get("op") not in CONNECTION_OPS:
+            if isinstance(event.get("sql") or event.get("statement"), str):
+                yield (visible(what_of(event)),), _ms(event)
+
+
+def _by_cause(record: dict[str, Any]) -> _Grouped:
+    cause = cause_of(record)
+    yield cause.parts(), cause.ms
+
+
+def _key(parts: tuple[str, ...]) -> str:
+    if len(parts) == 1:
+        return parts[0]
+    *named, callsite = parts
+    return SEPARATOR.join(part for part in (*named, callsite and f"<- {callsite}") if part)
+
+
+_GROUPINGS: dict[str, Callable[[dict[str, Any]], _Grouped]] = {
+    "finding": _by_finding,
+    "callsite": _by_callsite,
+    "shape": _by_shape,
+    "cause": _by_cause,
+}
+# What a row's count counts, per grouping.
+COUNTS = {"finding": "requests", "callsite": "calls", "shape": "calls", "cause": "requests"}
+
+
+class Causes:
+    """Kept requests added up by ``by``: ``"finding"`` (each finding, by its kind, target,
+    shape and callsite; its time), ``"callsite"`` (every call, by where it was made),
+    ``"shape"`` (every statement, by its shape, whatever its target) or ``"cause"`` (each
+    request's :func:`cause_of`). Rows are ranked by total time, as ``Top``'s are; a row's
+    ``share`` is of the time of all the requests added."""
+
+    def __init__(self, by: str) -> None:
+        if by not in _GROUPINGS:
+            raise ValueError(f"--by takes one of {', '.join(_GROUPINGS)}, not {by!r}")
+        self.by = by
+        self._group = _GROUPINGS[by]
+        self._durations: dict[str, list[float]] = {}
+        self._example: dict[str, tuple[float, str]] = {}  # key: the slowest request's
+        self._parts: dict[str, tuple[str, ...]] = {}
+        self.requests = 0
+        self.request_ms = 0.0
+
+    def add(self, record: dict[str, Any]) -> None:
+        request_ms = _request_ms(record)
+        self.requests += 1
+        self.request_ms += request_ms
+        ident = record.get("id")
+        for parts, ms in self._group(record):
+            key = _key(parts)
+            durations = self._durations.get(key)
+            if durations is None:
+                durations = self._durations[key] = []
+                self._parts[key] = parts
+            durations.append(ms)
+            known = self._example.get(key)
+            if isinstance(ident, str) and (known is None or request_ms > known[0]):
+                self._example[key] = (request_ms, ident)
+
+    def parts(self, key: str) -> tuple[str, ...]:
+        """A row's key in its parts: ``(title, target, shape, callsite)`` by finding or
+        cause ("" where a finding names none), ``(key,)`` by callsite or shape."""
+        return self._parts.get(key, (key,))
+
+    def example(self, key: str) -> str | None:
+        """The id of the slowest request added under ``key``."""
+        known = self._example.get(key)
+        return None if known is None else known[1]
+
+    def rows(self, limit: int | None = None) -> list[Row]:
+        """The groups, the most total time first."""
+        rows = []
+        for key, durations in self._durations.items():
+            durations.sort()
+            total = sum(durations)
+            rows.append(
+                Row(
+                    key=key,
+                    count=len(durations),
+                    total_ms=total,
+                    median_ms=percentile(durations, 0.5),
+                    p95_ms=percentile(durations, 0.95),
+                    share=total / self.request_ms if self.request_ms else 0.0,
+                )
+            )
+        rows.sort(key=lambda row: (-row.total_ms, row.key))
+        return rows if limit is None else rows[:limit]
