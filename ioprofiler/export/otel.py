@@ -34,8 +34,8 @@ from ioprofiler import config
 from ioprofiler.event import CONNECT, CONNECTION_OPS, DB, POOL_WAIT, CacheCall, Event
 from ioprofiler.export.names import NameBudget
 from ioprofiler.export.tally import RequestTally
-from ioprofiler.render.sql import render_statement, shape
 from ioprofiler.sinks import FinishedRequest
+from ioprofiler.sql_text import render_statement, shape
 from ioprofiler.trace import Trace
 
 log = logging.getLogger("ioprofiler")
