@@ -109,6 +109,8 @@ BENCH_PY := .venv-bench/bin/python
 	$(BENCH_PY) -m pip install --quiet -e '.[bench]'
 	touch .venv-bench/.installed-bench
 
+# versions.py: instructions added per call on 3.10 to 3.13 (pyenv's, in .venv-py3.X, made
+# when missing), idle and recording, counted by callgrind (needs valgrind).
 bench: .venv-bench/.installed-bench memcached
 	$(BENCH_PY) benchmarks/overhead.py
 	$(BENCH_PY) benchmarks/middleware.py
@@ -118,6 +120,7 @@ bench: .venv-bench/.installed-bench memcached
 	$(BENCH_PY) benchmarks/roundtrips.py
 	$(BENCH_PY) benchmarks/integrations.py
 	$(BENCH_PY) benchmarks/findings.py
+	$(BENCH_PY) benchmarks/versions.py
 	$(BENCH_PY) benchmarks/export.py
 
 # Instructions per recorded call under valgrind's callgrind (repeatable on a loaded machine):

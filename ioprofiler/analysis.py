@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass, field, replace
 from time import perf_counter_ns
 from types import CodeType
 from typing import TYPE_CHECKING
@@ -203,25 +205,62 @@ class Summary:
 
 
 def summarize(trace: Trace) -> Summary:
+    """Totals per target, repeats, and what the trace adds up to.
+
+    A closed trace whose calls have all finished is added up once: the panel, the
+    Server-Timing header and the listing of one response each ask. Each caller gets a
+    Summary of its own (its lists copied), as if it had been made anew.
+    """
+    if trace.recording or trace.end_ns is None:  # open, or never opened and closed
+        return _summarize(trace)
+    known = _summaries.get(trace)
+    if known is None:
+        known = _summarize(trace)
+        if known.running:  # a call still running may yet finish: not remembered
+            return known
+        _summaries[trace] = known
+    return replace(known, targets=list(known.targets), repeats=list(known.repeats))
+
+
+_summaries: weakref.WeakKeyDictionary[Trace, Summary] = weakref.WeakKeyDictionary()
+
+
+def _summarize(trace: Trace) -> Summary:
     events = trace.events
     totals: dict[tuple[str, str], TargetTotals] = {}
     running = errors = 0
     last_call: dict[tuple[str, str], Event] = {}
+    keys: dict[tuple[str | None, object], tuple[str, str]] = {}  # (kind, raw target) -> key
+    connection_ops = CONNECTION_OPS
     for event in events:
-        key = (event.kind, event.target)
+        kind = event.kind
+        try:  # each target named once: event.target is str(event._target)
+            key = keys.get((kind, event._target))
+        except TypeError:  # a target that cannot be a dict key: named each time
+            key = None
+        if key is None:
+            key = (kind, event.target)
+            with contextlib.suppress(TypeError):
+                keys[(kind, event._target)] = key
         total = totals.get(key)
         if total is None:
-            total = totals[key] = TargetTotals(event.kind, event.target)
-        if event.is_call:
-            last_call[key] = event
-        if event.end_ns is None:
+            total = totals[key] = TargetTotals(kind, key[1])  # type: ignore[arg-type]
+        end = event.end_ns
+        if end is None:
             running += 1
             ms = 0.0
         else:
-            ms = (event.end_ns - event.start_ns) / 1e6
+            ms = (end - event.start_ns) / 1e6
         failed = 1 if event.error else 0
         errors += failed
-        total.add(event.op, event.is_call, 1, ms, failed, _inside(event, last_call.get(key)))
+        op = event.op
+        if op not in connection_ops:  # a call (event.is_call): never inside another
+            last_call[key] = event
+            total.ms += ms
+            total.errors += failed
+            total.calls += 1
+        else:
+            total.add(op, False, 1, ms, failed, _inside(event, last_call.get(key)))
         if event.hit is not None:
             total.hits += event.hit_count or 0
             total.misses += event.miss_count or 0
@@ -278,16 +317,38 @@ def find_repeats(events: list[Event]) -> list[Repeat]:
     target that could have been one batched read (``get_many``, ``MGET``), and HTTP calls
     to one URL shape (ids in the path folded); the most repeated first."""
     groups: dict[tuple[str, str, str], list[Event]] = {}
+    # (statement, paramstyle, dialect) -> its shape, or None for transaction control:
+    # is_query's and shape's answers, asked once per text rather than once per event
+    shapes: dict[tuple[str, str | None, str | None], str | None] = {}
+    names: dict[object, str] = {}  # raw target -> event.target
+    connection_ops = CONNECTION_OPS
     for event in events:
-        if is_query(event):
-            key = (DB, event.target, shape(event.statement, event.paramstyle, event.dialect))
-        elif event.kind == CACHE and event.op in ("get", "gets"):
-            key = (CACHE, event.target, f"{event.op} (one key per call)")
-        elif event.kind == HTTP and event.statement is not None:
+        kind = event.kind
+        if kind == DB:
+            statement = event.statement
+            if statement is None or event.op in connection_ops:
+                continue
+            text_key = (statement, event.paramstyle, event.dialect)
+            try:
+                text = shapes[text_key]
+            except KeyError:
+                text = shapes[text_key] = (
+                    None if is_transaction_control(statement) else shape(*text_key)
+                )
+            if text is None:
+                continue
+            key = (DB, _target_name(event, names), text)
+        elif kind == CACHE and event.op in ("get", "gets"):
+            key = (CACHE, _target_name(event, names), f"{event.op} (one key per call)")
+        elif kind == HTTP and event.statement is not None:
             key = (HTTP, event.target, f"{event.op} {url_shape(event.statement)}")
         else:
             continue
-        groups.setdefault(key, []).append(event)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [event]
+        else:
+            group.append(event)
     repeats = []
     for (kind, target, text), members in groups.items():
         if len(members) < 2:
@@ -321,6 +382,18 @@ def find_repeats(events: list[Event]) -> list[Repeat]:
         )
     repeats.sort(key=lambda r: (-r.count, r.target, r.shape))
     return repeats
+
+
+def _target_name(event: Event, names: dict[object, str]) -> str:
+    """``event.target``, made once per raw target (``names`` remembers it)."""
+    raw = event._target
+    try:
+        name = names.get(raw)
+    except TypeError:  # a target that cannot be a dict key
+        return event.target
+    if name is None:
+        name = names[raw] = event.target
+    return name
 
 
 def _fingerprint(event: Event) -> object:

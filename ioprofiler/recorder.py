@@ -157,8 +157,10 @@ class Recorder:
             reasons.append("slow")
         if request.status >= 500:
             reasons.append("status")
-        if any(event.error for event in trace._events):
-            reasons.append("io_error")
+        for event in trace._events:  # a loop, not any(): no generator per request
+            if event.error:
+                reasons.append("io_error")
+                break
         if self.max_calls is not None and trace.count() > self.max_calls:
             reasons.append("max_calls")
         if self.keep is not None:

@@ -111,7 +111,11 @@ class Trace:
         try:
             return fn(*args)
         finally:
-            active.set(tuple(t for t in active.get() if t is not self))
+            traces = active.get()
+            if traces and traces[-1] is self and self not in traces[:-1]:
+                active.set(traces[:-1])  # the usual case: this trace last, and once
+            else:
+                active.set(tuple(t for t in traces if t is not self))
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()

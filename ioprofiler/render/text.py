@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ioprofiler.analysis import Summary, summarize
 from ioprofiler.event import CACHE, DB, HTTP, Event
@@ -133,10 +133,39 @@ def finding_lines(findings: Sequence[Finding], numbers: dict[int, int] | None = 
     return lines
 
 
+def event_lines(events: Sequence[Event], callsites: bool = False) -> list[str]:
+    """``[event_line(e, callsite=callsites) for e in events]``, the same text, made faster
+    for long listings: each target's bracketed name is made once, the duration read
+    directly. A target that cannot be a dict key is named per line, as event_line does."""
+    lines = []
+    append = lines.append
+    prefixes: dict[Any, str] = {}  # raw target -> "[name] "
+    for event in events:
+        raw = event._target
+        try:
+            prefix = prefixes.get(raw)
+        except TypeError:  # unhashable: named per line
+            prefix = f"[{visible(event.target)}] "
+        else:
+            if prefix is None:
+                prefix = prefixes[raw] = f"[{visible(event.target)}] "
+        end = event.end_ns
+        if end is None:
+            line = f"{prefix}running {event.description()}"
+        else:
+            line = f"{prefix}{(end - event.start_ns) / 1e6:.3f} ms {event.description()}"
+        if callsites:
+            site = event.callsite
+            if site:
+                line += f"  <- {visible(site)}"
+        append(line)
+    return lines
+
+
 def listing(trace: Trace, callsites: bool = False, slow_ms: float | None = None) -> str:
     """The whole listing of ``trace`` as text: the calls, the totals, then the findings
     (``slow_ms``: the slow-call threshold, default the configured one)."""
-    lines = [event_line(event, callsite=callsites) for event in trace.events]
+    lines = event_lines(trace.events, callsites)
     if lines:
         lines.append("")
     lines.extend(summary_lines(summarize(trace)))
