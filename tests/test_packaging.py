@@ -152,7 +152,7 @@ def test_a_clone_works_from_inside_after_a_plain_pip_install(tmp_path):
 def test_the_sdist_is_the_package_and_no_part_of_the_test_suite(tmp_path):
     """The test suite runs from a clone (it needs the demo app, the Makefile, servers): the
     sdist holds none of it, not test files without the conftest.py and helpers they import.
-    It holds the user guide the README links to (docs/)."""
+    It holds the user guide the README links to (docs/, its pictures too)."""
     source = copy_source(tmp_path / "clone", ("ioprofiler", "integrations", "tests", "demo_app"))
     subprocess.run(
         [sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(tmp_path), "."],
@@ -171,7 +171,7 @@ def test_the_sdist_is_the_package_and_no_part_of_the_test_suite(tmp_path):
         if path.suffix in (".py", ".c") and "__pycache__" not in path.parts
     }
     metadata = {"PKG-INFO", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE"}
-    guide = {str(path.relative_to(ROOT)) for path in (ROOT / "docs").glob("*.md")}
+    guide = {str(path.relative_to(ROOT)) for path in (ROOT / "docs").rglob("*") if path.is_file()}
     assert not [name for name in shipped if name.startswith("tests/")]
     assert shipped == package | metadata | guide
 
