@@ -395,6 +395,29 @@ def _status_matches(status: Any, wanted: str) -> bool:
 
 
 _SUMMARY_OR_MARKER = re.compile(rb'"type"\s*:\s*"(?:summary|marker)"')
+# The lines a recorder writes begin so: kept requests, and notices (gaps, markers, summaries).
+_KEPT_START = b'{"schema":"ioprofiler.trace"'
+_RECORDER_LINE = (_KEPT_START, b'{"type":')
+
+
+def whole(line: bytes) -> bool:
+    """Whether a line a reader does not parse is a whole line a recorder wrote (not torn,
+    not another tool's): its beginning and its end, without parsing the rest."""
+    return line.startswith(_RECORDER_LINE) and line.rstrip().endswith(b"}")
+
+
+def one_record(line: bytes) -> bool:
+    """Whether no other record begins inside the line: a line torn by a crash runs on into
+    the next one written, which begins as every recorder line does."""
+    return line.find(b'{"schema":', 1) < 0 and line.find(b'{"type":', 1) < 0
+
+
+def unread_damaged(line: bytes) -> bool:
+    """Whether a line a reader passes over unread is damage to count: one that is not a
+    whole recorder line (or holds the start of another) and does not read as a record."""
+    if whole(line) and one_record(line):
+        return False
+    return classify(line)[0] is None
 
 
 def summaries(
@@ -406,25 +429,36 @@ def summaries(
     """The summary records whose end is within ``keep``'s time, oldest first, each with its
     ``routes`` as :class:`~ioprofiler.summary.RouteTotals` (only those matching
     ``keep.route``); with ``markers``, the markers in that time too, in their place.
-    Damaged lines are counted in ``skipped``; without it (a reader that has counted them
-    already) lines that cannot be summaries or markers are passed over unread."""
+    Lines that cannot be summaries or markers are passed over unread: with ``skipped``,
+    those that are not whole recorder lines (torn, another tool's) are read to tell whether
+    they are damage, and damaged lines are counted in it; without it (a reader that has
+    counted them already) they are not looked at."""
     wanted = (SUMMARY, MARKER) if markers else (SUMMARY,)
     unread = skipped is None
     skipped = skipped or Skipped()
     for file, number, line in _numbered_lines(path, skipped):
-        if not line.strip() or (unread and not _SUMMARY_OR_MARKER.search(line)):
+        if not line.strip():
+            continue
+        if not _SUMMARY_OR_MARKER.search(line):
+            if not unread and unread_damaged(line):
+                skipped.add(file, number)
             continue
         kind, record = classify(line)
         if kind is None:
             skipped.add(file, number)
         elif kind in wanted and record is not None and (keep is None or keep.in_time(record)):
-            if kind == SUMMARY and keep is not None and keep.route is not None:
-                record["routes"] = {
-                    route: totals
-                    for route, totals in record["routes"].items()
-                    if fnmatch.fnmatchcase(route, keep.route)
-                }
-            yield record
+            yield _route_kept(record, keep) if kind == SUMMARY else record
+
+
+def _route_kept(summary: dict[str, Any], keep: Filter | None) -> dict[str, Any]:
+    """The summary with only the routes ``keep.route`` matches."""
+    if keep is not None and keep.route is not None:
+        summary["routes"] = {
+            route: totals
+            for route, totals in summary["routes"].items()
+            if fnmatch.fnmatchcase(route, keep.route)
+        }
+    return summary
 
 
 def records(
