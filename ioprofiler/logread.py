@@ -461,6 +461,161 @@ def _route_kept(summary: dict[str, Any], keep: Filter | None) -> dict[str, Any]:
     return summary
 
 
+# -- kept requests read in part, for the readers that add them up ---------------------------
+
+EVENTS, CALLSITES, FINDINGS = "events", "callsites", "findings"  # parts of a kept request
+
+# A kept request as the recorder lays it out: ``{"schema":"ioprofiler.trace", …, "findings":
+# […], "events":[{"index":1,"kind":…,"target":…,"op":…,"start_ms":…,"duration_ms":…,
+# "statement":…,"sql":…, …,"callsite":…,"line":…}, …],"record_version":1,"id":…, …}``: the
+# request's own fields come last, after the events. A quotation mark inside a string is
+# escaped, so ``,"events":[`` or ``{"index":`` found in the raw line is JSON's structure.
+_TAIL = b',"record_version":'
+_EVENTS_KEY = b',"events":['
+_FINDINGS_KEY = b',"findings":['
+_TAIL_KEYS = frozenset(
+    {
+        "record_version", "id", "time", "ts", "host", "pid", "method", "path", "query",
+        "route", "status", "duration_ms", "io_ms", "calls", "reason", "reasons", "release",
+        "error",
+    }
+)  # fmt: skip
+_STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
+_INTEGER = rb"-?(?:0|[1-9][0-9]*)"
+_NUMERIC = _INTEGER + rb"(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+_MAYBE_STRING = rb"(" + _STRING + rb"|null)"
+# The fields of an event the readers add up, each only in a type the recorder writes it with.
+_EVENT_HEAD = re.compile(
+    rb'\{"index":(' + _INTEGER + rb'|null),"kind":(' + _STRING + rb'),"target":('
+    + _STRING + rb'),"op":(' + _STRING + rb'),"start_ms":(?:' + _NUMERIC + rb'|null),'
+    rb'"duration_ms":(' + _NUMERIC + rb'|null),"statement":' + _MAYBE_STRING
+    + rb',"sql":' + _MAYBE_STRING + rb","
+)  # fmt: skip
+_HEAD_KEYS = ("index", "kind", "target", "op", "duration_ms", "statement", "sql")
+_EVENT_SITE = re.compile(rb',"callsite":' + _MAYBE_STRING + rb',"line":(?:' + _STRING + rb"|null)\}")
+
+
+class _Tokens(dict[bytes, Any]):
+    """JSON tokens read once: a line's targets, ops, statements and callsites repeat."""
+
+    def __missing__(self, token: bytes) -> Any:
+        if token[:1] == b'"':  # escapes and control characters as json.loads reads them
+            plain = b"\\" not in token and not _CONTROL.search(token)
+            value = token[1:-1].decode() if plain else json.loads(token)
+        elif b"." in token or b"e" in token or b"E" in token:
+            value = float(token)
+        else:
+            value = int(token)
+        if len(self) > 100_000:  # durations hardly repeat: start again
+            self.clear()
+            self[b"null"] = None
+        self[token] = value
+        return value
+
+
+_CONTROL = re.compile(rb"[\x00-\x1f]")
+_tokens = _Tokens({b"null": None})
+_PASSED = object()  # a whole kept request the filter does not let through
+
+
+def _kept_in_part(line: bytes, keep: Filter | None, parts: frozenset[str]) -> Any:
+    """A kept request in the recorder's layout read in part: its own fields (the last ones,
+    all a :class:`Filter` looks at), then only the ``parts`` asked for, each field checked
+    for the types the recorder writes. :data:`_PASSED` when ``keep`` does not let it
+    through; None when the line is not laid out so (it is then read whole, and damage is
+    told from what it holds): torn, run into the next line, another tool's, a ``"type"``
+    or a field out of its place. Fields no reader of a part uses are not read."""
+    if not line.rstrip().endswith(b"}") or line.find(b'{"schema":', 1) >= 0:
+        return None
+    tail = line.rfind(_TAIL)
+    if tail < 0 or line.find(b'"type":', 0, tail) >= 0:
+        return None
+    try:
+        record = json.loads(b"{" + line[tail + 1 :])
+    except ValueError:
+        return None
+    if (
+        type(record) is not dict
+        or not record.keys() <= _TAIL_KEYS
+        or type(record.get("id")) is not str
+        or "duration_ms" not in record
+        or not _fields_fit(record, _REQUEST_FIELDS)
+        or not _texts(record.get("reasons"))
+    ):
+        return None
+    if keep is not None and not keep(record):
+        return _PASSED
+    if not parts:
+        return record
+    events_at = line.rfind(_EVENTS_KEY, 0, tail)
+    if events_at < 0 or line[tail - 1 : tail] != b"]":
+        return None
+    start = events_at + len(_EVENTS_KEY) - 1  # at its "["
+    heads = _EVENT_HEAD.findall(line, start, tail)
+    if len(heads) != line.count(b'{"index":', start, tail):
+        return None
+    try:
+        tokens = _tokens
+        events = [dict(zip(_HEAD_KEYS, map(tokens.__getitem__, head))) for head in heads]
+        if CALLSITES in parts:
+            sites = _EVENT_SITE.findall(line, start, tail)
+            if len(sites) != len(events):
+                return None
+            for event, site in zip(events, sites):  # noqa: B905
+                event["callsite"] = tokens[site]
+        if FINDINGS in parts:
+            found = line.rfind(_FINDINGS_KEY, 0, start)
+            if found < 0:
+                return None
+            record[FINDINGS] = json.loads(line[found + len(_FINDINGS_KEY) - 1 : events_at])
+    except ValueError:  # not UTF-8, a bad escape, findings that are not JSON
+        return None
+    record[EVENTS] = events
+    return record
+
+
+def kept_and_summaries(
+    path: str | os.PathLike[str],
+    keep: Filter | None = None,
+    skipped: Skipped | None = None,
+    parts: frozenset[str] | None = None,
+    summaries: bool = False,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``("request", record)`` for each kept request that passes ``keep`` and, with
+    ``summaries``, ``("summary", record)`` for each summary record in its time (as
+    :func:`summaries` yields them), oldest first, in one pass; damaged lines counted in
+    ``skipped``.
+
+    With ``parts`` (a set of :data:`EVENTS`, :data:`CALLSITES`, :data:`FINDINGS`, or empty),
+    a kept request the recorder laid out is read in part, which costs a fraction of
+    parsing it: its own fields (id, time, route, path, status, durations, reasons), what
+    every :class:`Filter` looks at, checked before anything else is read; then, asked for,
+    its events with their index, kind, target, op, duration, statement and sql (and
+    callsite), and its findings as written. A line that is not laid out so is read whole,
+    as :func:`records` does. Fields of a request that no part holds (its summary, targets,
+    repeats; its events when not asked for) are not read, so a line whose damage is only
+    there is taken as whole, as ``ioprofiler diff`` takes the requests it does not read."""
+    skipped = skipped or Skipped()
+    for file, number, line in _numbered_lines(path, skipped):
+        if parts is not None and line.startswith(_KEPT_START):
+            record = _kept_in_part(line, keep, parts)
+            if record is _PASSED:
+                continue
+            if record is not None:
+                yield REQUEST, record
+                continue
+        if not line.strip():
+            continue
+        kind, record = classify(line)
+        if kind is None:
+            skipped.add(file, number)
+        elif kind == REQUEST:
+            if keep is None or keep(record):  # type: ignore[arg-type]
+                yield REQUEST, record  # type: ignore[misc]
+        elif kind == SUMMARY and summaries and (keep is None or keep.in_time(record)):  # type: ignore[arg-type]
+            yield SUMMARY, _route_kept(record, keep)  # type: ignore[arg-type]
+
+
 def records(
     path: str | os.PathLike[str], keep: Filter | None = None, skipped: Skipped | None = None
 ) -> Iterator[dict[str, Any]]:

@@ -11,6 +11,7 @@ each statement shape's calls and time; ``--by finding``, how many requests had e
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ioprofiler import cause
 from ioprofiler.aggregate import BY as KEPT_BY
@@ -18,7 +19,14 @@ from ioprofiler.aggregate import Row, Top
 from ioprofiler.cause import Causes
 from ioprofiler.cli.output import Output
 from ioprofiler.findings import TITLES
-from ioprofiler.logread import Filter, records, summaries
+from ioprofiler.logread import (
+    CALLSITES,
+    EVENTS,
+    FINDINGS,
+    REQUEST,
+    Filter,
+    kept_and_summaries,
+)
 from ioprofiler.summary import ACCURACY, RouteTotals, merge_routes
 from ioprofiler.words import counted
 
@@ -36,13 +44,33 @@ _KEY_COLUMNS = {
 _KEY_SEPARATOR = "  "
 
 
+# What of each kept request a grouping reads (logread.kept_and_summaries): the request's own
+# fields always; the rest is not parsed.
+_PARTS = {
+    "route": frozenset(),
+    "target": frozenset({EVENTS}),
+    "statement": frozenset({EVENTS}),
+    "wait": frozenset({EVENTS}),
+    "shape": frozenset({EVENTS}),
+    "callsite": frozenset({EVENTS, CALLSITES}),
+    "finding": frozenset({EVENTS, CALLSITES, FINDINGS}),
+}
+
+
 def run_top(args: argparse.Namespace, keep: Filter) -> int:
     top: Top | Causes = Causes(args.by) if args.by in cause.BY else Top(args.by)
-    for record in records(args.log, keep, args.skipped):
-        top.add(record)
+    read: list[dict[str, object]] = []  # the summary records, when a table reads them
+    wanted = args.by in _EVERY_REQUEST
+    for kind, record in kept_and_summaries(
+        args.log, keep, args.skipped, _PARTS[args.by], summaries=wanted
+    ):
+        if kind == REQUEST:
+            top.add(record)
+        else:
+            read.append(record)
     rows = top.rows(args.limit)
     out = Output()
-    every = _EVERY_REQUEST[args.by](args, keep) if args.by in _EVERY_REQUEST else None
+    every = _EVERY_REQUEST[args.by](args, read) if wanted else None
     if args.json:
         for row in rows:
             out.json({"by": args.by, "from": "kept", **row.as_dict()})
@@ -68,10 +96,9 @@ def run_top(args: argparse.Namespace, keep: Filter) -> int:
     return 0
 
 
-def _every_request(args: argparse.Namespace, keep: Filter) -> list[dict[str, object]]:
+def _every_request(args: argparse.Namespace, read: list[Any]) -> list[dict[str, object]]:
     """Per route, from the summary records in the filter's time: requests, rate,
     percentiles of duration and I/O time, server errors; the busiest first."""
-    read = list(summaries(args.log, keep))  # the kept requests' pass counted damaged lines
     if not read:
         return []
     seconds = max(r["ts"] for r in read) - min(r["from_ts"] for r in read)
@@ -80,10 +107,10 @@ def _every_request(args: argparse.Namespace, keep: Filter) -> list[dict[str, obj
     return [_route_row(route, totals, seconds) for route, totals in ranked]
 
 
-def _every_shape(args: argparse.Namespace, keep: Filter) -> list[dict[str, object]]:
+def _every_shape(args: argparse.Namespace, read: list[Any]) -> list[dict[str, object]]:
     """Per statement shape, whatever its target, from the summary records: calls, time,
     calls per request, on how many targets; the most time first."""
-    routes = merge_routes(summaries(args.log, keep))
+    routes = merge_routes(read)
     detailed = sum(totals.detailed for totals in routes.values())
     shapes: dict[str, list[float]] = {}  # shape: [calls, ms]
     targets: dict[str, set[str]] = {}
@@ -130,10 +157,10 @@ def _print_every_shape(out: Output, rows: list[dict[str, object]]) -> None:
     )
 
 
-def _every_finding(args: argparse.Namespace, keep: Filter) -> list[dict[str, object]]:
+def _every_finding(args: argparse.Namespace, read: list[Any]) -> list[dict[str, object]]:
     """Per finding kind, from the summary records: how many of the requests looked at had
     it (the summaries look at the first requests of each route per interval)."""
-    routes = merge_routes(summaries(args.log, keep))
+    routes = merge_routes(read)
     examined = sum(totals.examined for totals in routes.values())
     kinds: dict[str, int] = {}
     for totals in routes.values():
