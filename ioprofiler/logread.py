@@ -37,6 +37,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from ioprofiler.event import CONNECTION_OPS
 from ioprofiler.sql_text import visible
 from ioprofiler.summary import RouteTotals
 from ioprofiler.words import counted
@@ -463,7 +464,13 @@ def _route_kept(summary: dict[str, Any], keep: Filter | None) -> dict[str, Any]:
 
 # -- kept requests read in part, for the readers that add them up ---------------------------
 
-EVENTS, CALLSITES, FINDINGS = "events", "callsites", "findings"  # parts of a kept request
+# The parts of a kept request a reader may ask for, besides the request's own fields:
+EVENTS = "events"  # every event: index, kind, target, op, duration_ms, statement, sql
+STATEMENTS = "statements"  # only the events with a statement (or its sql)
+WAITS = "waits"  # only the round trips around the calls (event.CONNECTION_OPS)
+CALLSITES = "callsites"  # each event with its callsite too
+SITED = "sited"  # only the events with a callsite, with it
+FINDINGS = "findings"  # the findings, as written
 
 # A kept request as the recorder lays it out: ``{"schema":"ioprofiler.trace", …, "findings":
 # […], "events":[{"index":1,"kind":…,"target":…,"op":…,"start_ms":…,"duration_ms":…,
@@ -492,6 +499,15 @@ _EVENT_HEAD = re.compile(
     + rb',"sql":' + _MAYBE_STRING + rb","
 )  # fmt: skip
 _HEAD_KEYS = ("index", "kind", "target", "op", "duration_ms", "statement", "sql")
+_SITED_KEYS = (*_HEAD_KEYS, "callsite")
+_WAIT_OPS = frozenset(json.dumps(op).encode() for op in CONNECTION_OPS)
+# Which events a part keeps, told from their tokens before any is read (an escaped token
+# is kept: the reader that adds them up looks at what it says).
+_CHOSEN: tuple[tuple[str, Callable[[tuple[bytes, ...]], bool]], ...] = (
+    (STATEMENTS, lambda head: head[5] != b"null" or head[6] != b"null"),
+    (WAITS, lambda head: head[3] in _WAIT_OPS or b"\\" in head[3]),
+    (SITED, lambda head: head[7] not in (b"null", b'""')),
+)
 _EVENT_SITE = re.compile(rb',"callsite":' + _MAYBE_STRING + rb',"line":(?:' + _STRING + rb"|null)\}")
 
 
@@ -554,15 +570,19 @@ def _kept_in_part(line: bytes, keep: Filter | None, parts: frozenset[str]) -> An
     heads = _EVENT_HEAD.findall(line, start, tail)
     if len(heads) != line.count(b'{"index":', start, tail):
         return None
+    keys = _HEAD_KEYS
+    if CALLSITES in parts or SITED in parts:
+        sites = _EVENT_SITE.findall(line, start, tail)
+        if len(sites) != len(heads):
+            return None
+        heads = [(*head, site) for head, site in zip(heads, sites)]  # noqa: B905
+        keys = _SITED_KEYS
+    for part, chosen in _CHOSEN:
+        if part in parts:
+            heads = [head for head in heads if chosen(head)]
     try:
-        tokens = _tokens
-        events = [dict(zip(_HEAD_KEYS, map(tokens.__getitem__, head))) for head in heads]
-        if CALLSITES in parts:
-            sites = _EVENT_SITE.findall(line, start, tail)
-            if len(sites) != len(events):
-                return None
-            for event, site in zip(events, sites):  # noqa: B905
-                event["callsite"] = tokens[site]
+        tokens = _tokens.__getitem__
+        events = [dict(zip(keys, map(tokens, head))) for head in heads]
         if FINDINGS in parts:
             found = line.rfind(_FINDINGS_KEY, 0, start)
             if found < 0:

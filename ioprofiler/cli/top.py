@@ -24,6 +24,9 @@ from ioprofiler.logread import (
     EVENTS,
     FINDINGS,
     REQUEST,
+    SITED,
+    STATEMENTS,
+    WAITS,
     Filter,
     kept_and_summaries,
 )
@@ -49,10 +52,10 @@ _KEY_SEPARATOR = "  "
 _PARTS = {
     "route": frozenset(),
     "target": frozenset({EVENTS}),
-    "statement": frozenset({EVENTS}),
-    "wait": frozenset({EVENTS}),
-    "shape": frozenset({EVENTS}),
-    "callsite": frozenset({EVENTS, CALLSITES}),
+    "statement": frozenset({STATEMENTS}),
+    "wait": frozenset({WAITS}),
+    "shape": frozenset({STATEMENTS}),
+    "callsite": frozenset({SITED}),
     "finding": frozenset({EVENTS, CALLSITES, FINDINGS}),
 }
 
