@@ -464,13 +464,13 @@ def _route_kept(summary: dict[str, Any], keep: Filter | None) -> dict[str, Any]:
 
 # -- kept requests read in part, for the readers that add them up ---------------------------
 
-# The parts of a kept request a reader may ask for, besides the request's own fields:
-EVENTS = "events"  # every event: index, kind, target, op, duration_ms, statement, sql
-STATEMENTS = "statements"  # only the events with a statement (or its sql)
-WAITS = "waits"  # only the round trips around the calls (event.CONNECTION_OPS)
-CALLSITES = "callsites"  # each event with its callsite too
-SITED = "sited"  # only the events with a callsite, with it
-FINDINGS = "findings"  # the findings, as written
+# Which events of a kept request a reader asks for, and which of their fields it reads.
+EVENTS = "events"  # every event: index, kind, target, op, duration_ms, statement, sql, callsite
+TARGETS = "targets"  # every event: target, duration_ms
+STATEMENTS = "statements"  # events with a statement or sql: kind, target, op, duration_ms,
+#                            statement, sql
+WAITS = "waits"  # round trips around the calls (event.CONNECTION_OPS): op, target, duration_ms
+SITED = "sited"  # events with a callsite: target, duration_ms, callsite
 
 # A kept request as the recorder lays it out: ``{"schema":"ioprofiler.trace", …, "findings":
 # […], "events":[{"index":1,"kind":…,"target":…,"op":…,"start_ms":…,"duration_ms":…,
@@ -491,28 +491,19 @@ _STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
 _INTEGER = rb"-?(?:0|[1-9][0-9]*)"
 _NUMERIC = _INTEGER + rb"(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
 _MAYBE_STRING = rb"(" + _STRING + rb"|null)"
-# The fields of an event the readers add up, each only in a type the recorder writes it with.
+# The fields of an event the readers add up, each only in a type the recorder writes it with
+# (as logread._EVENT_FIELDS): index, kind, target, op, duration_ms, statement, sql.
 _EVENT_HEAD = re.compile(
     rb'\{"index":(' + _INTEGER + rb'|null),"kind":(' + _STRING + rb'),"target":('
     + _STRING + rb'),"op":(' + _STRING + rb'),"start_ms":(?:' + _NUMERIC + rb'|null),'
     rb'"duration_ms":(' + _NUMERIC + rb'|null),"statement":' + _MAYBE_STRING
     + rb',"sql":' + _MAYBE_STRING + rb","
 )  # fmt: skip
-_HEAD_KEYS = ("index", "kind", "target", "op", "duration_ms", "statement", "sql")
-_SITED_KEYS = (*_HEAD_KEYS, "callsite")
-_WAIT_OPS = frozenset(json.dumps(op).encode() for op in CONNECTION_OPS)
-# Which events a part keeps, told from their tokens before any is read (an escaped token
-# is kept: the reader that adds them up looks at what it says).
-_CHOSEN: tuple[tuple[str, Callable[[tuple[bytes, ...]], bool]], ...] = (
-    (STATEMENTS, lambda head: head[5] != b"null" or head[6] != b"null"),
-    (WAITS, lambda head: head[3] in _WAIT_OPS or b"\\" in head[3]),
-    (SITED, lambda head: head[7] not in (b"null", b'""')),
-)
 _EVENT_SITE = re.compile(rb',"callsite":' + _MAYBE_STRING + rb',"line":(?:' + _STRING + rb"|null)\}")
 
 
 class _Tokens(dict[bytes, Any]):
-    """JSON tokens read once: a line's targets, ops, statements and callsites repeat."""
+    """JSON tokens read once: a log's targets, ops, statements and callsites repeat."""
 
     def __missing__(self, token: bytes) -> Any:
         if token[:1] == b'"':  # escapes and control characters as json.loads reads them
@@ -531,16 +522,60 @@ class _Tokens(dict[bytes, Any]):
 
 _CONTROL = re.compile(rb"[\x00-\x1f]")
 _tokens = _Tokens({b"null": None})
+_read = _tokens.__getitem__
+_WAIT_OPS = frozenset(json.dumps(op).encode() for op in CONNECTION_OPS)
+
+_Head = tuple[bytes, ...]  # an event's tokens: _EVENT_HEAD's groups (and _EVENT_SITE's)
+_Event = dict[str, Any]
+
+
+def _every(head: _Head) -> _Event:
+    index, kind, target, op, ms, statement, sql, site = head
+    return {
+        "index": _read(index), "kind": _read(kind), "target": _read(target), "op": _read(op),
+        "duration_ms": _read(ms), "statement": _read(statement), "sql": _read(sql),
+        "callsite": _read(site),
+    }  # fmt: skip
+
+
+def _statement(head: _Head) -> _Event:
+    _, kind, target, op, ms, statement, sql = head
+    return {
+        "kind": _read(kind), "target": _read(target), "op": _read(op),
+        "duration_ms": _read(ms), "statement": _read(statement), "sql": _read(sql),
+    }  # fmt: skip
+
+
+# Per kind of events asked for: whether callsites are read, which events are kept (told
+# from their tokens before any is read; an escaped token is kept, for the reader adding
+# them up to judge what it says), and the event made of the tokens.
+_READS: dict[str, tuple[bool, Callable[[_Head], bool] | None, Callable[[_Head], _Event]]] = {
+    EVENTS: (True, None, _every),
+    TARGETS: (False, None, lambda h: {"target": _read(h[2]), "duration_ms": _read(h[4])}),
+    STATEMENTS: (False, lambda h: h[5] != b"null" or h[6] != b"null", _statement),
+    WAITS: (
+        False,
+        lambda h: h[3] in _WAIT_OPS or b"\\" in h[3],
+        lambda h: {"op": _read(h[3]), "target": _read(h[2]), "duration_ms": _read(h[4])},
+    ),
+    SITED: (
+        True,
+        lambda h: h[7] != b"null" and h[7] != b'""',
+        lambda h: {"target": _read(h[2]), "duration_ms": _read(h[4]), "callsite": _read(h[7])},
+    ),
+}
 _PASSED = object()  # a whole kept request the filter does not let through
 
 
-def _kept_in_part(line: bytes, keep: Filter | None, parts: frozenset[str]) -> Any:
+def _kept_in_part(
+    line: bytes, keep: Filter | None, events: str | None, findings: bool
+) -> dict[str, Any] | object | None:
     """A kept request in the recorder's layout read in part: its own fields (the last ones,
-    all a :class:`Filter` looks at), then only the ``parts`` asked for, each field checked
-    for the types the recorder writes. :data:`_PASSED` when ``keep`` does not let it
-    through; None when the line is not laid out so (it is then read whole, and damage is
-    told from what it holds): torn, run into the next line, another tool's, a ``"type"``
-    or a field out of its place. Fields no reader of a part uses are not read."""
+    all a :class:`Filter` looks at), then only the ``events`` (and ``findings``) asked for,
+    each field read checked for the types the recorder writes. :data:`_PASSED` when
+    ``keep`` does not let it through; None when the line is not laid out so (it is then
+    read whole, and damage told from what it holds): torn, run into the next line, another
+    tool's, with a ``"type"``, a field out of its place."""
     if not line.rstrip().endswith(b"}") or line.find(b'{"schema":', 1) >= 0:
         return None
     tail = line.rfind(_TAIL)
@@ -561,36 +596,30 @@ def _kept_in_part(line: bytes, keep: Filter | None, parts: frozenset[str]) -> An
         return None
     if keep is not None and not keep(record):
         return _PASSED
-    if not parts:
+    if events is None and not findings:
         return record
     events_at = line.rfind(_EVENTS_KEY, 0, tail)
     if events_at < 0 or line[tail - 1 : tail] != b"]":
         return None
     start = events_at + len(_EVENTS_KEY) - 1  # at its "["
-    heads = _EVENT_HEAD.findall(line, start, tail)
+    heads: list[_Head] = _EVENT_HEAD.findall(line, start, tail)
     if len(heads) != line.count(b'{"index":', start, tail):
         return None
-    keys = _HEAD_KEYS
-    if CALLSITES in parts or SITED in parts:
+    sited, chosen, made = _READS[EVENTS if events is None else events]
+    if sited:
         sites = _EVENT_SITE.findall(line, start, tail)
         if len(sites) != len(heads):
             return None
         heads = [(*head, site) for head, site in zip(heads, sites)]  # noqa: B905
-        keys = _SITED_KEYS
-    for part, chosen in _CHOSEN:
-        if part in parts:
-            heads = [head for head in heads if chosen(head)]
     try:
-        tokens = _tokens.__getitem__
-        events = [dict(zip(keys, map(tokens, head))) for head in heads]
-        if FINDINGS in parts:
-            found = line.rfind(_FINDINGS_KEY, 0, start)
+        record["events"] = list(map(made, heads if chosen is None else filter(chosen, heads)))
+        if findings:
+            found = line.rfind(_FINDINGS_KEY, 0, events_at)
             if found < 0:
                 return None
-            record[FINDINGS] = json.loads(line[found + len(_FINDINGS_KEY) - 1 : events_at])
+            record["findings"] = json.loads(line[found + len(_FINDINGS_KEY) - 1 : events_at])
     except ValueError:  # not UTF-8, a bad escape, findings that are not JSON
         return None
-    record[EVENTS] = events
     return record
 
 
@@ -598,7 +627,8 @@ def kept_and_summaries(
     path: str | os.PathLike[str],
     keep: Filter | None = None,
     skipped: Skipped | None = None,
-    parts: frozenset[str] | None = None,
+    events: str | None = None,
+    findings: bool = False,
     summaries: bool = False,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """``("request", record)`` for each kept request that passes ``keep`` and, with
@@ -606,34 +636,36 @@ def kept_and_summaries(
     :func:`summaries` yields them), oldest first, in one pass; damaged lines counted in
     ``skipped``.
 
-    With ``parts`` (a set of :data:`EVENTS`, :data:`CALLSITES`, :data:`FINDINGS`, or empty),
-    a kept request the recorder laid out is read in part, which costs a fraction of
-    parsing it: its own fields (id, time, route, path, status, durations, reasons), what
-    every :class:`Filter` looks at, checked before anything else is read; then, asked for,
-    its events with their index, kind, target, op, duration, statement and sql (and
-    callsite), and its findings as written. A line that is not laid out so is read whole,
-    as :func:`records` does. Fields of a request that no part holds (its summary, targets,
-    repeats; its events when not asked for) are not read, so a line whose damage is only
-    there is taken as whole, as ``ioprofiler diff`` takes the requests it does not read."""
+    A kept request laid out as the recorder writes it is read in part, which costs a
+    fraction of parsing it: its own fields (id, time, route, path, status, durations,
+    reasons: what a :class:`Filter` looks at, checked before anything else is read); with
+    ``events`` (:data:`EVENTS`, :data:`TARGETS`, :data:`STATEMENTS`, :data:`WAITS` or
+    :data:`SITED`), those of its events with those of their fields; with ``findings``, its
+    findings as written. Each field read has the types :func:`records` checks. A line not
+    laid out so is read whole, as :func:`records` reads it. What no part holds (the
+    request's summary, targets and repeats; its events when not asked for) is not read: a
+    line whose damage is only there is taken, as ``ioprofiler diff`` takes the kept
+    requests it does not read."""
     skipped = skipped or Skipped()
     for file, number, line in _numbered_lines(path, skipped):
-        if parts is not None and line.startswith(_KEPT_START):
-            record = _kept_in_part(line, keep, parts)
+        if line.startswith(_KEPT_START):
+            record = _kept_in_part(line, keep, events, findings)
             if record is _PASSED:
                 continue
             if record is not None:
-                yield REQUEST, record
+                yield REQUEST, record  # type: ignore[misc]
                 continue
         if not line.strip():
             continue
-        kind, record = classify(line)
-        if kind is None:
-            skipped.add(file, number)
+        kind, whole_record = classify(line)
+        if kind is None or whole_record is None:
+            if kind is None:
+                skipped.add(file, number)
         elif kind == REQUEST:
-            if keep is None or keep(record):  # type: ignore[arg-type]
-                yield REQUEST, record  # type: ignore[misc]
-        elif kind == SUMMARY and summaries and (keep is None or keep.in_time(record)):  # type: ignore[arg-type]
-            yield SUMMARY, _route_kept(record, keep)  # type: ignore[arg-type]
+            if keep is None or keep(whole_record):
+                yield REQUEST, whole_record
+        elif kind == SUMMARY and summaries and (keep is None or keep.in_time(whole_record)):
+            yield SUMMARY, _route_kept(whole_record, keep)
 
 
 def records(

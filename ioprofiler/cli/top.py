@@ -20,12 +20,11 @@ from ioprofiler.cause import Causes
 from ioprofiler.cli.output import Output
 from ioprofiler.findings import TITLES
 from ioprofiler.logread import (
-    CALLSITES,
     EVENTS,
-    FINDINGS,
     REQUEST,
     SITED,
     STATEMENTS,
+    TARGETS,
     WAITS,
     Filter,
     kept_and_summaries,
@@ -47,16 +46,16 @@ _KEY_COLUMNS = {
 _KEY_SEPARATOR = "  "
 
 
-# What of each kept request a grouping reads (logread.kept_and_summaries): the request's own
-# fields always; the rest is not parsed.
-_PARTS = {
-    "route": frozenset(),
-    "target": frozenset({EVENTS}),
-    "statement": frozenset({STATEMENTS}),
-    "wait": frozenset({WAITS}),
-    "shape": frozenset({STATEMENTS}),
-    "callsite": frozenset({SITED}),
-    "finding": frozenset({EVENTS, CALLSITES, FINDINGS}),
+# Which events of each kept request (and which of their fields) a grouping adds up: the
+# rest of the line is not parsed (logread.kept_and_summaries).
+_EVENTS = {
+    "route": None,
+    "target": TARGETS,
+    "statement": STATEMENTS,
+    "wait": WAITS,
+    "shape": STATEMENTS,
+    "callsite": SITED,
+    "finding": EVENTS,
 }
 
 
@@ -65,7 +64,12 @@ def run_top(args: argparse.Namespace, keep: Filter) -> int:
     read: list[dict[str, object]] = []  # the summary records, when a table reads them
     wanted = args.by in _EVERY_REQUEST
     for kind, record in kept_and_summaries(
-        args.log, keep, args.skipped, _PARTS[args.by], summaries=wanted
+        args.log,
+        keep,
+        args.skipped,
+        events=_EVENTS[args.by],
+        findings=args.by == "finding",
+        summaries=wanted,
     ):
         if kind == REQUEST:
             top.add(record)
