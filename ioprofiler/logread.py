@@ -499,6 +499,12 @@ _EVENT_HEAD = re.compile(
     rb'"duration_ms":(' + _NUMERIC + rb'|null),"statement":' + _MAYBE_STRING
     + rb',"sql":' + _MAYBE_STRING + rb","
 )  # fmt: skip
+# The same events read only to their duration (index, kind, target, op, duration_ms).
+_EVENT_SHORT = re.compile(
+    rb'\{"index":(' + _INTEGER + rb'|null),"kind":(' + _STRING + rb'),"target":('
+    + _STRING + rb'),"op":(' + _STRING + rb'),"start_ms":(?:' + _NUMERIC + rb'|null),'
+    rb'"duration_ms":(' + _NUMERIC + rb'|null),'
+)  # fmt: skip
 _EVENT_SITE = re.compile(rb',"callsite":' + _MAYBE_STRING + rb',"line":(?:' + _STRING + rb"|null)\}")
 
 
@@ -546,22 +552,30 @@ def _statement(head: _Head) -> _Event:
     }  # fmt: skip
 
 
-# Per kind of events asked for: whether callsites are read, which events are kept (told
-# from their tokens before any is read; an escaped token is kept, for the reader adding
-# them up to judge what it says), and the event made of the tokens.
-_READS: dict[str, tuple[bool, Callable[[_Head], bool] | None, Callable[[_Head], _Event]]] = {
-    EVENTS: (True, None, _every),
-    TARGETS: (False, None, lambda h: {"target": _read(h[2]), "duration_ms": _read(h[4])}),
-    STATEMENTS: (False, lambda h: h[5] != b"null" or h[6] != b"null", _statement),
+# Per kind of events asked for: the pattern read (with the callsite's after it, or not),
+# which events are kept (told from their tokens before any is read; an escaped token is
+# kept, for the reader adding them up to judge what it says), and the event made of them.
+_Chooser = Callable[[_Head], bool]
+_READS: dict[str, tuple[re.Pattern[bytes], bool, _Chooser | None, Callable[[_Head], _Event]]] = {
+    EVENTS: (_EVENT_HEAD, True, None, _every),
+    TARGETS: (
+        _EVENT_SHORT,
+        False,
+        None,
+        lambda h: {"target": _read(h[2]), "duration_ms": _read(h[4])},
+    ),
+    STATEMENTS: (_EVENT_HEAD, False, lambda h: h[5] != b"null" or h[6] != b"null", _statement),
     WAITS: (
+        _EVENT_SHORT,
         False,
         lambda h: h[3] in _WAIT_OPS or b"\\" in h[3],
         lambda h: {"op": _read(h[3]), "target": _read(h[2]), "duration_ms": _read(h[4])},
     ),
     SITED: (
+        _EVENT_SHORT,
         True,
-        lambda h: h[7] != b"null" and h[7] != b'""',
-        lambda h: {"target": _read(h[2]), "duration_ms": _read(h[4]), "callsite": _read(h[7])},
+        lambda h: h[5] != b"null" and h[5] != b'""',
+        lambda h: {"target": _read(h[2]), "duration_ms": _read(h[4]), "callsite": _read(h[5])},
     ),
 }
 _PASSED = object()  # a whole kept request the filter does not let through
@@ -602,25 +616,40 @@ def _kept_in_part(
     if events_at < 0 or line[tail - 1 : tail] != b"]":
         return None
     start = events_at + len(_EVENTS_KEY) - 1  # at its "["
-    heads: list[_Head] = _EVENT_HEAD.findall(line, start, tail)
-    if len(heads) != line.count(b'{"index":', start, tail):
-        return None
-    sited, chosen, made = _READS[EVENTS if events is None else events]
-    if sited:
-        sites = _EVENT_SITE.findall(line, start, tail)
-        if len(sites) != len(heads):
-            return None
-        heads = [(*head, site) for head, site in zip(heads, sites)]  # noqa: B905
+    pattern, sited, chosen, made = _READS[EVENTS if events is None else events]
     try:
-        record["events"] = list(map(made, heads if chosen is None else filter(chosen, heads)))
         if findings:
             found = line.rfind(_FINDINGS_KEY, 0, events_at)
             if found < 0:
                 return None
             record["findings"] = json.loads(line[found + len(_FINDINGS_KEY) - 1 : events_at])
+            if events is None:
+                chosen = _about(record["findings"])
+        heads: list[_Head] = pattern.findall(line, start, tail)
+        if len(heads) != line.count(b'{"index":', start, tail):
+            return None
+        if sited:
+            sites = _EVENT_SITE.findall(line, start, tail)
+            if len(sites) != len(heads):
+                return None
+            heads = [(*head, site) for head, site in zip(heads, sites)]  # noqa: B905
+        record["events"] = list(map(made, heads if chosen is None else filter(chosen, heads)))
     except ValueError:  # not UTF-8, a bad escape, findings that are not JSON
         return None
     return record
+
+
+def _about(findings: Any) -> _Chooser | None:
+    """The events the findings are about (by their index), when read for the findings
+    alone; None (every event) when an index list is not one."""
+    indexes: set[Any] = set()
+    try:
+        for finding in findings if type(findings) is list else ():
+            if type(finding) is dict:
+                indexes.update(finding.get("events") or ())
+    except TypeError:
+        return None
+    return lambda head: _read(head[0]) in indexes
 
 
 def kept_and_summaries(
@@ -641,7 +670,8 @@ def kept_and_summaries(
     reasons: what a :class:`Filter` looks at, checked before anything else is read); with
     ``events`` (:data:`EVENTS`, :data:`TARGETS`, :data:`STATEMENTS`, :data:`WAITS` or
     :data:`SITED`), those of its events with those of their fields; with ``findings``, its
-    findings as written. Each field read has the types :func:`records` checks. A line not
+    findings as written (and, without ``events``, every field of the events they are
+    about). Each field read has the types :func:`records` checks. A line not
     laid out so is read whole, as :func:`records` reads it. What no part holds (the
     request's summary, targets and repeats; its events when not asked for) is not read: a
     line whose damage is only there is taken, as ``ioprofiler diff`` takes the kept

@@ -20,7 +20,6 @@ from ioprofiler.cause import Causes
 from ioprofiler.cli.output import Output
 from ioprofiler.findings import TITLES
 from ioprofiler.logread import (
-    EVENTS,
     REQUEST,
     SITED,
     STATEMENTS,
@@ -55,7 +54,7 @@ _EVENTS = {
     "wait": WAITS,
     "shape": STATEMENTS,
     "callsite": SITED,
-    "finding": EVENTS,
+    "finding": None,  # with the findings: the events they are about
 }
 
 
