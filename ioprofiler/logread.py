@@ -387,6 +387,29 @@ class Filter:
         return self.until is None or ts <= self.until
 
 
+def summaries_note(keep: Filter) -> str | None:
+    """One line saying which of ``keep``'s conditions the summary records cannot apply
+    (they count every request per route, with no path, status or duration of its own):
+    ``--path``, ``--status``, ``--min-ms``; None when none is given. ``--route``,
+    ``--since`` and ``--until`` apply to them."""
+    given = [
+        f"{option} {value}"
+        for option, value in (
+            ("--path", keep.path),
+            ("--status", keep.status),
+            ("--min-ms", None if keep.min_ms is None else f"{keep.min_ms:g}"),
+        )
+        if value is not None
+    ]
+    if not given:
+        return None
+    return visible(
+        f"note: {', '.join(given)} not applied to the figures from summaries, which count "
+        "every request per route, with no path, status or duration of its own (--route, "
+        "--since and --until apply)"
+    )
+
+
 def _status_matches(status: Any, wanted: str) -> bool:
     text = str(status)
     wanted = wanted.strip().lower()
@@ -505,7 +528,9 @@ _EVENT_SHORT = re.compile(
     + _STRING + rb'),"op":(' + _STRING + rb'),"start_ms":(?:' + _NUMERIC + rb'|null),'
     rb'"duration_ms":(' + _NUMERIC + rb'|null),'
 )  # fmt: skip
-_EVENT_SITE = re.compile(rb',"callsite":' + _MAYBE_STRING + rb',"line":(?:' + _STRING + rb"|null)\}")
+_EVENT_SITE = re.compile(
+    rb',"callsite":' + _MAYBE_STRING + rb',"line":(?:' + _STRING + rb"|null)\}"
+)
 
 
 class _Tokens(dict[bytes, Any]):

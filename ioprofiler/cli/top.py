@@ -11,6 +11,7 @@ each statement shape's calls and time; ``--by finding``, how many requests had e
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from ioprofiler import cause
@@ -27,6 +28,7 @@ from ioprofiler.logread import (
     WAITS,
     Filter,
     kept_and_summaries,
+    summaries_note,
 )
 from ioprofiler.summary import ACCURACY, RouteTotals, merge_routes
 from ioprofiler.words import counted
@@ -77,11 +79,14 @@ def run_top(args: argparse.Namespace, keep: Filter) -> int:
     rows = top.rows(args.limit)
     out = Output()
     every = _EVERY_REQUEST[args.by](args, read) if wanted else None
+    note = summaries_note(keep) if every is not None else None
     if args.json:
         for row in rows:
             out.json({"by": args.by, "from": "kept", **row.as_dict()})
         for every_row in every or ():
             out.json({"by": args.by, "from": "summaries", **every_row})
+        if note is not None:
+            print(f"ioprofiler: {note}", file=sys.stderr)
         return 0
     out.line(
         f"{counted(top.requests, 'kept request')} (slow, failing or sampled: not every "
@@ -99,6 +104,8 @@ def run_top(args: argparse.Namespace, keep: Filter) -> int:
         out.line("callsites are in the kept requests only: the summaries count shapes, not lines")
     elif every is not None:
         _EVERY_PRINTED[args.by](out, every)
+        if note is not None:
+            out.line(note)
     return 0
 
 
