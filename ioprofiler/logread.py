@@ -20,6 +20,15 @@ route) are read by :func:`summaries`, merged by the commands that use them:
 
 >>> from ioprofiler.summary import merge_routes
 >>> routes = merge_routes(summaries("ioprofiler.jsonl", Filter(since=parse_time("-1h"))))
+
+Readers that add a large log up read no more of a line than they use: :func:`summaries`
+parses only summary and marker lines, and :func:`kept_and_summaries` a kept request's own
+fields and only the events (and fields of them) asked for; a line either passes over must be
+whole as the recorder writes it (:func:`whole`, :func:`one_record`), else it is parsed and
+counted when damaged:
+
+>>> for kind, record in kept_and_summaries("ioprofiler.jsonl", events=STATEMENTS):
+...     print(record["id"], [event["statement"] for event in record["events"]])
 """
 
 from __future__ import annotations
