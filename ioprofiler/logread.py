@@ -569,13 +569,35 @@ _Head = tuple[bytes, ...]  # an event's tokens: _EVENT_HEAD's groups (and _EVENT
 _Event = dict[str, Any]
 
 
-def _every(head: _Head) -> _Event:
-    index, kind, target, op, ms, statement, sql, site = head
+def _every(head: _Head, site: bytes) -> _Event:
+    index, kind, target, op, ms, statement, sql = head
     return {
         "index": _read(index), "kind": _read(kind), "target": _read(target), "op": _read(op),
         "duration_ms": _read(ms), "statement": _read(statement), "sql": _read(sql),
         "callsite": _read(site),
     }  # fmt: skip
+
+
+def _found(head: _Head, site: bytes) -> _Event:
+    """An event a finding is about, with what a finding's cause names of it (not its
+    duration): the same in many requests, so made once (while fewer than 10,000 differ) and
+    shared by the records that hold it."""
+    key = (*head[:4], *head[5:], site)
+    event = _found_events.get(key)
+    if event is None:
+        index, kind, target, op, statement, sql, site = key
+        event = {
+            "index": _read(index), "kind": _read(kind), "target": _read(target),
+            "op": _read(op), "statement": _read(statement), "sql": _read(sql),
+            "callsite": _read(site),
+        }  # fmt: skip
+        if len(_found_events) > 10_000:
+            _found_events.clear()
+        _found_events[key] = event
+    return event
+
+
+_found_events: dict[tuple[bytes, ...], _Event] = {}
 
 
 def _statement(head: _Head) -> _Event:
@@ -588,9 +610,10 @@ def _statement(head: _Head) -> _Event:
 
 # Per kind of events asked for: the pattern read (with the callsite's after it, or not),
 # which events are kept (told from their tokens before any is read; an escaped token is
-# kept, for the reader adding them up to judge what it says), and the event made of them.
-_Chooser = Callable[[_Head], bool]
-_READS: dict[str, tuple[re.Pattern[bytes], bool, _Chooser | None, Callable[[_Head], _Event]]] = {
+# kept, for the reader adding them up to judge what it says), and the event made of them;
+# with callsites, each is given the event's tokens and its callsite's.
+_Chooser = Callable[..., bool]
+_READS: dict[str, tuple[re.Pattern[bytes], bool, _Chooser | None, Callable[..., _Event]]] = {
     EVENTS: (_EVENT_HEAD, True, None, _every),
     TARGETS: (
         _EVENT_SHORT,
@@ -608,8 +631,12 @@ _READS: dict[str, tuple[re.Pattern[bytes], bool, _Chooser | None, Callable[[_Hea
     SITED: (
         _EVENT_SHORT,
         True,
-        lambda h: h[5] != b"null" and h[5] != b'""',
-        lambda h: {"target": _read(h[2]), "duration_ms": _read(h[4]), "callsite": _read(h[5])},
+        lambda h, site: site != b"null" and site != b'""',
+        lambda h, site: {
+            "target": _read(h[2]),
+            "duration_ms": _read(h[4]),
+            "callsite": _read(site),
+        },
     ),
 }
 _PASSED = object()  # a whole kept request the filter does not let through
@@ -658,16 +685,24 @@ def _kept_in_part(
                 return None
             record["findings"] = json.loads(line[found + len(_FINDINGS_KEY) - 1 : events_at])
             if events is None:
-                chosen = _about(record["findings"])
+                chosen, made = _about(record["findings"]), _found
+                if record["findings"] == []:  # about no event: none is read
+                    record["events"] = []
+                    return record
         heads: list[_Head] = pattern.findall(line, start, tail)
         if len(heads) != line.count(b'{"index":', start, tail):
             return None
-        if sited:
-            sites = _EVENT_SITE.findall(line, start, tail)
+        if not sited:
+            record["events"] = list(map(made, filter(chosen, heads) if chosen else heads))
+        else:
+            sites: list[bytes] = _EVENT_SITE.findall(line, start, tail)
             if len(sites) != len(heads):
                 return None
-            heads = [(*head, site) for head, site in zip(heads, sites)]  # noqa: B905
-        record["events"] = list(map(made, heads if chosen is None else filter(chosen, heads)))
+            if chosen is None:
+                record["events"] = list(map(made, heads, sites))
+            else:
+                pairs = zip(heads, sites)  # noqa: B905
+                record["events"] = [made(head, site) for head, site in pairs if chosen(head, site)]
     except ValueError:  # not UTF-8, a bad escape, findings that are not JSON
         return None
     return record
@@ -683,7 +718,10 @@ def _about(findings: Any) -> _Chooser | None:
                 indexes.update(finding.get("events") or ())
     except TypeError:
         return None
-    return lambda head: _read(head[0]) in indexes
+    if all(type(index) is int and index > 0 for index in indexes):  # as the recorder's
+        tokens = {b"%d" % index for index in indexes}  # each int has one token
+        return lambda head, _: head[0] in tokens
+    return lambda head, _: _read(head[0]) in indexes
 
 
 def kept_and_summaries(
@@ -704,12 +742,13 @@ def kept_and_summaries(
     reasons: what a :class:`Filter` looks at, checked before anything else is read); with
     ``events`` (:data:`EVENTS`, :data:`TARGETS`, :data:`STATEMENTS`, :data:`WAITS` or
     :data:`SITED`), those of its events with those of their fields; with ``findings``, its
-    findings as written (and, without ``events``, every field of the events they are
-    about). Each field read has the types :func:`records` checks. A line not
-    laid out so is read whole, as :func:`records` reads it. What no part holds (the
-    request's summary, targets and repeats; its events when not asked for) is not read: a
-    line whose damage is only there is taken, as ``ioprofiler diff`` takes the kept
-    requests it does not read."""
+    findings as written (and, without ``events``, the events they are about, none when
+    there are none, without their duration: shared by the records that hold the same
+    event, to be read, not changed). Each field read has the types :func:`records`
+    checks. A line not laid out so is read whole, as :func:`records` reads it. What no
+    part holds (the request's summary, targets and repeats; its events when not asked
+    for) is not read: a line whose damage is only there is taken, as ``ioprofiler diff``
+    takes the kept requests it does not read."""
     skipped = skipped or Skipped()
     for file, number, line in _numbered_lines(path, skipped):
         if line.startswith(_KEPT_START):

@@ -117,7 +117,9 @@ def retyped(line: bytes, change: Any) -> bytes:
 
 @pytest.mark.parametrize("by", sorted(_EVENTS))
 def test_damage_in_what_is_read_is_skipped_and_counted_as_reading_whole_does(log, tmp_path, by):
-    line = kept_lines(log)[0]
+    # with findings: --by finding reads the events of a request that has some (all their
+    # fields are checked then, those of the events they name read), none of one without
+    line = next(line for line in kept_lines(log) if b'"findings":[]' not in line)
     in_own_fields = [
         line[: len(line) // 2] + line,  # torn by a crash, run into the next line
         retyped(line, lambda r: r.update(status=None)),
@@ -148,6 +150,15 @@ def test_damage_in_what_is_read_is_skipped_and_counted_as_reading_whole_does(log
     else:
         assert part_skipped.count == whole_skipped.count
         assert in_part == whole
+
+
+def test_by_finding_reads_no_event_of_a_request_without_findings(log, tmp_path):
+    line = next(line for line in kept_lines(log) if b'"findings":[]' in line)
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_bytes(retyped(line, lambda r: r["events"][0].update(kind=1)) + b"\n")
+    skipped = Skipped()
+    ((_, record),) = kept_and_summaries(damaged, None, skipped, findings=True)
+    assert (record["findings"], record["events"], skipped.count) == ([], [], 0)
 
 
 @pytest.mark.parametrize("events", [EVENTS, TARGETS])
