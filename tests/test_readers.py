@@ -19,7 +19,7 @@ import pytest
 
 from ioprofiler.aggregate import Top
 from ioprofiler.cause import Causes
-from ioprofiler.cli.top import _EVENTS
+from ioprofiler.cli.top import EVENTS_READ
 from ioprofiler.logread import (
     EVENTS,
     REQUEST,
@@ -61,7 +61,7 @@ def added_up(by: str, requests: list[dict[str, Any]]) -> list[Any]:
     return [(top.requests, top.request_ms), rows, examples]
 
 
-@pytest.mark.parametrize("by", sorted(_EVENTS))
+@pytest.mark.parametrize("by", sorted(EVENTS_READ))
 @pytest.mark.parametrize(
     "keep", [None, Filter(min_ms=20), Filter(path="/listing/*", status="2xx")], ids=repr
 )
@@ -71,7 +71,7 @@ def test_read_in_part_top_adds_up_what_it_did_reading_every_line_whole(log, by, 
     in_part = [
         record
         for kind, record in kept_and_summaries(
-            log, keep, Skipped(), events=_EVENTS[by], findings=by == "finding"
+            log, keep, Skipped(), events=EVENTS_READ[by], findings=by == "finding"
         )
         if kind == REQUEST
     ]
@@ -115,7 +115,7 @@ def retyped(line: bytes, change: Any) -> bytes:
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@pytest.mark.parametrize("by", sorted(_EVENTS))
+@pytest.mark.parametrize("by", sorted(EVENTS_READ))
 def test_damage_in_what_is_read_is_skipped_and_counted_as_reading_whole_does(log, tmp_path, by):
     # with findings: --by finding reads the events of a request that has some (all their
     # fields are checked then, those of the events they name read), none of one without
@@ -139,7 +139,7 @@ def test_damage_in_what_is_read_is_skipped_and_counted_as_reading_whole_does(log
     in_part = [
         r["id"]
         for _, r in kept_and_summaries(
-            damaged, None, part_skipped, events=_EVENTS[by], findings=by == "finding"
+            damaged, None, part_skipped, events=EVENTS_READ[by], findings=by == "finding"
         )
     ]
     assert whole_skipped.count == len(in_own_fields) + len(in_events_read)
@@ -189,10 +189,10 @@ def test_a_torn_line_run_into_the_next_is_damage_for_every_reader(log, tmp_path)
     line = kept_lines(log)[0]
     damaged = tmp_path / "torn.jsonl"
     damaged.write_bytes(line[:100] + line + b"\n" + line + b"\n")
-    for by in sorted(_EVENTS):
+    for by in sorted(EVENTS_READ):
         skipped = Skipped()
         found = list(
-            kept_and_summaries(damaged, None, skipped, _EVENTS[by], findings=by == "finding")
+            kept_and_summaries(damaged, None, skipped, EVENTS_READ[by], findings=by == "finding")
         )
         assert (len(found), skipped.count) == (1, 1), by
     timeline = ioprofiler("timeline", str(damaged))

@@ -33,7 +33,7 @@ from ioprofiler.logread import (
 from ioprofiler.summary import ACCURACY, RouteTotals, merge_routes
 from ioprofiler.words import counted
 
-__all__ = ["BY", "run_top"]
+__all__ = ["BY", "EVENTS_READ", "run_top"]
 
 BY = KEPT_BY + cause.BY  # --by's choices
 
@@ -49,7 +49,7 @@ _KEY_SEPARATOR = "  "
 
 # Which events of each kept request (and which of their fields) a grouping adds up: the
 # rest of the line is not parsed (logread.kept_and_summaries).
-_EVENTS = {
+EVENTS_READ = {
     "route": None,
     "target": TARGETS,
     "statement": STATEMENTS,
@@ -68,7 +68,7 @@ def run_top(args: argparse.Namespace, keep: Filter) -> int:
         args.log,
         keep,
         args.skipped,
-        events=_EVENTS[args.by],
+        events=EVENTS_READ[args.by],
         findings=args.by == "finding",
         summaries=wanted,
     ):
