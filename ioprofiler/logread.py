@@ -537,9 +537,7 @@ _EVENT_SHORT = re.compile(
     + _STRING + rb'),"op":(' + _STRING + rb'),"start_ms":(?:' + _NUMERIC + rb'|null),'
     rb'"duration_ms":(' + _NUMERIC + rb'|null),'
 )  # fmt: skip
-_EVENT_SITE = re.compile(
-    rb',"callsite":' + _MAYBE_STRING + rb',"line":(?:' + _STRING + rb"|null)\}"
-)
+_EVENT_SITE = re.compile(rb',"callsite":' + _MAYBE_STRING + rb',"line":')  # its line unread
 
 
 class _Tokens(dict[bytes, Any]):
