@@ -4,8 +4,10 @@
 
 Writes 200 real kept requests (30 events each: 20 SQLite queries over four shards and
 10 memcached gets) with a Recorder, repeats them with new ids, times and durations up to
-the size asked, then runs ``top`` by each grouping, timing wall clock and CPU (the CPU
-figure holds when other processes share the cores).
+the size asked, then adds them up as ``top`` does by each grouping (reading each line in
+part: only what the grouping adds up), timing wall clock and CPU (the CPU figure holds when
+other processes share the cores). ``benchmarks/readers.py`` times every reader on a log with
+summary records and markers too.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ import sqlalchemy as sa
 from pymemcache.client.base import Client
 
 import ioprofiler
+from ioprofiler import cause
 from ioprofiler.aggregate import BY, Top
-from ioprofiler.logread import records
+from ioprofiler.cause import Causes
+from ioprofiler.cli.top import EVENTS_READ as READ
+from ioprofiler.logread import kept_and_summaries
 from ioprofiler.memcached import MemcachedProcess
 from ioprofiler.recorder import Recorder
 from ioprofiler.sinks import FinishedRequest
@@ -76,10 +81,12 @@ def main() -> None:
         log = directory / "io.jsonl"
         lines = write_log(log, source, int(args.gib * 2**30))
         print(f"top on a {args.gib:g} GiB log: {lines:,} kept requests of 30+ events")
-        for by in BY:
+        for by in (*BY, *cause.BY):
             wall, cpu = time.perf_counter(), time.process_time()
-            top = Top(by)
-            for record in records(log):
+            top: Top | Causes = Causes(by) if by in cause.BY else Top(by)
+            for _, record in kept_and_summaries(
+                log, events=READ[by], findings=by == "finding"
+            ):  # as the command reads the log: each line in part, what --by adds up
                 top.add(record)
             rows = top.rows(20)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

@@ -61,6 +61,7 @@ from ioprofiler.logread import (
     classify,
     numbered_lines,
     parse_time,
+    whole,
 )
 from ioprofiler.sql_text import shape, visible
 from ioprofiler.summary import ACCURACY, RouteTotals
@@ -261,16 +262,9 @@ class Read:
 Source = str | os.PathLike[str] | Mapping[str, Any]
 
 
-# What diff reads, validated field by field (logread.classify): summary and marker lines.
+# What diff reads, validated field by field (logread.classify): summary and marker lines;
+# the others it checks are whole lines a recorder wrote (logread.whole), unparsed.
 _READ = re.compile(rb'"type"\s*:\s*"(?:summary|marker)"')
-# The other lines a recorder writes begin so: kept requests, and notices (gaps, newer kinds).
-_RECORDER_LINE = (b'{"schema":"ioprofiler.trace"', b'{"type":')
-
-
-def _whole(line: bytes) -> bool:
-    """Whether a line diff does not read is a whole line a recorder wrote (not torn, not
-    another tool's): its beginning and its end, without parsing the rest."""
-    return line.startswith(_RECORDER_LINE) and line.rstrip().endswith(b"}")
 
 
 def _records(
@@ -290,7 +284,7 @@ def _records(
             continue
         for file, number, line in numbered_lines(source, skipped):
             if not wanted.search(line):
-                if line.strip() and not _whole(line):
+                if line.strip() and not whole(line):
                     skipped.add(file, number)
                 continue
             kind, record = classify(line)

@@ -20,6 +20,15 @@ route) are read by :func:`summaries`, merged by the commands that use them:
 
 >>> from ioprofiler.summary import merge_routes
 >>> routes = merge_routes(summaries("ioprofiler.jsonl", Filter(since=parse_time("-1h"))))
+
+Readers that add a large log up read no more of a line than they use: :func:`summaries`
+parses only summary and marker lines, and :func:`kept_and_summaries` a kept request's own
+fields and only the events (and fields of them) asked for; a line either passes over must be
+whole as the recorder writes it (:func:`whole`, :func:`one_record`), else it is parsed and
+counted when damaged:
+
+>>> for kind, record in kept_and_summaries("ioprofiler.jsonl", events=STATEMENTS):
+...     print(record["id"], [event["statement"] for event in record["events"]])
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from ioprofiler.event import CONNECTION_OPS
 from ioprofiler.sql_text import visible
 from ioprofiler.summary import RouteTotals
 from ioprofiler.words import counted
@@ -386,6 +396,29 @@ class Filter:
         return self.until is None or ts <= self.until
 
 
+def summaries_note(keep: Filter) -> str | None:
+    """One line saying which of ``keep``'s conditions the summary records cannot apply
+    (they count every request per route, with no path, status or duration of its own):
+    ``--path``, ``--status``, ``--min-ms``; None when none is given. ``--route``,
+    ``--since`` and ``--until`` apply to them."""
+    given = [
+        f"{option} {value}"
+        for option, value in (
+            ("--path", keep.path),
+            ("--status", keep.status),
+            ("--min-ms", None if keep.min_ms is None else f"{keep.min_ms:g}"),
+        )
+        if value is not None
+    ]
+    if not given:
+        return None
+    return visible(
+        f"note: {', '.join(given)} not applied to the figures from summaries, which count "
+        "every request per route, with no path, status or duration of its own (--route, "
+        "--since and --until apply)"
+    )
+
+
 def _status_matches(status: Any, wanted: str) -> bool:
     text = str(status)
     wanted = wanted.strip().lower()
@@ -395,6 +428,29 @@ def _status_matches(status: Any, wanted: str) -> bool:
 
 
 _SUMMARY_OR_MARKER = re.compile(rb'"type"\s*:\s*"(?:summary|marker)"')
+# The lines a recorder writes begin so: kept requests, and notices (gaps, markers, summaries).
+_KEPT_START = b'{"schema":"ioprofiler.trace"'
+_RECORDER_LINE = (_KEPT_START, b'{"type":')
+
+
+def whole(line: bytes) -> bool:
+    """Whether a line a reader does not parse is a whole line a recorder wrote (not torn,
+    not another tool's): its beginning and its end, without parsing the rest."""
+    return line.startswith(_RECORDER_LINE) and line.rstrip().endswith(b"}")
+
+
+def one_record(line: bytes) -> bool:
+    """Whether no other record begins inside the line: a line torn by a crash runs on into
+    the next one written, which begins as every recorder line does."""
+    return line.find(b'{"schema":', 1) < 0 and line.find(b'{"type":', 1) < 0
+
+
+def unread_damaged(line: bytes) -> bool:
+    """Whether a line a reader passes over unread is damage to count: one that is not a
+    whole recorder line (or holds the start of another) and does not read as a record."""
+    if whole(line) and one_record(line):
+        return False
+    return classify(line)[0] is None
 
 
 def summaries(
@@ -406,25 +462,311 @@ def summaries(
     """The summary records whose end is within ``keep``'s time, oldest first, each with its
     ``routes`` as :class:`~ioprofiler.summary.RouteTotals` (only those matching
     ``keep.route``); with ``markers``, the markers in that time too, in their place.
-    Damaged lines are counted in ``skipped``; without it (a reader that has counted them
-    already) lines that cannot be summaries or markers are passed over unread."""
+    Lines that cannot be summaries or markers are passed over unread: with ``skipped``,
+    those that are not whole recorder lines (torn, another tool's) are read to tell whether
+    they are damage, and damaged lines are counted in it; without it (a reader that has
+    counted them already) they are not looked at."""
     wanted = (SUMMARY, MARKER) if markers else (SUMMARY,)
     unread = skipped is None
     skipped = skipped or Skipped()
     for file, number, line in _numbered_lines(path, skipped):
-        if not line.strip() or (unread and not _SUMMARY_OR_MARKER.search(line)):
+        if not line.strip():
+            continue
+        if not _SUMMARY_OR_MARKER.search(line):
+            if not unread and unread_damaged(line):
+                skipped.add(file, number)
             continue
         kind, record = classify(line)
         if kind is None:
             skipped.add(file, number)
         elif kind in wanted and record is not None and (keep is None or keep.in_time(record)):
-            if kind == SUMMARY and keep is not None and keep.route is not None:
-                record["routes"] = {
-                    route: totals
-                    for route, totals in record["routes"].items()
-                    if fnmatch.fnmatchcase(route, keep.route)
-                }
-            yield record
+            yield _route_kept(record, keep) if kind == SUMMARY else record
+
+
+def _route_kept(summary: dict[str, Any], keep: Filter | None) -> dict[str, Any]:
+    """The summary with only the routes ``keep.route`` matches."""
+    if keep is not None and keep.route is not None:
+        summary["routes"] = {
+            route: totals
+            for route, totals in summary["routes"].items()
+            if fnmatch.fnmatchcase(route, keep.route)
+        }
+    return summary
+
+
+# -- kept requests read in part, for the readers that add them up ---------------------------
+
+# Which events of a kept request a reader asks for, and which of their fields it reads.
+EVENTS = "events"  # every event: index, kind, target, op, duration_ms, statement, sql, callsite
+TARGETS = "targets"  # every event: target, duration_ms
+STATEMENTS = "statements"  # events with a statement or sql: kind, target, op, duration_ms,
+#                            statement, sql
+WAITS = "waits"  # round trips around the calls (event.CONNECTION_OPS): op, target, duration_ms
+SITED = "sited"  # events with a callsite: target, duration_ms, callsite
+
+# A kept request as the recorder lays it out: ``{"schema":"ioprofiler.trace", …, "findings":
+# […], "events":[{"index":1,"kind":…,"target":…,"op":…,"start_ms":…,"duration_ms":…,
+# "statement":…,"sql":…, …,"callsite":…,"line":…}, …],"record_version":1,"id":…, …}``: the
+# request's own fields come last, after the events. A quotation mark inside a string is
+# escaped, so ``,"events":[`` or ``{"index":`` found in the raw line is JSON's structure.
+_TAIL = b',"record_version":'
+_EVENTS_KEY = b',"events":['
+_FINDINGS_KEY = b',"findings":['
+_TAIL_KEYS = frozenset(
+    {
+        "record_version", "id", "time", "ts", "host", "pid", "method", "path", "query",
+        "route", "status", "duration_ms", "io_ms", "calls", "reason", "reasons", "release",
+        "error",
+    }
+)  # fmt: skip
+_STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
+_INTEGER = rb"-?(?:0|[1-9][0-9]*)"
+_NUMERIC = _INTEGER + rb"(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+_MAYBE_STRING = rb"(" + _STRING + rb"|null)"
+# The fields of an event the readers add up, each only in a type the recorder writes it with
+# (as logread._EVENT_FIELDS): index, kind, target, op, duration_ms, statement, sql.
+_EVENT_HEAD = re.compile(
+    rb'\{"index":(' + _INTEGER + rb'|null),"kind":(' + _STRING + rb'),"target":('
+    + _STRING + rb'),"op":(' + _STRING + rb'),"start_ms":(?:' + _NUMERIC + rb'|null),'
+    rb'"duration_ms":(' + _NUMERIC + rb'|null),"statement":' + _MAYBE_STRING
+    + rb',"sql":' + _MAYBE_STRING + rb","
+)  # fmt: skip
+# The same events read only to their duration (index, kind, target, op, duration_ms).
+_EVENT_SHORT = re.compile(
+    rb'\{"index":(' + _INTEGER + rb'|null),"kind":(' + _STRING + rb'),"target":('
+    + _STRING + rb'),"op":(' + _STRING + rb'),"start_ms":(?:' + _NUMERIC + rb'|null),'
+    rb'"duration_ms":(' + _NUMERIC + rb'|null),'
+)  # fmt: skip
+_EVENT_SITE = re.compile(rb',"callsite":' + _MAYBE_STRING + rb',"line":')  # its line unread
+
+
+class _Tokens(dict[bytes, Any]):
+    """JSON tokens read once: a log's targets, ops, statements and callsites repeat."""
+
+    def __missing__(self, token: bytes) -> Any:
+        if token[:1] == b'"':  # escapes and control characters as json.loads reads them
+            plain = b"\\" not in token and not _CONTROL.search(token)
+            value = token[1:-1].decode() if plain else json.loads(token)
+        elif b"." in token or b"e" in token or b"E" in token:
+            value = float(token)
+        else:
+            value = int(token)
+        if len(self) > 100_000:  # durations hardly repeat: start again
+            self.clear()
+            self[b"null"] = None
+        self[token] = value
+        return value
+
+
+_CONTROL = re.compile(rb"[\x00-\x1f]")
+_tokens = _Tokens({b"null": None})
+_read = _tokens.__getitem__
+_WAIT_OPS = frozenset(json.dumps(op).encode() for op in CONNECTION_OPS)
+
+_Head = tuple[bytes, ...]  # an event's tokens: _EVENT_HEAD's groups (and _EVENT_SITE's)
+_Event = dict[str, Any]
+
+
+def _every(head: _Head, site: bytes) -> _Event:
+    index, kind, target, op, ms, statement, sql = head
+    return {
+        "index": _read(index), "kind": _read(kind), "target": _read(target), "op": _read(op),
+        "duration_ms": _read(ms), "statement": _read(statement), "sql": _read(sql),
+        "callsite": _read(site),
+    }  # fmt: skip
+
+
+def _found(head: _Head, site: bytes) -> _Event:
+    """An event a finding is about, with what a finding's cause names of it (not its
+    duration): the same in many requests, so made once (while fewer than 10,000 differ) and
+    shared by the records that hold it."""
+    key = (*head[:4], *head[5:], site)
+    event = _found_events.get(key)
+    if event is None:
+        index, kind, target, op, statement, sql, site = key
+        event = {
+            "index": _read(index), "kind": _read(kind), "target": _read(target),
+            "op": _read(op), "statement": _read(statement), "sql": _read(sql),
+            "callsite": _read(site),
+        }  # fmt: skip
+        if len(_found_events) > 10_000:
+            _found_events.clear()
+        _found_events[key] = event
+    return event
+
+
+_found_events: dict[tuple[bytes, ...], _Event] = {}
+
+
+def _statement(head: _Head) -> _Event:
+    _, kind, target, op, ms, statement, sql = head
+    return {
+        "kind": _read(kind), "target": _read(target), "op": _read(op),
+        "duration_ms": _read(ms), "statement": _read(statement), "sql": _read(sql),
+    }  # fmt: skip
+
+
+# Per kind of events asked for: the pattern read (with the callsite's after it, or not),
+# which events are kept (told from their tokens before any is read; an escaped token is
+# kept, for the reader adding them up to judge what it says), and the event made of them;
+# with callsites, each is given the event's tokens and its callsite's.
+_Chooser = Callable[..., bool]
+_READS: dict[str, tuple[re.Pattern[bytes], bool, _Chooser | None, Callable[..., _Event]]] = {
+    EVENTS: (_EVENT_HEAD, True, None, _every),
+    TARGETS: (
+        _EVENT_SHORT,
+        False,
+        None,
+        lambda h: {"target": _read(h[2]), "duration_ms": _read(h[4])},
+    ),
+    STATEMENTS: (_EVENT_HEAD, False, lambda h: h[5] != b"null" or h[6] != b"null", _statement),
+    WAITS: (
+        _EVENT_SHORT,
+        False,
+        lambda h: h[3] in _WAIT_OPS or b"\\" in h[3],
+        lambda h: {"op": _read(h[3]), "target": _read(h[2]), "duration_ms": _read(h[4])},
+    ),
+    SITED: (
+        _EVENT_SHORT,
+        True,
+        lambda h, site: site != b"null" and site != b'""',
+        lambda h, site: {
+            "target": _read(h[2]),
+            "duration_ms": _read(h[4]),
+            "callsite": _read(site),
+        },
+    ),
+}
+_PASSED = object()  # a whole kept request the filter does not let through
+
+
+def _kept_in_part(
+    line: bytes, keep: Filter | None, events: str | None, findings: bool
+) -> dict[str, Any] | object | None:
+    """A kept request in the recorder's layout read in part: its own fields (the last ones,
+    all a :class:`Filter` looks at), then only the ``events`` (and ``findings``) asked for,
+    each field read checked for the types the recorder writes. :data:`_PASSED` when
+    ``keep`` does not let it through; None when the line is not laid out so (it is then
+    read whole, and damage told from what it holds): torn, run into the next line, another
+    tool's, with a ``"type"``, a field out of its place."""
+    if not line.rstrip().endswith(b"}") or line.find(b'{"schema":', 1) >= 0:
+        return None
+    tail = line.rfind(_TAIL)
+    if tail < 0 or line.find(b'"type":', 0, tail) >= 0:
+        return None
+    try:
+        record = json.loads(b"{" + line[tail + 1 :])
+    except ValueError:
+        return None
+    if (
+        type(record) is not dict
+        or not record.keys() <= _TAIL_KEYS
+        or type(record.get("id")) is not str
+        or "duration_ms" not in record
+        or not _fields_fit(record, _REQUEST_FIELDS)
+        or not _texts(record.get("reasons"))
+    ):
+        return None
+    if keep is not None and not keep(record):
+        return _PASSED
+    if events is None and not findings:
+        return record
+    events_at = line.rfind(_EVENTS_KEY, 0, tail)
+    if events_at < 0 or line[tail - 1 : tail] != b"]":
+        return None
+    start = events_at + len(_EVENTS_KEY) - 1  # at its "["
+    pattern, sited, chosen, made = _READS[EVENTS if events is None else events]
+    try:
+        if findings:
+            found = line.rfind(_FINDINGS_KEY, 0, events_at)
+            if found < 0:
+                return None
+            record["findings"] = json.loads(line[found + len(_FINDINGS_KEY) - 1 : events_at])
+            if events is None:
+                chosen, made = _about(record["findings"]), _found
+                if record["findings"] == []:  # about no event: none is read
+                    record["events"] = []
+                    return record
+        heads: list[_Head] = pattern.findall(line, start, tail)
+        if len(heads) != line.count(b'{"index":', start, tail):
+            return None
+        if not sited:
+            record["events"] = list(map(made, filter(chosen, heads) if chosen else heads))
+        else:
+            sites: list[bytes] = _EVENT_SITE.findall(line, start, tail)
+            if len(sites) != len(heads):
+                return None
+            if chosen is None:
+                record["events"] = list(map(made, heads, sites))
+            else:
+                pairs = zip(heads, sites)  # noqa: B905
+                record["events"] = [made(head, site) for head, site in pairs if chosen(head, site)]
+    except ValueError:  # not UTF-8, a bad escape, findings that are not JSON
+        return None
+    return record
+
+
+def _about(findings: Any) -> _Chooser | None:
+    """The events the findings are about (by their index), when read for the findings
+    alone; None (every event) when an index list is not one."""
+    indexes: set[Any] = set()
+    try:
+        for finding in findings if type(findings) is list else ():
+            if type(finding) is dict:
+                indexes.update(finding.get("events") or ())
+    except TypeError:
+        return None
+    if all(type(index) is int and index > 0 for index in indexes):  # as the recorder's
+        tokens = {b"%d" % index for index in indexes}  # each int has one token
+        return lambda head, _: head[0] in tokens
+    return lambda head, _: _read(head[0]) in indexes
+
+
+def kept_and_summaries(
+    path: str | os.PathLike[str],
+    keep: Filter | None = None,
+    skipped: Skipped | None = None,
+    events: str | None = None,
+    findings: bool = False,
+    summaries: bool = False,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``("request", record)`` for each kept request that passes ``keep`` and, with
+    ``summaries``, ``("summary", record)`` for each summary record in its time (as
+    :func:`summaries` yields them), oldest first, in one pass; damaged lines counted in
+    ``skipped``.
+
+    A kept request laid out as the recorder writes it is read in part, which costs a
+    fraction of parsing it: its own fields (id, time, route, path, status, durations,
+    reasons: what a :class:`Filter` looks at, checked before anything else is read); with
+    ``events`` (:data:`EVENTS`, :data:`TARGETS`, :data:`STATEMENTS`, :data:`WAITS` or
+    :data:`SITED`), those of its events with those of their fields; with ``findings``, its
+    findings as written (and, without ``events``, the events they are about, none when
+    there are none, without their duration: shared by the records that hold the same
+    event, to be read, not changed). Each field read has the types :func:`records`
+    checks. A line not laid out so is read whole, as :func:`records` reads it. What no
+    part holds (the request's summary, targets and repeats; its events when not asked
+    for) is not read: a line whose damage is only there is taken, as ``ioprofiler diff``
+    takes the kept requests it does not read."""
+    skipped = skipped or Skipped()
+    for file, number, line in _numbered_lines(path, skipped):
+        if line.startswith(_KEPT_START):
+            record = _kept_in_part(line, keep, events, findings)
+            if record is _PASSED:
+                continue
+            if record is not None:
+                yield REQUEST, record  # type: ignore[misc]
+                continue
+        if not line.strip():
+            continue
+        kind, whole_record = classify(line)
+        if kind is None or whole_record is None:
+            if kind is None:
+                skipped.add(file, number)
+        elif kind == REQUEST:
+            if keep is None or keep(whole_record):
+                yield REQUEST, whole_record
+        elif kind == SUMMARY and summaries and (keep is None or keep.in_time(whole_record)):
+            yield SUMMARY, _route_kept(whole_record, keep)
 
 
 def records(

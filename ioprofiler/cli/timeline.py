@@ -5,18 +5,29 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
 from rich.text import Text
 
 from ioprofiler.cli.output import Output
-from ioprofiler.logread import MARKER, Filter, marker_notice, summaries
+from ioprofiler.logread import MARKER, Filter, marker_notice, summaries, summaries_note
 from ioprofiler.timeline import Row, Timeline, bucket_seconds
 
 
 def add_parser(commands: argparse._SubParsersAction, filters: Any) -> None:
-    p = commands.add_parser("timeline", help="rate, slow rate and p95 per route over time")
+    p = commands.add_parser(
+        "timeline",
+        help="rate, slow rate and p95 per route over time",
+        description=(
+            "Per time bucket, each busy route's rate, slow rate and p95, from the recorders' "
+            "summary records (every request, counted per route), with the deploy markers. "
+            "--route, --since and --until pick what is shown; --path, --status and --min-ms "
+            "cannot apply to summaries (no path, status or duration of a request of their own): "
+            "given, they are said to be ignored."
+        ),
+    )
     filters(p)
     p.add_argument("--bucket", type=bucket_seconds, default=60, help="30s, 1m (default), 5m, 1h")
     p.add_argument("--routes", type=int, default=5, help="the busiest N routes (default 5)")
@@ -36,13 +47,18 @@ def run_timeline(args: argparse.Namespace, keep: Filter) -> int:
             timeline.add(record)
     out = Output()
     busiest = timeline.busiest(args.routes)
+    note = summaries_note(keep)
     if args.json:
         for route, _ in busiest:
             for row in timeline.rows(route, args.slow_ms):
                 out.json({"route": route, "time": _iso(row.start), **row.as_dict()})
         for mark in marks:
             out.json(mark)
+        if note is not None:
+            print(f"ioprofiler: {note}", file=sys.stderr)
         return 0
+    if note is not None:
+        out.line(note)
     if not busiest:
         out.line("no summary records in this log's time (recorders write one every 10 s)")
         return 0

@@ -11,6 +11,8 @@ each statement shape's calls and time; ``--by finding``, how many requests had e
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
 from ioprofiler import cause
 from ioprofiler.aggregate import BY as KEPT_BY
@@ -18,11 +20,20 @@ from ioprofiler.aggregate import Row, Top
 from ioprofiler.cause import Causes
 from ioprofiler.cli.output import Output
 from ioprofiler.findings import TITLES
-from ioprofiler.logread import Filter, records, summaries
+from ioprofiler.logread import (
+    REQUEST,
+    SITED,
+    STATEMENTS,
+    TARGETS,
+    WAITS,
+    Filter,
+    kept_and_summaries,
+    summaries_note,
+)
 from ioprofiler.summary import ACCURACY, RouteTotals, merge_routes
 from ioprofiler.words import counted
 
-__all__ = ["BY", "run_top"]
+__all__ = ["BY", "EVENTS_READ", "run_top"]
 
 BY = KEPT_BY + cause.BY  # --by's choices
 
@@ -36,18 +47,46 @@ _KEY_COLUMNS = {
 _KEY_SEPARATOR = "  "
 
 
+# Which events of each kept request (and which of their fields) a grouping adds up: the
+# rest of the line is not parsed (logread.kept_and_summaries).
+EVENTS_READ = {
+    "route": None,
+    "target": TARGETS,
+    "statement": STATEMENTS,
+    "wait": WAITS,
+    "shape": STATEMENTS,
+    "callsite": SITED,
+    "finding": None,  # with the findings: the events they are about
+}
+
+
 def run_top(args: argparse.Namespace, keep: Filter) -> int:
     top: Top | Causes = Causes(args.by) if args.by in cause.BY else Top(args.by)
-    for record in records(args.log, keep, args.skipped):
-        top.add(record)
+    read: list[dict[str, object]] = []  # the summary records, when a table reads them
+    wanted = args.by in _EVERY_REQUEST
+    for kind, record in kept_and_summaries(
+        args.log,
+        keep,
+        args.skipped,
+        events=EVENTS_READ[args.by],
+        findings=args.by == "finding",
+        summaries=wanted,
+    ):
+        if kind == REQUEST:
+            top.add(record)
+        else:
+            read.append(record)
     rows = top.rows(args.limit)
     out = Output()
-    every = _EVERY_REQUEST[args.by](args, keep) if args.by in _EVERY_REQUEST else None
+    every = _EVERY_REQUEST[args.by](args, read) if wanted else None
+    note = summaries_note(keep) if every is not None else None
     if args.json:
         for row in rows:
             out.json({"by": args.by, "from": "kept", **row.as_dict()})
         for every_row in every or ():
             out.json({"by": args.by, "from": "summaries", **every_row})
+        if note is not None:
+            print(f"ioprofiler: {note}", file=sys.stderr)
         return 0
     out.line(
         f"{counted(top.requests, 'kept request')} (slow, failing or sampled: not every "
@@ -65,13 +104,14 @@ def run_top(args: argparse.Namespace, keep: Filter) -> int:
         out.line("callsites are in the kept requests only: the summaries count shapes, not lines")
     elif every is not None:
         _EVERY_PRINTED[args.by](out, every)
+        if note is not None:
+            out.line(note)
     return 0
 
 
-def _every_request(args: argparse.Namespace, keep: Filter) -> list[dict[str, object]]:
+def _every_request(args: argparse.Namespace, read: list[Any]) -> list[dict[str, object]]:
     """Per route, from the summary records in the filter's time: requests, rate,
     percentiles of duration and I/O time, server errors; the busiest first."""
-    read = list(summaries(args.log, keep))  # the kept requests' pass counted damaged lines
     if not read:
         return []
     seconds = max(r["ts"] for r in read) - min(r["from_ts"] for r in read)
@@ -80,10 +120,10 @@ def _every_request(args: argparse.Namespace, keep: Filter) -> list[dict[str, obj
     return [_route_row(route, totals, seconds) for route, totals in ranked]
 
 
-def _every_shape(args: argparse.Namespace, keep: Filter) -> list[dict[str, object]]:
+def _every_shape(args: argparse.Namespace, read: list[Any]) -> list[dict[str, object]]:
     """Per statement shape, whatever its target, from the summary records: calls, time,
     calls per request, on how many targets; the most time first."""
-    routes = merge_routes(summaries(args.log, keep))
+    routes = merge_routes(read)
     detailed = sum(totals.detailed for totals in routes.values())
     shapes: dict[str, list[float]] = {}  # shape: [calls, ms]
     targets: dict[str, set[str]] = {}
@@ -130,10 +170,10 @@ def _print_every_shape(out: Output, rows: list[dict[str, object]]) -> None:
     )
 
 
-def _every_finding(args: argparse.Namespace, keep: Filter) -> list[dict[str, object]]:
+def _every_finding(args: argparse.Namespace, read: list[Any]) -> list[dict[str, object]]:
     """Per finding kind, from the summary records: how many of the requests looked at had
     it (the summaries look at the first requests of each route per interval)."""
-    routes = merge_routes(summaries(args.log, keep))
+    routes = merge_routes(read)
     examined = sum(totals.examined for totals in routes.values())
     kinds: dict[str, int] = {}
     for totals in routes.values():
