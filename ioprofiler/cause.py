@@ -24,7 +24,7 @@ commands can stream a large log. Shapes, never values: a statement is named by i
 
 from __future__ import annotations
 
-from collections import Counter
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -118,11 +118,19 @@ def _ms_text(ms: float) -> str:
 def what_of(event: dict[str, Any]) -> str:
     """An event of the log as its shape: ``SELECT … WHERE id = ?``, ``GET /v1/items/#``,
     ``get_many``, ``POOL WAIT``."""
-    op = str(event.get("op", ""))
-    text = event.get("sql") or event.get("statement")
-    if event.get("kind") == DB and isinstance(text, str) and op not in CONNECTION_OPS:
+    kind, text = event.get("kind"), event.get("sql") or event.get("statement")
+    return _what(
+        kind if isinstance(kind, str) else None,
+        str(event.get("op", "")),
+        text if isinstance(text, str) else None,
+    )
+
+
+@functools.lru_cache(maxsize=16384)  # a log repeats its statements: each shaped once
+def _what(kind: str | None, op: str, text: str | None) -> str:
+    if kind == DB and text is not None and op not in CONNECTION_OPS:
         return shape(text, "qmark")
-    if event.get("kind") == HTTP and isinstance(text, str):
+    if kind == HTTP and text is not None:
         return f"{op} {url_shape(text)}"
     return op.replace("_", " ").upper() if op in CONNECTION_OPS else op
 
@@ -154,8 +162,14 @@ def _findings(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _most_common(values: list[str | None]) -> str | None:
-    present = [value for value in values if value]
-    return Counter(present).most_common(1)[0][0] if present else None
+    """The value given most often (the first of those tied), None for none."""
+    counts: dict[str, int] = {}
+    for value in values:
+        if value:
+            counts[value] = counts.get(value, 0) + 1
+    if len(counts) < 2:
+        return next(iter(counts), None)
+    return max(counts, key=counts.__getitem__)
 
 
 def _request_ms(record: dict[str, Any]) -> float:
@@ -256,8 +270,12 @@ def _by_finding(record: dict[str, Any]) -> _Grouped:
 
 def _by_callsite(record: dict[str, Any]) -> _Grouped:
     for event in _events(record):
-        if event.get("callsite"):
-            yield (visible(str(event["callsite"])),), _ms(event)
+        callsite = event.get("callsite")
+        if callsite:
+            yield (_visible(str(callsite)),), _ms(event)
+
+
+_visible = functools.lru_cache(maxsize=16384)(visible)  # a log repeats its callsites
 
 
 def _by_shape(record: dict[str, Any]) -> _Grouped:
@@ -312,16 +330,21 @@ class Causes:
         self.requests += 1
         self.request_ms += request_ms
         ident = record.get("id")
+        all_durations, seen = self._durations, set()
         for parts, ms in self._group(record):
-            key = _key(parts)
-            durations = self._durations.get(key)
+            key = parts[0] if len(parts) == 1 else _key(parts)
+            durations = all_durations.get(key)
             if durations is None:
-                durations = self._durations[key] = []
+                durations = all_durations[key] = []
                 self._parts[key] = parts
             durations.append(ms)
-            known = self._example.get(key)
-            if isinstance(ident, str) and (known is None or request_ms > known[0]):
-                self._example[key] = (request_ms, ident)
+            seen.add(key)
+        if isinstance(ident, str):
+            examples = self._example
+            for key in seen:
+                known = examples.get(key)
+                if known is None or request_ms > known[0]:
+                    examples[key] = (request_ms, ident)
 
     def parts(self, key: str) -> tuple[str, ...]:
         """A row's key in its parts: ``(title, target, shape, callsite)`` by finding or
