@@ -41,7 +41,7 @@ from typing import Any
 
 from ioprofiler.integrations._dbapi import name_below
 
-from ioprofiler import recorders
+from ioprofiler import callsite, recorders
 from ioprofiler.event import (
     BEGIN_TWOPHASE,
     COMMIT,
@@ -382,18 +382,39 @@ def _run_recorded(event: Any, wrapped: Any, args: Any, kwargs: Any) -> Any:
 def _round_trip_wrapper(op: str, pool_reset: bool = False):
     """``do_commit`` / ``do_rollback`` (``pool_reset``: says when the pool's reset on
     check-in made it), ``do_ping``: one COMMIT, ROLLBACK or PING round trip, whatever
-    the dialect sends for it."""
+    the dialect sends for it.
+
+    Every checkout of a recorded request ends in one (the pool's reset, or the
+    connection's own rollback): ``_begin_op`` and ``_run_recorded`` inline, the shard's
+    name read as the statements read it."""
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         traces = active.get()
         if not traces or _recording_statement.get():
             return wrapped(*args, **kwargs)
-        event = _begin_op(traces, op, instance)
-        if event is None:
+        try:
+            name = _names.get(id(instance))
+            if name is None:
+                name = _target(instance, None)
+            event = begin(traces, DB, op, name, 2)
+            event.dialect = instance.name
+            if pool_reset:
+                event.detail = _called_by_pool_reset()
+        except Exception as exc:
+            profiler_failed(traces, exc)
             return wrapped(*args, **kwargs)
-        if pool_reset:
-            event.detail = _called_by_pool_reset()
-        return _run_recorded(event, wrapped, args, kwargs)
+        token = _recording_statement.set(True)
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            failed(event, exc)
+            raise
+        finally:
+            _recording_statement.reset(token)
+        event.end_ns = perf_counter_ns()
+        if event._overflow is not None:  # done(event), without the call when it does nothing
+            done(event)
+        return result
 
     return wrapper
 
@@ -406,13 +427,18 @@ def _new_connection_setup(wrapped: Any, instance: Any, args: Any, kwargs: Any) -
 
 
 def _called_by_pool_reset() -> bool:
-    """Whether the pool's reset-on-return called the method being recorded."""
+    """Whether the pool's reset-on-return called the method being recorded: its frame is
+    the caller's or one of the three above it (wrapt's pure-Python fallback adds frames in
+    between). Read by the compiled frame reader when it is built (no frame objects made)."""
     try:
+        code = _reset_code or _pool_reset_code()
+        if _called_from is not None:
+            return _called_from(code, 2, 4)
         frame = sys._getframe(2)
-        for _ in range(4):  # wrapt's pure-Python fallback adds frames in between
+        for _ in range(4):
             if frame is None:
                 return False
-            if frame.f_code is _pool_reset_code():
+            if frame.f_code is code:
                 return True
             frame = frame.f_back
     except Exception:
@@ -420,11 +446,19 @@ def _called_by_pool_reset() -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=1)
+_reset_code: Any = None
+
+
 def _pool_reset_code() -> Any:
+    global _reset_code
     from sqlalchemy.pool.base import _ConnectionFairy
 
-    return _ConnectionFairy._reset.__code__
+    _reset_code = _ConnectionFairy._reset.__code__
+    return _reset_code
+
+
+# called_from(code, depth, count): ioprofiler._speedups' frame reader, where it is in use
+_called_from = getattr(callsite._speedups, "called_from", None) if callsite.accelerated else None
 
 
 def _two_phase_wrapper(op: str):
