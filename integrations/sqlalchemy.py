@@ -41,7 +41,7 @@ from typing import Any
 
 from ioprofiler.integrations._dbapi import name_below
 
-from ioprofiler import recorders
+from ioprofiler import callsite, recorders
 from ioprofiler.event import (
     BEGIN_TWOPHASE,
     COMMIT,
@@ -54,6 +54,7 @@ from ioprofiler.event import (
     RECOVER_TWOPHASE,
     ROLLBACK,
     ROLLBACK_TWOPHASE,
+    ConnectionOp,
     Statement,
 )
 from ioprofiler.patching import Patches
@@ -105,8 +106,8 @@ def install() -> bool:
 
     _patches.wrap(DefaultDialect, "__init__", _dialect_init, always=True)
     _patches.wrap(Engine, "__init__", _engine_init, always=True)
-    _patches.wrap(Engine, "raw_connection", _engine_checkout)
-    _patches.wrap(QueuePool, "_do_get", _pool_checkout)
+    _patches.wrap(Engine, "raw_connection", _ENGINE_CHECKOUT)
+    _patches.wrap(QueuePool, "_do_get", _POOL_CHECKOUT)
     _patches.wrap(_ConnectionRecord, "_ConnectionRecord__connect", _new_connection_setup)
     for dialect_class in _subclasses(DefaultDialect):
         _patch_dialect_class(dialect_class)
@@ -382,18 +383,39 @@ def _run_recorded(event: Any, wrapped: Any, args: Any, kwargs: Any) -> Any:
 def _round_trip_wrapper(op: str, pool_reset: bool = False):
     """``do_commit`` / ``do_rollback`` (``pool_reset``: says when the pool's reset on
     check-in made it), ``do_ping``: one COMMIT, ROLLBACK or PING round trip, whatever
-    the dialect sends for it."""
+    the dialect sends for it.
+
+    Every checkout of a recorded request ends in one (the pool's reset, or the
+    connection's own rollback): ``_begin_op`` and ``_run_recorded`` inline, the shard's
+    name read as the statements read it."""
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         traces = active.get()
         if not traces or _recording_statement.get():
             return wrapped(*args, **kwargs)
-        event = _begin_op(traces, op, instance)
-        if event is None:
+        try:
+            name = _names.get(id(instance))
+            if name is None:
+                name = _target(instance, None)
+            event = begin(traces, DB, op, name, 2)
+            event.dialect = instance.name
+            if pool_reset:
+                event.detail = _called_by_pool_reset()
+        except Exception as exc:
+            profiler_failed(traces, exc)
             return wrapped(*args, **kwargs)
-        if pool_reset:
-            event.detail = _called_by_pool_reset()
-        return _run_recorded(event, wrapped, args, kwargs)
+        token = _recording_statement.set(True)
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            failed(event, exc)
+            raise
+        finally:
+            _recording_statement.reset(token)
+        event.end_ns = perf_counter_ns()
+        if event._overflow is not None:  # done(event), without the call when it does nothing
+            done(event)
+        return result
 
     return wrapper
 
@@ -405,14 +427,21 @@ def _new_connection_setup(wrapped: Any, instance: Any, args: Any, kwargs: Any) -
     return run_as_setup(active.get(), wrapped, *args, **kwargs)
 
 
-def _called_by_pool_reset() -> bool:
-    """Whether the pool's reset-on-return called the method being recorded."""
+def _called_by_pool_reset(depth: int = 2) -> bool:
+    """Whether the pool's reset-on-return called the method being recorded: its frame is
+    the caller's or one of the three above it (wrapt's pure-Python fallback adds frames in
+    between). ``depth``: frames from here to the library frame that called the method (2
+    from the Python wrapper, 1 from the compiled one). Read by the compiled frame reader when
+    it is built (no frame objects made)."""
     try:
-        frame = sys._getframe(2)
-        for _ in range(4):  # wrapt's pure-Python fallback adds frames in between
+        code = _reset_code or _pool_reset_code()
+        if _called_from is not None:
+            return _called_from(code, depth, 4)
+        frame = sys._getframe(depth)
+        for _ in range(4):
             if frame is None:
                 return False
-            if frame.f_code is _pool_reset_code():
+            if frame.f_code is code:
                 return True
             frame = frame.f_back
     except Exception:
@@ -420,11 +449,19 @@ def _called_by_pool_reset() -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=1)
+_reset_code: Any = None
+
+
 def _pool_reset_code() -> Any:
+    global _reset_code
     from sqlalchemy.pool.base import _ConnectionFairy
 
-    return _ConnectionFairy._reset.__code__
+    _reset_code = _ConnectionFairy._reset.__code__
+    return _reset_code
+
+
+# called_from(code, depth, count): ioprofiler._speedups' frame reader, where it is in use
+_called_from = getattr(callsite._speedups, "called_from", None) if callsite.accelerated else None
 
 
 def _two_phase_wrapper(op: str):
@@ -591,10 +628,33 @@ def pool_state(pool: Any) -> tuple[str, int, int, int, int, float]:
     )
 
 
+def _compiled_round_trip(op: str, pool_reset: bool = False) -> Any:
+    """The wrapper for a COMMIT, ROLLBACK or PING: the compiled one
+    (ioprofiler/_recorders.c), with this module's as its reference."""
+    return recorders.round_trip(
+        _round_trip_wrapper(op, pool_reset=pool_reset),
+        kind=DB,
+        op=op,
+        event_class=ConnectionOp,
+        inside=inside,
+        names=_names,
+        pool_reset=_called_by_pool_reset if pool_reset else None,
+    )
+
+
+def _compiled_check(maker: Any, reference: Any, **collaborators: Any) -> Any:
+    return maker(reference, kind=DB, op=POOL_WAIT, event_class=ConnectionOp, **collaborators)
+
+
+# Every checkout of a recorded request passes these two: compiled, they call through at once
+# when the engine is named and the pool cannot have to wait (the references decide otherwise).
+_ENGINE_CHECKOUT = _compiled_check(recorders.engine_checkout, _engine_checkout, names=_names)
+_POOL_CHECKOUT = _compiled_check(recorders.pool_checkout, _pool_checkout)
+
 _ROUND_TRIP_WRAPPERS = {
-    "do_commit": _round_trip_wrapper(COMMIT, pool_reset=True),
-    "do_rollback": _round_trip_wrapper(ROLLBACK, pool_reset=True),
-    "do_ping": _round_trip_wrapper(PING),
+    "do_commit": _compiled_round_trip(COMMIT, pool_reset=True),
+    "do_rollback": _compiled_round_trip(ROLLBACK, pool_reset=True),
+    "do_ping": _compiled_round_trip(PING),
     "do_begin_twophase": _two_phase_wrapper(BEGIN_TWOPHASE),
     "do_prepare_twophase": _two_phase_wrapper(PREPARE_TWOPHASE),
     "do_commit_twophase": _two_phase_wrapper(COMMIT_TWOPHASE),

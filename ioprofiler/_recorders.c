@@ -116,14 +116,19 @@ enum {
     S_OVERRIDE,
     STATEMENT_FIELDS
 };
+/* round_trip's own (inside and names where statement_execute has them) */
+enum { T_INSIDE = COMMON_FIELDS, T_NAMES, T_POOL_RESET, ROUND_TRIP_FIELDS };
+/* engine_checkout's own; pool_checkout has none */
+enum { G_NAMES = COMMON_FIELDS, ENGINE_FIELDS };
+#define POOL_FIELDS COMMON_FIELDS
 #define MAX_OBJECTS STATEMENT_FIELDS
 
 /* The event fields a recorder writes, by slot offset when the event is of event_class. */
 enum { E_KEYS, E_HIT, E_MISSED_KEYS, E_STATEMENT, E_PARAMS, E_ROWS, E_PARAMSTYLE, E_DIALECT,
-       E_END, E_OVERFLOW, E_ERROR, EVENT_FIELDS };
+       E_END, E_OVERFLOW, E_ERROR, E_DETAIL, EVENT_FIELDS };
 static const char *const event_field_names[EVENT_FIELDS] = {
     "keys", "hit", "missed_keys", "statement", "params", "rows", "paramstyle", "dialect",
-    "end_ns", "_overflow", "error",
+    "end_ns", "_overflow", "error", "detail",
 };
 static PyObject *event_field_strs[EVENT_FIELDS];
 
@@ -139,7 +144,7 @@ struct Recorder {
 static PyTypeObject Recorder_Type;
 
 static PyObject *str_server, *str_ignore_exc, *str_sock, *str_class, *str_paramstyle, *str_name,
-    *depth_one, *str_getitem;
+    *depth_one, *str_getitem, *str_dialect, *str_max_overflow, *str_overflow;
 static PyObject *object_class_descriptor; /* object.__dict__["__class__"] */
 static PyObject *dict_getitem;            /* dict.__dict__["__getitem__"] */
 
@@ -535,7 +540,7 @@ shard_name(Recorder *self, PyObject *dialect)
     if (key == NULL) {
         return NULL;
     }
-    PyObject *name = PyDict_GetItemWithError(OBJ(self, S_NAMES), key);
+    PyObject *name = PyDict_GetItemWithError(OBJ(self, S_NAMES), key); /* T_NAMES the same */
     Py_DECREF(key);
     return Py_XNewRef(name);
 }
@@ -619,6 +624,136 @@ record_statement(Recorder *self, Call *call, PyObject *traces)
     }
     Py_DECREF(event);
     return result;
+}
+
+/* ---- SQLAlchemy's round trips and checkouts ---------------------------------------------- */
+
+/* do_commit / do_rollback / do_ping(dbapi_connection) on a dialect whose shard ``names`` knows:
+ * one COMMIT, ROLLBACK or PING event (integrations/sqlalchemy.py, _round_trip_wrapper), its
+ * ``detail`` pool_reset(1) when given (whether the pool's reset on check-in called it), and
+ * the inside mark while the dialect runs it (what it sends below is part of it). */
+static PyObject *
+record_round_trip(Recorder *self, Call *call, PyObject *traces)
+{
+    PyObject *inside = OBJ(self, T_INSIDE), *already;
+    if (PyContextVar_Get(inside, NULL, &already) < 0) {
+        PyErr_Clear();
+        return NULL; /* the reference wrapper's */
+    }
+    int nested = already == NULL ? 0 : PyObject_IsTrue(already);
+    Py_XDECREF(already);
+    if (nested != 0) {
+        PyErr_Clear();
+        return nested > 0 ? call_as_given(call) : NULL;
+    }
+    if (call->nargs != 1 || call->keywords) {
+        return NULL;
+    }
+    PyObject *name = shard_name(self, call->instance);
+    if (name == NULL) {
+        PyErr_Clear(); /* the reference wrapper names the shard, and remembers it */
+        return NULL;
+    }
+    PyObject *event = begin_event(self, traces, name);
+    Py_DECREF(name);
+    PyObject *pool_reset = OBJ(self, T_POOL_RESET);
+    if (event == NULL ||
+        set_field(self, event, E_DIALECT, PyObject_GetAttr(call->instance, str_name)) < 0 ||
+        (pool_reset != Py_None &&
+         set_field(self, event, E_DETAIL, PyObject_CallOneArg(pool_reset, depth_one)) < 0)) {
+        Py_XDECREF(event);
+        return profiler_failed(self, traces) < 0 ? NULL : call_as_given(call);
+    }
+    PyObject *token = PyContextVar_Set(inside, Py_True);
+    if (token == NULL) {
+        PyErr_Clear(); /* out of memory: the round trip runs unmarked */
+    }
+    PyObject *result = call_as_given(call);
+    if (result == NULL) {
+        call_failed(self, event);
+    }
+    if (token != NULL) {
+        PyObject *exc = result == NULL ? take_exception() : NULL;
+        if (PyContextVar_Reset(inside, token) < 0) {
+            PyErr_Clear();
+        }
+        if (exc != NULL) {
+            restore_exception(exc);
+        }
+        Py_DECREF(token);
+    }
+    if (result != NULL &&
+        (set_field(self, event, E_END, perf_counter_ns()) < 0 || settle(self, event) < 0)) {
+        Py_CLEAR(result);
+    }
+    Py_DECREF(event);
+    return result;
+}
+
+/* Engine.raw_connection(): called through at once when the engine's dialect is named in
+ * ``names``; else the reference names it first (_engine_checkout). */
+static PyObject *
+record_engine_checkout(Recorder *self, Call *call, PyObject *traces)
+{
+    (void)traces;
+    if (call->nargs != 0 || call->keywords) {
+        return NULL;
+    }
+    PyObject *dialect = PyObject_GetAttr(call->instance, str_dialect);
+    if (dialect == NULL) {
+        PyErr_Clear(); /* the reference reads it again, and raises as it would */
+        return NULL;
+    }
+    PyObject *key = PyLong_FromVoidPtr(dialect);
+    Py_DECREF(dialect);
+    if (key == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    int named = PyDict_Contains(OBJ(self, G_NAMES), key);
+    Py_DECREF(key);
+    if (named != 1) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return call_as_given(call);
+}
+
+/* QueuePool._do_get(): called through at once when the checkout cannot have to wait (no
+ * overflow limit, or overflow not used up: _must_wait's first two tests); else the reference
+ * looks at the pool and records the wait. */
+static PyObject *
+record_pool_checkout(Recorder *self, Call *call, PyObject *traces)
+{
+    (void)self;
+    (void)traces;
+    if (call->nargs != 0 || call->keywords) {
+        return NULL;
+    }
+    PyObject *limit = PyObject_GetAttr(call->instance, str_max_overflow);
+    if (limit == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    int unlimited = 0, below_limit = 0;
+    if (PyLong_CheckExact(limit)) {
+        int overflowed;
+        long value = PyLong_AsLongAndOverflow(limit, &overflowed);
+        unlimited = overflowed == 0 && value == -1;
+    }
+    if (!unlimited && PyLong_CheckExact(limit)) {
+        PyObject *used = PyObject_GetAttr(call->instance, str_overflow);
+        if (used != NULL && PyLong_CheckExact(used)) {
+            below_limit = PyObject_RichCompareBool(used, limit, Py_LT) == 1;
+        }
+        Py_XDECREF(used);
+    }
+    Py_DECREF(limit);
+    PyErr_Clear();
+    if (unlimited || below_limit) {
+        return call_as_given(call);
+    }
+    return NULL;
 }
 
 /* ---- calling a recorder ------------------------------------------------------------------ */
@@ -744,9 +879,12 @@ static PyObject *
 recorder_repr(PyObject *op)
 {
     Recorder *self = (Recorder *)op;
-    return PyUnicode_FromFormat("<ioprofiler recorder %s of %R>",
-                                self->record == record_get ? "cache_get" : "statement_execute",
-                                OBJ(self, R_REFERENCE));
+    const char *what = self->record == record_get              ? "cache_get"
+                       : self->record == record_statement       ? "statement_execute"
+                       : self->record == record_round_trip      ? "round_trip"
+                       : self->record == record_engine_checkout ? "engine_checkout"
+                                                                : "pool_checkout";
+    return PyUnicode_FromFormat("<ioprofiler recorder %s of %R>", what, OBJ(self, R_REFERENCE));
 }
 
 static PyObject *
@@ -845,7 +983,8 @@ make_recorder(record_fn record, const char *what, const char *const *names, Py_s
     }
     PyObject_GC_Track(self);
     if (!PyContextVar_CheckExact(OBJ(self, R_ACTIVE)) ||
-        (record == record_statement && !PyContextVar_CheckExact(OBJ(self, S_INSIDE)))) {
+        ((record == record_statement || record == record_round_trip) &&
+         !PyContextVar_CheckExact(OBJ(self, S_INSIDE)))) {
         PyErr_Format(PyExc_TypeError, "%s(): active and inside must be ContextVars", what);
         Py_DECREF(self);
         return NULL;
@@ -861,6 +1000,12 @@ make_recorder(record_fn record, const char *what, const char *const *names, Py_s
          !PyBool_Check(OBJ(self, S_OVERRIDE)))) {
         PyErr_Format(PyExc_TypeError,
                      "%s(): names must be a dict, kept a set of types, override a bool", what);
+        Py_DECREF(self);
+        return NULL;
+    }
+    if ((record == record_round_trip && !PyDict_CheckExact(OBJ(self, T_NAMES))) ||
+        (record == record_engine_checkout && !PyDict_CheckExact(OBJ(self, G_NAMES)))) {
+        PyErr_Format(PyExc_TypeError, "%s(): names must be a dict", what);
         Py_DECREF(self);
         return NULL;
     }
@@ -912,7 +1057,64 @@ statement_execute(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t
                          args, nargs, kwnames);
 }
 
+static const char *const round_trip_names[ROUND_TRIP_FIELDS] = {
+    COMMON_NAMES, "inside", "names", "pool_reset",
+};
+static const char *const engine_names[ENGINE_FIELDS] = {COMMON_NAMES, "names"};
+static const char *const pool_names[POOL_FIELDS] = {COMMON_NAMES};
+
+PyDoc_STRVAR(round_trip_doc,
+"round_trip(*, reference, active, begin, failed, done, profiler_failed, kind, op,\n\
+           event_class, inside, names, pool_reset) -> Recorder\n\
+\n\
+SQLAlchemy's ``do_commit``/``do_rollback``/``do_ping`` wrapper (integrations/sqlalchemy.py,\n\
+``reference``) compiled: ``method(dbapi_connection)`` on a dialect whose shard ``names``\n\
+knows, recorded as the reference records it; ``pool_reset(1)`` (or None) gives ``detail``.");
+
+static PyObject *
+round_trip(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return make_recorder(record_round_trip, "round_trip", round_trip_names, ROUND_TRIP_FIELDS,
+                         args, nargs, kwnames);
+}
+
+PyDoc_STRVAR(engine_checkout_doc,
+"engine_checkout(*, reference, active, begin, failed, done, profiler_failed, kind, op,\n\
+                event_class, names) -> Recorder\n\
+\n\
+SQLAlchemy's ``Engine.raw_connection`` wrapper compiled: called through when the engine's\n\
+dialect is in ``names``, else the reference names it.");
+
+static PyObject *
+engine_checkout(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
+{
+    return make_recorder(record_engine_checkout, "engine_checkout", engine_names, ENGINE_FIELDS,
+                         args, nargs, kwnames);
+}
+
+PyDoc_STRVAR(pool_checkout_doc,
+"pool_checkout(*, reference, active, begin, failed, done, profiler_failed, kind, op,\n\
+              event_class) -> Recorder\n\
+\n\
+SQLAlchemy's ``QueuePool._do_get`` wrapper compiled: called through when the pool's overflow\n\
+has no limit or is below it, else the reference decides whether the checkout waits.");
+
+static PyObject *
+pool_checkout(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames)
+{
+    return make_recorder(record_pool_checkout, "pool_checkout", pool_names, POOL_FIELDS, args,
+                         nargs, kwnames);
+}
+
 static PyMethodDef methods[] = {
+    {"round_trip", (PyCFunction)(void (*)(void))round_trip, METH_FASTCALL | METH_KEYWORDS,
+     round_trip_doc},
+    {"engine_checkout", (PyCFunction)(void (*)(void))engine_checkout,
+     METH_FASTCALL | METH_KEYWORDS, engine_checkout_doc},
+    {"pool_checkout", (PyCFunction)(void (*)(void))pool_checkout, METH_FASTCALL | METH_KEYWORDS,
+     pool_checkout_doc},
     {"cache_get", (PyCFunction)(void (*)(void))cache_get, METH_FASTCALL | METH_KEYWORDS,
      cache_get_doc},
     {"statement_execute", (PyCFunction)(void (*)(void))statement_execute,
@@ -945,6 +1147,9 @@ PyInit__recorders(void)
         (str_paramstyle = PyUnicode_InternFromString("paramstyle")) == NULL ||
         (str_name = PyUnicode_InternFromString("name")) == NULL ||
         (str_getitem = PyUnicode_InternFromString("__getitem__")) == NULL ||
+        (str_dialect = PyUnicode_InternFromString("dialect")) == NULL ||
+        (str_max_overflow = PyUnicode_InternFromString("_max_overflow")) == NULL ||
+        (str_overflow = PyUnicode_InternFromString("_overflow")) == NULL ||
         (depth_one = PyLong_FromLong(1)) == NULL) {
         return NULL;
     }

@@ -659,7 +659,7 @@ typedef struct {
     PyObject *defaults[MAX_FIELDS];
 } EventClass;
 
-enum { STATEMENT, CACHE_CALL, EVENT_CLASSES };
+enum { STATEMENT, CACHE_CALL, CONNECTION_OP, EVENT_CLASSES };
 static EventClass classes[EVENT_CLASSES];
 
 /* The fields every event has (Event.__slots__ but __dict__), by offset. */
@@ -818,11 +818,14 @@ keep_class(int index, EventClass *ec)
 
 PyDoc_STRVAR(install_events_doc,
 "install_events(event, statement, statement_fields, cache_call, cache_fields, db, cache,\n\
-               connection_ops, slow_begin, callsite_globals, trace) -> None\n\
+               connection_ops, slow_begin, callsite_globals, trace\n\
+               [, connection_op, connection_op_fields]) -> None\n\
 \n\
 Teach ``begin`` the event classes it makes itself: ``event`` (the base, whose fields begin\n\
 sets on every event), ``statement`` for kind ``db`` when the op is not in ``connection_ops``,\n\
 ``cache_call`` for kind ``cache``, each with its own fields' defaults as ((name, value), ...).\n\
+With ``connection_op`` (and its fields' defaults), kind ``db`` with an op in\n\
+``connection_ops`` too (a COMMIT, a ROLLBACK, a PING); without it that stays as it was.\n\
 Every other kind goes to ``slow_begin``. ``trace``: the Trace class, whose slots begin reads\n\
 directly. Raises TypeError, and changes nothing, when a class is not an ``event`` or has a\n\
 slot that begin would leave unset or write twice.");
@@ -830,8 +833,8 @@ slot that begin would leave unset or write twice.");
 static PyObject *
 install_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "install_events() takes 11 arguments");
+    if (nargs != 11 && nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "install_events() takes 11 or 13 arguments");
         return NULL;
     }
     if (!PyType_Check(args[0]) || !PyUnicode_Check(args[5]) || !PyUnicode_Check(args[6]) ||
@@ -853,9 +856,10 @@ install_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
-    EventClass statement, cache_call;
+    EventClass statement, cache_call, connection_op;
     if (describe_class(event, base, args[1], args[2], &statement) < 0 ||
-        describe_class(event, base, args[3], args[4], &cache_call) < 0) {
+        describe_class(event, base, args[3], args[4], &cache_call) < 0 ||
+        (nargs == 13 && describe_class(event, base, args[11], args[12], &connection_op) < 0)) {
         return NULL;
     }
     memcpy(base_offsets, base, sizeof(base));
@@ -863,6 +867,9 @@ install_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(trace_type, (PyTypeObject *)Py_NewRef(args[10]));
     keep_class(STATEMENT, &statement);
     keep_class(CACHE_CALL, &cache_call);
+    if (nargs == 13) {
+        keep_class(CONNECTION_OP, &connection_op);
+    }
     Py_XSETREF(kind_db, Py_NewRef(args[5]));
     Py_XSETREF(kind_cache, Py_NewRef(args[6]));
     Py_XSETREF(connection_ops, Py_NewRef(args[7]));
@@ -895,6 +902,9 @@ class_for(PyObject *kind, PyObject *op)
         int is_op = PySet_Contains(connection_ops, op);
         if (is_op == 0) {
             return &classes[STATEMENT];
+        }
+        if (is_op > 0 && classes[CONNECTION_OP].type != NULL) {
+            return &classes[CONNECTION_OP];
         }
         PyErr_Clear(); /* an unhashable op: slow_begin says what it makes of it */
     }
@@ -1084,7 +1094,42 @@ begin(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnam
     return event;
 }
 
+PyDoc_STRVAR(called_from_doc,
+"called_from($module, code, depth, count, /)\n\
+--\n\
+\n\
+Whether one of ``count`` frames from ``sys._getframe(depth)`` on (counted from the Python\n\
+function calling this; then by ``f_back``) runs ``code``: the walk a wrapper makes to learn\n\
+who called it, without making a frame object for each frame it passes. False when the stack\n\
+is not that deep, as ``sys._getframe`` would raise.");
+
+static PyObject *
+called_from(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyCode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "called_from(code, depth, count)");
+        return NULL;
+    }
+    long depth = PyLong_AsLong(args[1]);
+    if (depth == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    long count = PyLong_AsLong(args[2]);
+    if (count == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    IFrame *f = depth < 0 ? NULL : frame_at(depth);
+    for (long i = 0; f != NULL && i < count; i++) {
+        if ((PyObject *)frame_code(f) == args[0]) {
+            Py_RETURN_TRUE;
+        }
+        f = back(f);
+    }
+    Py_RETURN_FALSE;
+}
+
 static PyMethodDef methods[] = {
+    {"called_from", (PyCFunction)(void (*)(void))called_from, METH_FASTCALL, called_from_doc},
     {"find", (PyCFunction)find, METH_O, find_doc},
     {"install", (PyCFunction)(void (*)(void))install, METH_FASTCALL, install_doc},
     {"forget", forget, METH_NOARGS, forget_doc},

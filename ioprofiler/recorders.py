@@ -1,4 +1,6 @@
-"""The busiest wrappers compiled: pymemcache's ``Client.get`` and SQLAlchemy's ``do_execute``.
+"""The busiest wrappers compiled: pymemcache's ``Client.get``, SQLAlchemy's ``do_execute``,
+its round trips around statements (``do_commit``, ``do_rollback``, ``do_ping``) and the
+two checks of every checkout (``Engine.raw_connection``, ``QueuePool._do_get``).
 
 ``ioprofiler._recorders`` (an optional C extension, public C API only) has a compiled twin of
 each: the same event, fields and callsite as the Python wrapper, without entering Python
@@ -41,6 +43,30 @@ def statement_execute(reference: Any, **collaborators: Any) -> Any:
     if _recorders is None:
         return reference
     return _recorders.statement_execute(**_common(reference), **collaborators)
+
+
+def round_trip(reference: Any, **collaborators: Any) -> Any:
+    """SQLAlchemy's ``do_commit``/``do_rollback``/``do_ping`` recorder (see
+    ``_recorders.round_trip``), or ``reference``."""
+    if _recorders is None:
+        return reference
+    return _recorders.round_trip(**_common(reference), **collaborators)
+
+
+def engine_checkout(reference: Any, **collaborators: Any) -> Any:
+    """SQLAlchemy's ``Engine.raw_connection`` check (see ``_recorders.engine_checkout``), or
+    ``reference``."""
+    if _recorders is None:
+        return reference
+    return _recorders.engine_checkout(**_common(reference), **collaborators)
+
+
+def pool_checkout(reference: Any, **collaborators: Any) -> Any:
+    """SQLAlchemy's ``QueuePool._do_get`` check (see ``_recorders.pool_checkout``), or
+    ``reference``."""
+    if _recorders is None:
+        return reference
+    return _recorders.pool_checkout(**_common(reference), **collaborators)
 
 
 def _common(reference: Any) -> dict[str, Any]:

@@ -64,11 +64,13 @@ from ioprofiler import callsite
 from ioprofiler.event import (
     CACHE,
     CACHE_CALL_DEFAULTS,
+    CONNECTION_OP_DEFAULTS,
     CONNECTION_OPS,
     DB,
     SETUP,
     STATEMENT_DEFAULTS,
     CacheCall,
+    ConnectionOp,
     Event,
     Statement,
     new_event,
@@ -160,8 +162,9 @@ def begin(traces: tuple[Trace, ...], kind: str, op: str, target: Any, depth: int
     that calls ``begin``. The callsite lookup starts there.
 
     With the accelerator built (``ioprofiler._speedups``), ``begin`` is its compiled twin
-    for statements and cache calls (the same event, fields and callsite, in one C call), and
-    this function, kept as ``begin_pure``, makes every other kind.
+    for statements, cache calls and a database connection's round trips (COMMIT, ROLLBACK,
+    PING…: the same event, fields and callsite, in one C call), and this function, kept as
+    ``begin_pure``, makes every other kind.
     """
     # new_event(), without the call for the kinds most calls are (the same fields, the
     # same defaults: tests/test_event.py holds them together)
@@ -216,6 +219,8 @@ def _install_compiled_begin() -> None:
             begin_pure,
             vars(callsite),
             Trace,
+            ConnectionOp,
+            tuple(CONNECTION_OP_DEFAULTS.items()),
         )
     except (AttributeError, TypeError) as exc:  # an older build, or a class it cannot fill
         log.debug("ioprofiler: recording with the pure-Python begin: %s", exc)

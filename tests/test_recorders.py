@@ -571,3 +571,86 @@ def test_only_a_recorder_gets_the_direct_call():
     finally:
         switch.reset(token)
     assert calls == [(21,)]
+
+
+# ---- SQLAlchemy's round trips and checkouts -----------------------------------------------
+
+
+def test_round_trips_and_checkouts_are_recorded_as_the_reference_records_them(tmp_path):
+    """COMMIT, the connection's own ROLLBACK, the pool's reset on check-in (``detail``
+    True), pool_pre_ping's PING, a failing COMMIT: recorded by the compiled round-trip
+    recorder as by its Python wrapper, through the compiled checkout checks."""
+    from sqlalchemy.engine.base import Engine
+    from sqlalchemy.engine.default import DefaultDialect
+    from sqlalchemy.pool import QueuePool
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dbshard08.db'}", pool_pre_ping=True)
+
+    def work():
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+            conn.rollback()
+        raw = engine.raw_connection()
+        raw.cursor().execute("SELECT 1")
+        raw.close()
+
+    def failing_commit():
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+            conn.connection.dbapi_connection.close()  # the COMMIT fails below SQLAlchemy
+            conn.commit()
+
+    try:
+        work()
+        events = assert_same(work)
+        ops = [(e["op"], e.get("detail")) for e in events if e["class"].__name__ == "ConnectionOp"]
+        assert ("commit", False) in ops and ("rollback", False) in ops
+        assert ("rollback", True) in ops and ("ping", None) in ops
+        assert_same(work, max_events=3)
+        assert_same(work, nested=True)
+        assert_same(failing_commit, before=engine.dispose)
+        for owner, name in ((DefaultDialect, "do_rollback"), (Engine, "raw_connection"),
+                            (QueuePool, "_do_get")):  # fmt: skip
+            patched = vars(owner)[name]
+            wrapper = getattr(patched, "_ioprofiler_wrapper", None) or patched._self_wrapper
+            assert recorders.is_recorder(wrapper)
+    finally:
+        engine.dispose()
+
+
+def test_a_checkout_that_must_wait_and_an_engine_not_named_yet(tmp_path):
+    """The checkout checks hand an engine not named yet and an exhausted pool to their
+    references: the POOL WAIT and the names are theirs."""
+    ioprofiler.uninstall()
+    try:
+        engine = sa.create_engine(
+            f"sqlite:///{tmp_path / 'dbshard09.db'}",
+            poolclass=sa.pool.QueuePool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=0.05,
+        )
+        engine.connect().close()  # its dialect's first connect, before either run
+    finally:
+        ioprofiler.install()
+
+    def exhausted():
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+            try:
+                engine.connect()
+            except sa.exc.TimeoutError:
+                pass
+
+    def forget_engine():
+        engine.dispose()
+        sqlalchemy_integration._names.pop(id(engine.dialect), None)
+
+    try:
+        events = assert_same(exhausted, before=forget_engine)
+        assert [e["op"] for e in events].count("pool_wait") == 1
+        assert {e["_target"] for e in events} == {"dbshard09"}
+    finally:
+        engine.dispose()

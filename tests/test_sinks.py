@@ -169,3 +169,28 @@ def test_the_request_id_is_the_incoming_one_only_when_trusted_and_safe(shop):
             assert re.fullmatch("[0-9a-f]{32}", echoed), sent
         else:
             assert echoed == expected
+
+
+def test_the_surfaces_make_the_finished_request_the_dataclass_makes():
+    """profiling.deliver stores a FinishedRequest's fields without its frozen __init__: the
+    same object (fields, equality, hash, repr), and the constructor where that would not hold."""
+    import contextvars
+    import dataclasses
+
+    from ioprofiler import profiling
+    from ioprofiler.sinks import FinishedRequest
+    from ioprofiler.trace import Trace
+
+    assert profiling._finished_request is not FinishedRequest  # the fast path is in use
+    values = (Trace(), "GET", "/p", "q=1", "/p/<id>", 200, 1.5, 2.25, "id", "host", 7,
+              contextvars.copy_context(), None)  # fmt: skip
+    fast, made = profiling._finished_request(*values), FinishedRequest(*values)
+    assert type(fast) is FinishedRequest and fast == made and repr(fast) == repr(made)
+    assert vars(fast) == vars(made)
+    without_context = values[:-2] + (None, None)
+    assert hash(profiling._finished_request(*without_context)) == hash(
+        FinishedRequest(*without_context)
+    )
+    assert [f.name for f in dataclasses.fields(FinishedRequest)] == list(profiling._FINISHED_FIELDS)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.status = 500  # type: ignore[misc]
