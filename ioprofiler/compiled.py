@@ -4,7 +4,7 @@ ioprofiler has three optional C extensions, each with a pure-Python twin::
 
     _speedups   the callsite lookup and recording.begin (ioprofiler/_speedups.c)
     _patch      MethodPatch, the patched method (ioprofiler/_patch.c; else wrapt's wrappers)
-    _recorders  pymemcache's get and SQLAlchemy's do_execute recorded (ioprofiler/_recorders.c)
+    _recorders  pymemcache's get, SQLAlchemy's do_execute and round trips recorded (ioprofiler/_recorders.c)
 
 Each is imported through :func:`load`, which remembers why it is not there::
 
@@ -32,7 +32,7 @@ MODULES = ("_speedups", "_patch", "_recorders")
 PURPOSE = {
     "_speedups": "the callsite lookup and begin",
     "_patch": "patched methods (else wrapt's wrappers)",
-    "_recorders": "the memcached get and SQL statement recorders",
+    "_recorders": "the recorders of memcached gets, SQL statements and round trips",
 }
 _VERSIONS = {
     "_speedups": ((3, 10), (3, 11), (3, 12), (3, 13)),

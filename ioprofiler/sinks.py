@@ -131,8 +131,9 @@ def request_id(incoming: str | None, trusted: bool = True) -> str:
 def with_request_id(headers: list[tuple[str, str]], request_id: str) -> list[tuple[str, str]]:
     """The response's headers with ``X-Request-Id``, unless the application sent its own,
     so that a record can be matched to the access log's line and the client's report."""
-    if any(name.lower() == "x-request-id" for name, _ in headers):
-        return headers
+    for name, _ in headers:  # a loop, not any(): this runs on every recorded response
+        if name.lower() == "x-request-id":
+            return headers
     return [*headers, (REQUEST_ID_HEADER, request_id)]
 
 
