@@ -4,7 +4,7 @@ ioprofiler has three optional C extensions, each with a pure-Python twin::
 
     _speedups   the callsite lookup and recording.begin (ioprofiler/_speedups.c)
     _patch      MethodPatch, the patched method (ioprofiler/_patch.c; else wrapt's wrappers)
-    _recorders  pymemcache's get, SQLAlchemy's do_execute and round trips recorded (ioprofiler/_recorders.c)
+    _recorders  gets, statements and round trips recorded (ioprofiler/_recorders.c)
 
 Each is imported through :func:`load`, which remembers why it is not there::
 
