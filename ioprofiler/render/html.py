@@ -18,7 +18,7 @@ from ioprofiler.event import CACHE, CONNECTION_OPS, DB, HTTP, POOL_WAIT, Event, 
 from ioprofiler.findings import Finding, find
 from ioprofiler.render.json import redacted
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.render.text import call_numbers
+from ioprofiler.render.text import MAX_NUMBERS_SHOWN
 from ioprofiler.roundtrip_text import op_count, ordered_ops
 from ioprofiler.sql_text import render_statement_escaped
 from ioprofiler.targets import batch_read_of
@@ -206,14 +206,15 @@ def _findings_section(findings: list[Finding], numbers: dict[int, int]) -> str:
     if not findings:
         return ""
     items = []
+    number_of = numbers.get
     for number, finding in enumerate(findings, start=1):
         link = ""
-        calls = [numbers[id(e)] for e in finding.events if id(e) in numbers]
+        calls = [n for n in map(number_of, map(id, finding.events)) if n is not None]
         if calls:
-            linked = " ".join(str(n) for n in calls[:MAX_LINKED_CALLS])
+            linked = " ".join(map(str, calls[:MAX_LINKED_CALLS]))
             link = (
                 f' <a href="#e{calls[0]}" data-calls="{linked}">calls '
-                f"{escape(call_numbers(finding, numbers))}</a>"
+                f"{escape(_call_numbers(calls))}</a>"
             )
         items.append(
             f'<li id="f{number}" data-kind="{finding.kind}"><b class="n1">'
@@ -221,6 +222,14 @@ def _findings_section(findings: list[Finding], numbers: dict[int, int]) -> str:
             f'<br><span class="hint">fix: {escape(finding.hint)}</span></li>'
         )
     return '<h3 class="warn">Findings</h3><ol class="f">' + "".join(items) + "</ol>"
+
+
+def _call_numbers(calls: list[int]) -> str:
+    """:func:`ioprofiler.render.text.call_numbers`, from the calls' numbers."""
+    if len(calls) > MAX_NUMBERS_SHOWN:
+        more = len(calls) - MAX_NUMBERS_SHOWN
+        return ", ".join([f"#{n}" for n in calls[:MAX_NUMBERS_SHOWN]]) + f" … (+{more} more)"
+    return ", ".join([f"#{n}" for n in calls])
 
 
 def _repeats_section(summary: Summary) -> str:
@@ -263,6 +272,9 @@ def _is_plain(cls: type) -> bool:
     return plain
 
 
+_SIMPLE_VALUES = frozenset((int, str))
+
+
 def _event_rows(
     trace: Trace, events: list[Event], summary: Summary, slow_ms: float, values: bool = True
 ) -> str:
@@ -270,9 +282,9 @@ def _event_rows(
     for number, repeat in enumerate(summary.repeats, start=1):
         flagged = repeat.kind != CACHE and repeat.likely_n_plus_one
         css, label = ("n1", "N+1") if flagged else ("dup", "repeat")
-        mark = f'<b class="{css}">{label} g{number}</b>'
-        for event in repeat.events:
-            marks[id(event)] = mark
+        marks.update(
+            dict.fromkeys(map(id, repeat.events), f'<b class="{css}">{label} g{number}</b>')
+        )
     duplicates = {id(e) for repeat in summary.repeats for e in repeat.duplicates}
     for key in duplicates:
         marks[key] = marks.get(key, "") + '<b class="dup">dup</b>'
@@ -280,16 +292,25 @@ def _event_rows(
     append = rows.append
     origin = trace.start_ns
     offset_ms = trace.offset_ms
-    redact = config.settings.redact
+    fast_offsets = type(trace).offset_ms is _TRACE_OFFSET_MS
+    statements = values and not config.settings.redact  # rendered here, with their values
     connection_ops = CONNECTION_OPS
-    no_marks = ""
-    # made once per raw target and per callsite (its code's id and line: the events keep
-    # the code alive), escaped
+    get_mark = marks.get
+    simple = _SIMPLE_VALUES.__contains__
+    # Made once per raw target, per callsite (its code's id and line: the events keep the
+    # code alive) and per statement with the same values (of types that render the same
+    # when equal), escaped; a run of calls from one target or one site asks once.
     targets: dict[object, str] = {}
     sites: dict[tuple[int, int], str] = {}
-    fast_offsets = type(trace).offset_ms is _TRACE_OFFSET_MS
+    rendered: dict[tuple[str, str | None, str | None, int | None, tuple[object, ...]], str] = {}
+    last_class: type | None = None
+    plain = False
+    last_raw = last_target = last_code = last_line = last_site = None
     for index, event in enumerate(events, start=1):
-        if not _is_plain(type(event)):
+        cls = type(event)
+        if cls is not last_class:
+            last_class, plain = cls, _is_plain(cls)
+        if not plain:
             append(_event_row(trace, event, index, marks, slow_ms, values))
             continue
         op = event.op
@@ -300,7 +321,7 @@ def _event_rows(
             classes = "o pw" if op == POOL_WAIT else "o"
         else:
             classes = "d" if kind == DB else "k"
-        badges = marks.get(id(event), no_marks)
+        badges = get_mark(id(event), "")
         if error:
             classes += " err"
             badges += f'<b class="e">{escape(error)}</b>'
@@ -312,24 +333,31 @@ def _event_rows(
             if took >= slow_ms:
                 classes += " slow"
         raw = event._target
-        try:
-            target = targets.get(raw)
-        except TypeError:  # a target that cannot be a dict key: named per row
-            target = escape(event.target)
+        if raw is last_raw and last_target is not None:
+            target = last_target
         else:
-            if target is None:
-                target = targets[raw] = escape(event.target)
+            try:
+                target = targets.get(raw)
+            except TypeError:  # a target that cannot be a dict key: named per row
+                target = escape(event.target)
+            else:
+                if target is None:
+                    target = targets[raw] = escape(event.target)
+            last_raw, last_target = raw, target
         statement = event.statement
-        if (
-            kind == DB
-            and values
-            and not redact
-            and statement is not None
-            and op not in connection_ops
-        ):
-            what = render_statement_escaped(
-                statement, event.params, event.paramstyle, event.rows, event.dialect, escape
-            )
+        if kind == DB and statement is not None and statements and op not in connection_ops:
+            params = event.params
+            if type(params) is tuple and all(map(simple, map(type, params))):
+                known = (statement, event.paramstyle, event.dialect, event.rows, params)
+                what = rendered.get(known)  # type: ignore[assignment]
+                if what is None:
+                    what = rendered[known] = render_statement_escaped(
+                        statement, params, event.paramstyle, event.rows, event.dialect, escape
+                    )
+            else:
+                what = render_statement_escaped(
+                    statement, params, event.paramstyle, event.rows, event.dialect, escape
+                )
             if error:
                 what += escape(f" [ERROR {error}]")
         else:
@@ -339,9 +367,13 @@ def _event_rows(
             called_from = ""
         else:
             code, line = site
-            called_from = sites.get((id(code), line))  # type: ignore[assignment]
-            if called_from is None:
-                called_from = sites[(id(code), line)] = escape(callsite_text(code, line))
+            if code is last_code and line == last_line:
+                called_from = last_site  # type: ignore[assignment]
+            else:
+                called_from = sites.get((id(code), line))  # type: ignore[assignment]
+                if called_from is None:
+                    called_from = sites[(id(code), line)] = escape(callsite_text(code, line))
+                last_code, last_line, last_site = code, line, called_from
         at = (event.start_ns - origin) / 1e6 if fast_offsets else offset_ms(event)
         append(
             f'<tr class="{classes}" id="e{index}"><td>{index}</td><td>{at:.3f}</td><td></td>'
@@ -438,7 +470,7 @@ def render_listing(
     summary = summary or summarize(trace)
     findings = find(trace, slow_ms=slow_ms) if findings is None else findings
     events = trace.events
-    numbers = {id(e): i for i, e in enumerate(events, start=1)}
+    numbers = dict(zip(map(id, events), range(1, len(events) + 1), strict=True))
     notes = ""
     if notice:
         notes += f'<p class="note">{escape(notice)}</p>'
