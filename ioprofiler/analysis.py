@@ -333,13 +333,25 @@ def find_repeats(events: list[Event]) -> list[Repeat]:
     statements: dict[tuple[object, str, str | None, str | None], list[Event]] = {}
     names: dict[object, str] = {}  # raw target -> event.target
     connection_ops = CONNECTION_OPS
+    last_raw: object = _NO_GROUP
+    last_statement = last_paramstyle = last_dialect = None
+    last_group: list[Event] = []
     for event in events:
         kind = event.kind
         if kind == DB:
             statement = event.statement
             if statement is None or event.op in connection_ops:
                 continue
-            known = (event._target, statement, event.paramstyle, event.dialect)
+            raw, paramstyle, dialect = event._target, event.paramstyle, event.dialect
+            if (
+                statement is last_statement
+                and raw is last_raw
+                and paramstyle is last_paramstyle
+                and dialect is last_dialect
+            ):  # a run of one statement on one target
+                last_group.append(event)
+                continue
+            known = (raw, statement, paramstyle, dialect)
             try:
                 group = statements.get(known)
             except TypeError:  # a target that cannot be a dict key
@@ -358,6 +370,9 @@ def find_repeats(events: list[Event]) -> list[Repeat]:
                     statements[known] = group
             if group is not _NO_GROUP:
                 group.append(event)
+                if known is not None:
+                    last_raw, last_statement, last_paramstyle, last_dialect = known
+                    last_group = group
             continue
         if kind == CACHE and event.op in ("get", "gets"):
             key = (CACHE, _target_name(event, names), f"{event.op} (one key per call)")

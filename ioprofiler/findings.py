@@ -238,16 +238,26 @@ class _Group:
 def _by_shape(statements: list[Event]) -> dict[str, _Group]:
     groups: dict[str, _Group] = {}
     shapes: dict[tuple[str, str | None, str | None], _Group] = {}
+    last: tuple[object, object, object] | None = None  # a run of one statement: looked up once
+    group = _Group()
     for event in statements:
         statement: str = event.statement  # type: ignore[assignment]
-        key = (statement, event.paramstyle, event.dialect)
-        group = shapes.get(key)
-        if group is None:
-            text = shape(statement, event.paramstyle, event.dialect)
-            group = groups.get(text)
+        paramstyle, dialect = event.paramstyle, event.dialect
+        if (
+            last is None
+            or statement is not last[0]
+            or paramstyle is not last[1]
+            or dialect is not last[2]
+        ):
+            key = (statement, paramstyle, dialect)
+            group = shapes.get(key)  # type: ignore[assignment]
             if group is None:
-                group = groups[text] = _Group()
-            shapes[key] = group
+                text = shape(statement, paramstyle, dialect)
+                group = groups.get(text)
+                if group is None:
+                    group = groups[text] = _Group()
+                shapes[key] = group
+            last = key
         group.events.append(event)
         copy: tuple[Any, object] = (event._target, (statement, event.params))
         try:
