@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import weakref
@@ -230,30 +229,37 @@ def _summarize(trace: Trace) -> Summary:
     totals: dict[tuple[str, str], TargetTotals] = {}
     running = errors = 0
     last_call: dict[tuple[str, str], Event] = {}
-    keys: dict[tuple[str | None, object], tuple[str, str]] = {}  # (kind, raw target) -> key
+    # (kind, raw target) -> its key (kind, event.target) and its totals: each target named once
+    known: dict[tuple[str | None, object], tuple[tuple[str, str], TargetTotals]] = {}
     connection_ops = CONNECTION_OPS
     for event in events:
         kind = event.kind
-        try:  # each target named once: event.target is str(event._target)
-            key = keys.get((kind, event._target))
+        raw = (kind, event._target)
+        try:
+            entry = known.get(raw)
         except TypeError:  # a target that cannot be a dict key: named each time
-            key = None
-        if key is None:
+            raw = entry = None
+        if entry is None:
             key = (kind, event.target)
-            with contextlib.suppress(TypeError):
-                keys[(kind, event._target)] = key
-        total = totals.get(key)
-        if total is None:
-            total = totals[key] = TargetTotals(kind, key[1])  # type: ignore[arg-type]
+            total = totals.get(key)
+            if total is None:
+                total = totals[key] = TargetTotals(kind, key[1])  # type: ignore[arg-type]
+            if raw is not None:
+                known[raw] = (key, total)  # type: ignore[assignment]
+        else:
+            key, total = entry
         end = event.end_ns
         if end is None:
             running += 1
             ms = 0.0
         else:
             ms = (end - event.start_ns) / 1e6
-        failed = 1 if event.error else 0
-        errors += failed
         op = event.op
+        if event.error:
+            errors += 1
+            failed = 1
+        else:
+            failed = 0
         if op not in connection_ops:  # a call (event.is_call): never inside another
             last_call[key] = event
             total.ms += ms
@@ -299,7 +305,8 @@ def _inside(event: Event, call: Event | None) -> bool:
 def _covered_ns(events: list[Event], end_ns: int | None) -> int:
     """Nanoseconds inside at least one event: calls that overlap (threads) count once."""
     now = end_ns if end_ns is not None else perf_counter_ns()
-    spans = sorted((e.start_ns, e.end_ns if e.end_ns is not None else now) for e in events)
+    spans = [(e.start_ns, now if e.end_ns is None else e.end_ns) for e in events]
+    spans.sort()
     covered = 0
     until = None
     for start, end in spans:
@@ -312,33 +319,62 @@ def _covered_ns(events: list[Event], end_ns: int | None) -> int:
     return covered
 
 
+_NO_GROUP: list[Event] = []  # a statement that is no repeat (transaction control)
+
+
 def find_repeats(events: list[Event]) -> list[Repeat]:
     """Statement shapes run more than once per target, single-key cache reads of one
     target that could have been one batched read (``get_many``, ``MGET``), and HTTP calls
     to one URL shape (ids in the path folded); the most repeated first."""
     groups: dict[tuple[str, str, str], list[Event]] = {}
-    # (statement, paramstyle, dialect) -> its shape, or None for transaction control:
-    # is_query's and shape's answers, asked once per text rather than once per event
-    shapes: dict[tuple[str, str | None, str | None], str | None] = {}
+    # (raw target, statement, paramstyle, dialect) -> its group, or _NO_GROUP for
+    # transaction control: is_query's, shape's and the target's answers, asked once per
+    # statement text and target rather than once per event
+    statements: dict[tuple[object, str, str | None, str | None], list[Event]] = {}
     names: dict[object, str] = {}  # raw target -> event.target
     connection_ops = CONNECTION_OPS
+    last_raw: object = _NO_GROUP
+    last_statement = last_paramstyle = last_dialect = None
+    last_group: list[Event] = []
     for event in events:
         kind = event.kind
         if kind == DB:
             statement = event.statement
             if statement is None or event.op in connection_ops:
                 continue
-            text_key = (statement, event.paramstyle, event.dialect)
-            try:
-                text = shapes[text_key]
-            except KeyError:
-                text = shapes[text_key] = (
-                    None if is_transaction_control(statement) else shape(*text_key)
-                )
-            if text is None:
+            raw, paramstyle, dialect = event._target, event.paramstyle, event.dialect
+            if (
+                statement is last_statement
+                and raw is last_raw
+                and paramstyle is last_paramstyle
+                and dialect is last_dialect
+            ):  # a run of one statement on one target
+                last_group.append(event)
                 continue
-            key = (DB, _target_name(event, names), text)
-        elif kind == CACHE and event.op in ("get", "gets"):
+            known = (raw, statement, paramstyle, dialect)
+            try:
+                group = statements.get(known)
+            except TypeError:  # a target that cannot be a dict key
+                known = None
+                group = None
+            if group is None:
+                if is_transaction_control(statement):
+                    group = _NO_GROUP
+                else:
+                    text = shape(statement, event.paramstyle, event.dialect)
+                    key = (DB, _target_name(event, names), text)
+                    group = groups.get(key)
+                    if group is None:
+                        group = groups[key] = []
+                if known is not None:
+                    statements[known] = group
+            if group is not _NO_GROUP:
+                group.append(event)
+                if known is not None:
+                    last_raw, last_statement, last_paramstyle, last_dialect = known
+                    last_group = group
+            continue
+        if kind == CACHE and event.op in ("get", "gets"):
             key = (CACHE, _target_name(event, names), f"{event.op} (one key per call)")
         elif kind == HTTP and event.statement is not None:
             key = (HTTP, event.target, f"{event.op} {url_shape(event.statement)}")
@@ -356,18 +392,32 @@ def find_repeats(events: list[Event]) -> list[Repeat]:
         seen: set[object] = set()
         duplicates: list[Event] = []
         sites: dict[tuple[int, int], tuple[CodeType, int]] = {}  # by the code's id: see below
+        last_code = last_line = None
         for event in members:
-            fingerprint = _fingerprint(event)
-            if fingerprint in seen:
+            if kind == DB:  # _fingerprint's, inline
+                fingerprint: object = (event.statement, event.params)
+                try:
+                    repeated = fingerprint in seen
+                except TypeError:  # a dict of parameters, a list among them
+                    fingerprint = f"{event.statement}\x00{safe_repr(event.params)}"
+                    repeated = fingerprint in seen
+            else:
+                fingerprint = _fingerprint(event)
+                repeated = fingerprint in seen
+            if repeated:
                 duplicates.append(event)
-            seen.add(fingerprint)
+            else:
+                seen.add(fingerprint)
             site = event._site
-            if len(sites) < 3 and site is not None:
-                # hashing a code object hashes its constants: key by its id (the event
-                # keeps the code alive)
-                sites.setdefault((id(site[0]), site[1]), site)
+            if site is not None and len(sites) < 3:
+                code, line = site
+                if code is not last_code or line != last_line:  # a run of one site: once
+                    last_code, last_line = code, line
+                    # hashing a code object hashes its constants: key by its id (the event
+                    # keeps the code alive)
+                    sites.setdefault((id(code), line), site)
         callsites = [_callsite_text(code, line) for code, line in sites.values()]
-        ms = sum((e.duration_ms or 0.0) for e in members)
+        ms = sum([0.0 if e.end_ns is None else (e.end_ns - e.start_ns) / 1e6 for e in members])
         repeats.append(
             Repeat(
                 kind=kind,

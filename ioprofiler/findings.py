@@ -15,9 +15,8 @@ Analysis runs when a trace is rendered, never while the application runs.
 from __future__ import annotations
 
 import weakref
-from collections import Counter
 from dataclasses import dataclass, field, replace
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ioprofiler import config
@@ -190,7 +189,16 @@ _found: weakref.WeakKeyDictionary[Trace, tuple[Thresholds, list[Finding]]] = (
 
 def _find(trace: Trace, limits: Thresholds) -> list[Finding]:
     events = trace.events
-    statements = [e for e in events if is_query(e)]
+    # is_query, inline: the queries, in the order they were made
+    connection_ops = CONNECTION_OPS
+    statements = [
+        e
+        for e in events
+        if e.kind == DB
+        and e.op not in connection_ops
+        and e.statement is not None
+        and not is_transaction_control(e.statement)
+    ]
     groups = _by_shape(statements)
     found: list[Finding] = []
     n_plus_ones = _n_plus_one(groups, limits)
@@ -201,7 +209,7 @@ def _find(trace: Trace, limits: Thresholds) -> list[Finding]:
     flagged = {id(f.events[0]) for f in n_plus_ones}
     found += _serial_fanout(groups, flagged, limits)
     found += _slow_calls(events, trace.elapsed_ms, limits)
-    misses = _cache_misses(events, limits)
+    misses = _cache_misses(events, limits, statements)
     found += misses
     if not misses:
         found += _low_hit_ratio(events, limits)
@@ -230,24 +238,33 @@ class _Group:
 def _by_shape(statements: list[Event]) -> dict[str, _Group]:
     groups: dict[str, _Group] = {}
     shapes: dict[tuple[str, str | None, str | None], _Group] = {}
+    last: tuple[object, object, object] | None = None  # a run of one statement: looked up once
+    group = _Group()
     for event in statements:
         statement: str = event.statement  # type: ignore[assignment]
-        key = (statement, event.paramstyle, event.dialect)
-        group = shapes.get(key)
-        if group is None:
-            text = shape(statement, event.paramstyle, event.dialect)
-            group = groups.get(text)
+        paramstyle, dialect = event.paramstyle, event.dialect
+        if (
+            last is None
+            or statement is not last[0]
+            or paramstyle is not last[1]
+            or dialect is not last[2]
+        ):
+            key = (statement, paramstyle, dialect)
+            group = shapes.get(key)  # type: ignore[assignment]
             if group is None:
-                group = groups[text] = _Group()
-            shapes[key] = group
+                text = shape(statement, paramstyle, dialect)
+                group = groups.get(text)
+                if group is None:
+                    group = groups[text] = _Group()
+                shapes[key] = group
+            last = key
         group.events.append(event)
-        fingerprint: object = (statement, event.params)
+        copy: tuple[Any, object] = (event._target, (statement, event.params))
         try:
-            hash(fingerprint)
+            same = group.copies.get(copy)
         except TypeError:  # a dict of parameters, a list among them
-            fingerprint = f"{statement}\x00{safe_repr(event.params)}"
-        copy = (event._target, fingerprint)
-        same = group.copies.get(copy)
+            copy = (event._target, f"{statement}\x00{safe_repr(event.params)}")
+            same = group.copies.get(copy)
         if same is None:
             group.copies[copy] = [event]
         else:
@@ -265,7 +282,7 @@ def _key(key: Any) -> object:
 
 def _ms(events: list[Event] | tuple[Event, ...]) -> float:
     """The finished calls' time together."""
-    return sum(e.end_ns - e.start_ns for e in events if e.end_ns is not None) / 1e6
+    return sum([e.end_ns - e.start_ns for e in events if e.end_ns is not None]) / 1e6
 
 
 def _short(text: str) -> str:
@@ -273,7 +290,10 @@ def _short(text: str) -> str:
 
 
 def _targets(events: list[Event]) -> str:
-    names = list(dict.fromkeys(e.target for e in events))
+    try:  # each raw target named once (as Event.target names it), in the order first seen
+        names = list(dict.fromkeys([str(raw) for raw in dict.fromkeys(map(_raw_target, events))]))
+    except TypeError:  # a target that cannot be a dict key
+        names = list(dict.fromkeys(e.target for e in events))
     if len(names) > 4:
         return f"{', '.join(names[:3])} and {len(names) - 3} more"
     return ", ".join(names)
@@ -281,15 +301,40 @@ def _targets(events: list[Event]) -> str:
 
 def _where(events: list[Event]) -> str:
     """`` <- file.py:12 in fn``: where most of the events were made."""
-    sites = [e._site for e in events if e._site is not None]
-    if not sites:
-        return ""
     # Counted by the code object's id, which the events keep alive: hashing a code object
-    # hashes all its constants (a module's code: thousands of them).
-    counts = Counter((id(code), line) for code, line in sites)
-    (code_id, line), _ = counts.most_common(1)[0]
-    code = next(code for code, at in sites if id(code) == code_id and at == line)
-    return f" <- {_callsite_text(code, line)}"
+    # hashes all its constants (a module's code: thousands of them). Calls in a loop come
+    # from one site, one after another: a run of one site is counted at once.
+    counts: dict[tuple[int, int], int] = {}
+    codes: dict[tuple[int, int], Any] = {}
+    last_code = last_line = None
+    run = 0
+    for event in events:
+        site = event._site
+        if site is None:
+            continue
+        code, line = site
+        if code is last_code and line == last_line:
+            run += 1
+            continue
+        if run:
+            key = (id(last_code), last_line)
+            counts[key] = counts.get(key, 0) + run
+        last_code, last_line, run = code, line, 1
+        key = (id(code), line)
+        if key not in codes:
+            codes[key] = code
+            counts[key] = 0
+    if not run:
+        return ""
+    key = (id(last_code), last_line)
+    counts[key] += run
+    # Counter.most_common(1): the first counted of the most made
+    best = max(counts.items(), key=itemgetter(1))[0]
+    return f" <- {_callsite_text(codes[best], best[1])}"
+
+
+_start = attrgetter("start_ns")
+_raw_target = attrgetter("_target")
 
 
 def _times(count: int) -> str:
@@ -360,7 +405,7 @@ def _duplicate_statements(groups: dict[str, _Group], limits: Thresholds) -> list
         repeated = [same for same in group.copies.values() if len(same) >= limits.duplicate_count]
         if not repeated:
             continue
-        involved = sorted((e for same in repeated for e in same), key=lambda e: e.start_ns)
+        involved = sorted([e for same in repeated for e in same], key=_start)
         wasted = [e for same in repeated for e in same[1:]]
         ms = _ms(wasted)
         if len(repeated) == 1:
@@ -513,24 +558,32 @@ def _slow_hint(event: Event) -> str:
     return "check the remote side; add a timeout, or cache the result"
 
 
-def _cache_misses(events: list[Event], limits: Thresholds) -> list[Finding]:
-    """Missed keys that the request then filled from the database."""
-    statements: list[Event] = []
+def _cache_misses(
+    events: list[Event], limits: Thresholds, queries: list[Event] | None = None
+) -> list[Finding]:
+    """Missed keys that the request then filled from the database. ``queries``: the
+    events that are queries (:func:`is_query`), in order, when known."""
+    statements = [e for e in events if is_query(e)] if queries is None else queries
     missed: dict[object, tuple[Event, int]] = {}  # key -> (the read, statements made before it)
     filled: list[tuple[Event, Event]] = []
     spans: list[tuple[int, int]] = []  # statements[a:b] ran between a miss and its fill
+    made = 0  # statements made so far
+    following = statements[0] if statements else None  # the next of them
     for event in events:
-        if is_query(event):
-            statements.append(event)
-        elif event.kind == CACHE and event.hit is not None:
+        if event is following:
+            made += 1
+            following = statements[made] if made < len(statements) else None
+        elif event.kind != CACHE:
+            continue
+        elif event.hit is not None:
             for key in event.missed_keys or ():
-                missed.setdefault(_key(key), (event, len(statements)))
-        elif event.kind == CACHE and event.op.lower() in FILL_OPS:
+                missed.setdefault(_key(key), (event, made))
+        elif event.op.lower() in FILL_OPS:
             for key in event.keys:
                 read, before = missed.pop(_key(key), (None, 0))
-                if read is not None and len(statements) > before:
+                if read is not None and made > before:
                     filled.append((read, event))
-                    spans.append((before, len(statements)))
+                    spans.append((before, made))
     if len(filled) < limits.cache_fill_count:
         return []
     queries = _union(statements, spans)
@@ -598,7 +651,8 @@ def _low_hit_ratio(events: list[Event], limits: Thresholds) -> list[Finding]:
 
 
 def _waits(events: list[Event], limits: Thresholds) -> list[Finding]:
-    waits = [e for e in events if _is_wait(e)]
+    wait_ops = WAIT_OPS
+    waits = [e for e in events if e.op in wait_ops and _is_wait(e)]
     ms = _ms(waits)
     if not waits or ms < limits.waits_ms:
         return []
@@ -650,12 +704,15 @@ def _unexplained_time(trace: Trace, events: list[Event], limits: Thresholds) -> 
     reach = trace.start_ns  # where the I/O seen so far ends
     gap, before_gap = 0, None  # the longest stretch without I/O, and the call before it
     last: Event | None = None
-    for event in sorted(events, key=attrgetter("start_ns")):
-        event_end = min(end, event.end_ns if event.end_ns is not None else end)
-        if event.start_ns - reach > gap:
-            gap, before_gap = event.start_ns - reach, last
+    for event in sorted(events, key=_start):
+        start = event.start_ns
+        event_end = event.end_ns
+        if event_end is None or event_end > end:  # min(end, its end)
+            event_end = end
+        if start - reach > gap:
+            gap, before_gap = start - reach, last
         if event_end > reach:
-            covered += event_end - max(event.start_ns, reach)
+            covered += event_end - (start if start > reach else reach)
             reach, last = event_end, event
     if end - reach > gap:
         gap, before_gap = end - reach, last

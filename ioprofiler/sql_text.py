@@ -18,7 +18,7 @@ import functools
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ioprofiler.values import MAX_BYTES, MAX_ITEMS, MAX_TEXT_CHARS, Clipped
@@ -284,6 +284,93 @@ def render_statement(
     if rows is not None:
         text += f" -- executemany: {rows} row{'s' if rows != 1 else ''}"
     return visible(text)
+
+
+def render_statement_escaped(
+    statement: str,
+    params: Any,
+    paramstyle: str | None,
+    rows: int | None,
+    dialect: str | None,
+    escape: Callable[[str], str],
+) -> str:
+    """``escape(render_statement(statement, params, paramstyle, rows, False, dialect))``,
+    made faster for a listing of many calls: the text between a statement's placeholders
+    is escaped once per statement, only the values once per call.
+
+    ``escape`` must map text character by character (``escape(a + b) == escape(a) +
+    escape(b)``), as ``html.escape`` does, and leave digits and ``-`` as they are.
+    """
+    try:
+        if params is None and rows is None:
+            parts = _escaped_template(statement, dialect, paramstyle, False, escape)
+            return "".join(parts)  # type: ignore[arg-type]
+        parts = _escaped_template(statement, dialect, paramstyle, True, escape)
+        if params is None:
+            params = ()
+        backslash_escapes = dialect in _BACKSLASH_DIALECTS
+        mapping = isinstance(params, Mapping)
+        out: list[str] = []
+        append = out.append
+        position = 0
+        for part in parts:
+            if type(part) is str:
+                append(part)
+                continue
+            kind, key, original = part  # type: ignore[misc]
+            try:
+                if kind == "name":
+                    value = params[key]
+                elif kind == "num":
+                    if mapping:
+                        value = params[key]
+                    elif int(key) < 1:  # $0 and :0 name no parameter
+                        append(escape(visible(original)))
+                        continue
+                    else:
+                        value = params[int(key) - 1]
+                elif mapping:
+                    append(escape(visible(original)))
+                    continue
+                else:
+                    value = params[position]
+                    position += 1
+            except (KeyError, IndexError, TypeError):
+                append(escape(visible(original)))
+                continue
+            if type(value) is int:  # digits and "-": nothing to escape
+                append(str(value))
+            else:
+                append(escape(visible(literal(value, backslash_escapes))))
+        if rows is not None:
+            append(f" -- executemany: {rows} row{'s' if rows != 1 else ''}")
+        return "".join(out)
+    except Exception:  # the slow path, which never raises, says what went wrong
+        return escape(render_statement(statement, params, paramstyle, rows, False, dialect))
+
+
+_escaped_templates: dict[tuple[Any, ...], tuple[str | Placeholder, ...]] = {}
+
+
+def _escaped_template(
+    statement: str,
+    dialect: str | None,
+    paramstyle: str | None,
+    bound: bool,
+    escape: Callable[[str], str],
+) -> tuple[str | Placeholder, ...]:
+    """:func:`_template` with its text escaped (``visible``, then ``escape``)."""
+    key = (statement, dialect, paramstyle, bound, escape)
+    parts = _escaped_templates.get(key)
+    if parts is None:
+        parts = tuple(
+            escape(visible(part)) if type(part) is str else part
+            for part in _template(statement, dialect, paramstyle, bound)
+        )
+        if len(_escaped_templates) >= 4096:
+            _escaped_templates.clear()
+        _escaped_templates[key] = parts
+    return parts
 
 
 def _unrendered(statement: Any, params: Any, redact: bool) -> str:

@@ -231,3 +231,52 @@ def test_configured_redaction_hides_inline_literals_in_every_rendering(sqlite_sh
     assert (
         select["statement"] == "SELECT count(*) FROM FavoriteListingUser WHERE note = ? AND id = ?"
     )
+
+
+class _Unprintable:
+    def __str__(self):
+        raise RuntimeError("str")
+
+    def __repr__(self):
+        raise RuntimeError("repr")
+
+
+@pytest.mark.parametrize(
+    ("paramstyle", "statement", "params", "rows", "dialect"),
+    [
+        ("qmark", "SELECT * FROM t WHERE a = ? AND b = ?", (5, "x<y>&'\""), None, "sqlite"),
+        ("qmark", "SELECT  *\n FROM t -- <note>\n WHERE a = ?", (-12,), None, None),
+        ("qmark", "SELECT '<?>' , ?, ?", (1,), None, None),  # one value missing
+        ("qmark", "INSERT INTO t VALUES (?, ?)", (1, b"\x00<"), 500, None),
+        ("qmark", "INSERT INTO t VALUES (?)", None, 1, None),
+        ("qmark", "SELECT 'a\u2028b', \"<id>\"", None, None, None),
+        ("qmark", "SELECT ?", ("line\nbreak\x1b[31m",), None, None),
+        ("qmark", "SELECT ?", (_Unprintable(),), None, None),
+        ("qmark", "SELECT ?", (10**5000,), None, None),  # past int's digits limit
+        ("qmark", "SELECT ?, ?, ?", (None, True, 1.5), None, None),
+        ("qmark", "SELECT ?", {"a": 1}, None, None),  # a mapping for a positional statement
+        ("format", "SELECT * FROM t WHERE a = %s AND b LIKE 'a%%'", ("C:\\<x>",), None, "mysql"),
+        ("pyformat", "SELECT %(a)s, %(b)s, '%%'", {"a": "<&>", "b": [1, "2"]}, None, "postgresql"),
+        ("pyformat", "SELECT %(a)s, %(missing)s", {"a": 1}, None, None),
+        ("named", "SELECT :a, :b, 1::text", {"a": decimal.Decimal("1.10"), "b": None}, None, None),
+        ("numeric", "SELECT :1, :0, :2", (5, "x"), None, None),
+        ("numeric", "SELECT :1", {"1": "<"}, None, None),
+        ("numeric_dollar", "SELECT $1, $2, $tag$ $1 $tag$", (5, "x"), None, "postgresql"),
+        ("psycopg", "SELECT %b, %t, %(n)s", (1, 2), None, "postgresql"),
+        (None, "SELECT ?", (1,), None, None),  # no paramstyle known
+        ("qmark", "SELECT ?", (datetime.datetime(2024, 5, 1, 12, 30),), None, None),
+        ("qmark", "SELECT ?", (uuid.UUID(int=1),), None, None),
+    ],
+)
+def test_escaped_rendering_is_the_rendering_escaped(paramstyle, statement, params, rows, dialect):
+    """The panel's fast path gives what escaping the listing's text gives."""
+    from html import escape
+
+    from ioprofiler.sql_text import render_statement_escaped
+
+    expected = escape(render_statement(statement, params, paramstyle, rows, False, dialect))
+    for _ in range(2):  # the escaped template made, then remembered
+        assert (
+            render_statement_escaped(statement, params, paramstyle, rows, dialect, escape)
+            == expected
+        )

@@ -56,6 +56,9 @@ SYSTEMS = {
 }
 
 
+_KIND_KEYS: dict[str, str] = {}  # kind -> "ioprofiler.<kind>.calls"
+
+
 class OpenTelemetry:
     """Put each request's I/O on its OpenTelemetry server span. Options:
 
@@ -125,22 +128,33 @@ class OpenTelemetry:
         at least ``n_plus_one_count`` times with the same text on one shard, among the kept
         events) and ``ioprofiler.dropped``."""
         counts = IOCounts.of(trace)
+        per_shard = counts.per_shard
         out: dict[str, Any] = {
             "ioprofiler.io.time_ms": round(counts.io_ns / 1e6, 3),
-            "ioprofiler.db.queries": sum(counts.per_shard.values()),
+            "ioprofiler.db.queries": sum(per_shard.values()),
         }
-        for shard, count in counts.per_shard.items():
-            key = self._shard_key(shard)
+        shard_keys = self._shard_keys
+        for shard, count in per_shard.items():
+            key = shard_keys.get(shard) or self._shard_key(shard)
             out[key] = out.get(key, 0) + count  # shards past the budget share "other"
         for kind, count in counts.per_kind.items():
-            out[f"ioprofiler.{kind}.calls"] = count
-        if counts.hits or counts.misses:
-            out["ioprofiler.cache.hits"] = counts.hits
-            out["ioprofiler.cache.misses"] = counts.misses
+            key = _KIND_KEYS.get(kind)
+            if key is None:
+                key = f"ioprofiler.{kind}.calls"
+                if len(_KIND_KEYS) < 64:
+                    _KIND_KEYS[kind] = key
+            out[key] = count
+        hits, misses = counts.hits, counts.misses
+        if hits or misses:
+            out["ioprofiler.cache.hits"] = hits
+            out["ioprofiler.cache.misses"] = misses
         if counts.errors:
             out["ioprofiler.errors"] = counts.errors
         at_least = config.settings.findings.n_plus_one_count
-        repeated = sum(1 for count in counts.statements.values() if count >= at_least)
+        repeated = 0
+        for count in counts.statements.values():
+            if count >= at_least:
+                repeated += 1
         if repeated:
             out["ioprofiler.n_plus_one"] = repeated
         if trace._overflow:

@@ -11,23 +11,22 @@ block both). Everything taken from the application is escaped.
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING
 
 from ioprofiler import config
 from ioprofiler.analysis import Summary, summarize
-from ioprofiler.event import CACHE, CONNECTION_OPS, DB, HTTP, POOL_WAIT, Event
+from ioprofiler.event import CACHE, CONNECTION_OPS, DB, HTTP, POOL_WAIT, Event, callsite_text
 from ioprofiler.findings import Finding, find
 from ioprofiler.render.json import redacted
 from ioprofiler.render.request import RequestInfo
-from ioprofiler.render.text import call_numbers
+from ioprofiler.render.text import MAX_NUMBERS_SHOWN
 from ioprofiler.roundtrip_text import op_count, ordered_ops
+from ioprofiler.sql_text import render_statement_escaped
 from ioprofiler.targets import batch_read_of
+from ioprofiler.trace import Trace
 from ioprofiler.words import counted
 
-if TYPE_CHECKING:
-    from ioprofiler.trace import Trace
-
 SLOW_MS = config.DEFAULT_SLOW_MS
+_TRACE_OFFSET_MS = Trace.offset_ms
 
 _STYLE = """
 :host{all:initial;display:block}
@@ -207,14 +206,15 @@ def _findings_section(findings: list[Finding], numbers: dict[int, int]) -> str:
     if not findings:
         return ""
     items = []
+    number_of = numbers.get
     for number, finding in enumerate(findings, start=1):
         link = ""
-        calls = [numbers[id(e)] for e in finding.events if id(e) in numbers]
+        calls = [n for n in map(number_of, map(id, finding.events)) if n is not None]
         if calls:
-            linked = " ".join(str(n) for n in calls[:MAX_LINKED_CALLS])
+            linked = " ".join(map(str, calls[:MAX_LINKED_CALLS]))
             link = (
                 f' <a href="#e{calls[0]}" data-calls="{linked}">calls '
-                f"{escape(call_numbers(finding, numbers))}</a>"
+                f"{escape(_call_numbers(calls))}</a>"
             )
         items.append(
             f'<li id="f{number}" data-kind="{finding.kind}"><b class="n1">'
@@ -222,6 +222,14 @@ def _findings_section(findings: list[Finding], numbers: dict[int, int]) -> str:
             f'<br><span class="hint">fix: {escape(finding.hint)}</span></li>'
         )
     return '<h3 class="warn">Findings</h3><ol class="f">' + "".join(items) + "</ol>"
+
+
+def _call_numbers(calls: list[int]) -> str:
+    """:func:`ioprofiler.render.text.call_numbers`, from the calls' numbers."""
+    if len(calls) > MAX_NUMBERS_SHOWN:
+        more = len(calls) - MAX_NUMBERS_SHOWN
+        return ", ".join([f"#{n}" for n in calls[:MAX_NUMBERS_SHOWN]]) + f" … (+{more} more)"
+    return ", ".join([f"#{n}" for n in calls])
 
 
 def _repeats_section(summary: Summary) -> str:
@@ -249,45 +257,155 @@ def _repeats_section(summary: Summary) -> str:
     )
 
 
+# What a row reads of an event through these, when its class does not override them: the
+# rows of such events are made by the fast path of _event_rows, from the event's fields.
+_READ = ("target", "duration_ms", "callsite", "sql", "description")
+_plain_classes: dict[type, bool] = {}
+
+
+def _is_plain(cls: type) -> bool:
+    plain = _plain_classes.get(cls)
+    if plain is None:
+        plain = _plain_classes[cls] = all(
+            getattr(cls, name, None) is getattr(Event, name) for name in _READ
+        )
+    return plain
+
+
+_SIMPLE_VALUES = frozenset((int, str))
+
+
 def _event_rows(
     trace: Trace, events: list[Event], summary: Summary, slow_ms: float, values: bool = True
 ) -> str:
-    groups: dict[int, tuple[int, bool]] = {}
-    duplicates: set[int] = set()
+    marks: dict[int, str] = {}  # id(event) -> its badges for the repeat it is in
     for number, repeat in enumerate(summary.repeats, start=1):
         flagged = repeat.kind != CACHE and repeat.likely_n_plus_one
-        for event in repeat.events:
-            groups[id(event)] = (number, flagged)
-        duplicates.update(id(e) for e in repeat.duplicates)
-    rows = []
+        css, label = ("n1", "N+1") if flagged else ("dup", "repeat")
+        marks.update(
+            dict.fromkeys(map(id, repeat.events), f'<b class="{css}">{label} g{number}</b>')
+        )
+    duplicates = {id(e) for repeat in summary.repeats for e in repeat.duplicates}
+    for key in duplicates:
+        marks[key] = marks.get(key, "") + '<b class="dup">dup</b>'
+    rows: list[str] = []
+    append = rows.append
+    origin = trace.start_ns
+    offset_ms = trace.offset_ms
+    fast_offsets = type(trace).offset_ms is _TRACE_OFFSET_MS
+    statements = values and not config.settings.redact  # rendered here, with their values
+    connection_ops = CONNECTION_OPS
+    get_mark = marks.get
+    simple = _SIMPLE_VALUES.__contains__
+    # Made once per raw target, per callsite (its code's id and line: the events keep the
+    # code alive) and per statement with the same values (of types that render the same
+    # when equal), escaped; a run of calls from one target or one site asks once.
+    targets: dict[object, str] = {}
+    sites: dict[tuple[int, int], str] = {}
+    rendered: dict[tuple[str, str | None, str | None, int | None, tuple[object, ...]], str] = {}
+    last_class: type | None = None
+    plain = False
+    last_raw = last_target = last_code = last_line = last_site = None
     for index, event in enumerate(events, start=1):
-        duration = event.duration_ms
-        if event.op in CONNECTION_OPS:
-            classes = "o pw" if event.op == POOL_WAIT else "o"
+        cls = type(event)
+        if cls is not last_class:
+            last_class, plain = cls, _is_plain(cls)
+        if not plain:
+            append(_event_row(trace, event, index, marks, slow_ms, values))
+            continue
+        op = event.op
+        kind = event.kind
+        end = event.end_ns
+        error = event.error
+        if op in connection_ops:
+            classes = "o pw" if op == POOL_WAIT else "o"
         else:
-            classes = "d" if event.kind == DB else "k"
-        if event.error:
+            classes = "d" if kind == DB else "k"
+        badges = get_mark(id(event), "")
+        if error:
             classes += " err"
-        if duration is not None and duration >= slow_ms:
-            classes += " slow"
-        badges = ""
-        group = groups.get(id(event))
-        if group is not None:
-            number, flagged = group
-            css, label = ("n1", "N+1") if flagged else ("dup", "repeat")
-            badges += f'<b class="{css}">{label} g{number}</b>'
-        if id(event) in duplicates:
-            badges += '<b class="dup">dup</b>'
-        if event.error:
-            badges += f'<b class="e">{escape(event.error)}</b>'
-        rows.append(
-            f'<tr class="{classes}" id="e{index}"><td>{index}</td>'
-            f"<td>{trace.offset_ms(event):.3f}</td><td></td>"
-            f"<td>{escape(event.target)}</td><td>{_ms(duration)}</td>"
-            f"<td>{badges}{escape(event.description(None if values else redacted(event)))}</td>"
-            f"<td>{escape(event.callsite or '')}</td></tr>"
+            badges += f'<b class="e">{escape(error)}</b>'
+        if end is None:
+            duration = "running"
+        else:
+            took = (end - event.start_ns) / 1e6
+            duration = f"{took:.3f}"
+            if took >= slow_ms:
+                classes += " slow"
+        raw = event._target
+        if raw is last_raw and last_target is not None:
+            target = last_target
+        else:
+            try:
+                target = targets.get(raw)
+            except TypeError:  # a target that cannot be a dict key: named per row
+                target = escape(event.target)
+            else:
+                if target is None:
+                    target = targets[raw] = escape(event.target)
+            last_raw, last_target = raw, target
+        statement = event.statement
+        if kind == DB and statement is not None and statements and op not in connection_ops:
+            params = event.params
+            if type(params) is tuple and all(map(simple, map(type, params))):
+                known = (statement, event.paramstyle, event.dialect, event.rows, params)
+                what = rendered.get(known)  # type: ignore[assignment]
+                if what is None:
+                    what = rendered[known] = render_statement_escaped(
+                        statement, params, event.paramstyle, event.rows, event.dialect, escape
+                    )
+            else:
+                what = render_statement_escaped(
+                    statement, params, event.paramstyle, event.rows, event.dialect, escape
+                )
+            if error:
+                what += escape(f" [ERROR {error}]")
+        else:
+            what = escape(event.description(None if values else redacted(event)))
+        site = event._site
+        if site is None:
+            called_from = ""
+        else:
+            code, line = site
+            if code is last_code and line == last_line:
+                called_from = last_site  # type: ignore[assignment]
+            else:
+                called_from = sites.get((id(code), line))  # type: ignore[assignment]
+                if called_from is None:
+                    called_from = sites[(id(code), line)] = escape(callsite_text(code, line))
+                last_code, last_line, last_site = code, line, called_from
+        at = (event.start_ns - origin) / 1e6 if fast_offsets else offset_ms(event)
+        append(
+            f'<tr class="{classes}" id="e{index}"><td>{index}</td><td>{at:.3f}</td><td></td>'
+            f"<td>{target}</td><td>{duration}</td><td>{badges}{what}</td>"
+            f"<td>{called_from}</td></tr>"
         )
     return "".join(rows)
+
+
+def _event_row(
+    trace: Trace, event: Event, index: int, marks: dict[int, str], slow_ms: float, values: bool
+) -> str:
+    """One row, read through the event's own properties (a stored event's)."""
+    duration = event.duration_ms
+    if event.op in CONNECTION_OPS:
+        classes = "o pw" if event.op == POOL_WAIT else "o"
+    else:
+        classes = "d" if event.kind == DB else "k"
+    if event.error:
+        classes += " err"
+    if duration is not None and duration >= slow_ms:
+        classes += " slow"
+    badges = marks.get(id(event), "")
+    if event.error:
+        badges += f'<b class="e">{escape(event.error)}</b>'
+    return (
+        f'<tr class="{classes}" id="e{index}"><td>{index}</td>'
+        f"<td>{trace.offset_ms(event):.3f}</td><td></td>"
+        f"<td>{escape(event.target)}</td><td>{_ms(duration)}</td>"
+        f"<td>{badges}{escape(event.description(None if values else redacted(event)))}</td>"
+        f"<td>{escape(event.callsite or '')}</td></tr>"
+    )
 
 
 def render_panel(
@@ -352,7 +470,7 @@ def render_listing(
     summary = summary or summarize(trace)
     findings = find(trace, slow_ms=slow_ms) if findings is None else findings
     events = trace.events
-    numbers = {id(e): i for i, e in enumerate(events, start=1)}
+    numbers = dict(zip(map(id, events), range(1, len(events) + 1), strict=True))
     notes = ""
     if notice:
         notes += f'<p class="note">{escape(notice)}</p>'
