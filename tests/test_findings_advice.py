@@ -82,7 +82,11 @@ def test_savepoints_and_transactions_sent_as_sql_are_never_repeats(engine):
                 savepoint.commit()
     shapes = [r.shape for r in summarize(trace).repeats]
     assert len(shapes) == 1 and shapes[0].startswith("INSERT INTO favorite")
-    assert all("SAVEPOINT" not in e.statement for f in find(trace) for e in f.events)
+    # Time findings (a slow call, waits) may name a SAVEPOINT a loaded machine made slow;
+    # the findings of repetition never do.
+    repetition = ("n_plus_one", "duplicate", "serial_fanout")
+    repeated = [e for f in find(trace) if f.kind in repetition for e in f.events]
+    assert repeated and all("SAVEPOINT" not in e.statement for e in repeated)
 
 
 def test_a_loop_of_orm_inserts_is_told_to_write_them_at_once(engine):
