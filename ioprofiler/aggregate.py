@@ -123,19 +123,27 @@ class Top:
 
     def rows(self, limit: int | None = None) -> list[Row]:
         """The groups, the most total time first."""
-        rows = []
-        for key, durations in self._durations.items():
-            durations.sort()
-            total = sum(durations)
-            rows.append(
-                Row(
-                    key=key,
-                    count=len(durations),
-                    total_ms=total,
-                    median_ms=percentile(durations, 0.5),
-                    p95_ms=percentile(durations, 0.95),
-                    share=total / self.request_ms if self.request_ms else 0.0,
-                )
+        return ranked_rows(self._durations, self.request_ms, limit)
+
+
+def ranked_rows(
+    durations_by_key: dict[str, list[float]], request_ms: float, limit: int | None = None
+) -> list[Row]:
+    """One :class:`Row` per key (its durations sorted in place), the most total time first;
+    ``share`` is of ``request_ms``, the time of all the requests added."""
+    rows = []
+    for key, durations in durations_by_key.items():
+        durations.sort()
+        total = sum(durations)
+        rows.append(
+            Row(
+                key=key,
+                count=len(durations),
+                total_ms=total,
+                median_ms=percentile(durations, 0.5),
+                p95_ms=percentile(durations, 0.95),
+                share=total / request_ms if request_ms else 0.0,
             )
-        rows.sort(key=lambda row: (-row.total_ms, row.key))
-        return rows if limit is None else rows[:limit]
+        )
+    rows.sort(key=lambda row: (-row.total_ms, row.key))
+    return rows if limit is None else rows[:limit]

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ioprofiler.aggregate import Row, percentile
+from ioprofiler.aggregate import Row, ranked_rows
 from ioprofiler.event import CONNECTION_OPS, DB, HTTP
 from ioprofiler.findings import KINDS, TITLES
 from ioprofiler.sql_text import shape, visible
@@ -358,19 +358,4 @@ class Causes:
 
     def rows(self, limit: int | None = None) -> list[Row]:
         """The groups, the most total time first."""
-        rows = []
-        for key, durations in self._durations.items():
-            durations.sort()
-            total = sum(durations)
-            rows.append(
-                Row(
-                    key=key,
-                    count=len(durations),
-                    total_ms=total,
-                    median_ms=percentile(durations, 0.5),
-                    p95_ms=percentile(durations, 0.95),
-                    share=total / self.request_ms if self.request_ms else 0.0,
-                )
-            )
-        rows.sort(key=lambda row: (-row.total_ms, row.key))
-        return rows if limit is None else rows[:limit]
+        return ranked_rows(self._durations, self.request_ms, limit)
