@@ -572,37 +572,33 @@ begin_statement(Recorder *self, Call *call, PyObject *traces, PyObject *name, in
     return event;
 }
 
-static PyObject *
-record_statement(Recorder *self, Call *call, PyObject *traces)
+/* Whether a call recorded with the ``inside`` mark is running already: 1 (pass this call
+ * through), 0, or -1 when that cannot be told (the reference wrapper's then). */
+static int
+already_inside(PyObject *inside)
 {
-    PyObject *inside = OBJ(self, S_INSIDE), *already;
+    PyObject *already;
     if (PyContextVar_Get(inside, NULL, &already) < 0) {
         PyErr_Clear();
-        return NULL; /* the reference wrapper's */
+        return -1;
     }
     int nested = already == NULL ? 0 : PyObject_IsTrue(already);
     Py_XDECREF(already);
-    if (nested != 0) {
+    if (nested < 0) {
         PyErr_Clear();
-        return nested > 0 ? call_as_given(call) : NULL;
     }
-    if (call->nargs != 4 || call->keywords) {
-        return NULL;
-    }
-    PyObject *name = shard_name(self, call->instance);
-    if (name == NULL) {
-        PyErr_Clear(); /* the reference wrapper names the shard, and remembers it */
-        return NULL;
-    }
-    int mark = 0;
-    PyObject *event = begin_statement(self, call, traces, name, &mark);
-    Py_DECREF(name);
-    if (event == NULL) {
-        return profiler_failed(self, traces) < 0 ? NULL : call_as_given(call);
-    }
-    PyObject *token = mark ? PyContextVar_Set(inside, Py_True) : NULL;
+    return nested;
+}
+
+/* Run the call as ``event`` (a reference stolen): marked ``inside`` while it runs (unless
+ * NULL: what it sends below is then part of it, not events of its own), failed or ended and
+ * settled after. The call's result, or NULL with its exception. */
+static PyObject *
+run_as_event(Recorder *self, Call *call, PyObject *event, PyObject *inside)
+{
+    PyObject *token = inside != NULL ? PyContextVar_Set(inside, Py_True) : NULL;
     if (token == NULL) {
-        PyErr_Clear(); /* out of memory: the statement runs unmarked */
+        PyErr_Clear(); /* unmarked, or out of memory: the call runs unmarked */
     }
     PyObject *result = call_as_given(call);
     if (result == NULL) {
@@ -626,6 +622,31 @@ record_statement(Recorder *self, Call *call, PyObject *traces)
     return result;
 }
 
+static PyObject *
+record_statement(Recorder *self, Call *call, PyObject *traces)
+{
+    PyObject *inside = OBJ(self, S_INSIDE);
+    int nested = already_inside(inside);
+    if (nested != 0) {
+        return nested > 0 ? call_as_given(call) : NULL; /* < 0: the reference wrapper's */
+    }
+    if (call->nargs != 4 || call->keywords) {
+        return NULL;
+    }
+    PyObject *name = shard_name(self, call->instance);
+    if (name == NULL) {
+        PyErr_Clear(); /* the reference wrapper names the shard, and remembers it */
+        return NULL;
+    }
+    int mark = 0;
+    PyObject *event = begin_statement(self, call, traces, name, &mark);
+    Py_DECREF(name);
+    if (event == NULL) {
+        return profiler_failed(self, traces) < 0 ? NULL : call_as_given(call);
+    }
+    return run_as_event(self, call, event, mark ? inside : NULL);
+}
+
 /* ---- SQLAlchemy's round trips and checkouts ---------------------------------------------- */
 
 /* do_commit / do_rollback / do_ping(dbapi_connection) on a dialect whose shard ``names`` knows:
@@ -635,16 +656,10 @@ record_statement(Recorder *self, Call *call, PyObject *traces)
 static PyObject *
 record_round_trip(Recorder *self, Call *call, PyObject *traces)
 {
-    PyObject *inside = OBJ(self, T_INSIDE), *already;
-    if (PyContextVar_Get(inside, NULL, &already) < 0) {
-        PyErr_Clear();
-        return NULL; /* the reference wrapper's */
-    }
-    int nested = already == NULL ? 0 : PyObject_IsTrue(already);
-    Py_XDECREF(already);
+    PyObject *inside = OBJ(self, T_INSIDE);
+    int nested = already_inside(inside);
     if (nested != 0) {
-        PyErr_Clear();
-        return nested > 0 ? call_as_given(call) : NULL;
+        return nested > 0 ? call_as_given(call) : NULL; /* < 0: the reference wrapper's */
     }
     if (call->nargs != 1 || call->keywords) {
         return NULL;
@@ -664,30 +679,7 @@ record_round_trip(Recorder *self, Call *call, PyObject *traces)
         Py_XDECREF(event);
         return profiler_failed(self, traces) < 0 ? NULL : call_as_given(call);
     }
-    PyObject *token = PyContextVar_Set(inside, Py_True);
-    if (token == NULL) {
-        PyErr_Clear(); /* out of memory: the round trip runs unmarked */
-    }
-    PyObject *result = call_as_given(call);
-    if (result == NULL) {
-        call_failed(self, event);
-    }
-    if (token != NULL) {
-        PyObject *exc = result == NULL ? take_exception() : NULL;
-        if (PyContextVar_Reset(inside, token) < 0) {
-            PyErr_Clear();
-        }
-        if (exc != NULL) {
-            restore_exception(exc);
-        }
-        Py_DECREF(token);
-    }
-    if (result != NULL &&
-        (set_field(self, event, E_END, perf_counter_ns()) < 0 || settle(self, event) < 0)) {
-        Py_CLEAR(result);
-    }
-    Py_DECREF(event);
-    return result;
+    return run_as_event(self, call, event, inside);
 }
 
 /* Engine.raw_connection(): called through at once when the engine's dialect is named in
