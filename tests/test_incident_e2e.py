@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,7 +33,8 @@ from pathlib import Path
 
 from ioprofiler.summary import ACCURACY
 from tests import incident_app as shop
-from tests.test_recorder_e2e import free_port
+from tests.gunicorn import gunicorn as served
+from tests.gunicorn import stop
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,36 +57,16 @@ def ioprofiler(*args: str) -> subprocess.CompletedProcess[str]:
 def gunicorn(tmp_path: Path, release: str) -> Iterator[str]:
     """gunicorn -w 4 serving the shop in ``release``; stopped gracefully (SIGTERM: each
     worker writes its last summary and its timings) when the block ends."""
-    port = free_port()
-    env = dict(
-        os.environ,
-        IOP_LOG=str(tmp_path / "logs" / "io.jsonl"),
-        IOP_DB=str(tmp_path / "shop.db"),
-        IOP_TIMINGS=str(tmp_path / "timings"),
-        IOP_SUMMARY_EVERY="1",
-        IOPROFILER_RELEASE=release,
-    )
-    server = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-w", "4", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT),
-         "--log-level", "warning", "--timeout", "60", "tests.incident_app:app"],
-        env=env,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "no gunicorn"
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=60) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+    env = {
+        "IOP_LOG": str(tmp_path / "logs" / "io.jsonl"),
+        "IOP_DB": str(tmp_path / "shop.db"),
+        "IOP_TIMINGS": str(tmp_path / "timings"),
+        "IOP_SUMMARY_EVERY": "1",
+        "IOPROFILER_RELEASE": release,
+    }
+    with served("tests.incident_app:app", env, options=("--timeout", "60")) as (base, server):
+        yield base
+        assert stop(server) == 0
 
 
 def load(base: str) -> dict[str, list[float]]:

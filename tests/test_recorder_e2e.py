@@ -9,9 +9,6 @@ follows, ranks and reports them, and the report works in headless Chromium.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +21,8 @@ import pytest
 
 from ioprofiler.logread import log_files
 from tests.browser import chromium_or_skip
+from tests.gunicorn import gunicorn as served
+from tests.gunicorn import stop
 
 REQUESTS = 5000
 THREADS = 16
@@ -31,12 +30,6 @@ SLOW_EVERY = 50  # every 50th request is /report (a 120 ms statement): slow
 FAIL_EVERY = 23  # every 23rd (not slow) is /fail: a 500
 SLOW_MS = 100
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def url_for(n: int) -> str:
@@ -56,36 +49,15 @@ def command(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def gunicorn(sqlite_shards, memcached, tmp_path):
     log = tmp_path / "logs" / "io.jsonl"
-    port = free_port()
-    env = dict(
-        os.environ,
-        IOP_LOG=str(log),
-        IOP_SHARDS=str(Path(sqlite_shards["dbshard01"].url.database).parent),
-        IOP_MEMCACHED=f"{memcached.address[0]}:{memcached.address[1]}",
-        IOP_SLOW_MS=str(SLOW_MS),
-        IOP_MAX_BYTES=str(64 * 1024),
-    )
-    root = Path(__file__).resolve().parent.parent
-    server = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-w", "4", "-b", f"127.0.0.1:{port}", "--chdir", str(root),
-         "--log-level", "warning", "tests.recorded_app:app"],
-        env=env,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail("gunicorn did not start")
-            time.sleep(0.1)
-    yield base, log, server
-    if server.poll() is None:
-        server.kill()
-        server.wait()
+    env = {
+        "IOP_LOG": str(log),
+        "IOP_SHARDS": str(Path(sqlite_shards["dbshard01"].url.database).parent),
+        "IOP_MEMCACHED": f"{memcached.address[0]}:{memcached.address[1]}",
+        "IOP_SLOW_MS": str(SLOW_MS),
+        "IOP_MAX_BYTES": str(64 * 1024),
+    }
+    with served("tests.recorded_app:app", env, workers=4) as (base, server):
+        yield base, log, server
 
 
 def get(base: str, n: int) -> int:
@@ -122,8 +94,7 @@ def test_gunicorn_workers_log_exactly_the_kept_requests_and_the_command_reads_th
         rest = [n for n in range(1, REQUESTS + 1) if n != SLOW_EVERY]
         with ThreadPoolExecutor(THREADS) as pool:
             statuses = [200, *pool.map(lambda n: get(base, n), rest)]
-        server.send_signal(signal.SIGTERM)  # graceful: the workers flush their queues
-        assert server.wait(timeout=30) == 0
+        assert stop(server) == 0  # graceful: the workers flush their queues
         slow = {f"req-{n}" for n in range(1, REQUESTS + 1) if n % SLOW_EVERY == 0}
         failed = {f"req-{n}" for n in range(1, REQUESTS + 1) if url_for(n).startswith("/fail")}
         assert statuses.count(500) == len(failed)

@@ -12,8 +12,6 @@ import logging
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,8 +24,9 @@ import pytest
 
 from ioprofiler.recorder import Recorder
 from tests import test_recorder
+from tests.gunicorn import gunicorn as served
+from tests.gunicorn import stop
 from tests.test_recorder import finished
-from tests.test_recorder_e2e import BIN, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 NOBODY = 65534
@@ -166,31 +165,12 @@ def gunicorn(
 ) -> Iterator[str]:
     """tests.recorded_app under gunicorn (with more command-line ``options``), its error log
     in ``stderr``; stopped gracefully."""
-    port = free_port()
-    with stderr.open("w") as errors:
-        server = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
-             "--chdir", str(ROOT), "--log-level", "warning", *options,
-             "tests.recorded_app:app"],
-            env=dict(os.environ, **env),
-            stderr=errors,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "no gunicorn"
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-        server.send_signal(signal.SIGTERM)  # graceful: each worker writes what it holds
-        assert server.wait(timeout=30) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+    with (
+        stderr.open("w") as errors,
+        served("tests.recorded_app:app", env, workers, options, stderr=errors) as (base, server),
+    ):
+        yield base
+        assert stop(server) == 0  # graceful: each worker writes what it holds
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

@@ -7,10 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +23,7 @@ from ioprofiler.summary import ACCURACY, Histogram, RouteTotals, merge_routes
 from ioprofiler.wsgi import IOProfilerMiddleware
 from tests import test_recorder_failures
 from tests.fleetapp import FleetShop
-from tests.test_recorder_e2e import free_port
+from tests.gunicorn import gunicorn, stop
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,33 +202,14 @@ def timed_gunicorn(tmp_path):
     timings = tmp_path / "timings"
     timings.mkdir()
     log = tmp_path / "logs" / "io.jsonl"
-    port = free_port()
-    env = dict(
-        os.environ,
-        IOP_LOG=str(log),
-        IOP_DB=str(tmp_path / "timed.db"),
-        IOP_TIMINGS=str(timings),
-        IOP_SUMMARY_EVERY="1",
-    )
-    server = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-w", "3", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT),
-         "--log-level", "warning", "tests.timed_app:app"],
-        env=env,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail("gunicorn did not start")
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}", log, timings, server
-    if server.poll() is None:
-        server.kill()
-        server.wait()
+    env = {
+        "IOP_LOG": str(log),
+        "IOP_DB": str(tmp_path / "timed.db"),
+        "IOP_TIMINGS": str(timings),
+        "IOP_SUMMARY_EVERY": "1",
+    }
+    with gunicorn("tests.timed_app:app", env, workers=3) as (base, server):
+        yield base, log, timings, server
 
 
 def timed(timings, name: str) -> dict[str, list[float]]:
@@ -256,8 +234,7 @@ def test_gunicorn_workers_count_every_request_and_the_merged_p95_is_the_apps(tim
 
     with ThreadPoolExecutor(8) as pool:
         client_ms = list(pool.map(get, range(1, REQUESTS + 1)))
-    server.send_signal(signal.SIGTERM)  # graceful: each worker writes its last summary
-    assert server.wait(timeout=30) == 0
+    assert stop(server) == 0  # graceful: each worker writes its last summary
 
     records = summaries(log)
     assert len({r["pid"] for r in records}) > 1, "every worker counts its own requests"
