@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
+from favorites import favorites_engine
 from paired import Scenario, paired, run_rounds
 
 from ioprofiler.asgi import IOProfilerMiddleware
@@ -108,15 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     with tempfile.TemporaryDirectory() as directory:
-        engine = sa.create_engine(f"sqlite:///{Path(directory) / 'dbshard01.db'}")
-        with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "CREATE TABLE FavoriteListingUser (id INTEGER PRIMARY KEY, listing_id INTEGER)"
-            )
-            conn.exec_driver_sql(
-                "INSERT INTO FavoriteListingUser (listing_id) VALUES (?)",
-                [(5773453 + i % 50,) for i in range(500)],
-            )
+        engine = favorites_engine(Path(directory) / "dbshard01.db")
         page = IOProfilerMiddleware(shop_page(engine, args.queries))
         chosen: dict = {}
         configs = {

@@ -94,20 +94,12 @@ def _recorder(directory: Path) -> None:
 
 
 def _asgi(directory: Path) -> None:
-    import sqlalchemy as sa
     from asgi import drive, scope_for, shop_page
+    from favorites import favorites_engine
 
     from ioprofiler.asgi import IOProfilerMiddleware
 
-    engine = sa.create_engine(f"sqlite:///{directory / 'dbshard01.db'}")
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "CREATE TABLE FavoriteListingUser (id INTEGER PRIMARY KEY, listing_id INTEGER)"
-        )
-        conn.exec_driver_sql(
-            "INSERT INTO FavoriteListingUser (listing_id) VALUES (?)",
-            [(5773453 + i % 50,) for i in range(500)],
-        )
+    engine = favorites_engine(directory / "dbshard01.db")
     page = IOProfilerMiddleware(shop_page(engine, 1000))
     for query in (b"", b"ioprofiler=1"):
         _counted(lambda query=query: drive(page, scope_for(query)), 2)

@@ -56,20 +56,13 @@ GOAL_IDLE = 2000  # instructions added per call, idle, on every version (issue 2
 def child(calls: int, memcached: str, rounds: int) -> None:
     """Set up, then per phase and scenario: warm, and ``calls`` calls in one reduce."""
     import sqlalchemy as sa
+    from favorites import favorites_engine
     from pymemcache.client.base import Client
 
     import ioprofiler
 
     with tempfile.TemporaryDirectory() as directory:
-        engine = sa.create_engine(f"sqlite:///{directory}/dbshard01.db")
-        with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "CREATE TABLE FavoriteListingUser (id INTEGER PRIMARY KEY, listing_id INTEGER)"
-            )
-            conn.exec_driver_sql(
-                "INSERT INTO FavoriteListingUser (listing_id) VALUES (?)",
-                [(5773453 + i % 50,) for i in range(500)],
-            )
+        engine = favorites_engine(f"{directory}/dbshard01.db")
         host, port = memcached.rsplit(":", 1)
         client = Client((host, int(port)))
         client.set("hit", b"x" * 100)
