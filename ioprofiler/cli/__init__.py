@@ -4,7 +4,8 @@
                              [--since T] [--until T] [--slowest N] [--list] [--callsites]
                              [--json]
     ioprofiler tail LOG      [same filters] [--list] [--callsites] [--json]
-    ioprofiler top LOG       [--by route|target|statement|wait] [--limit N] [filters] [--json]
+    ioprofiler top LOG       [--by route|target|statement|wait|finding|callsite|shape]
+                             [--limit N] [filters] [--json]
     ioprofiler report LOG -o report.html [filters] [--slowest N]
     ioprofiler timeline LOG  [--bucket 1m] [--routes N] [--slow-ms N] [filters] [--json]
     ioprofiler diff LOG      [--before T..T --after T..T | --at-marker TEXT | --before-release R
@@ -68,7 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--callsites", action="store_true", help=_CALLSITES_HELP)
     p.set_defaults(run=show.run_tail)
 
-    p = commands.add_parser("top", help="what made requests slow, added up")
+    p = commands.add_parser(
+        "top",
+        help="what made requests slow, added up",
+        description=(
+            "What made requests slow, added up: the kept requests (slow, failing or sampled), "
+            "and beside them what the summaries count of every request. --path, --status "
+            "and --min-ms apply to the kept requests only: a summary holds no request's "
+            "path, status or duration (--route, --since and --until apply to both)."
+        ),
+    )
     _filters(p)
     p.add_argument("--by", default="route", choices=top.BY, help="group by (default route)")
     p.add_argument("--limit", type=int, default=20, help="rows shown (default 20)")
