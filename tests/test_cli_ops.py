@@ -28,6 +28,7 @@ from werkzeug.test import Client as BrowserLike
 from ioprofiler.recorder import Recorder
 from ioprofiler.wsgi import IOProfilerMiddleware
 from tests.test_readme import DOCS
+from tests.test_recorder_failures import fill, small_fs  # noqa: F401 (a fixture)
 
 BIN = Path(sys.executable).with_name("ioprofiler")
 LOG_IN_README = "/var/log/shop/ioprofiler.jsonl"
@@ -550,6 +551,30 @@ def test_the_report_has_the_logs_permissions(shop, tmp_path):
         assert done.returncode == 0
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o640
     assert "req-1" in (tmp_path / "old.html").read_text()
+
+
+def test_a_report_that_cannot_be_written_says_why_and_keeps_the_one_there(shop, small_fs):  # noqa: F811
+    shop.get("/report/1", request_id="req-1")
+    old = small_fs / "report.html"
+    old.write_text("the report from before")
+    filler = fill(small_fs)  # the disk is full: the new report cannot be written whole
+    done = ioprofiler("report", str(shop.recorder.path), "-o", str(old))
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == f"ioprofiler: cannot write {old}: No space left on device\n"
+    assert old.read_text() == "the report from before"
+    assert sorted(p.name for p in small_fs.iterdir()) == ["filler", "report.html"]
+    filler.unlink()
+    for output, reason in (
+        ("/dev/full", "No space left on device"),
+        (str(small_fs / "gone" / "r.html"), "No such file or directory"),
+    ):
+        done = ioprofiler("report", str(shop.recorder.path), "-o", output)
+        assert (done.returncode, done.stderr) == (
+            1,
+            f"ioprofiler: cannot write {output}: {reason}\n",
+        )
+    assert ioprofiler("report", str(shop.recorder.path), "-o", str(old)).returncode == 0
+    assert "req-1" in old.read_text()
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

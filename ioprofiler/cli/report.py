@@ -10,11 +10,13 @@ module is looked for when the report is made).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import math
 import os
 import stat
 import statistics
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,6 +34,7 @@ from ioprofiler.render.report import (
     render_report,
 )
 from ioprofiler.render.report_chart import Series, local_time, zone
+from ioprofiler.sql_text import visible
 from ioprofiler.summary import Histogram, RouteTotals
 from ioprofiler.words import counted
 
@@ -66,7 +69,12 @@ def run_report(args: argparse.Namespace, keep: Filter) -> int:
     html = render_report(
         chosen, title, overview=overview, regressions=regressions(args.log, releases)
     )
-    write_like_log(args.output, html, args.log)
+    try:
+        write_like_log(args.output, html, args.log)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"ioprofiler: cannot write {visible(args.output)}: {reason}", file=sys.stderr)
+        return 1
     out = Output()
     if args.json:
         out.json({"output": str(args.output), "requests": len(chosen)})
@@ -247,9 +255,29 @@ def _shapes(everything: dict[str, RouteTotals]) -> list[Shape]:
 
 def write_like_log(output: str, text: str, log: str) -> None:
     """Writes ``text`` to ``output`` with the permissions of the log it was read from: the
-    report holds the same data (a log kept 0640 gives a report 0640, not 0644)."""
+    report holds the same data (a log kept 0640 gives a report 0640, not 0644).
+
+    A file is written beside ``output`` and renamed over it, so that a full disk or a write
+    that fails leaves the report that was there, never half of a new one; a device or a pipe
+    (``-o /dev/stdout``) is written as it is. OSError when it cannot be written."""
     mode = stat.S_IMODE(os.stat(log_files(log)[-1]).st_mode)
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        os.fchmod(fd, mode)  # also when the file was there before, and whatever the umask
-        handle.write(text)
+    try:
+        in_place = not stat.S_ISREG(os.stat(output).st_mode)
+    except FileNotFoundError:
+        in_place = False
+    if in_place:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
+    directory, name = os.path.split(os.path.abspath(output))
+    partial = os.path.join(directory, f".{name}.{os.getpid()}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(fd, mode)  # whatever the umask
+            handle.write(text)
+        os.replace(partial, output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
