@@ -648,6 +648,7 @@ forget(PyObject *module, PyObject *unused)
  * the pure-Python begin as the reference and for every kind not registered here. */
 
 #include "structmember.h" /* T_OBJECT_EX */
+#include "_slots.h"     /* slot_offset */
 
 #define MAX_FIELDS 16
 
@@ -712,28 +713,6 @@ perf_counter_ns(void)
 
 #define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
 
-/* The offset of cls's writable object slot called name, or -1 with an exception set. */
-static Py_ssize_t
-slot_offset(PyTypeObject *cls, const char *name)
-{
-    PyObject *descr = PyObject_GetAttrString((PyObject *)cls, name);
-    if (descr == NULL) {
-        return -1;
-    }
-    Py_ssize_t offset = -1;
-    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-        if (member->type == T_OBJECT_EX && !(member->flags & READONLY)) {
-            offset = member->offset;
-        }
-    }
-    Py_DECREF(descr);
-    if (offset < 0) {
-        PyErr_Format(PyExc_TypeError, "%s.%s is not a writable slot", cls->tp_name, name);
-    }
-    return offset;
-}
-
 /* True when every object slot of ec's class and its bases is one begin() fills, once. */
 static int
 fills_every_slot_once(EventClass *ec, const Py_ssize_t *base)
@@ -792,7 +771,7 @@ describe_class(PyTypeObject *event, const Py_ssize_t *base, PyObject *cls, PyObj
             PyErr_SetString(PyExc_TypeError, "install_events(): fields are (name, default) pairs");
             return -1;
         }
-        if ((ec->offsets[i] = slot_offset(ec->type, name)) < 0) {
+        if ((ec->offsets[i] = slot_offset(ec->type, name, 1)) < 0) {
             return -1;
         }
         ec->defaults[i] = PyTuple_GET_ITEM(pair, 1);
@@ -847,12 +826,12 @@ install_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyTypeObject *event = (PyTypeObject *)args[0];
     Py_ssize_t base[BASE_FIELDS], trace[TRACE_FIELDS];
     for (int b = 0; b < BASE_FIELDS; b++) {
-        if ((base[b] = slot_offset(event, base_names[b])) < 0) {
+        if ((base[b] = slot_offset(event, base_names[b], 1)) < 0) {
             return NULL;
         }
     }
     for (int t = 0; t < TRACE_FIELDS; t++) {
-        if ((trace[t] = slot_offset((PyTypeObject *)args[10], trace_names[t])) < 0) {
+        if ((trace[t] = slot_offset((PyTypeObject *)args[10], trace_names[t], 1)) < 0) {
             return NULL;
         }
     }

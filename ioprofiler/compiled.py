@@ -1,10 +1,11 @@
 """The compiled modules: which ones this process runs with, and why not.
 
-ioprofiler has three optional C extensions, each with a pure-Python twin::
+ioprofiler has four optional C extensions, each with a pure-Python twin::
 
     _speedups   the callsite lookup and recording.begin (ioprofiler/_speedups.c)
     _patch      MethodPatch, the patched method (ioprofiler/_patch.c; else wrapt's wrappers)
     _recorders  gets, statements and round trips recorded (ioprofiler/_recorders.c)
+    _tally      the OpenTelemetry exporter's pass over a request's events (ioprofiler/_tally.c)
 
 Each is imported through :func:`load`, which remembers why it is not there::
 
@@ -25,7 +26,7 @@ from types import ModuleType
 
 PURE_PYTHON_VARIABLE = "IOPROFILER_PURE_PYTHON"
 
-MODULES = ("_speedups", "_patch", "_recorders")
+MODULES = ("_speedups", "_patch", "_recorders", "_tally")
 
 # What each module does, in a few words, and the CPython versions it builds and runs on: kept
 # in step with the #if at the top of its .c file.
@@ -33,13 +34,15 @@ PURPOSE = {
     "_speedups": "the callsite lookup and begin",
     "_patch": "patched methods (else wrapt's wrappers)",
     "_recorders": "the recorders of memcached gets, SQL statements and round trips",
+    "_tally": "the OpenTelemetry exporter's pass over a request's events",
 }
 _VERSIONS = {
     "_speedups": ((3, 10), (3, 11), (3, 12), (3, 13)),
     "_patch": None,  # every version ioprofiler supports
     "_recorders": None,
+    "_tally": None,
 }
-_FREE_THREADED_OK = {"_patch"}
+_FREE_THREADED_OK = {"_patch", "_tally"}
 
 _why_not: dict[str, str] = {}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import threading
 from types import ModuleType
 
@@ -132,6 +133,8 @@ def compiled_state(name: str) -> str | None:
     """None when ``ioprofiler.<name>`` is in use in this process, else why not: not loaded
     (:func:`ioprofiler.compiled.why_not`), or loaded and switched off since (a setting, or a
     refusal at run time)."""
+    if f"ioprofiler.{name}" not in sys.modules:  # not asked for yet (_tally: by the exporter)
+        compiled.load(name)
     reason = compiled.why_not(name)
     if reason is not None:
         return reason

@@ -4,8 +4,11 @@ command, in a process of its own; and the one INFO line `install()` logs on the 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
+import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -58,7 +61,7 @@ def runs_here(name: str) -> bool:
     return CPYTHON and (name != "_speedups" or sys.version_info[:2] in SPEEDUPS_VERSIONS)
 
 
-@pytest.mark.parametrize("name", ["_speedups", "_patch", "_recorders"])
+@pytest.mark.parametrize("name", ["_speedups", "_patch", "_recorders", "_tally"])
 def test_doctor_says_which_compiled_modules_run(name):
     line = line_of(run("doctor"), name)
     if "not built" in line and os.environ.get("IOPROFILER_REQUIRE_SPEEDUPS") != "1":
@@ -71,7 +74,7 @@ def test_doctor_says_which_compiled_modules_run(name):
 
 def test_doctor_says_pure_python_was_asked_for():
     output = run("doctor", env={"IOPROFILER_PURE_PYTHON": "1"})
-    for name in ("_speedups", "_patch", "_recorders"):
+    for name in ("_speedups", "_patch", "_recorders", "_tally"):
         assert line_of(output, name).split(None, 1)[1] == (
             "not in use   IOPROFILER_PURE_PYTHON=1 is set"
         )
@@ -146,3 +149,22 @@ def test_install_logs_one_line_on_the_pure_path():
 )
 def test_install_logs_nothing_on_the_compiled_path():
     assert install_log({"IOPROFILER_PURE_PYTHON": ""}) == []
+
+
+def test_the_wheels_own_check_passes_where_every_module_is_built():
+    # cibuildwheel runs pyproject's test-command in each wheel it builds: the same check here
+    if os.environ.get("IOPROFILER_REQUIRE_SPEEDUPS") != "1":
+        pytest.skip(
+            "every compiled module is required to be built only with IOPROFILER_REQUIRE_SPEEDUPS=1"
+        )
+    line = re.search(r"^test-command = (.*)$", (ROOT / "pyproject.toml").read_text(), re.M)
+    doctor_part, python_part = json.loads(line[1]).split(" && ")
+    assert doctor_part == "ioprofiler doctor"
+    code = shlex.split(python_part)[2]
+    environment = {**os.environ, "IOPROFILER_PURE_PYTHON": ""}
+    subprocess.run([sys.executable, "-c", code], env=environment, check=True, cwd="/")
+    with pytest.raises(subprocess.CalledProcessError):  # and it fails when one is not in use
+        subprocess.run(
+            [sys.executable, "-c", code], env={**environment, "IOPROFILER_PURE_PYTHON": "1"},
+            check=True, capture_output=True, cwd="/",
+        )  # fmt: skip

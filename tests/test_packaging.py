@@ -80,8 +80,8 @@ def test_wheel_has_no_top_level_integrations_package(tmp_path):
     if ACCELERATED:
         (built,) = speedups(names)  # the compiled module, not its C source
         assert built.endswith((".so", ".pyd")), built
-    if platform.python_implementation() == "CPython":  # MethodPatch, recorders: any CPython
-        for module in ("_patch", "_recorders"):
+    if platform.python_implementation() == "CPython":  # MethodPatch, recorders, tally: any
+        for module in ("_patch", "_recorders", "_tally"):
             (built,) = speedups(names, module)
             assert built.endswith((".so", ".pyd")), built
 
@@ -89,7 +89,7 @@ def test_wheel_has_no_top_level_integrations_package(tmp_path):
 def test_without_a_c_compiler_the_wheel_is_pure_python(tmp_path):
     names = build_wheel(tmp_path, CC="false", LDSHARED="false")
     assert speedups(names) == [] and speedups(names, "_patch") == []
-    assert speedups(names, "_recorders") == []
+    assert speedups(names, "_recorders") == [] and speedups(names, "_tally") == []
     assert "ioprofiler/callsite.py" in names
 
 
@@ -168,7 +168,7 @@ def test_the_sdist_is_the_package_and_no_part_of_the_test_suite(tmp_path):
         str(path.relative_to(ROOT))
         for folder in ("ioprofiler", "integrations")
         for path in (ROOT / folder).rglob("*")
-        if path.suffix in (".py", ".c") and "__pycache__" not in path.parts
+        if path.suffix in (".py", ".c", ".h") and "__pycache__" not in path.parts
     }
     metadata = {"PKG-INFO", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE"}
     guide = {str(path.relative_to(ROOT)) for path in (ROOT / "docs").rglob("*") if path.is_file()}

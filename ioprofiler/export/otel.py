@@ -30,8 +30,17 @@ from typing import Any
 from opentelemetry import trace as otel_trace
 
 import ioprofiler
-from ioprofiler import config
-from ioprofiler.event import CONNECT, CONNECTION_OPS, DB, POOL_WAIT, CacheCall, Event
+from ioprofiler import compiled, config
+from ioprofiler.event import (
+    CONNECT,
+    CONNECTION_OPS,
+    DB,
+    POOL_WAIT,
+    CacheCall,
+    ConnectionOp,
+    Event,
+    Statement,
+)
 from ioprofiler.export.names import NameBudget
 from ioprofiler.export.tally import RequestTally
 from ioprofiler.sinks import FinishedRequest
@@ -251,6 +260,17 @@ class OpenTelemetry:
         return shape(event.statement, event.paramstyle, event.dialect)
 
 
+def _load_tally() -> Any:
+    """``ioprofiler._tally`` told the event classes, or None: :meth:`IOCounts._count_kept`."""
+    module = compiled.load("_tally")
+    if module is not None:
+        module.describe(Event, Statement, ConnectionOp, CacheCall, CONNECTION_OPS, POOL_WAIT, DB)
+    return module
+
+
+_tally = _load_tally()
+
+
 class IOCounts:
     """What the span's attributes say, added up in one pass over the kept events, plus the
     calls past ``max_events`` (counted per target by the trace, see :class:`RequestTally`).
@@ -267,13 +287,32 @@ class IOCounts:
     @classmethod
     def of(cls, trace: Trace) -> IOCounts:
         counts = cls()
-        per_kind, statements = counts.per_kind, counts.statements
+        if _tally is not None:
+            try:
+                totals = _tally.count_io(trace._events, counts.per_kind, counts.statements)
+            except Exception:  # an event it cannot read by its slots: the reference reads it
+                counts = cls()
+                totals = counts._count_kept(trace._events)
+        else:
+            totals = counts._count_kept(trace._events)
+        counts.io_ns, counts.errors, counts.hits, counts.misses = totals
+        per_shard = counts.per_shard  # in the order the shards were first seen
+        for (shard, _), count in counts.statements.items():
+            per_shard[shard] = per_shard.get(shard, 0) + count
+        if trace._overflow:
+            counts._add_past_bound(trace)
+        return counts
+
+    def _count_kept(self, events: list[Event]) -> tuple[int, int, int, int]:
+        """The pass over the kept events: fills ``per_kind`` and ``statements``, returns
+        (io_ns, errors, hits, misses). The reference of ``ioprofiler._tally.count_io``."""
+        per_kind, statements = self.per_kind, self.statements
         io_ns = errors = hits = misses = 0
         # locals: this loop is the exporter's cost (about 30 events a request); each
         # attribute is read once, and statements are counted once, per (shard, text): the
         # shards' counts are added up from those after the loop
         connection_ops, db, pool_wait, cache_call = CONNECTION_OPS, DB, POOL_WAIT, CacheCall
-        for event in trace._events:
+        for event in events:
             op = event.op
             if op in connection_ops:
                 if op == pool_wait:
@@ -300,13 +339,7 @@ class IOCounts:
                 io_ns += end - event.start_ns
             if event.error is not None:
                 errors += 1
-        per_shard = counts.per_shard  # in the order the shards were first seen
-        for (shard, _), count in statements.items():
-            per_shard[shard] = per_shard.get(shard, 0) + count
-        counts.io_ns, counts.errors, counts.hits, counts.misses = io_ns, errors, hits, misses
-        if trace._overflow:
-            counts._add_past_bound(trace)
-        return counts
+        return io_ns, errors, hits, misses
 
     def _add_past_bound(self, trace: Trace) -> None:
         past = RequestTally.past_bound(trace)
