@@ -61,7 +61,7 @@ from ioprofiler.logread import (
     classify,
     numbered_lines,
     parse_time,
-    whole,
+    unread_damaged,
 )
 from ioprofiler.sql_text import shape, visible
 from ioprofiler.summary import ACCURACY, RouteTotals
@@ -263,7 +263,8 @@ Source = str | os.PathLike[str] | Mapping[str, Any]
 
 
 # What diff reads, validated field by field (logread.classify): summary and marker lines;
-# the others it checks are whole lines a recorder wrote (logread.whole), unparsed.
+# the others it checks are whole lines a recorder wrote, one record each, unparsed
+# (logread.unread_damaged: a line torn by a crash and run on into the next is damage).
 _READ = re.compile(rb'"type"\s*:\s*"(?:summary|marker)"')
 
 
@@ -284,7 +285,7 @@ def _records(
             continue
         for file, number, line in numbered_lines(source, skipped):
             if not wanted.search(line):
-                if line.strip() and not whole(line):
+                if line.strip() and unread_damaged(line):
                     skipped.add(file, number)
                 continue
             kind, record = classify(line)

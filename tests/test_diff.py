@@ -189,6 +189,24 @@ def test_damaged_and_foreign_lines_are_skipped_and_counted(deployed, tmp_path):
     assert "skipped 4 lines" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_kept_request_torn_into_the_next_one_is_counted_as_damage(tmp_path):
+    # a crash tears a kept request; the recorder started again writes the next one on the
+    # same line: a line that begins and ends as a recorder's does, and holds two records
+    ioprofiler.install()
+    db, log = tmp_path / "shop.db", tmp_path / "io.jsonl"
+    shop.create(db)
+    serve_phase(log, db, shop.BEFORE, rounds=3, slow_ms=0)
+    serve_phase(log, db, shop.AFTER, rounds=3, slow_ms=0)
+    lines = log.read_bytes().splitlines(keepends=True)
+    kept = [n for n, line in enumerate(lines) if line.startswith(b'{"schema":')][:2]
+    assert len(kept) == 2
+    lines[kept[0]] = lines[kept[0]][:60] + lines.pop(kept[1])
+    log.write_bytes(b"".join(lines))
+    done = command("diff", str(log))
+    assert done.returncode == 0, done.stderr
+    assert "skipped 1 line" in done.stderr and "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
