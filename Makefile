@@ -22,7 +22,7 @@ screenshot: $(INSTALLED) memcached browser
 	$(PY) -m demo_app.screenshot
 
 # pip install -e . also builds the optional accelerators (ioprofiler/_speedups.c, _patch.c).
-$(INSTALLED): pyproject.toml ioprofiler/_speedups.c ioprofiler/_patch.c ioprofiler/_recorders.c ioprofiler/_tally.c
+$(INSTALLED): pyproject.toml ioprofiler/_speedups.c ioprofiler/_patch.c ioprofiler/_recorders.c ioprofiler/_tally.c ioprofiler/_slots.h
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -103,7 +103,7 @@ test: $(INSTALLED) memcached browser statsd lint
 # instrumentations (which refuse SQLAlchemy 2.1), so both are measured side by side.
 BENCH_PY := .venv-bench/bin/python
 
-.venv-bench/.installed-bench: pyproject.toml ioprofiler/_speedups.c ioprofiler/_patch.c ioprofiler/_recorders.c ioprofiler/_tally.c
+.venv-bench/.installed-bench: pyproject.toml ioprofiler/_speedups.c ioprofiler/_patch.c ioprofiler/_recorders.c ioprofiler/_tally.c ioprofiler/_slots.h
 	$(PYTHON) -m venv .venv-bench
 	$(BENCH_PY) -m pip install --quiet --upgrade pip
 	$(BENCH_PY) -m pip install --quiet -e '.[bench]'
@@ -132,7 +132,7 @@ bench-callsite: .venv-bench/.installed-bench memcached
 # their own environment (OpenTelemetry's SQLAlchemy instrumentation refuses SQLAlchemy 2.1).
 COEXIST_PY := .venv-coexist/bin/python
 
-.venv-coexist/.installed-coexist: pyproject.toml ioprofiler/_speedups.c ioprofiler/_patch.c ioprofiler/_recorders.c ioprofiler/_tally.c
+.venv-coexist/.installed-coexist: pyproject.toml ioprofiler/_speedups.c ioprofiler/_patch.c ioprofiler/_recorders.c ioprofiler/_tally.c ioprofiler/_slots.h
 	$(PYTHON) -m venv .venv-coexist
 	$(COEXIST_PY) -m pip install --quiet --upgrade pip
 	$(COEXIST_PY) -m pip install --quiet -e '.[test,coexist]'
