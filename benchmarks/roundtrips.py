@@ -39,7 +39,6 @@ from paired import (
     run_rounds,
 )
 
-from ioprofiler.event import COMMIT
 from ioprofiler.patching import Patches
 from ioprofiler.trace import active
 
@@ -79,8 +78,9 @@ def wrappers_alone(rounds: int, n: int) -> dict[str, Paired]:
             patches.unwrap_all()
             setattr(Trivial, name, plain)
 
-    commit = sqlalchemy_integration._transaction_end_wrapper(COMMIT)
-    checkout = sqlalchemy_integration._pool_checkout
+    # the wrappers install() puts on: compiled where ioprofiler._recorders is built
+    commit = sqlalchemy_integration._ROUND_TRIP_WRAPPERS["do_commit"]
+    checkout = sqlalchemy_integration._POOL_CHECKOUT
     configs: dict[str, Config] = {
         "raw": contextlib.nullcontext,
         "bare wrapt": lambda: wrapped_with("do_commit", None, bare=True),
