@@ -69,6 +69,10 @@ class Unavailable(Exception):
     """A library's suite cannot run here (its server program is missing)."""
 
 
+class SuiteFailed(Exception):
+    """pytest did not finish, or did not test the installed library."""
+
+
 # -- servers: each a context manager yielding the pytest arguments that point at it ---------
 
 
@@ -281,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.paths and len(names) != 1:
         parser.error("paths need exactly one --library")
 
+    BUILD.mkdir(parents=True, exist_ok=True)
     flaky = load_flaky(PEER / "flaky.txt")
     results = []
     for name in names:
@@ -352,10 +357,6 @@ def fetch_sdist(library: Library, library_version: str) -> Path:
     finally:
         shutil.rmtree(unpacked, ignore_errors=True)
     return source
-
-
-class SuiteFailed(Exception):
-    """pytest did not finish, or did not test the installed library."""
 
 
 def run_suite(
@@ -547,7 +548,7 @@ def report(results: list[Result], flaky: dict[tuple[str, str], str]) -> int:
     for result in results:
         bare, recording = result.bare, result.recording
         if bare is None or recording is None:
-            state = result.failure or f"skipped: {result.skipped}"
+            state = f"FAIL: {result.failure}" if result.failure else f"skipped: {result.skipped}"
             print(f"{result.library.name:<12} {state}")
             continue
         compared = len(set(bare.outcomes) | set(recording.outcomes))
@@ -561,6 +562,9 @@ def report(results: list[Result], flaky: dict[tuple[str, str], str]) -> int:
             print(f"FAIL: {name}: {'; '.join(found)}")
         return 1
     ran = [r.library.name for r in results if r.bare is not None]
+    if not ran:
+        print("\nOK, but nothing ran: every library was skipped")
+        return 0
     print(
         f"\nOK: every test ends the same with and without ioprofiler recording ({', '.join(ran)})"
     )
