@@ -8,7 +8,8 @@ fails the run and is listed with the recording run's failure::
 
     python tests/peer/run.py                        # every library, the subsets below
     python tests/peer/run.py --library redis        # one library (the option repeats)
-    python tests/peer/run.py --library sqlalchemy --jobs 0 test/ext/test_horizontal_shard.py
+    python tests/peer/run.py --jobs 0 test/ext/test_horizontal_shard.py  # SQLAlchemy's
+    python tests/peer/run.py tests/test_lock.py                          # redis-py's
 
 What runs (each library's ``suites`` below say it exactly):
 
@@ -278,12 +279,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", default="2", help="pytest-xdist workers (0: none)")
     parser.add_argument(
-        "paths", nargs="*", help="with one --library: run only these (with its first suite's args)"
+        "paths",
+        nargs="*",
+        help="run only these, of one library's suite (with its first suite's arguments)",
     )
     args = parser.parse_args(argv)
-    names = args.library or list(LIBRARIES)
+    names = args.library or (owners(args.paths) if args.paths else list(LIBRARIES))
     if args.paths and len(names) != 1:
-        parser.error("paths need exactly one --library")
+        parser.error("paths need exactly one --library (or paths only one library's suite has)")
 
     BUILD.mkdir(parents=True, exist_ok=True)
     flaky = load_flaky(PEER / "flaky.txt")
@@ -295,6 +298,17 @@ def main(argv: list[str] | None = None) -> int:
             suites = (Suite(suites[0].label, tuple(args.paths), suites[0].args),)
         results.append(run_library(library, suites, args.jobs))
     return report(results, flaky)
+
+
+def owners(paths: list[str]) -> list[str]:
+    """The libraries whose suites hold these paths, by their top folder (``test/``: SQLAlchemy,
+    ``tests/``: redis-py, ``pymemcache_test/``: pymemcache)."""
+    tops = {Path(path).parts[0] for path in paths}
+    return [
+        name
+        for name, library in LIBRARIES.items()
+        if tops & {Path(path).parts[0] for suite in library.suites for path in suite.paths}
+    ]
 
 
 def run_library(library: Library, suites: tuple[Suite, ...], jobs: str) -> Result:
