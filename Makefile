@@ -142,9 +142,11 @@ coexist: .venv-coexist/.installed-coexist memcached
 	IOPROFILER_REQUIRE_COEXIST=1 $(COEXIST_PY) -m pytest tests/test_coexist_opentelemetry.py tests/test_coexist_ddtrace.py \
 		tests/test_coexist_export.py
 
-# SQLAlchemy's own test suite (a subset, from the sdist of the installed version), bare and
-# with ioprofiler recording around every test; fails when any test ends differently.
-peer: $(INSTALLED)
+# The own test suites of SQLAlchemy, pymemcache and redis-py (subsets, from the sdists of the
+# installed versions; memcached and redis-server private, on loopback), bare and with
+# ioprofiler recording around every test; fails when any test ends differently.
+# PEER_ARGS="--library redis" runs one.
+peer: $(INSTALLED) memcached
 	$(PY) tests/peer/run.py $(PEER_ARGS)
 
 clean:
