@@ -34,8 +34,10 @@ counted when damaged:
 from __future__ import annotations
 
 import fnmatch
+import functools
 import gzip
 import json
+import operator
 import os
 import re
 import time
@@ -686,6 +688,7 @@ def _kept_in_part(
         return None
     start = events_at + len(_EVENTS_KEY) - 1  # at its "["
     pattern, sited, chosen, made = _READS[EVENTS if events is None else events]
+    picks: list[int] | None = None  # the events chosen by their index, when all are ints
     try:
         if findings:
             found = line.rfind(_FINDINGS_KEY, 0, events_at)
@@ -694,6 +697,7 @@ def _kept_in_part(
             record["findings"] = json.loads(line[found + len(_FINDINGS_KEY) - 1 : events_at])
             if events is None:
                 chosen, made = _about(record["findings"]), _found
+                picks = getattr(chosen, "indexes", None)
                 if record["findings"] == []:  # about no event: none is read
                     record["events"] = []
                     return record
@@ -708,6 +712,18 @@ def _kept_in_part(
                 return None
             if chosen is None:
                 record["events"] = list(map(made, heads, sites))
+            elif picks is not None and list(map(_first, heads)) == _ordinals(len(heads)):
+                # the recorder's events, numbered 1, 2, … in their order: those the
+                # findings are about picked by their number, as choosing each would
+                count = len(heads)
+                record["events"] = [made(heads[i - 1], sites[i - 1]) for i in picks if i <= count]
+            elif events == SITED:  # as _READS[SITED] reads them, without a call per event
+                read = _read
+                record["events"] = [
+                    {"target": read(head[2]), "duration_ms": read(head[4]), "callsite": read(site)}
+                    for head, site in zip(heads, sites)  # noqa: B905
+                    if site != b"null" and site != b'""'
+                ]
             else:
                 pairs = zip(heads, sites)  # noqa: B905
                 record["events"] = [made(head, site) for head, site in pairs if chosen(head, site)]
@@ -728,8 +744,22 @@ def _about(findings: Any) -> _Chooser | None:
         return None
     if all(type(index) is int and index > 0 for index in indexes):  # as the recorder's
         tokens = {b"%d" % index for index in indexes}  # each int has one token
-        return lambda head, _: head[0] in tokens
+
+        def chosen(head: _Head, _: bytes) -> bool:
+            return head[0] in tokens
+
+        chosen.indexes = sorted(indexes)  # type: ignore[attr-defined]
+        return chosen
     return lambda head, _: _read(head[0]) in indexes
+
+
+_first = operator.itemgetter(0)
+
+
+@functools.lru_cache(maxsize=64)
+def _ordinals(count: int) -> list[bytes]:
+    """The index tokens of ``count`` events as the recorder numbers them: 1, 2, …"""
+    return [b"%d" % number for number in range(1, count + 1)]
 
 
 def kept_and_summaries(
