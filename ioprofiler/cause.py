@@ -203,7 +203,12 @@ def finding_causes(record: dict[str, Any]) -> list[Cause]:
 def _findings_about(record: dict[str, Any]) -> Iterator[tuple[dict[str, Any], list[Any]]]:
     """Each finding of the record whose fields have the recorder's types, with the events
     it is about (those of its indexes the record holds)."""
-    by_index = {e.get("index"): e for e in _events(record)}
+    events = record.get("events")
+    by_index = {  # of the events _events takes, in one pass
+        e.get("index"): e
+        for e in (events if isinstance(events, list) else ())
+        if isinstance(e, dict) and isinstance(e.get("target"), str)
+    }
     for finding in _findings(record):
         indexes = finding.get("events")
         yield finding, [by_index[i] for i in indexes or () if i in by_index]

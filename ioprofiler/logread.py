@@ -590,7 +590,7 @@ def _found(head: _Head, site: bytes) -> _Event:
     """An event a finding is about, with what a finding's cause names of it (not its
     duration): the same in many requests, so made once (while fewer than 10,000 differ) and
     shared by the records that hold it."""
-    key = (*head[:4], *head[5:], site)
+    key = (head[0], head[1], head[2], head[3], head[5], head[6], site)  # all but its duration
     event = _found_events.get(key)
     if event is None:
         index, kind, target, op, statement, sql, site = key
@@ -734,7 +734,9 @@ def _kept_in_part(
 
 def _about(findings: Any) -> _Chooser | None:
     """The events the findings are about (by their index), when read for the findings
-    alone; None (every event) when an index list is not one."""
+    alone; None (every event) when an index list is not one. When every index is a
+    positive int, as the recorder writes them, the chooser's ``indexes`` are those, in
+    order: the events to pick by their place in a line whose events are numbered 1, 2, …"""
     indexes: set[Any] = set()
     try:
         for finding in findings if type(findings) is list else ():
@@ -743,9 +745,11 @@ def _about(findings: Any) -> _Chooser | None:
     except TypeError:
         return None
     if all(type(index) is int and index > 0 for index in indexes):  # as the recorder's
-        tokens = {b"%d" % index for index in indexes}  # each int has one token
+        tokens: set[bytes] = set()  # each int has one token: made when first asked
 
         def chosen(head: _Head, _: bytes) -> bool:
+            if not tokens:
+                tokens.update(b"%d" % index for index in indexes)
             return head[0] in tokens
 
         chosen.indexes = sorted(indexes)  # type: ignore[attr-defined]
