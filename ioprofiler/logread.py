@@ -36,6 +36,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import gzip
+import io
 import json
 import operator
 import os
@@ -85,10 +86,14 @@ def glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
 
 
+_BUFFER = 1 << 20  # a kept request's line is tens of KB: read in 8 KB pieces, each is
+#                   joined again; a buffer of 1 MB holds dozens (a third of the time)
+
+
 def _open(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
-        return gzip.open(path, "rb")
-    return open(path, "rb")
+        return io.BufferedReader(gzip.GzipFile(path, "rb"), _BUFFER)  # type: ignore[arg-type]
+    return open(path, "rb", buffering=_BUFFER)
 
 
 class Skipped:
