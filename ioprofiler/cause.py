@@ -326,26 +326,31 @@ def _by_time(found: tuple[float, int, str, tuple[str, ...]]) -> tuple[float, int
 def _by_callsite(record: dict[str, Any]) -> _Grouped:
     grouped = []
     keys = _callsite_keys
-    for event in _events(record):
+    events = record.get("events")
+    for event in events if isinstance(events, list) else ():
+        # the events _events takes, in the same pass
+        if not isinstance(event, dict) or not isinstance(event.get("target"), str):
+            continue
         callsite = event.get("callsite")
         if callsite:
-            key = keys.get(callsite) if type(callsite) is str else None
-            if key is None:
+            known = keys.get(callsite) if type(callsite) is str else None
+            if known is None:
                 key = _visible(str(callsite))
+                known = (key, (key,))
                 if type(callsite) is str:
                     if len(keys) >= 16384:
                         keys.clear()
-                    keys[callsite] = key
+                    keys[callsite] = known
             ms = event.get("duration_ms")
             kind = type(ms)
             if kind is not float:
                 ms = float(ms) if kind is int else _ms(event)
-            grouped.append((key, (key,), ms))
+            grouped.append((*known, ms))
     return grouped
 
 
 _visible = functools.lru_cache(maxsize=16384)(visible)  # a log repeats its callsites
-_callsite_keys: dict[str, str] = {}  # a callsite as a key: made visible once
+_callsite_keys: dict[str, tuple[str, tuple[str]]] = {}  # a callsite's key, made visible once
 
 
 def _by_shape(record: dict[str, Any]) -> _Grouped:
