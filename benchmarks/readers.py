@@ -11,6 +11,11 @@ from each of four processes (the recorder's own summary line, re-stamped); a mar
 ten minutes. Each command runs in a child process and its CPU (user + sys) is read from
 ``resource.getrusage(RUSAGE_CHILDREN)``: the figure holds when other processes share the
 cores, wall time does not.
+
+To time another checkout against this one, run from outside both with PYTHONPATH naming it
+(``cd /tmp && PYTHONPATH=/path/to/other python /path/to/benchmarks/readers.py --log …``):
+the commands run as ``python -m ioprofiler``, which puts the working directory first on the
+path, so from inside a checkout they run that checkout whatever PYTHONPATH says.
 """
 
 from __future__ import annotations

@@ -180,19 +180,16 @@ def _request_ms(record: dict[str, Any]) -> float:
 def finding_causes(record: dict[str, Any]) -> list[Cause]:
     """Each finding of the record as a :class:`Cause`, the costliest first: the target,
     shape and callsite of most of the calls it is about."""
-    events = _events(record)
-    by_index = {e.get("index"): e for e in events}
     causes = []
-    for finding in _findings(record):
-        indexes = finding.get("events")
-        about = [by_index[i] for i in indexes or () if i in by_index]
+    for finding, about in _findings_about(record):
+        target, what, callsite = _name(finding["kind"], about)[0]
         causes.append(
             Cause(
                 kind=finding["kind"],
                 title=TITLES[finding["kind"]],
-                target=_most_common([e["target"] for e in about]),
-                what=_most_common([what_of(e) for e in about]),
-                callsite=_most_common([e.get("callsite") for e in about]),
+                target=target,
+                what=what,
+                callsite=callsite,
                 calls=len(about),
                 ms=float(finding["ms"]),
                 request_ms=_request_ms(record),
@@ -201,6 +198,53 @@ def finding_causes(record: dict[str, Any]) -> list[Cause]:
         )
     causes.sort(key=lambda cause: (-cause.ms, KINDS.index(cause.kind)))
     return causes
+
+
+def _findings_about(record: dict[str, Any]) -> Iterator[tuple[dict[str, Any], list[Any]]]:
+    """Each finding of the record whose fields have the recorder's types, with the events
+    it is about (those of its indexes the record holds)."""
+    events = record.get("events")
+    by_index = {  # of the events _events takes, in one pass
+        e.get("index"): e
+        for e in (events if isinstance(events, list) else ())
+        if isinstance(e, dict) and isinstance(e.get("target"), str)
+    }
+    for finding in _findings(record):
+        indexes = finding.get("events")
+        yield finding, [by_index[i] for i in indexes or () if i in by_index]
+
+
+_Named = tuple[tuple[str | None, str | None, str | None], tuple[str, ...], str]
+
+
+def _name(kind: str, about: list[dict[str, Any]]) -> _Named:
+    """What a finding of ``kind`` names of the events it is about: ``(target, shape,
+    callsite)``, the parts of its key, and its key."""
+    target = _most_common([e["target"] for e in about])
+    what = _most_common([what_of(e) for e in about])
+    callsite = _most_common([e.get("callsite") for e in about])
+    parts = (TITLES[kind], visible(target or ""), visible(what or ""), visible(callsite or ""))
+    return (target, what, callsite), parts, _key(parts)
+
+
+# :func:`_name` per kind and those very events, for ``top --by finding``: the events a
+# reader shares between the records that hold them (logread's, read for the findings,
+# which are not to be changed) are named once. The key is the events' ids, and the entry
+# holds the events themselves, so no other object takes the id of one while it is kept;
+# events that are not shared only fill it up until it starts again.
+_named_events: dict[tuple[Any, ...], tuple[list[Any], _Named]] = {}
+
+
+def _named(kind: str, about: list[dict[str, Any]]) -> _Named:
+    key = (kind, *map(id, about))
+    known = _named_events.get(key)
+    if known is not None:
+        return known[1]
+    named = _name(kind, about)
+    if len(_named_events) >= 256:  # whole records read: at most 256 of their lists kept
+        _named_events.clear()
+    _named_events[key] = (about, named)
+    return named
 
 
 def _outside_ms(record: dict[str, Any]) -> float:
@@ -260,34 +304,69 @@ def cause_of(record: dict[str, Any]) -> Cause:
     return costliest
 
 
-_Grouped = Iterator[tuple[tuple[str, ...], float]]  # (the key's parts, ms)
+_Grouped = list[tuple[str, tuple[str, ...], float]]  # (key, the key's parts, ms)
 
 
 def _by_finding(record: dict[str, Any]) -> _Grouped:
-    for cause in finding_causes(record):
-        yield cause.parts(), cause.ms
+    """As :func:`finding_causes`' parts and times, in its order, without making a
+    :class:`Cause` of each."""
+    found = []
+    for finding, about in _findings_about(record):
+        kind = finding["kind"]
+        _, parts, key = _named(kind, about)
+        found.append((-float(finding["ms"]), KINDS.index(kind), key, parts))
+    found.sort(key=_by_time)
+    return [(key, parts, -minus_ms) for minus_ms, _, key, parts in found]
+
+
+def _by_time(found: tuple[float, int, str, tuple[str, ...]]) -> tuple[float, int]:
+    return found[0], found[1]
 
 
 def _by_callsite(record: dict[str, Any]) -> _Grouped:
-    for event in _events(record):
+    grouped = []
+    keys = _callsite_keys
+    events = record.get("events")
+    for event in events if isinstance(events, list) else ():
+        # the events _events takes, in the same pass
+        if not isinstance(event, dict) or not isinstance(event.get("target"), str):
+            continue
         callsite = event.get("callsite")
         if callsite:
-            yield (_visible(str(callsite)),), _ms(event)
+            known = keys.get(callsite) if type(callsite) is str else None
+            if known is None:
+                key = _visible(str(callsite))
+                known = (key, (key,))
+                if type(callsite) is str:
+                    if len(keys) >= 16384:
+                        keys.clear()
+                    keys[callsite] = known
+            ms = event.get("duration_ms")
+            kind = type(ms)
+            if kind is not float:
+                ms = float(ms) if kind is int else _ms(event)
+            grouped.append((*known, ms))
+    return grouped
 
 
 _visible = functools.lru_cache(maxsize=16384)(visible)  # a log repeats its callsites
+_callsite_keys: dict[str, tuple[str, tuple[str]]] = {}  # a callsite's key, made visible once
 
 
 def _by_shape(record: dict[str, Any]) -> _Grouped:
+    grouped = []
     for event in _events(record):
         if event.get("kind") == DB and event.get("op") not in CONNECTION_OPS:
             if isinstance(event.get("sql") or event.get("statement"), str):
-                yield (visible(what_of(event)),), _ms(event)
+                key = visible(what_of(event))
+                grouped.append((key, (key,), _ms(event)))
+    return grouped
 
 
 def _by_cause(record: dict[str, Any]) -> _Grouped:
     cause = cause_of(record)
-    yield cause.parts(), cause.ms
+    parts = cause.parts()
+    return [(_key(parts), parts, cause.ms)]
 
 
 def _key(parts: tuple[str, ...]) -> str:
@@ -331,8 +410,7 @@ class Causes:
         self.request_ms += request_ms
         ident = record.get("id")
         all_durations, seen = self._durations, set()
-        for parts, ms in self._group(record):
-            key = parts[0] if len(parts) == 1 else _key(parts)
+        for key, parts, ms in self._group(record):
             durations = all_durations.get(key)
             if durations is None:
                 durations = all_durations[key] = []

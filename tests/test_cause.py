@@ -249,3 +249,33 @@ def test_show_list_ends_each_line_with_its_cause_and_show_id_begins_with_it(log)
 
     hostile = next(r for r in records(log) if HOSTILE in r["path"])
     assert HOSTILE in ioprofiler("show", str(log), hostile["id"]).stdout.splitlines()[1]
+
+
+def test_by_finding_names_shared_events_once_and_other_events_as_they_are():
+    # a reader shares one event between the requests that hold it, and --by finding names
+    # those once; a request with other events of the same kind, number and index, or a
+    # shared event's copy, is named by what its own events are
+    def event(target: str, callsite: str) -> dict[str, Any]:
+        return {"index": 1, "kind": "db", "target": target, "op": "execute",
+                "statement": "SELECT 1", "sql": "SELECT 1", "callsite": callsite}  # fmt: skip
+
+    def request(n: int, events: list[dict[str, Any]]) -> dict[str, Any]:
+        finding = {"kind": "n_plus_one", "message": "N+1", "ms": 1.0 + n, "events": [1]}
+        return {"id": f"r{n}", "duration_ms": 10.0, "findings": [finding], "events": events}
+
+    shared = event("dbshard01", "views.py:1 in a")
+    requests = [
+        request(0, [shared]),
+        request(1, [event("dbshard02", "views.py:2 in b")]),
+        request(2, [shared]),
+        request(3, [dict(shared, target="dbshard03")]),
+        request(4, [shared]),
+    ]
+    causes, copies = Causes("finding"), Causes("finding")
+    for record in requests:
+        causes.add(record)
+        copies.add(copy.deepcopy(record))
+    assert causes.rows() == copies.rows()
+    assert [(row.key.split("  ")[1], row.count) for row in causes.rows()] == [
+        ("dbshard01", 3), ("dbshard03", 1), ("dbshard02", 1)
+    ]  # fmt: skip

@@ -245,3 +245,60 @@ def test_callsite_grouping_reads_no_summary_and_says_no_note(log):
     done = ioprofiler("top", str(log), "--by", "callsite", "--path", "/listing/*")
     assert "not applied" not in done.stdout
     assert "callsites are in the kept requests only" in done.stdout
+
+
+def reordered(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its target before its kind: not laid out as the recorder writes."""
+    first = {"index": event["index"], "target": event["target"], "kind": event["kind"]}
+    return {**first, **event}
+
+
+def reversed_and_told_apart(record: dict[str, Any]) -> None:
+    """The events in the opposite order, each with a callsite of its own: a finding names
+    the callsite of the first of its events (all differ), so picking an event by its place
+    rather than its index would name another."""
+    for event in record["events"]:
+        event["callsite"] = f"views.py:{event['index']} in listing"
+    record["events"].reverse()
+
+
+@pytest.mark.parametrize("by", sorted(EVENTS_READ))
+def test_events_the_fast_read_cannot_take_are_read_whole_with_the_same_result(log, tmp_path, by):
+    # each line below is one the reading in part passes to the whole reading: an event out
+    # of the recorder's layout (among those a finding names, and not), events not numbered
+    # 1, 2, … in their order (--by finding picks events by their number only when they
+    # are), an index twice, a callsite escaped; what is added up must not change
+    lines = [line for line in kept_lines(log) if b'"findings":[]' not in line][:3]
+    changes = [
+        lambda r: r["events"].__setitem__(0, reordered(r["events"][0])),
+        lambda r: r["events"].__setitem__(-1, reordered(r["events"][-1])),
+        reversed_and_told_apart,
+        lambda r: [e.update(index=e["index"] + 1) for e in r["events"]],
+        lambda r: r["events"][1].update(index=r["events"][0]["index"]),
+        lambda r: r["events"][0].update(callsite='views.py:"88" \\ \u00e9\x01'),
+        lambda r: r["events"][0].update(callsite=None, duration_ms=None, index=None),
+    ]
+    changed = tmp_path / "changed.jsonl"
+    changed.write_bytes(
+        b"\n".join(retyped(line, change) for line in lines for change in changes) + b"\n"
+    )
+    whole_skipped, part_skipped = Skipped(), Skipped()
+    whole = list(records(changed, skipped=whole_skipped))
+    in_part = [
+        record
+        for _, record in kept_and_summaries(
+            changed, None, part_skipped, events=EVENTS_READ[by], findings=by == "finding"
+        )
+    ]
+    assert len(whole) == len(lines) * len(changes)
+    assert (part_skipped.count, whole_skipped.count) == (0, 0)
+    assert added_up(by, in_part) == added_up(by, whole)
+
+
+def test_by_finding_names_the_events_shared_between_requests_as_their_copies(log):
+    # the events read for the findings are shared by the requests that hold them, and
+    # named once; requests whose events are copies (read whole) are named the same
+    shared = [r for kind, r in kept_and_summaries(log, findings=True) if kind == REQUEST]
+    copies = [json.loads(json.dumps(record)) for record in shared]
+    assert any(record["findings"] for record in shared)
+    assert added_up("finding", shared + shared) == added_up("finding", copies + copies)
