@@ -26,6 +26,7 @@ from pymemcache.client.base import Client
 from werkzeug.test import Client as BrowserLike
 
 from ioprofiler.recorder import Recorder
+from ioprofiler.render.console import SLOW_MS
 from ioprofiler.wsgi import IOProfilerMiddleware
 from tests.test_readme import DOCS
 from tests.test_recorder_failures import fill, small_fs  # noqa: F401 (a fixture)
@@ -208,7 +209,10 @@ def test_each_ops_command_in_the_readme_runs_as_printed(command, shop, tmp_path)
         assert [line.split()[1:5] for line in out] == [printed[0].split()[1:5]]
         assert out[0].split("  ")[1:3] == printed[0].split("  ")[1:3]  # route, reasons
     elif args[0] == "show" and "req-8812" in args:  # the cause first, then the headline
-        assert out[0].startswith("cause: slow call: ")
+        # the costliest finding: the 120 ms statement's; or, when a busy machine kept the
+        # request out of I/O longer than that, the unexplained time (tests/test_cause.py
+        # holds the rule itself)
+        assert out[0].startswith(("cause: slow call: ", "cause: unexplained time"))
         assert out[1].split()[1:5] == ["req-8812", "GET", "/report/350", "500"]
         listed = [line.split(" ms ", 1)[-1] for line in out[2:]]
         assert printed[0].split(" ms ", 1)[-1] in listed  # Cache MISS, keys: listing:350
@@ -591,12 +595,22 @@ def test_headlines_fit_the_terminal(shop):
     assert piped.count("\n") == 1  # one line each, for grep
 
 
+def milliseconds(call: str) -> float:
+    """A listing line's duration: ``[dbshard03] 120.402 ms SELECT …`` -> 120.402."""
+    return float(call.split("] ", 1)[1].split(" ms ", 1)[0])
+
+
 def test_show_names_the_callsite_of_the_slow_call_and_of_every_call_on_request(shop):
     shop.get("/report/1", request_id="req-1")
     listing = ioprofiler("show", str(shop.recorder.path)).stdout.splitlines()[1:]
-    marked = [line for line in listing if line.startswith("[") and "  <- " in line]
-    assert len(marked) == 1 and "SELECT sleep_ms(?)" in marked[0]
-    assert "test_cli_ops.py:" in marked[0] and marked[0].endswith(" in app")
+    calls = [line for line in listing if line.startswith("[")]
+    marked = [line for line in calls if "  <- " in line]
+    # the slow calls are marked, and only those: the statement that sleeps 120 ms, and any
+    # other call a busy machine made as slow (a memcached get once took 108 ms at load 8)
+    slow = [line for line in calls if milliseconds(line) >= SLOW_MS]
+    assert marked == slow
+    (statement,) = [line for line in marked if "SELECT sleep_ms(?)" in line]
+    assert "test_cli_ops.py:" in statement and statement.endswith(" in app")
     every = ioprofiler("show", str(shop.recorder.path), "--callsites").stdout.splitlines()[1:]
     calls = [line for line in every if line.startswith("[")]
     assert len(calls) >= 5 and all("  <- " in line for line in calls)
