@@ -107,15 +107,16 @@ class Trace:
 
         For code that hands control back and forth, like a WSGI middleware iterating a body.
         """
-        active.set(active.get() + (self,))
+        before = active.get()
+        mine = before + (self,)
+        active.set(mine)
         try:
             return fn(*args)
         finally:
-            traces = active.get()
-            if traces and traces[-1] is self and self not in traces[:-1]:
-                active.set(traces[:-1])  # the usual case: this trace last, and once
+            if active.get() is mine and self not in before:
+                active.set(before)  # the usual case: nothing else changed, and once
             else:
-                active.set(tuple(t for t in traces if t is not self))
+                leave(self)
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
@@ -295,6 +296,11 @@ class Trace:
                 tally.hits += event.hit_count or 0
             if event.error is not None:
                 tally.errors += 1
+
+
+def leave(trace: Trace) -> None:
+    """``trace`` records no more in this context; the other open traces stay as they are."""
+    active.set(tuple(t for t in active.get() if t is not trace))
 
 
 def _matches(

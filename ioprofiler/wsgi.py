@@ -50,8 +50,9 @@ from ioprofiler.profiling import (
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.response import ResponseParts, is_stream
 from ioprofiler.store import new_id
-from ioprofiler.trace import Trace
+from ioprofiler.trace import Trace, active, leave
 
+_END = object()  # what next() returns past a body's last chunk
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 __all__ = ["DEFAULT_MAX_INJECT_BYTES", "MODES", "OFF", "IOProfilerMiddleware"]
 
@@ -134,17 +135,17 @@ class IOProfilerMiddleware(RequestProfiler):
         if not self.sinks:
             return
         environ = body.environ
-        self.deliver(
+        self.hand_on(
             body.trace,
-            method=environ.get("REQUEST_METHOD", "GET"),
-            path=path_text(environ),
-            query=environ.get("QUERY_STRING", ""),
-            route=sinks.route_of(environ, self.route, body.matched),
-            status=sinks.status_code(body.status),
-            started_at=body.started_at,
-            request_id=environ["ioprofiler.request_id"],
-            context=body.context,
-            error=body.error,
+            environ.get("REQUEST_METHOD", "GET"),
+            path_text(environ),
+            environ.get("QUERY_STRING", ""),
+            sinks.route_of(environ, self.route, body.matched),
+            sinks.status_code(body.status),
+            body.started_at,
+            environ["ioprofiler.request_id"],
+            body.context,
+            body.error,
         )
 
 
@@ -166,21 +167,34 @@ class TracedBody:
         self.started_at = time.time()
         # the caller's context (an outer OpenTelemetry span, say), for the sinks
         self.context = contextvars.copy_context() if middleware.sinks else None
-        self.matched: str | None = None  # the framework's route, read when the response starts
-        self.status: str | None = None
-        self.body: Iterable[bytes] | None = None
-        self.error: str | None = None  # the type of the exception the application raised
-        self._body_closed = False
-        self._finished = False
+
+    # What the response learns later, the class's until then (stored per request, they
+    # would cost every recorded request six attribute writes).
+    matched: str | None = None  # the framework's route, read when the response starts
+    status: str | None = None
+    body: Iterable[bytes] | None = None
+    error: str | None = None  # the type of the exception the application raised
+    _body_closed = False
+    _finished = False
 
     def step(self, function: Callable[..., Any], *args: Any) -> Any:
         """Call into the application (the call, a step of the body, ``close()``) with the
-        trace recording; an exception it raises is noted, for the sinks, and raised on."""
+        trace recording; an exception it raises is noted, for the sinks, and raised on.
+        (``self.trace.call(function, *args)``, inline: it runs a few times per request.)"""
+        trace = self.trace
+        before = active.get()
+        mine = before + (trace,)
+        active.set(mine)
         try:
-            return self.trace.call(function, *args)
+            return function(*args)
         except BaseException as exc:
             self.error = self.error or sinks.error_name(exc)
             raise
+        finally:
+            if active.get() is mine and trace not in before:
+                active.set(before)
+            else:
+                leave(trace)
 
     def _close_body(self) -> None:
         if self._body_closed:
@@ -229,11 +243,13 @@ class RecordedResponse(TracedBody):
 
     def _traced_iteration(self) -> Iterator[bytes]:
         assert self.body is not None
-        iterator = self.step(iter, self.body)
+        step = self.step
+        iterator = step(iter, self.body)
         while True:
-            try:
-                chunk = self.step(next, iterator)
-            except StopIteration:
+            # next()'s default, not StopIteration: an exception raised through the trace's
+            # call and this step would cost more than the rest of the request's recording
+            chunk = step(next, iterator, _END)
+            if chunk is _END:
                 return
             yield chunk
 

@@ -372,3 +372,25 @@ def test_callsites_render_when_the_working_directory_is_gone(shard, tmp_path, mo
     with ioprofiler.profile() as trace:
         query(shard, 1)
     assert "test_trace.py:" in trace.text(callsites=True)
+
+
+def test_a_call_leaves_the_other_traces_as_the_call_left_them():
+    """Trace.call takes out its own trace and nothing else: when the call opened another
+    trace, or the trace was open already, the others stay."""
+    from ioprofiler.trace import Trace, active
+
+    outer, inner, other = Trace(), Trace().start(), Trace().start()
+    token = active.set(())
+
+    def opens_another():
+        active.set(active.get() + (other,))
+
+    inner.call(opens_another)
+    assert active.get() == (other,)
+    active.set(())
+    with outer:
+        assert inner.call(active.get) == (outer, inner)
+        assert active.get() == (outer,)
+        assert outer.call(active.get) == (outer, outer)
+        assert active.get() == ()  # the trace called again is taken out, as before
+    active.reset(token)
