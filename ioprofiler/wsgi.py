@@ -30,8 +30,11 @@ from __future__ import annotations
 
 import contextvars
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from werkzeug.wsgi import ClosingIterator
 
 from ioprofiler import access, sinks
 from ioprofiler.profiling import (
@@ -53,6 +56,7 @@ from ioprofiler.store import new_id
 from ioprofiler.trace import Trace, active, leave
 
 _END = object()  # what next() returns past a body's last chunk
+_ITERATORS_OF_THEMSELVES = (types.GeneratorType, ClosingIterator)  # iter() runs no code
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 __all__ = ["DEFAULT_MAX_INJECT_BYTES", "MODES", "OFF", "IOProfilerMiddleware"]
 
@@ -242,9 +246,12 @@ class RecordedResponse(TracedBody):
         return self._traced_iteration()
 
     def _traced_iteration(self) -> Iterator[bytes]:
-        assert self.body is not None
+        body = self.body
+        assert body is not None
         step = self.step
-        iterator = step(iter, self.body)
+        # iter() of a generator, or of werkzeug's ClosingIterator (what a werkzeug or Flask
+        # response is), is the body itself: no application code runs, no step is needed
+        iterator = body if type(body) in _ITERATORS_OF_THEMSELVES else step(iter, body)
         while True:
             # next()'s default, not StopIteration: an exception raised through the trace's
             # call and this step would cost more than the rest of the request's recording
