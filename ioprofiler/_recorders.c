@@ -117,7 +117,15 @@ enum {
     STATEMENT_FIELDS
 };
 /* round_trip's own (inside and names where statement_execute has them) */
-enum { T_INSIDE = COMMON_FIELDS, T_NAMES, T_POOL_RESET, ROUND_TRIP_FIELDS };
+enum {
+    T_INSIDE = COMMON_FIELDS,
+    T_NAMES,
+    T_POOL_RESET,
+    T_PLAIN,         /* op -> DefaultDialect's own method for it, before it was wrapped */
+    T_BELOW,         /* recording.below and cursor_reaches_below, as statement_execute's */
+    T_REACHES_BELOW,
+    ROUND_TRIP_FIELDS
+};
 /* engine_checkout's own; pool_checkout has none */
 enum { G_NAMES = COMMON_FIELDS, ENGINE_FIELDS };
 #define POOL_FIELDS COMMON_FIELDS
@@ -143,6 +151,7 @@ struct Recorder {
 
 static PyTypeObject Recorder_Type;
 
+static PyObject *str_proxy, *str_dbapi_connection;
 static PyObject *str_server, *str_ignore_exc, *str_sock, *str_class, *str_paramstyle, *str_name,
     *depth_one, *str_getitem, *str_dialect, *str_max_overflow, *str_overflow;
 static PyObject *object_class_descriptor; /* object.__dict__["__class__"] */
@@ -501,15 +510,12 @@ reaches_below(PyObject *by_class, PyObject *cursor_class)
     return PyObject_GetItem(by_class, cursor_class);
 }
 
-/* Whether the statement needs the ``inside`` mark (recording.py: an override's super() call,
- * or a cursor a driver integration installed below records): 1, 0, -1 with an exception set. */
+/* Whether a driver integration installed below (``below`` not empty) records what is sent
+ * through ``cursor`` (a DB-API cursor or connection): ``reaches[cursor.__class__]``. 1, 0, -1
+ * with an exception set. */
 static int
-needs_mark(Recorder *self, PyObject *cursor)
+driver_below(PyObject *below, PyObject *by_class, PyObject *cursor)
 {
-    if (OBJ(self, S_OVERRIDE) == Py_True) {
-        return 1;
-    }
-    PyObject *below = OBJ(self, S_BELOW);
     if (PyDict_CheckExact(below) && PyDict_GET_SIZE(below) == 0) {
         return 0;
     }
@@ -521,7 +527,7 @@ needs_mark(Recorder *self, PyObject *cursor)
     if (cursor_class == NULL) {
         return -1;
     }
-    PyObject *reaches = reaches_below(OBJ(self, S_REACHES_BELOW), cursor_class);
+    PyObject *reaches = reaches_below(by_class, cursor_class);
     Py_DECREF(cursor_class);
     if (reaches == NULL) {
         return -1;
@@ -529,6 +535,17 @@ needs_mark(Recorder *self, PyObject *cursor)
     int mark = PyObject_IsTrue(reaches);
     Py_DECREF(reaches);
     return mark;
+}
+
+/* Whether the statement needs the ``inside`` mark (recording.py: an override's super() call,
+ * or a cursor a driver integration installed below records): 1, 0, -1 with an exception set. */
+static int
+needs_mark(Recorder *self, PyObject *cursor)
+{
+    if (OBJ(self, S_OVERRIDE) == Py_True) {
+        return 1;
+    }
+    return driver_below(OBJ(self, S_BELOW), OBJ(self, S_REACHES_BELOW), cursor);
 }
 
 /* The shard name remembered for this dialect (_names[id(dialect)]): a new reference, or NULL
@@ -649,6 +666,45 @@ record_statement(Recorder *self, Call *call, PyObject *traces)
 
 /* ---- SQLAlchemy's round trips and checkouts ---------------------------------------------- */
 
+/* Whether a round trip needs the ``inside`` mark (integrations/sqlalchemy.py, _round_trip_mark):
+ * not when the method called is DefaultDialect's own (which sends nothing but the DB-API
+ * connection's own call) and no driver integration below records that connection's driver.
+ * 1, 0, -1 with an exception set. */
+static int
+round_trip_mark(Recorder *self, Call *call)
+{
+    PyObject *plain = PyDict_GetItemWithError(OBJ(self, T_PLAIN), OBJ(self, R_OP));
+    if (plain == NULL) {
+        return PyErr_Occurred() ? -1 : 1;
+    }
+    PyObject *function = call->function;
+    if (function == NULL) { /* wrapt's: the bound method */
+        function = PyMethod_Check(call->bound) ? PyMethod_GET_FUNCTION(call->bound) : NULL;
+    }
+    if (function != plain) {
+        return 1; /* a dialect's override: it may call the base's through super() */
+    }
+    PyObject *below = OBJ(self, T_BELOW);
+    if (PyDict_CheckExact(below) && PyDict_GET_SIZE(below) == 0) {
+        return 0;
+    }
+    /* the pool's proxy (plain["proxy"]) passes the call on to the DB-API connection it holds */
+    PyObject *connection = call->args[0], *held = NULL;
+    PyObject *proxy = PyDict_GetItemWithError(OBJ(self, T_PLAIN), str_proxy);
+    if (proxy == NULL && PyErr_Occurred()) {
+        return -1;
+    }
+    if (proxy != NULL && (PyObject *)Py_TYPE(connection) == proxy) {
+        if ((held = PyObject_GetAttr(connection, str_dbapi_connection)) == NULL) {
+            return -1;
+        }
+        connection = held;
+    }
+    int mark = driver_below(below, OBJ(self, T_REACHES_BELOW), connection);
+    Py_XDECREF(held);
+    return mark;
+}
+
 /* do_commit / do_rollback / do_ping(dbapi_connection) on a dialect whose shard ``names`` knows:
  * one COMMIT, ROLLBACK or PING event (integrations/sqlalchemy.py, _round_trip_wrapper), its
  * ``detail`` pool_reset(1) when given (whether the pool's reset on check-in called it), and
@@ -669,7 +725,8 @@ record_round_trip(Recorder *self, Call *call, PyObject *traces)
         PyErr_Clear(); /* the reference wrapper names the shard, and remembers it */
         return NULL;
     }
-    PyObject *event = begin_event(self, traces, name);
+    int mark = round_trip_mark(self, call);
+    PyObject *event = mark < 0 ? NULL : begin_event(self, traces, name);
     Py_DECREF(name);
     PyObject *pool_reset = OBJ(self, T_POOL_RESET);
     if (event == NULL ||
@@ -679,7 +736,7 @@ record_round_trip(Recorder *self, Call *call, PyObject *traces)
         Py_XDECREF(event);
         return profiler_failed(self, traces) < 0 ? NULL : call_as_given(call);
     }
-    return run_as_event(self, call, event, inside);
+    return run_as_event(self, call, event, mark ? inside : NULL);
 }
 
 /* Engine.raw_connection(): called through at once when the engine's dialect is named in
@@ -995,9 +1052,10 @@ make_recorder(record_fn record, const char *what, const char *const *names, Py_s
         Py_DECREF(self);
         return NULL;
     }
-    if ((record == record_round_trip && !PyDict_CheckExact(OBJ(self, T_NAMES))) ||
+    if ((record == record_round_trip &&
+         (!PyDict_CheckExact(OBJ(self, T_NAMES)) || !PyDict_CheckExact(OBJ(self, T_PLAIN)))) ||
         (record == record_engine_checkout && !PyDict_CheckExact(OBJ(self, G_NAMES)))) {
-        PyErr_Format(PyExc_TypeError, "%s(): names must be a dict", what);
+        PyErr_Format(PyExc_TypeError, "%s(): names (and plain) must be a dict", what);
         Py_DECREF(self);
         return NULL;
     }
@@ -1050,18 +1108,21 @@ statement_execute(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t
 }
 
 static const char *const round_trip_names[ROUND_TRIP_FIELDS] = {
-    COMMON_NAMES, "inside", "names", "pool_reset",
+    COMMON_NAMES, "inside", "names", "pool_reset", "plain", "below", "reaches_below",
 };
 static const char *const engine_names[ENGINE_FIELDS] = {COMMON_NAMES, "names"};
 static const char *const pool_names[POOL_FIELDS] = {COMMON_NAMES};
 
 PyDoc_STRVAR(round_trip_doc,
 "round_trip(*, reference, active, begin, failed, done, profiler_failed, kind, op,\n\
-           event_class, inside, names, pool_reset) -> Recorder\n\
+           event_class, inside, names, pool_reset, plain, below, reaches_below) -> Recorder\n\
 \n\
 SQLAlchemy's ``do_commit``/``do_rollback``/``do_ping`` wrapper (integrations/sqlalchemy.py,\n\
 ``reference``) compiled: ``method(dbapi_connection)`` on a dialect whose shard ``names``\n\
-knows, recorded as the reference records it; ``pool_reset(1)`` (or None) gives ``detail``.");
+knows, recorded as the reference records it; ``pool_reset(1)`` (or None) gives ``detail``.\n\
+``inside`` is set while it runs unless the method is ``plain[op]`` (DefaultDialect's own)\n\
+and no integration in ``below`` records the connection's driver (``reaches_below``; of\n\
+the DB-API connection a ``plain[\"proxy\"]`` holds, the pool's ``_ConnectionFairy``).");
 
 static PyObject *
 round_trip(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -1142,6 +1203,8 @@ PyInit__recorders(void)
         (str_dialect = PyUnicode_InternFromString("dialect")) == NULL ||
         (str_max_overflow = PyUnicode_InternFromString("_max_overflow")) == NULL ||
         (str_overflow = PyUnicode_InternFromString("_overflow")) == NULL ||
+        (str_proxy = PyUnicode_InternFromString("proxy")) == NULL ||
+        (str_dbapi_connection = PyUnicode_InternFromString("dbapi_connection")) == NULL ||
         (depth_one = PyLong_FromLong(1)) == NULL) {
         return NULL;
     }
