@@ -394,3 +394,19 @@ def test_a_call_leaves_the_other_traces_as_the_call_left_them():
         assert outer.call(active.get) == (outer, outer)
         assert active.get() == ()  # the trace called again is taken out, as before
     active.reset(token)
+
+
+def test_the_traces_lock_is_free_in_a_forked_child():
+    """One lock guards every trace's tallies past max_events; a child forked while another
+    thread held it gets a free one."""
+    import os
+
+    from ioprofiler.trace import Trace
+
+    with Trace._lock:
+        pid = os.fork()
+        if pid == 0:
+            acquired = Trace._lock.acquire(timeout=5)
+            os._exit(0 if acquired else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
