@@ -111,6 +111,8 @@ def install() -> bool:
     _patches.wrap(QueuePool, "_do_get", _POOL_CHECKOUT)
     _patches.wrap(_ConnectionRecord, "_ConnectionRecord__connect", _new_connection_setup)
     _plain_round_trips["proxy"] = _ConnectionFairy
+    _plain_round_trips["reset_code"] = _pool_reset_code()
+    _plain_round_trips["called_from"] = _called_from
     for name, op in _PLAIN_ROUND_TRIPS:
         method = DefaultDialect.__dict__.get(name)
         if not _patches.is_wrapped(DefaultDialect, name):  # as SQLAlchemy has it, or as
@@ -432,7 +434,8 @@ def _round_trip_wrapper(op: str, pool_reset: bool = False):
 # DefaultDialect's own do_commit, do_rollback and do_ping, by op, as they were before install()
 # wrapped them: each sends nothing but the DB-API connection's own call (or a cursor of it);
 # and under "proxy" the pool's _ConnectionFairy, which passes those on to the connection it
-# holds (``dbapi_connection``).
+# holds (``dbapi_connection``). "reset_code" and "called_from": what _called_by_pool_reset
+# reads, for the compiled recorder to ask the frame reader itself.
 _PLAIN_ROUND_TRIPS = (("do_commit", COMMIT), ("do_rollback", ROLLBACK), ("do_ping", PING))
 _plain_round_trips: dict[str, Any] = {}
 

@@ -151,7 +151,8 @@ struct Recorder {
 
 static PyTypeObject Recorder_Type;
 
-static PyObject *str_proxy, *str_dbapi_connection;
+static PyObject *str_proxy, *str_dbapi_connection, *str_reset_code, *str_called_from;
+static PyObject *depth_zero, *frames_four;
 static PyObject *str_server, *str_ignore_exc, *str_sock, *str_class, *str_paramstyle, *str_name,
     *depth_one, *str_getitem, *str_dialect, *str_max_overflow, *str_overflow;
 static PyObject *object_class_descriptor; /* object.__dict__["__class__"] */
@@ -705,6 +706,32 @@ round_trip_mark(Recorder *self, Call *call)
     return mark;
 }
 
+/* ``detail`` of a COMMIT or ROLLBACK: whether the pool's reset on check-in called it, asked of
+ * _speedups.called_from directly (plain["called_from"], with the code of _ConnectionFairy._reset
+ * as plain["reset_code"]) as the reference's _called_by_pool_reset asks it, counting from the
+ * library frame that called the method; else the reference's pool_reset(1). A new reference,
+ * or NULL with an exception set. */
+static PyObject *
+pool_reset_detail(Recorder *self, PyObject *pool_reset)
+{
+    PyObject *plain = OBJ(self, T_PLAIN);
+    PyObject *code = PyDict_GetItemWithError(plain, str_reset_code);
+    PyObject *called_from = code == NULL ? NULL : PyDict_GetItemWithError(plain, str_called_from);
+    if (called_from != NULL && called_from != Py_None && PyCode_Check(code)) {
+        PyObject *stack[3] = {code, depth_zero, frames_four};
+        PyObject *found = PyObject_Vectorcall(called_from, stack, 3, NULL);
+        if (found == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyErr_Clear(); /* the reference's ``except Exception``: not the pool's reset */
+            found = Py_NewRef(Py_False);
+        }
+        return found;
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyObject_CallOneArg(pool_reset, depth_one);
+}
+
 /* do_commit / do_rollback / do_ping(dbapi_connection) on a dialect whose shard ``names`` knows:
  * one COMMIT, ROLLBACK or PING event (integrations/sqlalchemy.py, _round_trip_wrapper), its
  * ``detail`` pool_reset(1) when given (whether the pool's reset on check-in called it), and
@@ -732,7 +759,7 @@ record_round_trip(Recorder *self, Call *call, PyObject *traces)
     if (event == NULL ||
         set_field(self, event, E_DIALECT, PyObject_GetAttr(call->instance, str_name)) < 0 ||
         (pool_reset != Py_None &&
-         set_field(self, event, E_DETAIL, PyObject_CallOneArg(pool_reset, depth_one)) < 0)) {
+         set_field(self, event, E_DETAIL, pool_reset_detail(self, pool_reset)) < 0)) {
         Py_XDECREF(event);
         return profiler_failed(self, traces) < 0 ? NULL : call_as_given(call);
     }
@@ -1204,6 +1231,9 @@ PyInit__recorders(void)
         (str_max_overflow = PyUnicode_InternFromString("_max_overflow")) == NULL ||
         (str_overflow = PyUnicode_InternFromString("_overflow")) == NULL ||
         (str_proxy = PyUnicode_InternFromString("proxy")) == NULL ||
+        (str_reset_code = PyUnicode_InternFromString("reset_code")) == NULL ||
+        (str_called_from = PyUnicode_InternFromString("called_from")) == NULL ||
+        (depth_zero = PyLong_FromLong(0)) == NULL || (frames_four = PyLong_FromLong(4)) == NULL ||
         (str_dbapi_connection = PyUnicode_InternFromString("dbapi_connection")) == NULL ||
         (depth_one = PyLong_FromLong(1)) == NULL) {
         return NULL;

@@ -726,3 +726,25 @@ def test_a_round_trip_is_marked_only_when_something_below_could_record_it(tmp_pa
         recording.cursor_reaches_below.clear()
         engine.dispose()
         overriding.dispose()
+
+
+def test_the_pool_reset_is_told_alike_without_the_frame_reader(tmp_path, monkeypatch):
+    """The compiled round trip asks the frame reader whether the pool's reset called it;
+    without the reader (a pure-Python callsite) it asks the reference, which walks frames."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dbshard11.db'}")
+
+    def work():
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SELECT 2")
+
+    try:
+        work()
+        for reader in (sqlalchemy_integration._called_from, None):
+            monkeypatch.setattr(sqlalchemy_integration, "_called_from", reader)
+            events = assert_same(work)
+            details = [(e["op"], e["detail"]) for e in events if e["op"] in ("commit", "rollback")]
+            assert ("rollback", True) in details and ("commit", False) in details
+    finally:
+        engine.dispose()
