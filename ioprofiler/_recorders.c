@@ -152,6 +152,7 @@ struct Recorder {
 static PyTypeObject Recorder_Type;
 
 static PyObject *str_proxy, *str_dbapi_connection, *str_reset_code, *str_called_from;
+static PyObject *str_trace, *str_error, *str_dunder_name;
 static PyObject *depth_zero, *frames_four;
 static PyObject *str_server, *str_ignore_exc, *str_sock, *str_class, *str_paramstyle, *str_name,
     *depth_one, *str_getitem, *str_dialect, *str_max_overflow, *str_overflow;
@@ -1188,7 +1189,165 @@ pool_checkout(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
                          nargs, kwnames);
 }
 
+/* ---- a WSGI body's steps (ioprofiler/wsgi.py, python_step) ----------------------------- */
+
+/* ``traces`` without ``trace`` (every time it is there), set as ``active``'s value. */
+static int
+set_without(PyObject *active, PyObject *traces, PyObject *trace)
+{
+    PyObject *kept;
+    if (PyTuple_Check(traces)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(traces), k = 0;
+        if ((kept = PyTuple_New(n)) == NULL) {
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *item = PyTuple_GET_ITEM(traces, i);
+            if (item != trace) {
+                PyTuple_SET_ITEM(kept, k++, Py_NewRef(item));
+            }
+        }
+        if (k < n) {
+            Py_SETREF(kept, PyTuple_GetSlice(kept, 0, k));
+            if (kept == NULL) {
+                return -1;
+            }
+        }
+    }
+    else { /* not the tuple ioprofiler keeps there: as Python's tuple(t for t in traces ...) */
+        PyObject *items = PySequence_List(traces);
+        if (items == NULL) {
+            return -1;
+        }
+        for (Py_ssize_t i = PyList_GET_SIZE(items) - 1; i >= 0; i--) {
+            if (PyList_GET_ITEM(items, i) == trace && PySequence_DelItem(items, i) < 0) {
+                Py_DECREF(items);
+                return -1;
+            }
+        }
+        kept = PyList_AsTuple(items);
+        Py_DECREF(items);
+        if (kept == NULL) {
+            return -1;
+        }
+    }
+    PyObject *token = PyContextVar_Set(active, kept);
+    Py_DECREF(kept);
+    Py_XDECREF(token);
+    return token == NULL ? -1 : 0;
+}
+
+/* body.error = body.error or the exception's type name (sinks.error_name: an Exception that
+ * is not the end of an iteration), for the sinks. Failing, it leaves the error as it was. */
+static void
+note_error(PyObject *body, PyObject *exc)
+{
+    PyObject *known = PyObject_GetAttr(body, str_error);
+    int set = known == NULL ? -1 : PyObject_IsTrue(known);
+    PyObject *error = NULL;
+    if (set > 0) {
+        error = Py_NewRef(known);
+    }
+    else if (set == 0) {
+        if (PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception) &&
+            !PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_StopIteration) &&
+            !PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_StopAsyncIteration)) {
+            error = PyObject_GetAttr((PyObject *)Py_TYPE(exc), str_dunder_name);
+        }
+        else {
+            error = Py_NewRef(Py_None);
+        }
+    }
+    Py_XDECREF(known);
+    if (error == NULL || PyObject_SetAttr(body, str_error, error) < 0) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(error);
+}
+
+PyDoc_STRVAR(step_doc,
+"step(active, body, function, *args)\n\
+--\n\
+\n\
+``function(*args)`` with ``body.trace`` recording in the current context during the call\n\
+only (``active`` the ContextVar of the open traces): ioprofiler/wsgi.py's ``python_step``\n\
+compiled. Its result, or its exception raised on unchanged, the exception's type noted as\n\
+``body.error`` first (unless one is noted).");
+
+static PyObject *
+step(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 3 || !PyContextVar_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "step(active, body, function, *args)");
+        return NULL;
+    }
+    PyObject *active = args[0], *body = args[1];
+    PyObject *trace = PyObject_GetAttr(body, str_trace);
+    if (trace == NULL) {
+        return NULL;
+    }
+    PyObject *before, *mine = NULL, *result = NULL;
+    if (PyContextVar_Get(active, NULL, &before) < 0) {
+        Py_DECREF(trace);
+        return NULL;
+    }
+    if (before == NULL || !PyTuple_Check(before)) {
+        PyErr_SetString(PyExc_TypeError, "the open traces are not a tuple");
+        goto done;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(before);
+    if ((mine = PyTuple_New(n + 1)) == NULL) {
+        goto done;
+    }
+    int again = 0; /* is trace among ``before`` already? */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(before, i);
+        again |= item == trace;
+        PyTuple_SET_ITEM(mine, i, Py_NewRef(item));
+    }
+    PyTuple_SET_ITEM(mine, n, Py_NewRef(trace));
+    PyObject *token = PyContextVar_Set(active, mine);
+    if (token == NULL) {
+        goto done;
+    }
+    Py_DECREF(token);
+    result = PyObject_Vectorcall(args[2], args + 3, nargs - 3, NULL);
+    PyObject *exc = result == NULL ? take_exception() : NULL;
+    if (exc != NULL) {
+        note_error(body, exc);
+    }
+    /* the call is over: this trace records no more here; the rest stays as the call left it */
+    PyObject *now;
+    int left = PyContextVar_Get(active, NULL, &now);
+    if (left == 0) {
+        if (now == mine && !again) {
+            token = PyContextVar_Set(active, before);
+            Py_XDECREF(token);
+            left = token == NULL ? -1 : 0;
+        }
+        else {
+            left = set_without(active, now != NULL ? now : before, trace);
+        }
+        Py_XDECREF(now);
+    }
+    if (exc != NULL) {
+        if (left < 0) {
+            PyErr_Clear(); /* the application's exception goes on, not ours */
+        }
+        restore_exception(exc);
+    }
+    else if (left < 0) {
+        Py_CLEAR(result); /* as Python's finally would raise it */
+    }
+done:
+    Py_XDECREF(mine);
+    Py_XDECREF(before);
+    Py_DECREF(trace);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"step", (PyCFunction)(void (*)(void))step, METH_FASTCALL, step_doc},
     {"round_trip", (PyCFunction)(void (*)(void))round_trip, METH_FASTCALL | METH_KEYWORDS,
      round_trip_doc},
     {"engine_checkout", (PyCFunction)(void (*)(void))engine_checkout,
@@ -1231,6 +1390,9 @@ PyInit__recorders(void)
         (str_max_overflow = PyUnicode_InternFromString("_max_overflow")) == NULL ||
         (str_overflow = PyUnicode_InternFromString("_overflow")) == NULL ||
         (str_proxy = PyUnicode_InternFromString("proxy")) == NULL ||
+        (str_trace = PyUnicode_InternFromString("trace")) == NULL ||
+        (str_error = PyUnicode_InternFromString("error")) == NULL ||
+        (str_dunder_name = PyUnicode_InternFromString("__name__")) == NULL ||
         (str_reset_code = PyUnicode_InternFromString("reset_code")) == NULL ||
         (str_called_from = PyUnicode_InternFromString("called_from")) == NULL ||
         (depth_zero = PyLong_FromLong(0)) == NULL || (frames_four = PyLong_FromLong(4)) == NULL ||

@@ -32,11 +32,12 @@ import contextvars
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from werkzeug.wsgi import ClosingIterator
 
-from ioprofiler import access, sinks
+from ioprofiler import access, recorders, sinks
 from ioprofiler.profiling import (
     DEFAULT_MAX_INJECT_BYTES,
     FOLLOW,
@@ -115,7 +116,9 @@ class IOProfilerMiddleware(RequestProfiler):
             environ["ioprofiler.request_id"] = self.request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = ProfiledResponse(self, trace, environ, start_response, mode, notice)
         try:
-            response.body = response.step(self.app, environ, response.capture_start_response)
+            response.body = _step(
+                active, response, self.app, environ, response.capture_start_response
+            )
         except BaseException:
             response.finish()
             raise
@@ -128,7 +131,9 @@ class IOProfilerMiddleware(RequestProfiler):
         environ["ioprofiler.request_id"] = self.request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = RecordedResponse(self, trace, environ, start_response)
         try:
-            response.body = response.step(self.app, environ, response.capture_start_response)
+            response.body = _step(
+                active, response, self.app, environ, response.capture_start_response
+            )
         except BaseException:
             response.finish()
             raise
@@ -183,22 +188,8 @@ class TracedBody:
 
     def step(self, function: Callable[..., Any], *args: Any) -> Any:
         """Call into the application (the call, a step of the body, ``close()``) with the
-        trace recording; an exception it raises is noted, for the sinks, and raised on.
-        (``self.trace.call(function, *args)``, inline: it runs a few times per request.)"""
-        trace = self.trace
-        before = active.get()
-        mine = before + (trace,)
-        active.set(mine)
-        try:
-            return function(*args)
-        except BaseException as exc:
-            self.error = self.error or sinks.error_name(exc)
-            raise
-        finally:
-            if active.get() is mine and trace not in before:
-                active.set(before)
-            else:
-                leave(trace)
+        trace recording; an exception it raises is noted, for the sinks, and raised on."""
+        return _step(active, self, function, *args)
 
     def _close_body(self) -> None:
         if self._body_closed:
@@ -206,7 +197,7 @@ class TracedBody:
         self._body_closed = True
         close = getattr(self.body, "close", None)
         if close is not None:
-            self.step(close)
+            _step(active, self, close)
 
     def close(self) -> None:
         """Called by the server once the response is sent (or abandoned)."""
@@ -226,6 +217,35 @@ class TracedBody:
 
     def _closed(self) -> None:
         """What a subclass does with the closed trace before the sinks get it."""
+
+
+def python_step(
+    traces: ContextVar[tuple[Trace, ...]],
+    body: TracedBody,
+    function: Callable[..., Any],
+    *args: Any,
+) -> Any:
+    """:meth:`TracedBody.step`: ``body.trace.call(function, *args)``, the exception the call
+    raises noted as ``body.error`` for the sinks. ``traces`` is :data:`ioprofiler.trace.active`.
+    The reference of ``ioprofiler._recorders.step``, which runs it in C where it is built (it
+    runs a few times per request: the call, the body's steps, ``close()``)."""
+    trace = body.trace
+    before = traces.get()
+    mine = before + (trace,)
+    traces.set(mine)
+    try:
+        return function(*args)
+    except BaseException as exc:
+        body.error = body.error or sinks.error_name(exc)
+        raise
+    finally:
+        if traces.get() is mine and trace not in before:
+            traces.set(before)
+        else:
+            leave(trace)
+
+
+_step = python_step if recorders._recorders is None else recorders._recorders.step
 
 
 class RecordedResponse(TracedBody):
@@ -248,14 +268,15 @@ class RecordedResponse(TracedBody):
     def _traced_iteration(self) -> Iterator[bytes]:
         body = self.body
         assert body is not None
-        step = self.step
         # iter() of a generator, or of werkzeug's ClosingIterator (what a werkzeug or Flask
         # response is), is the body itself: no application code runs, no step is needed
-        iterator = body if type(body) in _ITERATORS_OF_THEMSELVES else step(iter, body)
+        iterator = (
+            body if type(body) in _ITERATORS_OF_THEMSELVES else _step(active, self, iter, body)
+        )
         while True:
             # next()'s default, not StopIteration: an exception raised through the trace's
             # call and this step would cost more than the rest of the request's recording
-            chunk = step(next, iterator, _END)
+            chunk = _step(active, self, next, iterator, _END)
             if chunk is _END:
                 return
             yield chunk
