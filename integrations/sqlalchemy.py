@@ -37,6 +37,7 @@ import importlib
 import os
 import sys
 import weakref
+from types import FunctionType, MethodType
 from typing import Any
 
 from ioprofiler.integrations._dbapi import name_below
@@ -102,13 +103,21 @@ def install() -> bool:
     from sqlalchemy.engine.base import Engine
     from sqlalchemy.engine.default import DefaultDialect
     from sqlalchemy.pool import QueuePool
-    from sqlalchemy.pool.base import _ConnectionRecord
+    from sqlalchemy.pool.base import _ConnectionFairy, _ConnectionRecord
 
     _patches.wrap(DefaultDialect, "__init__", _dialect_init, always=True)
     _patches.wrap(Engine, "__init__", _engine_init, always=True)
     _patches.wrap(Engine, "raw_connection", _ENGINE_CHECKOUT)
     _patches.wrap(QueuePool, "_do_get", _POOL_CHECKOUT)
     _patches.wrap(_ConnectionRecord, "_ConnectionRecord__connect", _new_connection_setup)
+    _plain_round_trips["proxy"] = _ConnectionFairy
+    _plain_round_trips["reset_code"] = _pool_reset_code()
+    _plain_round_trips["called_from"] = _called_from
+    for name, op in _PLAIN_ROUND_TRIPS:
+        method = DefaultDialect.__dict__.get(name)
+        if not _patches.is_wrapped(DefaultDialect, name):  # as SQLAlchemy has it, or as
+            # another tool wrapped it (then no method is plain: its wrapper may record)
+            _plain_round_trips[op] = method if type(method) is FunctionType else None
     for dialect_class in _subclasses(DefaultDialect):
         _patch_dialect_class(dialect_class)
     return bool(_patches)
@@ -397,6 +406,7 @@ def _round_trip_wrapper(op: str, pool_reset: bool = False):
             name = _names.get(id(instance))
             if name is None:
                 name = _target(instance, None)
+            mark = _round_trip_mark(op, wrapped, args)
             event = begin(traces, DB, op, name, 2)
             event.dialect = instance.name
             if pool_reset:
@@ -404,20 +414,48 @@ def _round_trip_wrapper(op: str, pool_reset: bool = False):
         except Exception as exc:
             profiler_failed(traces, exc)
             return wrapped(*args, **kwargs)
-        token = _recording_statement.set(True)
+        token = _recording_statement.set(True) if mark else None
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             failed(event, exc)
             raise
         finally:
-            _recording_statement.reset(token)
+            if token is not None:
+                _recording_statement.reset(token)
         event.end_ns = perf_counter_ns()
         if event._overflow is not None:  # done(event), without the call when it does nothing
             done(event)
         return result
 
     return wrapper
+
+
+# DefaultDialect's own do_commit, do_rollback and do_ping, by op, as they were before install()
+# wrapped them: each sends nothing but the DB-API connection's own call (or a cursor of it);
+# and under "proxy" the pool's _ConnectionFairy, which passes those on to the connection it
+# holds (``dbapi_connection``). "reset_code" and "called_from": what _called_by_pool_reset
+# reads, for the compiled recorder to ask the frame reader itself.
+_PLAIN_ROUND_TRIPS = (("do_commit", COMMIT), ("do_rollback", ROLLBACK), ("do_ping", PING))
+_plain_round_trips: dict[str, Any] = {}
+
+
+def _round_trip_mark(op: str, wrapped: Any, args: Any) -> bool:
+    """Whether a round trip needs the ``inside`` mark while it runs: unless the method is
+    DefaultDialect's own and no driver integration installed below records the DB-API
+    connection's driver (sqlite3's, say), nothing it sends could be recorded twice.
+    Setting and resetting the mark cost every checkout about 2,000 instructions."""
+    plain = _plain_round_trips.get(op)
+    if plain is None or type(wrapped) is not MethodType or wrapped.__func__ is not plain:
+        return True  # a dialect's override: it may call the base's through super()
+    if not below:
+        return False
+    if not args:
+        return True
+    connection = args[0]
+    if type(connection) is _plain_round_trips.get("proxy"):
+        connection = connection.dbapi_connection
+    return cursor_reaches_below[connection.__class__]
 
 
 def _new_connection_setup(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -639,6 +677,9 @@ def _compiled_round_trip(op: str, pool_reset: bool = False) -> Any:
         inside=inside,
         names=_names,
         pool_reset=_called_by_pool_reset if pool_reset else None,
+        plain=_plain_round_trips,
+        below=below,
+        reaches_below=cursor_reaches_below,
     )
 
 

@@ -117,7 +117,15 @@ enum {
     STATEMENT_FIELDS
 };
 /* round_trip's own (inside and names where statement_execute has them) */
-enum { T_INSIDE = COMMON_FIELDS, T_NAMES, T_POOL_RESET, ROUND_TRIP_FIELDS };
+enum {
+    T_INSIDE = COMMON_FIELDS,
+    T_NAMES,
+    T_POOL_RESET,
+    T_PLAIN,         /* op -> DefaultDialect's own method for it, before it was wrapped */
+    T_BELOW,         /* recording.below and cursor_reaches_below, as statement_execute's */
+    T_REACHES_BELOW,
+    ROUND_TRIP_FIELDS
+};
 /* engine_checkout's own; pool_checkout has none */
 enum { G_NAMES = COMMON_FIELDS, ENGINE_FIELDS };
 #define POOL_FIELDS COMMON_FIELDS
@@ -143,6 +151,9 @@ struct Recorder {
 
 static PyTypeObject Recorder_Type;
 
+static PyObject *str_proxy, *str_dbapi_connection, *str_reset_code, *str_called_from;
+static PyObject *str_trace, *str_error, *str_dunder_name;
+static PyObject *depth_zero, *frames_four;
 static PyObject *str_server, *str_ignore_exc, *str_sock, *str_class, *str_paramstyle, *str_name,
     *depth_one, *str_getitem, *str_dialect, *str_max_overflow, *str_overflow;
 static PyObject *object_class_descriptor; /* object.__dict__["__class__"] */
@@ -501,15 +512,12 @@ reaches_below(PyObject *by_class, PyObject *cursor_class)
     return PyObject_GetItem(by_class, cursor_class);
 }
 
-/* Whether the statement needs the ``inside`` mark (recording.py: an override's super() call,
- * or a cursor a driver integration installed below records): 1, 0, -1 with an exception set. */
+/* Whether a driver integration installed below (``below`` not empty) records what is sent
+ * through ``cursor`` (a DB-API cursor or connection): ``reaches[cursor.__class__]``. 1, 0, -1
+ * with an exception set. */
 static int
-needs_mark(Recorder *self, PyObject *cursor)
+driver_below(PyObject *below, PyObject *by_class, PyObject *cursor)
 {
-    if (OBJ(self, S_OVERRIDE) == Py_True) {
-        return 1;
-    }
-    PyObject *below = OBJ(self, S_BELOW);
     if (PyDict_CheckExact(below) && PyDict_GET_SIZE(below) == 0) {
         return 0;
     }
@@ -521,7 +529,7 @@ needs_mark(Recorder *self, PyObject *cursor)
     if (cursor_class == NULL) {
         return -1;
     }
-    PyObject *reaches = reaches_below(OBJ(self, S_REACHES_BELOW), cursor_class);
+    PyObject *reaches = reaches_below(by_class, cursor_class);
     Py_DECREF(cursor_class);
     if (reaches == NULL) {
         return -1;
@@ -529,6 +537,17 @@ needs_mark(Recorder *self, PyObject *cursor)
     int mark = PyObject_IsTrue(reaches);
     Py_DECREF(reaches);
     return mark;
+}
+
+/* Whether the statement needs the ``inside`` mark (recording.py: an override's super() call,
+ * or a cursor a driver integration installed below records): 1, 0, -1 with an exception set. */
+static int
+needs_mark(Recorder *self, PyObject *cursor)
+{
+    if (OBJ(self, S_OVERRIDE) == Py_True) {
+        return 1;
+    }
+    return driver_below(OBJ(self, S_BELOW), OBJ(self, S_REACHES_BELOW), cursor);
 }
 
 /* The shard name remembered for this dialect (_names[id(dialect)]): a new reference, or NULL
@@ -649,6 +668,71 @@ record_statement(Recorder *self, Call *call, PyObject *traces)
 
 /* ---- SQLAlchemy's round trips and checkouts ---------------------------------------------- */
 
+/* Whether a round trip needs the ``inside`` mark (integrations/sqlalchemy.py, _round_trip_mark):
+ * not when the method called is DefaultDialect's own (which sends nothing but the DB-API
+ * connection's own call) and no driver integration below records that connection's driver.
+ * 1, 0, -1 with an exception set. */
+static int
+round_trip_mark(Recorder *self, Call *call)
+{
+    PyObject *plain = PyDict_GetItemWithError(OBJ(self, T_PLAIN), OBJ(self, R_OP));
+    if (plain == NULL) {
+        return PyErr_Occurred() ? -1 : 1;
+    }
+    PyObject *function = call->function;
+    if (function == NULL) { /* wrapt's: the bound method */
+        function = PyMethod_Check(call->bound) ? PyMethod_GET_FUNCTION(call->bound) : NULL;
+    }
+    if (function != plain) {
+        return 1; /* a dialect's override: it may call the base's through super() */
+    }
+    PyObject *below = OBJ(self, T_BELOW);
+    if (PyDict_CheckExact(below) && PyDict_GET_SIZE(below) == 0) {
+        return 0;
+    }
+    /* the pool's proxy (plain["proxy"]) passes the call on to the DB-API connection it holds */
+    PyObject *connection = call->args[0], *held = NULL;
+    PyObject *proxy = PyDict_GetItemWithError(OBJ(self, T_PLAIN), str_proxy);
+    if (proxy == NULL && PyErr_Occurred()) {
+        return -1;
+    }
+    if (proxy != NULL && (PyObject *)Py_TYPE(connection) == proxy) {
+        if ((held = PyObject_GetAttr(connection, str_dbapi_connection)) == NULL) {
+            return -1;
+        }
+        connection = held;
+    }
+    int mark = driver_below(below, OBJ(self, T_REACHES_BELOW), connection);
+    Py_XDECREF(held);
+    return mark;
+}
+
+/* ``detail`` of a COMMIT or ROLLBACK: whether the pool's reset on check-in called it, asked of
+ * _speedups.called_from directly (plain["called_from"], with the code of _ConnectionFairy._reset
+ * as plain["reset_code"]) as the reference's _called_by_pool_reset asks it, counting from the
+ * library frame that called the method; else the reference's pool_reset(1). A new reference,
+ * or NULL with an exception set. */
+static PyObject *
+pool_reset_detail(Recorder *self, PyObject *pool_reset)
+{
+    PyObject *plain = OBJ(self, T_PLAIN);
+    PyObject *code = PyDict_GetItemWithError(plain, str_reset_code);
+    PyObject *called_from = code == NULL ? NULL : PyDict_GetItemWithError(plain, str_called_from);
+    if (called_from != NULL && called_from != Py_None && PyCode_Check(code)) {
+        PyObject *stack[3] = {code, depth_zero, frames_four};
+        PyObject *found = PyObject_Vectorcall(called_from, stack, 3, NULL);
+        if (found == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyErr_Clear(); /* the reference's ``except Exception``: not the pool's reset */
+            found = Py_NewRef(Py_False);
+        }
+        return found;
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyObject_CallOneArg(pool_reset, depth_one);
+}
+
 /* do_commit / do_rollback / do_ping(dbapi_connection) on a dialect whose shard ``names`` knows:
  * one COMMIT, ROLLBACK or PING event (integrations/sqlalchemy.py, _round_trip_wrapper), its
  * ``detail`` pool_reset(1) when given (whether the pool's reset on check-in called it), and
@@ -669,17 +753,18 @@ record_round_trip(Recorder *self, Call *call, PyObject *traces)
         PyErr_Clear(); /* the reference wrapper names the shard, and remembers it */
         return NULL;
     }
-    PyObject *event = begin_event(self, traces, name);
+    int mark = round_trip_mark(self, call);
+    PyObject *event = mark < 0 ? NULL : begin_event(self, traces, name);
     Py_DECREF(name);
     PyObject *pool_reset = OBJ(self, T_POOL_RESET);
     if (event == NULL ||
         set_field(self, event, E_DIALECT, PyObject_GetAttr(call->instance, str_name)) < 0 ||
         (pool_reset != Py_None &&
-         set_field(self, event, E_DETAIL, PyObject_CallOneArg(pool_reset, depth_one)) < 0)) {
+         set_field(self, event, E_DETAIL, pool_reset_detail(self, pool_reset)) < 0)) {
         Py_XDECREF(event);
         return profiler_failed(self, traces) < 0 ? NULL : call_as_given(call);
     }
-    return run_as_event(self, call, event, inside);
+    return run_as_event(self, call, event, mark ? inside : NULL);
 }
 
 /* Engine.raw_connection(): called through at once when the engine's dialect is named in
@@ -995,9 +1080,10 @@ make_recorder(record_fn record, const char *what, const char *const *names, Py_s
         Py_DECREF(self);
         return NULL;
     }
-    if ((record == record_round_trip && !PyDict_CheckExact(OBJ(self, T_NAMES))) ||
+    if ((record == record_round_trip &&
+         (!PyDict_CheckExact(OBJ(self, T_NAMES)) || !PyDict_CheckExact(OBJ(self, T_PLAIN)))) ||
         (record == record_engine_checkout && !PyDict_CheckExact(OBJ(self, G_NAMES)))) {
-        PyErr_Format(PyExc_TypeError, "%s(): names must be a dict", what);
+        PyErr_Format(PyExc_TypeError, "%s(): names (and plain) must be a dict", what);
         Py_DECREF(self);
         return NULL;
     }
@@ -1050,18 +1136,21 @@ statement_execute(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t
 }
 
 static const char *const round_trip_names[ROUND_TRIP_FIELDS] = {
-    COMMON_NAMES, "inside", "names", "pool_reset",
+    COMMON_NAMES, "inside", "names", "pool_reset", "plain", "below", "reaches_below",
 };
 static const char *const engine_names[ENGINE_FIELDS] = {COMMON_NAMES, "names"};
 static const char *const pool_names[POOL_FIELDS] = {COMMON_NAMES};
 
 PyDoc_STRVAR(round_trip_doc,
 "round_trip(*, reference, active, begin, failed, done, profiler_failed, kind, op,\n\
-           event_class, inside, names, pool_reset) -> Recorder\n\
+           event_class, inside, names, pool_reset, plain, below, reaches_below) -> Recorder\n\
 \n\
 SQLAlchemy's ``do_commit``/``do_rollback``/``do_ping`` wrapper (integrations/sqlalchemy.py,\n\
 ``reference``) compiled: ``method(dbapi_connection)`` on a dialect whose shard ``names``\n\
-knows, recorded as the reference records it; ``pool_reset(1)`` (or None) gives ``detail``.");
+knows, recorded as the reference records it; ``pool_reset(1)`` (or None) gives ``detail``.\n\
+``inside`` is set while it runs unless the method is ``plain[op]`` (DefaultDialect's own)\n\
+and no integration in ``below`` records the connection's driver (``reaches_below``; of\n\
+the DB-API connection a ``plain[\"proxy\"]`` holds, the pool's ``_ConnectionFairy``).");
 
 static PyObject *
 round_trip(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -1100,7 +1189,165 @@ pool_checkout(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
                          nargs, kwnames);
 }
 
+/* ---- a WSGI body's steps (ioprofiler/wsgi.py, python_step) ----------------------------- */
+
+/* ``traces`` without ``trace`` (every time it is there), set as ``active``'s value. */
+static int
+set_without(PyObject *active, PyObject *traces, PyObject *trace)
+{
+    PyObject *kept;
+    if (PyTuple_Check(traces)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(traces), k = 0;
+        if ((kept = PyTuple_New(n)) == NULL) {
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *item = PyTuple_GET_ITEM(traces, i);
+            if (item != trace) {
+                PyTuple_SET_ITEM(kept, k++, Py_NewRef(item));
+            }
+        }
+        if (k < n) {
+            Py_SETREF(kept, PyTuple_GetSlice(kept, 0, k));
+            if (kept == NULL) {
+                return -1;
+            }
+        }
+    }
+    else { /* not the tuple ioprofiler keeps there: as Python's tuple(t for t in traces ...) */
+        PyObject *items = PySequence_List(traces);
+        if (items == NULL) {
+            return -1;
+        }
+        for (Py_ssize_t i = PyList_GET_SIZE(items) - 1; i >= 0; i--) {
+            if (PyList_GET_ITEM(items, i) == trace && PySequence_DelItem(items, i) < 0) {
+                Py_DECREF(items);
+                return -1;
+            }
+        }
+        kept = PyList_AsTuple(items);
+        Py_DECREF(items);
+        if (kept == NULL) {
+            return -1;
+        }
+    }
+    PyObject *token = PyContextVar_Set(active, kept);
+    Py_DECREF(kept);
+    Py_XDECREF(token);
+    return token == NULL ? -1 : 0;
+}
+
+/* body.error = body.error or the exception's type name (sinks.error_name: an Exception that
+ * is not the end of an iteration), for the sinks. Failing, it leaves the error as it was. */
+static void
+note_error(PyObject *body, PyObject *exc)
+{
+    PyObject *known = PyObject_GetAttr(body, str_error);
+    int set = known == NULL ? -1 : PyObject_IsTrue(known);
+    PyObject *error = NULL;
+    if (set > 0) {
+        error = Py_NewRef(known);
+    }
+    else if (set == 0) {
+        if (PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception) &&
+            !PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_StopIteration) &&
+            !PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_StopAsyncIteration)) {
+            error = PyObject_GetAttr((PyObject *)Py_TYPE(exc), str_dunder_name);
+        }
+        else {
+            error = Py_NewRef(Py_None);
+        }
+    }
+    Py_XDECREF(known);
+    if (error == NULL || PyObject_SetAttr(body, str_error, error) < 0) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(error);
+}
+
+PyDoc_STRVAR(step_doc,
+"step(active, body, function, *args)\n\
+--\n\
+\n\
+``function(*args)`` with ``body.trace`` recording in the current context during the call\n\
+only (``active`` the ContextVar of the open traces): ioprofiler/wsgi.py's ``python_step``\n\
+compiled. Its result, or its exception raised on unchanged, the exception's type noted as\n\
+``body.error`` first (unless one is noted).");
+
+static PyObject *
+step(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 3 || !PyContextVar_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "step(active, body, function, *args)");
+        return NULL;
+    }
+    PyObject *active = args[0], *body = args[1];
+    PyObject *trace = PyObject_GetAttr(body, str_trace);
+    if (trace == NULL) {
+        return NULL;
+    }
+    PyObject *before, *mine = NULL, *result = NULL;
+    if (PyContextVar_Get(active, NULL, &before) < 0) {
+        Py_DECREF(trace);
+        return NULL;
+    }
+    if (before == NULL || !PyTuple_Check(before)) {
+        PyErr_SetString(PyExc_TypeError, "the open traces are not a tuple");
+        goto done;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(before);
+    if ((mine = PyTuple_New(n + 1)) == NULL) {
+        goto done;
+    }
+    int again = 0; /* is trace among ``before`` already? */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(before, i);
+        again |= item == trace;
+        PyTuple_SET_ITEM(mine, i, Py_NewRef(item));
+    }
+    PyTuple_SET_ITEM(mine, n, Py_NewRef(trace));
+    PyObject *token = PyContextVar_Set(active, mine);
+    if (token == NULL) {
+        goto done;
+    }
+    Py_DECREF(token);
+    result = PyObject_Vectorcall(args[2], args + 3, nargs - 3, NULL);
+    PyObject *exc = result == NULL ? take_exception() : NULL;
+    if (exc != NULL) {
+        note_error(body, exc);
+    }
+    /* the call is over: this trace records no more here; the rest stays as the call left it */
+    PyObject *now;
+    int left = PyContextVar_Get(active, NULL, &now);
+    if (left == 0) {
+        if (now == mine && !again) {
+            token = PyContextVar_Set(active, before);
+            Py_XDECREF(token);
+            left = token == NULL ? -1 : 0;
+        }
+        else {
+            left = set_without(active, now != NULL ? now : before, trace);
+        }
+        Py_XDECREF(now);
+    }
+    if (exc != NULL) {
+        if (left < 0) {
+            PyErr_Clear(); /* the application's exception goes on, not ours */
+        }
+        restore_exception(exc);
+    }
+    else if (left < 0) {
+        Py_CLEAR(result); /* as Python's finally would raise it */
+    }
+done:
+    Py_XDECREF(mine);
+    Py_XDECREF(before);
+    Py_DECREF(trace);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"step", (PyCFunction)(void (*)(void))step, METH_FASTCALL, step_doc},
     {"round_trip", (PyCFunction)(void (*)(void))round_trip, METH_FASTCALL | METH_KEYWORDS,
      round_trip_doc},
     {"engine_checkout", (PyCFunction)(void (*)(void))engine_checkout,
@@ -1142,6 +1389,14 @@ PyInit__recorders(void)
         (str_dialect = PyUnicode_InternFromString("dialect")) == NULL ||
         (str_max_overflow = PyUnicode_InternFromString("_max_overflow")) == NULL ||
         (str_overflow = PyUnicode_InternFromString("_overflow")) == NULL ||
+        (str_proxy = PyUnicode_InternFromString("proxy")) == NULL ||
+        (str_trace = PyUnicode_InternFromString("trace")) == NULL ||
+        (str_error = PyUnicode_InternFromString("error")) == NULL ||
+        (str_dunder_name = PyUnicode_InternFromString("__name__")) == NULL ||
+        (str_reset_code = PyUnicode_InternFromString("reset_code")) == NULL ||
+        (str_called_from = PyUnicode_InternFromString("called_from")) == NULL ||
+        (depth_zero = PyLong_FromLong(0)) == NULL || (frames_four = PyLong_FromLong(4)) == NULL ||
+        (str_dbapi_connection = PyUnicode_InternFromString("dbapi_connection")) == NULL ||
         (depth_one = PyLong_FromLong(1)) == NULL) {
         return NULL;
     }

@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -62,7 +63,6 @@ class Trace:
         "_open",
         "_used",
         "_overflow",
-        "_lock",
         "__dict__",
         "__weakref__",
     )
@@ -83,7 +83,10 @@ class Trace:
         self._open = False
         self._used = False
         self._overflow: dict[tuple[str, Any, str], _Tally] = {}
-        self._lock = threading.Lock()
+
+    # Guards every trace's _overflow: one lock for all, not one made with every trace (held
+    # only past max_events, and while a reader copies the tallies).
+    _lock = threading.Lock()
 
     # -- opening and closing ---------------------------------------------------------
 
@@ -107,15 +110,16 @@ class Trace:
 
         For code that hands control back and forth, like a WSGI middleware iterating a body.
         """
-        active.set(active.get() + (self,))
+        before = active.get()
+        mine = before + (self,)
+        active.set(mine)
         try:
             return fn(*args)
         finally:
-            traces = active.get()
-            if traces and traces[-1] is self and self not in traces[:-1]:
-                active.set(traces[:-1])  # the usual case: this trace last, and once
+            if active.get() is mine and self not in before:
+                active.set(before)  # the usual case: nothing else changed, and once
             else:
-                active.set(tuple(t for t in traces if t is not self))
+                leave(self)
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
@@ -295,6 +299,19 @@ class Trace:
                 tally.hits += event.hit_count or 0
             if event.error is not None:
                 tally.errors += 1
+
+
+def _new_lock_after_fork() -> None:
+    """A child forked while another thread held the traces' lock gets a free one."""
+    Trace._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
+def leave(trace: Trace) -> None:
+    """``trace`` records no more in this context; the other open traces stay as they are."""
+    active.set(tuple(t for t in active.get() if t is not trace))
 
 
 def _matches(

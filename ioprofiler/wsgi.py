@@ -30,10 +30,14 @@ from __future__ import annotations
 
 import contextvars
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
-from ioprofiler import access, sinks
+from werkzeug.wsgi import ClosingIterator
+
+from ioprofiler import access, recorders, sinks
 from ioprofiler.profiling import (
     DEFAULT_MAX_INJECT_BYTES,
     FOLLOW,
@@ -50,8 +54,10 @@ from ioprofiler.profiling import (
 from ioprofiler.render.request import RequestInfo
 from ioprofiler.response import ResponseParts, is_stream
 from ioprofiler.store import new_id
-from ioprofiler.trace import Trace
+from ioprofiler.trace import Trace, active, leave
 
+_END = object()  # what next() returns past a body's last chunk
+_ITERATORS_OF_THEMSELVES = (types.GeneratorType, ClosingIterator)  # iter() runs no code
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 __all__ = ["DEFAULT_MAX_INJECT_BYTES", "MODES", "OFF", "IOProfilerMiddleware"]
 
@@ -110,7 +116,9 @@ class IOProfilerMiddleware(RequestProfiler):
             environ["ioprofiler.request_id"] = self.request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = ProfiledResponse(self, trace, environ, start_response, mode, notice)
         try:
-            response.body = response.step(self.app, environ, response.capture_start_response)
+            response.body = _step(
+                active, response, self.app, environ, response.capture_start_response
+            )
         except BaseException:
             response.finish()
             raise
@@ -123,7 +131,9 @@ class IOProfilerMiddleware(RequestProfiler):
         environ["ioprofiler.request_id"] = self.request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = RecordedResponse(self, trace, environ, start_response)
         try:
-            response.body = response.step(self.app, environ, response.capture_start_response)
+            response.body = _step(
+                active, response, self.app, environ, response.capture_start_response
+            )
         except BaseException:
             response.finish()
             raise
@@ -134,17 +144,17 @@ class IOProfilerMiddleware(RequestProfiler):
         if not self.sinks:
             return
         environ = body.environ
-        self.deliver(
+        self.hand_on(
             body.trace,
-            method=environ.get("REQUEST_METHOD", "GET"),
-            path=path_text(environ),
-            query=environ.get("QUERY_STRING", ""),
-            route=sinks.route_of(environ, self.route, body.matched),
-            status=sinks.status_code(body.status),
-            started_at=body.started_at,
-            request_id=environ["ioprofiler.request_id"],
-            context=body.context,
-            error=body.error,
+            environ.get("REQUEST_METHOD", "GET"),
+            path_text(environ),
+            environ.get("QUERY_STRING", ""),
+            sinks.route_of(environ, self.route, body.matched),
+            sinks.status_code(body.status),
+            body.started_at,
+            environ["ioprofiler.request_id"],
+            body.context,
+            body.error,
         )
 
 
@@ -166,21 +176,20 @@ class TracedBody:
         self.started_at = time.time()
         # the caller's context (an outer OpenTelemetry span, say), for the sinks
         self.context = contextvars.copy_context() if middleware.sinks else None
-        self.matched: str | None = None  # the framework's route, read when the response starts
-        self.status: str | None = None
-        self.body: Iterable[bytes] | None = None
-        self.error: str | None = None  # the type of the exception the application raised
-        self._body_closed = False
-        self._finished = False
+
+    # What the response learns later, the class's until then (stored per request, they
+    # would cost every recorded request six attribute writes).
+    matched: str | None = None  # the framework's route, read when the response starts
+    status: str | None = None
+    body: Iterable[bytes] | None = None
+    error: str | None = None  # the type of the exception the application raised
+    _body_closed = False
+    _finished = False
 
     def step(self, function: Callable[..., Any], *args: Any) -> Any:
         """Call into the application (the call, a step of the body, ``close()``) with the
         trace recording; an exception it raises is noted, for the sinks, and raised on."""
-        try:
-            return self.trace.call(function, *args)
-        except BaseException as exc:
-            self.error = self.error or sinks.error_name(exc)
-            raise
+        return _step(active, self, function, *args)
 
     def _close_body(self) -> None:
         if self._body_closed:
@@ -188,7 +197,7 @@ class TracedBody:
         self._body_closed = True
         close = getattr(self.body, "close", None)
         if close is not None:
-            self.step(close)
+            _step(active, self, close)
 
     def close(self) -> None:
         """Called by the server once the response is sent (or abandoned)."""
@@ -210,6 +219,35 @@ class TracedBody:
         """What a subclass does with the closed trace before the sinks get it."""
 
 
+def python_step(
+    traces: ContextVar[tuple[Trace, ...]],
+    body: TracedBody,
+    function: Callable[..., Any],
+    *args: Any,
+) -> Any:
+    """:meth:`TracedBody.step`: ``body.trace.call(function, *args)``, the exception the call
+    raises noted as ``body.error`` for the sinks. ``traces`` is :data:`ioprofiler.trace.active`.
+    The reference of ``ioprofiler._recorders.step``, which runs it in C where it is built (it
+    runs a few times per request: the call, the body's steps, ``close()``)."""
+    trace = body.trace
+    before = traces.get()
+    mine = before + (trace,)
+    traces.set(mine)
+    try:
+        return function(*args)
+    except BaseException as exc:
+        body.error = body.error or sinks.error_name(exc)
+        raise
+    finally:
+        if traces.get() is mine and trace not in before:
+            traces.set(before)
+        else:
+            leave(trace)
+
+
+_step = python_step if recorders._recorders is None else recorders._recorders.step
+
+
 class RecordedResponse(TracedBody):
     """The application's body, passed through unchanged while the trace records each step
     of it (and ``close()``)."""
@@ -228,12 +266,18 @@ class RecordedResponse(TracedBody):
         return self._traced_iteration()
 
     def _traced_iteration(self) -> Iterator[bytes]:
-        assert self.body is not None
-        iterator = self.step(iter, self.body)
+        body = self.body
+        assert body is not None
+        # iter() of a generator, or of werkzeug's ClosingIterator (what a werkzeug or Flask
+        # response is), is the body itself: no application code runs, no step is needed
+        iterator = (
+            body if type(body) in _ITERATORS_OF_THEMSELVES else _step(active, self, iter, body)
+        )
         while True:
-            try:
-                chunk = self.step(next, iterator)
-            except StopIteration:
+            # next()'s default, not StopIteration: an exception raised through the trace's
+            # call and this step would cost more than the rest of the request's recording
+            chunk = _step(active, self, next, iterator, _END)
+            if chunk is _END:
                 return
             yield chunk
 

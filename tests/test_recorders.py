@@ -429,7 +429,9 @@ def test_the_mark_is_read_as_python_reads_it(engine, monkeypatch):
     monkeypatch.setattr(type(recording.cursor_reaches_below), "__getitem__", getitem, raising=False)
     try:
         assert_same(lambda: select(engine, "SELECT ?", 5), before=known_already)
-        assert asked == [sqlite3.Cursor, sqlite3.Cursor]  # the recorder's and the reference's
+        # the recorder's and the reference's, for the statement and for the check-in's
+        # ROLLBACK (the connection the pool's proxy holds)
+        assert asked == [sqlite3.Cursor, sqlite3.Connection] * 2
     finally:
         recording.cursor_reaches_below.clear()
 
@@ -652,5 +654,97 @@ def test_a_checkout_that_must_wait_and_an_engine_not_named_yet(tmp_path):
         events = assert_same(exhausted, before=forget_engine)
         assert [e["op"] for e in events].count("pool_wait") == 1
         assert {e["_target"] for e in events} == {"dbshard09"}
+    finally:
+        engine.dispose()
+
+
+class DriverConnection(sqlite3.Connection):
+    """sqlite3's connection, saying whether ioprofiler's mark was set when SQLAlchemy sent
+    it a COMMIT or ROLLBACK (that is, whether the round trip's event holds it)."""
+
+    marks: list[tuple[str, bool]] = []
+
+    def commit(self):
+        self.marks.append(("commit", recording.inside.get()))
+        return super().commit()
+
+    def rollback(self):
+        self.marks.append(("rollback", recording.inside.get()))
+        return super().rollback()
+
+
+DriverConnection.__module__ = "sqlite3"  # a DB-API driver's class, as sqlite3's own is
+
+
+def test_a_round_trip_is_marked_only_when_something_below_could_record_it(tmp_path, monkeypatch):
+    """DefaultDialect's own do_commit and do_rollback send only the DB-API connection's
+    commit() and rollback() (through the pool's proxy): no mark while no driver integration
+    below records that connection's driver; the mark when one does, and for a dialect's
+    override (its super() call). The events are the same either way, compiled or not."""
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+
+    path = tmp_path / "dbshard10.db"
+
+    def connect():
+        return sqlite3.connect(path, factory=DriverConnection)
+
+    engine = sa.create_engine("sqlite://", creator=connect)
+
+    class RollbackOverridingDialect(SQLiteDialect_pysqlite):
+        def do_rollback(self, dbapi_connection):
+            super().do_rollback(dbapi_connection)
+
+    engine_for_dialect(RollbackOverridingDialect, path).dispose()  # registered by its name
+    overriding = sa.create_engine("sqlite+rollbackoverridingdialect://", creator=connect)
+
+    def work(engine=engine):
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 2")
+
+    def marks(work) -> set:
+        DriverConnection.marks.clear()
+        events = assert_same(work, before=lambda: (engine.dispose(), overriding.dispose()))
+        ops = [e["op"] for e in events if e["class"].__name__ == "ConnectionOp"]
+        assert "commit" in ops and "rollback" in ops
+        return set(DriverConnection.marks)
+
+    try:
+        work()
+        work(overriding)  # each engine's first connect, before either run
+        monkeypatch.setitem(recording.below, "a driver", "somedriver")
+        recording.cursor_reaches_below.clear()
+        assert marks(work) == {("commit", False), ("rollback", False)}
+        monkeypatch.setitem(recording.below, "sqlite's", "sqlite3")
+        recording.cursor_reaches_below.clear()
+        assert marks(work) == {("commit", True), ("rollback", True)}
+        monkeypatch.delitem(recording.below, "sqlite's")
+        recording.cursor_reaches_below.clear()
+        assert ("rollback", True) in marks(lambda: work(overriding))
+    finally:
+        recording.cursor_reaches_below.clear()
+        engine.dispose()
+        overriding.dispose()
+
+
+def test_the_pool_reset_is_told_alike_without_the_frame_reader(tmp_path, monkeypatch):
+    """The compiled round trip asks the frame reader whether the pool's reset called it;
+    without the reader (a pure-Python callsite) it asks the reference, which walks frames."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dbshard11.db'}")
+
+    def work():
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SELECT 2")
+
+    try:
+        work()
+        for reader in (sqlalchemy_integration._called_from, None):
+            monkeypatch.setattr(sqlalchemy_integration, "_called_from", reader)
+            events = assert_same(work)
+            details = [(e["op"], e["detail"]) for e in events if e["op"] in ("commit", "rollback")]
+            assert ("rollback", True) in details and ("commit", False) in details
     finally:
         engine.dispose()

@@ -194,3 +194,40 @@ def test_the_surfaces_make_the_finished_request_the_dataclass_makes():
     assert [f.name for f in dataclasses.fields(FinishedRequest)] == list(profiling._FINISHED_FIELDS)
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.status = 500  # type: ignore[misc]
+
+
+def test_new_request_ids_are_random_hex_and_never_repeat_nor_cross_a_fork():
+    """Ids are drawn 64 to a system call: each is still 16 random bytes in hex, none is
+    handed out twice, and a forked child draws its own."""
+    import os
+
+    from ioprofiler import sinks
+
+    ids = [sinks.request_id(None) for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert sinks.request_id("  req-7 ") == "req-7"
+    assert len(sinks.request_id("req-7", trusted=False)) == 32
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: an id the parent's remaining ones do not hold
+        os.write(write, sinks.request_id(None).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    later = [sinks.request_id(None) for _ in range(200)]
+    assert len(child) == 32 and child not in ids + later
+
+
+def test_status_codes_are_read_as_before_from_any_status_line():
+    from ioprofiler import sinks
+
+    for _ in range(2):  # the second time from what the first remembered
+        assert sinks.status_code("404 Not Found") == 404
+        assert sinks.status_code("200 OK") == 200
+        assert sinks.status_code(None) == 500
+        assert sinks.status_code("") == 500
+        assert sinks.status_code("abc") == 500
+        assert sinks.status_code("201") == 201

@@ -372,3 +372,41 @@ def test_callsites_render_when_the_working_directory_is_gone(shard, tmp_path, mo
     with ioprofiler.profile() as trace:
         query(shard, 1)
     assert "test_trace.py:" in trace.text(callsites=True)
+
+
+def test_a_call_leaves_the_other_traces_as_the_call_left_them():
+    """Trace.call takes out its own trace and nothing else: when the call opened another
+    trace, or the trace was open already, the others stay."""
+    from ioprofiler.trace import Trace, active
+
+    outer, inner, other = Trace(), Trace().start(), Trace().start()
+    token = active.set(())
+
+    def opens_another():
+        active.set(active.get() + (other,))
+
+    inner.call(opens_another)
+    assert active.get() == (other,)
+    active.set(())
+    with outer:
+        assert inner.call(active.get) == (outer, inner)
+        assert active.get() == (outer,)
+        assert outer.call(active.get) == (outer, outer)
+        assert active.get() == ()  # the trace called again is taken out, as before
+    active.reset(token)
+
+
+def test_the_traces_lock_is_free_in_a_forked_child():
+    """One lock guards every trace's tallies past max_events; a child forked while another
+    thread held it gets a free one."""
+    import os
+
+    from ioprofiler.trace import Trace
+
+    with Trace._lock:
+        pid = os.fork()
+        if pid == 0:
+            acquired = Trace._lock.acquire(timeout=5)
+            os._exit(0 if acquired else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
