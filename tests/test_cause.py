@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +16,13 @@ import pytest
 
 from ioprofiler.cause import DOMINANT, NO_IO, NOT_IO, Causes, cause_of, finding_causes, what_of
 from ioprofiler.logread import records
+from tests.cli import ioprofiler
 from tests.incident import HOSTILE, N_PLUS_ONE, SLOW, write_incident_log
-
-BIN = Path(sys.executable).with_name("ioprofiler")
 
 
 @pytest.fixture(scope="module")
 def log(tmp_path_factory) -> Path:
     return write_incident_log(tmp_path_factory.mktemp("incident"))
-
-
-def ioprofiler(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN), *args], capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def kept(log: Path, path: str, release: str) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ import re
 import shlex
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,10 +27,10 @@ from werkzeug.test import Client as BrowserLike
 from ioprofiler.recorder import Recorder
 from ioprofiler.render.console import SLOW_MS
 from ioprofiler.wsgi import IOProfilerMiddleware
+from tests.cli import BIN, ioprofiler
 from tests.test_readme import DOCS
 from tests.test_recorder_failures import fill, small_fs  # noqa: F401 (a fixture)
 
-BIN = Path(sys.executable).with_name("ioprofiler")
 LOG_IN_README = "/var/log/shop/ioprofiler.jsonl"
 SLOW_STATEMENT = "SELECT sleep_ms(:ms), count(*) FROM FavoriteListingUser WHERE listing_id = :id"
 # What a client may put in a path (or another tool in the log): erase the screen, set the
@@ -93,13 +92,6 @@ def shop(sqlite_shards, memcached, tmp_path) -> Iterator[Shop]:
     shop.recorder.close()
     shop.engine.dispose()
     cache.close()
-
-
-def ioprofiler(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The installed command, its output piped."""
-    return subprocess.run(
-        [str(BIN), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def in_terminal(*args: str, columns: int = 100, cwd: Path | None = None) -> str:

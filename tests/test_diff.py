@@ -7,9 +7,7 @@ text."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,15 +29,11 @@ from ioprofiler.sinks import FinishedRequest
 from ioprofiler.summary import RouteTotals, Summary
 from ioprofiler.wsgi import IOProfilerMiddleware
 from tests import incident_app as shop
-
-BIN = Path(sys.executable).parent / "ioprofiler"
+from tests.cli import ioprofiler as installed_command
 
 
 def command(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN), *args], capture_output=True, text=True, timeout=60, check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
+    return installed_command(*args, columns=200)
 
 
 def serve_phase(

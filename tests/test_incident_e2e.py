@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from ioprofiler.summary import ACCURACY
 from tests import incident_app as shop
+from tests.cli import ioprofiler
 from tests.gunicorn import gunicorn as served
 from tests.gunicorn import stop
 
@@ -46,11 +46,8 @@ def exact_quantile(values: list[float], q: float) -> float:
     return ordered[max(1, math.ceil(q * len(ordered))) - 1]
 
 
-def ioprofiler(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "ioprofiler"), *args], capture_output=True, text=True, timeout=60,
-        check=False, env={**os.environ, "COLUMNS": "160"},
-    )  # fmt: skip
+def command(*args: str) -> subprocess.CompletedProcess[str]:
+    return ioprofiler(*args, columns=160)
 
 
 @contextmanager
@@ -113,14 +110,14 @@ def test_the_incident_from_timeline_to_diff(tmp_path):
     log = tmp_path / "logs" / "io.jsonl"
     with gunicorn(tmp_path, shop.BEFORE) as base:
         client_before = load(base)
-    marked = ioprofiler("mark", "deploy 4f2a1c", "--log", str(log), "--release", shop.AFTER)
+    marked = command("mark", "deploy 4f2a1c", "--log", str(log), "--release", shop.AFTER)
     assert marked.returncode == 0, marked.stderr
     with burners(2), gunicorn(tmp_path, shop.AFTER) as base:
         client_after = load(base)
 
     # diff, by release (the two in the log) and at the marker: exactly the two regressions
     for options in ([], ["--at-marker", "deploy 4f2a1c"]):
-        done = ioprofiler("diff", str(log), "--json", *options)
+        done = command("diff", str(log), "--json", *options)
         assert done.returncode == 0, done.stderr
         lines = [json.loads(line) for line in done.stdout.splitlines()]
         regressions = [line for line in lines if line["type"] == "regression"]
@@ -145,11 +142,11 @@ def test_the_incident_from_timeline_to_diff(tmp_path):
             f"/home, unchanged: p95 {home['before']['p95_ms']} → {home['after']['p95_ms']} ms "
             f"(burners on after); {home['moved'] or 'within what load explains'}"
         )
-    failing = ioprofiler("diff", str(log), "--fail-on", "regression")
+    failing = command("diff", str(log), "--fail-on", "regression")
     assert failing.returncode == 1 and "2 regressions" in failing.stdout
 
     # top: every request's p95 per route, as the workers' own timers measured it
-    top = ioprofiler("top", str(log), "--json")
+    top = command("top", str(log), "--json")
     assert top.returncode == 0, top.stderr
     every = {
         row["route"]: row
@@ -169,7 +166,7 @@ def test_the_incident_from_timeline_to_diff(tmp_path):
         assert low * (1 - ACCURACY) <= every[route]["p95_ms"] <= high * (1 + ACCURACY)
 
     # timeline: the marker in its place
-    timeline = ioprofiler("timeline", str(log), "--bucket", "1s")
+    timeline = command("timeline", str(log), "--bucket", "1s")
     assert timeline.returncode == 0, timeline.stderr
     marks = [line for line in timeline.stdout.splitlines() if line.startswith("── marker ")]
     assert marks and all("deploy 4f2a1c" in line for line in marks)

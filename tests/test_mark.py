@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,15 +18,8 @@ from werkzeug.test import Client
 
 from ioprofiler.recorder import Recorder
 from ioprofiler.wsgi import IOProfilerMiddleware
+from tests.cli import BIN, ioprofiler
 from tests.fleetapp import FleetShop
-
-BIN = Path(sys.executable).parent / "ioprofiler"
-
-
-def ioprofiler(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN), *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env}
-    )
 
 
 def records(path: Path) -> list[dict]:

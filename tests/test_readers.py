@@ -10,8 +10,6 @@ kept requests with findings, callsites and connection round trips, summary recor
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +30,13 @@ from ioprofiler.logread import (
     summaries,
 )
 from ioprofiler.summary import merge_routes
+from tests.cli import ioprofiler
 from tests.incident import write_incident_log
-
-BIN = Path(sys.executable).with_name("ioprofiler")
 
 
 @pytest.fixture(scope="module")
 def log(tmp_path_factory) -> Path:
     return write_incident_log(tmp_path_factory.mktemp("readers"))
-
-
-def ioprofiler(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN), *args], capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def kept_lines(log: Path) -> list[bytes]:

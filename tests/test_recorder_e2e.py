@@ -21,6 +21,7 @@ import pytest
 
 from ioprofiler.logread import log_files
 from tests.browser import chromium_or_skip
+from tests.cli import ioprofiler
 from tests.gunicorn import gunicorn as served
 from tests.gunicorn import stop
 
@@ -41,9 +42,7 @@ def url_for(n: int) -> str:
 
 
 def command(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "ioprofiler"), *args], capture_output=True, text=True, timeout=60
-    )
+    return ioprofiler(*args)
 
 
 @pytest.fixture

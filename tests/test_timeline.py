@@ -6,9 +6,7 @@ place, each line within the terminal's width."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,15 +17,11 @@ from ioprofiler.recorder import Recorder
 from ioprofiler.sinks import FinishedRequest
 from ioprofiler.summary import ACCURACY
 from ioprofiler.timeline import bucket_seconds
-
-BIN = Path(sys.executable).parent / "ioprofiler"
+from tests.cli import ioprofiler as installed_command
 
 
 def command(*args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": str(columns)}
-    return subprocess.run(
-        [str(BIN), *args], capture_output=True, text=True, timeout=60, env=env, check=False
-    )
+    return installed_command(*args, columns=columns)
 
 
 def serve(recorder: Recorder, route: str, durations: list[float]) -> None:
