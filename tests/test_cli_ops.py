@@ -267,7 +267,8 @@ def hostile_log(shop) -> Path:
         total["target"] = f"db{HOSTILE}"
     for event in record["events"]:
         event["target"] = f"db{HOSTILE}"
-        event["sql"] = event["statement"] = f"SELECT '{HOSTILE}'" if event["kind"] == "db" else None
+        statement = f"SELECT '{HOSTILE}' FROM t{HOSTILE}"  # its shape keeps the table's name
+        event["sql"] = event["statement"] = statement if event["kind"] == "db" else None
         event["keys"] = [f"key{HOSTILE}"] if event["kind"] == "cache" else []
         event["callsite"] = f"app.py:1 in {HOSTILE}"
         event["line"] = f"[{event['target']}] 1.000 ms {HOSTILE}"
@@ -287,6 +288,7 @@ EVERY_COMMAND = [
     ["top", "--by", "wait"],
     ["top", "--by", "finding"],
     ["top", "--by", "callsite"],
+    ["top", "--by", "shape"],
     ["report", "-o", "r.html"],
 ]
 
@@ -410,6 +412,7 @@ READERS = [
     ["top", "--by", "wait"],
     ["top", "--by", "finding"],
     ["top", "--by", "callsite"],
+    ["top", "--by", "shape"],
     ["report", "-o", "r.html"],
 ]
 

@@ -113,6 +113,30 @@ def test_timeline_fits_the_terminal_and_puts_the_marker_between_its_buckets(depl
         assert all(len(rows[n]) < columns for n in fast)
 
 
+def test_a_tampered_log_puts_no_control_character_on_the_terminal(deployed_log, tmp_path):
+    # a marker's text and a route's name with terminal controls, as another tool (or a
+    # tampered log) may write them: mark refuses them, the recorder never writes them
+    log, _ = deployed_log
+    hostile = "\x1b[2J\x1b]0;pwned\x07\x9b6n\u2028"
+    lines = log.read_text().splitlines()
+    tampered = []
+    for line in lines:
+        record = json.loads(line)
+        if record.get("type") == "marker":
+            record["text"] = f"deploy {hostile}"
+        elif record.get("type") == "summary" and "/cart" in record["routes"]:
+            record["routes"][f"/cart{hostile}"] = record["routes"].pop("/cart")
+        tampered.append(json.dumps(record, ensure_ascii=False))
+    log.write_text("\n".join(tampered) + "\n")
+    for extra in ([], ["--json"]):
+        done = command("timeline", str(log), "--bucket", "1s", *extra, columns=200)
+        assert done.returncode == 0, done.stderr
+        raw = ("\x1b[2J", "\x1b]0;", "\x07", "\x9b", "\u2028")
+        assert not [c for c in raw if c in done.stdout + done.stderr]
+        if not extra:
+            assert "deploy \\x1b[2J" in done.stdout and "/cart\\x1b[2J" in done.stdout
+
+
 def test_a_bucket_is_a_length():
     assert [bucket_seconds(text) for text in ("30s", "1m", "5m", "1h")] == [30, 60, 300, 3600]
     for bad in ("0m", "1w", "m", "-1m"):
