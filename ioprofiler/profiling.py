@@ -662,7 +662,8 @@ def _forked() -> None:
     _pid = os.getpid()
 
 
-os.register_at_fork(after_in_child=_forked)
+if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
+    os.register_at_fork(after_in_child=_forked)
 if not _plain_frozen_dataclass(sinks.FinishedRequest, _FINISHED_FIELDS):  # pragma: no cover
     _finished_request = sinks.FinishedRequest  # type: ignore[assignment]  # noqa: F811
 

@@ -144,7 +144,8 @@ class Recorder:
         _check_writable(self.path, self.max_bytes, self.backups)
         self._reset()
         ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _call(ref, "_reset"))
+        if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
+            os.register_at_fork(after_in_child=lambda: _call(ref, "_reset"))
         atexit.register(_call, ref, "close")
 
     # -- on the request's thread -------------------------------------------------------

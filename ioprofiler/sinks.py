@@ -151,7 +151,8 @@ _IDS_DRAWN = 64
 _fresh_ids: Iterator[str] = iter(())
 # Without the GIL two threads could take the same id from the list: draw each alone there.
 _one_at_a_time = not getattr(sys, "_is_gil_enabled", lambda: True)()
-os.register_at_fork(after_in_child=_forget_ids)
+if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
+    os.register_at_fork(after_in_child=_forget_ids)
 
 
 def with_request_id(headers: list[tuple[str, str]], request_id: str) -> list[tuple[str, str]]:

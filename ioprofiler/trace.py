@@ -306,7 +306,8 @@ def _new_lock_after_fork() -> None:
     Trace._lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_new_lock_after_fork)
+if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def leave(trace: Trace) -> None:

@@ -272,3 +272,34 @@ def test_uninstall_is_exact_after_a_tool_above_ours_unwrapped_itself(memcached):
     ioprofiler.uninstall()
     assert vars(Client)["delete"] is plain
     ioprofiler.install()
+
+
+def test_it_imports_and_records_where_the_os_cannot_fork(tmp_path):
+    # Windows has no os.register_at_fork: nothing there forks, and nothing may ask it to
+    code = textwrap.dedent(
+        f"""
+        import os
+        del os.register_at_fork, os.fork  # as on Windows
+        import ioprofiler
+        from ioprofiler.export import StatsD
+        from ioprofiler.recorder import Recorder
+        from ioprofiler.wsgi import IOProfilerMiddleware
+
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return [b"ok"]
+
+        recorder = Recorder({str(tmp_path / "io.jsonl")!r}, sample=1.0)
+        wrapped = IOProfilerMiddleware(app, record=recorder)
+        environ = {{"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "http",
+                    "SERVER_NAME": "x", "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1"}}
+        body = wrapped(environ, lambda *a: None)
+        assert b"".join(body) == b"ok"
+        body.close()  # as a WSGI server does: the request is finished, and handed on
+        recorder.close()
+        print(open({str(tmp_path / "io.jsonl")!r}).read().count('"schema"'))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"  # the request kept, as anywhere else
