@@ -105,6 +105,8 @@ def report_pages(rounds: int, directory: Path, cache: Client) -> None:
             f"{base_cpu / (base_cpu + result.added_cpu.median):.3f}x of raw"
         )
     print(f"   kept requests written: {kept.written}, dropped (queue full): {kept.dropped}")
+    dropped.close()
+    kept.close()
     shop.close()
 
 
@@ -145,6 +147,7 @@ def report_per_event(rounds: int, directory: Path) -> None:
     print("2. Cost of recording, wall µs (median over rounds)")
     print(f"   per request (no I/O):     +{added[0]:.1f} µs")
     print(f"   per event (SQLite query): +{per_event:.2f} µs")
+    recorder.close()
     engine.dispose()
 
 
@@ -186,6 +189,7 @@ def report_writer(directory: Path, cache: Client) -> None:
         f"   encoding alone: {per_line * 1000:.2f} ms CPU per line, "
         f"{1 / per_line:.0f} lines/s on one free core"
     )
+    recorder.close()  # before its folder goes: its writer's last summary goes in it
     engine.dispose()
 
 
@@ -234,6 +238,7 @@ def report_counting(rounds: int, directory: Path, cache: Client) -> None:
         f"   Summary.count alone: {counted * 1e6:.2f} µs CPU per request; the writer adds "
         f"up a page's I/O in {folded * 1e6:.1f} µs CPU per request"
     )
+    today.close()
     counting.close()
     shop.close()
     engine.dispose()
